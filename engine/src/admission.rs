@@ -1,0 +1,355 @@
+//! The admission decision and the settlement of a finished response, over one tenant's state.
+//!
+//! `admit` runs when a request arrives: it moves an expired OPEN breaker to HALF_OPEN, refuses
+//! while OPEN (or while all half-open probes are out), trips the breaker if a window is already
+//! over its threshold (or the request would push `requests_10s` over), and otherwise counts
+//! the request. `settle` runs when the response ends: it adds the tokens used and trips the
+//! breaker if that crossed a threshold, or decides a half-open probe.
+
+use crate::breaker::{BreakerState, Phase, ProbeEnd, Transition, Trip, Violation};
+use crate::metric::Metric;
+use crate::policy::Limits;
+use crate::state::TenantState;
+use serde::Serialize;
+
+/// A metric past the tier's warn ratio, for `x-fusebox-warning: tokens_60s=54%`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warning {
+    pub metric: Metric,
+    pub percent: u64,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}%", self.metric, self.percent)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    /// Admitted as one of the half-open probes; its outcome decides the breaker.
+    pub probe: bool,
+    pub warning: Option<Warning>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyCause {
+    /// The breaker is open because this metric crossed its threshold.
+    Tripped(Trip),
+    /// Half-open, and every probe slot is taken.
+    ProbesBusy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied {
+    pub cause: DenyCause,
+    pub phase: Phase,
+    pub retry_after_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allowed),
+    Deny(Denied),
+}
+
+fn warn_level(threshold: u64, warn_ratio: f64) -> u64 {
+    // Thresholds are at most 2^40, exactly representable in f64.
+    (threshold as f64 * warn_ratio).floor() as u64
+}
+
+/// The metric over its threshold whose window takes longest to drain, if any.
+fn worst_violation(state: &TenantState, limits: &Limits, now_s: u64, pending_requests: u64) -> Option<Violation> {
+    let mut worst: Option<Violation> = None;
+    for metric in Metric::ALL {
+        let Some(threshold) = limits.threshold(metric) else { continue };
+        let pending = if metric == Metric::Requests10s { pending_requests } else { 0 };
+        let observed = state.observe(metric, now_s).saturating_add(pending);
+        if observed <= threshold {
+            continue;
+        }
+        // Stay open until the window is back at the warning level, so probes have headroom.
+        let drain_s = state.drain_s(metric, now_s, warn_level(threshold, limits.warn_ratio));
+        let v = Violation { trip: Trip { metric, threshold, observed }, drain_s };
+        if worst.is_none_or(|w| v.drain_s > w.drain_s) {
+            worst = Some(v);
+        }
+    }
+    worst
+}
+
+fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> {
+    let mut best: Option<Warning> = None;
+    for metric in Metric::ALL {
+        let Some(threshold) = limits.threshold(metric) else { continue };
+        let observed = state.observe(metric, now_s);
+        if observed == 0 || (observed as f64) < threshold as f64 * limits.warn_ratio {
+            continue;
+        }
+        let percent = observed.saturating_mul(100) / threshold;
+        if best.is_none_or(|b| percent > b.percent) {
+            best = Some(Warning { metric, percent });
+        }
+    }
+    best
+}
+
+fn retry_after_s(until_ms: u64, now_ms: u64) -> u64 {
+    until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
+}
+
+fn denied_open(state: &TenantState, now_ms: u64) -> Denied {
+    let until_ms = match state.breaker.state {
+        BreakerState::Open { until_ms } => until_ms,
+        _ => now_ms,
+    };
+    let trip = state.breaker.last_trip.unwrap_or(Trip { metric: Metric::Tokens60s, threshold: 0, observed: 0 });
+    Denied { cause: DenyCause::Tripped(trip), phase: Phase::Open, retry_after_s: retry_after_s(until_ms, now_ms) }
+}
+
+/// Decides whether a request may go upstream, updating `state` in place.
+pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64) -> (Decision, Vec<Transition>) {
+    let now_s = now_ms / 1000;
+    state.advance(now_s);
+    let mut transitions = Vec::new();
+    if let BreakerState::Open { until_ms } = state.breaker.state {
+        if now_ms < until_ms {
+            return (Decision::Deny(denied_open(state, now_ms)), transitions);
+        }
+    }
+    transitions.extend(state.breaker.expire_cooldown(now_ms));
+    let probe = match state.breaker.state {
+        BreakerState::HalfOpen { admitted, .. } if admitted >= limits.breaker.half_open_probes => {
+            let denied = Denied { cause: DenyCause::ProbesBusy, phase: Phase::HalfOpen, retry_after_s: 1 };
+            return (Decision::Deny(denied), transitions);
+        }
+        BreakerState::HalfOpen { .. } => true,
+        _ => false,
+    };
+    if let Some(v) = worst_violation(state, limits, now_s, 1) {
+        transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
+        return (Decision::Deny(denied_open(state, now_ms)), transitions);
+    }
+    if let BreakerState::HalfOpen { admitted, succeeded } = state.breaker.state {
+        state.breaker.state = BreakerState::HalfOpen { admitted: admitted.saturating_add(1), succeeded };
+    }
+    state.requests.add(now_s, 1);
+    let allowed = Allowed { probe, warning: warning(state, limits, now_s) };
+    (Decision::Allow(allowed), transitions)
+}
+
+/// Accounts a finished (or abandoned) response: adds its tokens and moves the breaker.
+pub fn settle(
+    state: &mut TenantState,
+    limits: &Limits,
+    tokens: u64,
+    probe: Option<ProbeEnd>,
+    now_ms: u64,
+) -> Vec<Transition> {
+    let now_s = now_ms / 1000;
+    state.tokens.add(now_s, tokens);
+    let mut transitions = Vec::new();
+    if state.breaker.phase() == Phase::Open {
+        return transitions;
+    }
+    if let Some(v) = worst_violation(state, limits, now_s, 0) {
+        if v.trip.metric != Metric::Requests10s {
+            transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
+            return transitions;
+        }
+    }
+    if let Some(end) = probe {
+        transitions.extend(state.breaker.probe_ended(end, &limits.breaker, now_ms));
+    }
+    transitions
+}
+
+/// One metric as shown to a tenant by the status endpoint.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MetricStatus {
+    pub metric: Metric,
+    pub observed: u64,
+    pub threshold: Option<u64>,
+}
+
+/// A read-only view of a tenant's state at `now_ms`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: Phase,
+    pub retry_after_s: Option<u64>,
+    pub last_trip: Option<Trip>,
+    pub metrics: Vec<MetricStatus>,
+}
+
+pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
+    let now_s = now_ms / 1000;
+    let retry_after_s = match state.breaker.state {
+        BreakerState::Open { until_ms } if until_ms > now_ms => Some(retry_after_s(until_ms, now_ms)),
+        _ => None,
+    };
+    let phase = match state.breaker.state {
+        BreakerState::Open { until_ms } if until_ms <= now_ms => Phase::HalfOpen,
+        _ => state.breaker.phase(),
+    };
+    Snapshot {
+        state: phase,
+        retry_after_s,
+        last_trip: state.breaker.last_trip,
+        metrics: Metric::ALL
+            .into_iter()
+            .map(|metric| MetricStatus { metric, observed: state.observe(metric, now_s), threshold: limits.threshold(metric) })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::BreakerSettings;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn limits() -> Limits {
+        Limits {
+            tokens_10s: Some(1000),
+            tokens_60s: Some(3000),
+            requests_10s: Some(5),
+            warn_ratio: 0.5,
+            breaker: BreakerSettings { cooldown_s: 2, max_cooldown_s: 60, half_open_probes: 1 },
+        }
+    }
+
+    fn allow(state: &mut TenantState, l: &Limits, now: u64) -> Allowed {
+        match admit(state, l, now).0 {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => panic!("denied: {d:?}"),
+        }
+    }
+
+    fn deny(state: &mut TenantState, l: &Limits, now: u64) -> Denied {
+        match admit(state, l, now).0 {
+            Decision::Deny(d) => d,
+            Decision::Allow(a) => panic!("allowed: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_over_threshold_trip_the_breaker_at_settlement() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        assert!(settle(&mut s, &l, 600, None, T0 + 100).is_empty());
+        allow(&mut s, &l, T0 + 200);
+        let t = settle(&mut s, &l, 600, None, T0 + 300);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].trip, Some(Trip { metric: Metric::Tokens10s, threshold: 1000, observed: 1200 }));
+        let d = deny(&mut s, &l, T0 + 400);
+        assert_eq!(d.cause, DenyCause::Tripped(Trip { metric: Metric::Tokens10s, threshold: 1000, observed: 1200 }));
+        assert_eq!(d.phase, Phase::Open);
+        // The 10 s window needs all of its 1200 tokens gone to be back under 500.
+        assert_eq!(d.retry_after_s, 10);
+    }
+
+    #[test]
+    fn request_rate_limit_denies_the_request_that_would_exceed_it() {
+        let l = limits();
+        let mut s = TenantState::default();
+        for i in 0..5 {
+            allow(&mut s, &l, T0 + i * 10);
+        }
+        let d = deny(&mut s, &l, T0 + 60);
+        assert_eq!(d.cause, DenyCause::Tripped(Trip { metric: Metric::Requests10s, threshold: 5, observed: 6 }));
+        assert_eq!(s.requests.sum(T0 / 1000, 10), 5, "denied requests are not counted");
+    }
+
+    #[test]
+    fn clean_probe_after_cooldown_closes_the_breaker() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, 1500, None, T0);
+        let retry = deny(&mut s, &l, T0 + 1).retry_after_s;
+        let later = T0 + retry * 1000;
+        let (decision, transitions) = admit(&mut s, &l, later);
+        assert!(matches!(decision, Decision::Allow(Allowed { probe: true, .. })), "{decision:?}");
+        assert_eq!(transitions.iter().map(|t| t.to).collect::<Vec<_>>(), vec![Phase::HalfOpen]);
+        // Only one probe at a time.
+        assert_eq!(deny(&mut s, &l, later + 1).cause, DenyCause::ProbesBusy);
+        let t = settle(&mut s, &l, 100, Some(ProbeEnd::Completed), later + 2);
+        assert_eq!(t.iter().map(|t| t.to).collect::<Vec<_>>(), vec![Phase::Closed]);
+        assert!(!allow(&mut s, &l, later + 3).probe);
+    }
+
+    #[test]
+    fn violating_probe_reopens_with_a_longer_cooldown() {
+        let mut l = limits();
+        l.tokens_10s = None;
+        l.requests_10s = None;
+        l.breaker.cooldown_s = 70; // longer than the 60 s window drains
+        l.breaker.max_cooldown_s = 600;
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, 3500, None, T0);
+        let first = deny(&mut s, &l, T0 + 1).retry_after_s;
+        assert_eq!(first, 70);
+        let later = T0 + 70_000;
+        assert!(allow(&mut s, &l, later).probe);
+        let t = settle(&mut s, &l, 3500, Some(ProbeEnd::Completed), later + 10);
+        assert_eq!((t[0].from, t[0].to), (Phase::HalfOpen, Phase::Open));
+        assert_eq!(deny(&mut s, &l, later + 20).retry_after_s, 140);
+    }
+
+    #[test]
+    fn abandoned_probe_lets_another_probe_in() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, 1500, None, T0);
+        let later = T0 + 20_000;
+        assert!(allow(&mut s, &l, later).probe);
+        settle(&mut s, &l, 0, Some(ProbeEnd::Abandoned), later + 1);
+        assert!(allow(&mut s, &l, later + 2).probe);
+    }
+
+    #[test]
+    fn warning_names_the_metric_nearest_its_limit() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, 540, None, T0);
+        let a = allow(&mut s, &l, T0 + 1);
+        assert_eq!(a.warning, Some(Warning { metric: Metric::Tokens10s, percent: 54 }));
+        assert_eq!(a.warning.unwrap().to_string(), "tokens_10s=54%");
+    }
+
+    #[test]
+    fn no_warning_below_the_warn_ratio() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, 100, None, T0);
+        assert_eq!(allow(&mut s, &l, T0 + 1).warning, None);
+    }
+
+    #[test]
+    fn unlimited_metrics_never_trip() {
+        let l = Limits { tokens_10s: None, tokens_60s: None, requests_10s: None, ..limits() };
+        let mut s = TenantState::default();
+        for i in 0..100 {
+            allow(&mut s, &l, T0 + i);
+            assert!(settle(&mut s, &l, 1_000_000, None, T0 + i).is_empty());
+        }
+    }
+
+    #[test]
+    fn snapshot_reports_state_and_windows() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, 1200, None, T0);
+        let snap = snapshot(&s, &l, T0 + 500);
+        assert_eq!(snap.state, Phase::Open);
+        assert_eq!(snap.retry_after_s, Some(10));
+        assert_eq!(snap.metrics[1], MetricStatus { metric: Metric::Tokens60s, observed: 1200, threshold: Some(3000) });
+    }
+}

@@ -1,0 +1,240 @@
+//! Plugin configuration, as written in Envoy YAML (`configuration` of the Wasm filter or of
+//! the `envoy.bootstrap.wasm` singleton).
+
+use crate::policy::{field_error, parse_json, Policy, PolicyError};
+use serde::{Deserialize, Serialize};
+
+/// What the filter does with a request on a matched route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Identify, admit (maybe deny), count.
+    Enforce,
+    /// Identify and count, never deny (dry run); requests without identity pass uncounted.
+    Observe,
+    /// Untouched (a client-sent `x-fusebox-tenant` is still removed).
+    Pass,
+}
+
+/// A path rule; the first matching rule wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Matches paths starting with this (query string ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Matches exactly this path (query string ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub mode: Mode,
+}
+
+impl RouteRule {
+    fn matches(&self, path: &str) -> bool {
+        match (&self.prefix, &self.path) {
+            (Some(p), _) => path.starts_with(p.as_str()),
+            (None, Some(p)) => path == p,
+            (None, None) => false,
+        }
+    }
+}
+
+fn default_namespace() -> String {
+    "fusebox".to_string()
+}
+fn default_unmatched() -> Mode {
+    Mode::Pass
+}
+fn default_status_path() -> Option<String> {
+    Some("/fusebox/status".to_string())
+}
+
+/// Configuration of the HTTP filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Prefix for shared-data keys; filter and singleton must agree.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub routes: Vec<RouteRule>,
+    /// Mode for paths no rule matches.
+    #[serde(default = "default_unmatched")]
+    pub unmatched: Mode,
+    /// Path where a verified tenant can read its own breaker state and windows (`null` = off).
+    #[serde(default = "default_status_path")]
+    pub status_path: Option<String>,
+    /// Policy used until (and whenever) no policy from the control service is available.
+    pub policy: Policy,
+}
+
+impl FilterConfig {
+    pub fn from_json(json: &[u8]) -> Result<FilterConfig, PolicyError> {
+        let cfg: FilterConfig = parse_json(json)?;
+        validate_namespace(&cfg.namespace)?;
+        for (i, r) in cfg.routes.iter().enumerate() {
+            if r.prefix.is_some() == r.path.is_some() {
+                return Err(field_error(format!("routes[{i}]"), "set exactly one of 'prefix' or 'path'"));
+            }
+        }
+        if let Some(p) = &cfg.status_path {
+            if !p.starts_with('/') {
+                return Err(field_error("status_path", "must start with '/'"));
+            }
+        }
+        cfg.policy.validate().map_err(|e| PolicyError { field: prefixed("policy", &e.field), message: e.message })?;
+        Ok(cfg)
+    }
+
+    /// The mode for a request path (query string is ignored).
+    pub fn mode_for(&self, path: &str) -> Mode {
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        self.routes.iter().find(|r| r.matches(path)).map_or(self.unmatched, |r| r.mode)
+    }
+}
+
+fn prefixed(prefix: &str, field: &str) -> String {
+    if field.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+fn validate_namespace(ns: &str) -> Result<(), PolicyError> {
+    if ns.is_empty() || ns.len() > 64 || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(field_error("namespace", "1-64 of [A-Za-z0-9-_.]"));
+    }
+    Ok(())
+}
+
+fn default_authority() -> String {
+    "fusebox-control".to_string()
+}
+fn default_policy_path() -> String {
+    "/v1/policy".to_string()
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    1000
+}
+
+/// Where and how the singleton polls the control service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Envoy cluster name of the control service.
+    pub cluster: String,
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    #[serde(default = "default_policy_path")]
+    pub policy_path: String,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Bearer token for reading the policy, if control requires one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Configuration of the `envoy.bootstrap.wasm` singleton: `{"singleton": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SingletonConfig {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub control: ControlConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SingletonEnvelope {
+    singleton: SingletonConfig,
+}
+
+/// The two roles one `.wasm` plays, told apart by the shape of the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginConfig {
+    Filter(Box<FilterConfig>),
+    Singleton(SingletonConfig),
+}
+
+impl PluginConfig {
+    pub fn from_json(json: &[u8]) -> Result<PluginConfig, PolicyError> {
+        let probe: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| field_error("", format!("configuration is not JSON: {e}")))?;
+        if probe.get("singleton").is_some() {
+            let env: SingletonEnvelope = parse_json(json)?;
+            let s = env.singleton;
+            validate_namespace(&s.namespace).map_err(|e| field_error(prefixed("singleton", &e.field), e.message))?;
+            if s.control.poll_interval_ms < 100 || s.control.timeout_ms == 0 {
+                return Err(field_error(
+                    "singleton.control",
+                    "poll_interval_ms must be at least 100 and timeout_ms at least 1",
+                ));
+            }
+            if !s.control.policy_path.starts_with('/') {
+                return Err(field_error("singleton.control.policy_path", "must start with '/'"));
+            }
+            Ok(PluginConfig::Singleton(s))
+        } else {
+            FilterConfig::from_json(json).map(|c| PluginConfig::Filter(Box::new(c)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::policy_json;
+
+    fn filter(extra: &str) -> Result<FilterConfig, PolicyError> {
+        FilterConfig::from_json(format!(r#"{{"policy": {}{extra}}}"#, policy_json("")).as_bytes())
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_unmatched_passes_by_default() {
+        let cfg = filter(
+            r#", "routes": [{"path": "/healthz", "mode": "pass"}, {"prefix": "/v1/", "mode": "enforce"},
+                            {"prefix": "/v1/embeddings", "mode": "observe"}]"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.mode_for("/v1/chat/completions?x=1"), Mode::Enforce);
+        assert_eq!(cfg.mode_for("/v1/embeddings"), Mode::Enforce);
+        assert_eq!(cfg.mode_for("/healthz"), Mode::Pass);
+        assert_eq!(cfg.mode_for("/healthz/deep"), Mode::Pass);
+        assert_eq!(cfg.mode_for("/other"), Mode::Pass);
+    }
+
+    #[test]
+    fn rule_needs_exactly_one_matcher() {
+        let err = filter(r#", "routes": [{"mode": "enforce"}]"#).unwrap_err();
+        assert_eq!(err.field, "routes[0]");
+    }
+
+    #[test]
+    fn bad_policy_inside_the_filter_config_names_the_full_path() {
+        let cfg = format!(r#"{{"policy": {}}}"#, policy_json(r#", "tiers": {"free": {"tokens_60s": 0}}"#));
+        let err = FilterConfig::from_json(cfg.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "policy.tiers.free.tokens_60s");
+    }
+
+    #[test]
+    fn singleton_config_is_recognised_by_its_key() {
+        let cfg = PluginConfig::from_json(br#"{"singleton": {"control": {"cluster": "fusebox_control"}}}"#).unwrap();
+        let PluginConfig::Singleton(s) = cfg else { panic!("not a singleton") };
+        assert_eq!(s.control.poll_interval_ms, 1000);
+        assert_eq!(s.namespace, "fusebox");
+    }
+
+    #[test]
+    fn unknown_fields_in_plugin_config_are_rejected() {
+        let err = PluginConfig::from_json(br#"{"singleton": {"control": {"cluster": "c", "pol": 1}}}"#).unwrap_err();
+        assert_eq!(err.field, "singleton.control.pol");
+        assert!(PluginConfig::from_json(b"not json").is_err());
+        assert!(PluginConfig::from_json(b"{}").is_err(), "filter config needs a policy");
+    }
+}

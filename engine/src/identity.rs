@@ -1,0 +1,411 @@
+//! Tenant identity from verified credentials.
+//!
+//! A bearer JWT is verified against the policy's keys (HS256, RS256, ES256), with `iss`, `aud`,
+//! `exp` (required) and `nbf` checked against a clock passed in by the caller. The tenant and
+//! tier come from configurable claims. Nothing the client can simply assert is trusted.
+
+use crate::policy::{field_error, is_valid_tenant_id, JwtConfig, JwtKey, PolicyError};
+use jwt_simple::prelude::*;
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant: String,
+    /// Tier from the verified tier claim, if any (the policy may override it).
+    pub tier: Option<String>,
+    /// `exp` of the token (unix seconds).
+    pub expires_at_s: u64,
+}
+
+/// Why a request has no usable identity. Each maps to a `401` with a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityError {
+    MissingCredentials,
+    UnsupportedScheme,
+    TokenTooLarge,
+    MalformedToken,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    MissingExpiry,
+    WrongIssuer,
+    WrongAudience,
+    MissingTenant,
+    InvalidTenant,
+}
+
+impl IdentityError {
+    /// Stable machine-readable code (the reply's `error.code`).
+    pub fn code(self) -> &'static str {
+        match self {
+            IdentityError::MissingCredentials => "missing_credentials",
+            IdentityError::UnsupportedScheme => "unsupported_auth_scheme",
+            IdentityError::TokenTooLarge => "token_too_large",
+            IdentityError::MalformedToken => "malformed_token",
+            IdentityError::UnknownKey => "unknown_signing_key",
+            IdentityError::BadSignature => "invalid_signature",
+            IdentityError::Expired => "token_expired",
+            IdentityError::NotYetValid => "token_not_yet_valid",
+            IdentityError::MissingExpiry => "token_without_expiry",
+            IdentityError::WrongIssuer => "invalid_issuer",
+            IdentityError::WrongAudience => "invalid_audience",
+            IdentityError::MissingTenant => "missing_tenant_claim",
+            IdentityError::InvalidTenant => "invalid_tenant_claim",
+        }
+    }
+
+    /// Human-readable explanation for the reply's `error.message`.
+    pub fn message(self) -> &'static str {
+        match self {
+            IdentityError::MissingCredentials => "no credentials: send 'Authorization: Bearer <token>'",
+            IdentityError::UnsupportedScheme => "unsupported authorization scheme: use 'Bearer <token>'",
+            IdentityError::TokenTooLarge => "bearer token is larger than allowed",
+            IdentityError::MalformedToken => "bearer token is not a well-formed JWT",
+            IdentityError::UnknownKey => "bearer token is signed with an unknown key or algorithm",
+            IdentityError::BadSignature => "bearer token signature does not verify",
+            IdentityError::Expired => "bearer token has expired",
+            IdentityError::NotYetValid => "bearer token is not valid yet (nbf)",
+            IdentityError::MissingExpiry => "bearer token has no expiry (exp)",
+            IdentityError::WrongIssuer => "bearer token issuer is not accepted",
+            IdentityError::WrongAudience => "bearer token audience is not accepted",
+            IdentityError::MissingTenant => "bearer token has no tenant claim",
+            IdentityError::InvalidTenant => "tenant claim is not a valid tenant id",
+        }
+    }
+}
+
+enum KeyKind {
+    Hs(HS256Key),
+    Rs(Box<RS256PublicKey>),
+    Es(Box<ES256PublicKey>),
+}
+
+impl KeyKind {
+    fn alg(&self) -> &'static str {
+        match self {
+            KeyKind::Hs(_) => "HS256",
+            KeyKind::Rs(_) => "RS256",
+            KeyKind::Es(_) => "ES256",
+        }
+    }
+
+    fn verify(&self, token: &str, options: VerificationOptions) -> Result<JWTClaims<Map<String, Value>>, jwt_simple::Error> {
+        match self {
+            KeyKind::Hs(k) => k.verify_token(token, Some(options)),
+            KeyKind::Rs(k) => k.verify_token(token, Some(options)),
+            KeyKind::Es(k) => k.verify_token(token, Some(options)),
+        }
+    }
+}
+
+struct VerifyKey {
+    kid: Option<String>,
+    key: KeyKind,
+}
+
+/// Verifies bearer tokens against one policy's JWT settings. Build once per policy.
+pub struct Verifier {
+    keys: Vec<VerifyKey>,
+    issuer: String,
+    audiences: Vec<String>,
+    tenant_claim: String,
+    tier_claim: Option<String>,
+    leeway_s: u64,
+    max_token_bytes: usize,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").field("keys", &self.keys.len()).field("issuer", &self.issuer).finish()
+    }
+}
+
+impl Verifier {
+    pub fn new(cfg: &JwtConfig) -> Result<Verifier, PolicyError> {
+        let mut keys = Vec::with_capacity(cfg.keys.len());
+        for (i, k) in cfg.keys.iter().enumerate() {
+            let at = format!("identity.jwt.keys[{i}]");
+            let key = match k {
+                JwtKey::HS256 { secret, .. } => {
+                    if secret.len() < 12 {
+                        return Err(field_error(at, "HS256 secret must be at least 12 bytes"));
+                    }
+                    KeyKind::Hs(HS256Key::from_bytes(secret.as_bytes()))
+                }
+                JwtKey::RS256 { pem, .. } => KeyKind::Rs(Box::new(
+                    RS256PublicKey::from_pem(pem)
+                        .map_err(|e| field_error(&at, format!("invalid RS256 public key: {e}")))?,
+                )),
+                JwtKey::ES256 { pem, .. } => KeyKind::Es(Box::new(
+                    ES256PublicKey::from_pem(pem)
+                        .map_err(|e| field_error(&at, format!("invalid ES256 public key: {e}")))?,
+                )),
+            };
+            keys.push(VerifyKey { kid: k.kid().map(str::to_string), key });
+        }
+        Ok(Verifier {
+            keys,
+            issuer: cfg.issuer.clone(),
+            audiences: cfg.audiences.clone(),
+            tenant_claim: cfg.tenant_claim.clone(),
+            tier_claim: cfg.tier_claim.clone(),
+            leeway_s: u64::from(cfg.leeway_s),
+            max_token_bytes: cfg.max_token_bytes,
+        })
+    }
+
+    /// Verifies the value of an `Authorization` header at time `now_s` (unix seconds).
+    pub fn verify_authorization(&self, authorization: Option<&str>, now_s: u64) -> Result<Identity, IdentityError> {
+        let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(IdentityError::MissingCredentials)?;
+        let (scheme, token) = value.split_once(' ').ok_or(IdentityError::UnsupportedScheme)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(IdentityError::UnsupportedScheme);
+        }
+        self.verify_token(token.trim(), now_s)
+    }
+
+    /// Verifies a compact JWT at time `now_s`.
+    pub fn verify_token(&self, token: &str, now_s: u64) -> Result<Identity, IdentityError> {
+        if token.len() > self.max_token_bytes {
+            return Err(IdentityError::TokenTooLarge);
+        }
+        let meta = Token::decode_metadata(token).map_err(|_| IdentityError::MalformedToken)?;
+        let alg = meta.algorithm();
+        let kid = meta.key_id();
+        let mut candidates = self.keys.iter().filter(|k| k.key.alg() == alg).peekable();
+        if candidates.peek().is_none() {
+            return Err(IdentityError::UnknownKey);
+        }
+        // With a kid in the token and in the policy, only that key may verify it.
+        let by_kid: Vec<&VerifyKey> = match kid {
+            Some(kid) => {
+                let named: Vec<&VerifyKey> = self.keys.iter().filter(|k| k.key.alg() == alg && k.kid.as_deref() == Some(kid)).collect();
+                if named.is_empty() {
+                    candidates.filter(|k| k.kid.is_none()).collect()
+                } else {
+                    named
+                }
+            }
+            None => candidates.collect(),
+        };
+        if by_kid.is_empty() {
+            return Err(IdentityError::UnknownKey);
+        }
+        let mut last = IdentityError::BadSignature;
+        for k in by_kid {
+            match k.key.verify(token, self.options(now_s)) {
+                Ok(claims) => return self.identity_from(claims),
+                Err(e) => {
+                    last = map_error(&e);
+                    if last != IdentityError::BadSignature {
+                        // Claims errors do not depend on which key verified the signature.
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn options(&self, now_s: u64) -> VerificationOptions {
+        VerificationOptions {
+            allowed_issuers: Some(HashSet::from([self.issuer.clone()])),
+            allowed_audiences: Some(self.audiences.iter().cloned().collect()),
+            time_tolerance: Some(Duration::from_secs(self.leeway_s)),
+            max_token_length: Some(self.max_token_bytes),
+            artificial_time: Some(UnixTimeStamp::from_secs(now_s)),
+            ..VerificationOptions::default()
+        }
+    }
+
+    fn identity_from(&self, claims: JWTClaims<Map<String, Value>>) -> Result<Identity, IdentityError> {
+        let expires_at_s = claims.expires_at.ok_or(IdentityError::MissingExpiry)?.as_secs();
+        let tenant = match claims.custom.get(&self.tenant_claim) {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(IdentityError::InvalidTenant),
+            None => return Err(IdentityError::MissingTenant),
+        };
+        if !is_valid_tenant_id(&tenant) {
+            return Err(IdentityError::InvalidTenant);
+        }
+        let tier = self
+            .tier_claim
+            .as_ref()
+            .and_then(|c| claims.custom.get(c))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Identity { tenant, tier, expires_at_s })
+    }
+}
+
+fn map_error(e: &jwt_simple::Error) -> IdentityError {
+    match e.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => IdentityError::Expired,
+        Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => IdentityError::NotYetValid,
+        Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => IdentityError::WrongIssuer,
+        Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => {
+            IdentityError::WrongAudience
+        }
+        Some(JWTError::TokenTooLong) => IdentityError::TokenTooLarge,
+        Some(JWTError::InvalidAuthenticationTag) | Some(JWTError::InvalidSignature) => IdentityError::BadSignature,
+        Some(JWTError::AlgorithmMismatch) => IdentityError::UnknownKey,
+        _ => IdentityError::MalformedToken,
+    }
+}
+
+/// Mints an HS256 token. Used by the demo (`make token`) and by tests; never by the filter.
+pub fn mint_hs256(
+    secret: &str,
+    kid: Option<&str>,
+    issuer: &str,
+    audience: &str,
+    claims: Map<String, Value>,
+    issued_at_s: u64,
+    valid_for_s: u64,
+) -> Result<String, String> {
+    let mut key = HS256Key::from_bytes(secret.as_bytes());
+    if let Some(kid) = kid {
+        key = key.with_key_id(kid);
+    }
+    let mut c = Claims::with_custom_claims(claims, Duration::from_secs(valid_for_s))
+        .with_issuer(issuer)
+        .with_audience(audience);
+    let iat = UnixTimeStamp::from_secs(issued_at_s);
+    c.issued_at = Some(iat);
+    c.invalid_before = Some(iat);
+    c.expires_at = Some(iat + Duration::from_secs(valid_for_s));
+    key.authenticate(c).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::{policy_json, DEMO_SECRET};
+    use crate::policy::Policy;
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn verifier() -> Verifier {
+        let p = Policy::from_json(policy_json("").as_bytes()).unwrap();
+        Verifier::new(&p.identity.jwt).unwrap()
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn token(c: Value) -> String {
+        mint_hs256(DEMO_SECRET, Some("demo"), "https://auth.example", "fusebox", claims(c), NOW - 10, 3600).unwrap()
+    }
+
+    #[test]
+    fn valid_token_yields_tenant_and_tier() {
+        let t = token(json!({"tenant": "acme", "tier": "pro"}));
+        let id = verifier().verify_authorization(Some(&format!("Bearer {t}")), NOW).unwrap();
+        assert_eq!(id.tenant, "acme");
+        assert_eq!(id.tier.as_deref(), Some("pro"));
+        assert_eq!(id.expires_at_s, NOW - 10 + 3600);
+    }
+
+    #[test]
+    fn missing_header_is_missing_credentials() {
+        assert_eq!(verifier().verify_authorization(None, NOW), Err(IdentityError::MissingCredentials));
+        assert_eq!(verifier().verify_authorization(Some("  "), NOW), Err(IdentityError::MissingCredentials));
+    }
+
+    #[test]
+    fn basic_auth_is_an_unsupported_scheme() {
+        assert_eq!(verifier().verify_authorization(Some("Basic YTpi"), NOW), Err(IdentityError::UnsupportedScheme));
+    }
+
+    #[test]
+    fn expired_token_is_rejected() {
+        let t = token(json!({"tenant": "acme"}));
+        assert_eq!(verifier().verify_token(&t, NOW + 3600 + 31), Err(IdentityError::Expired));
+        assert!(verifier().verify_token(&t, NOW + 3600 + 10).is_ok(), "within leeway");
+    }
+
+    #[test]
+    fn token_used_before_nbf_is_rejected() {
+        let t = token(json!({"tenant": "acme"}));
+        assert_eq!(verifier().verify_token(&t, NOW - 100), Err(IdentityError::NotYetValid));
+    }
+
+    #[test]
+    fn wrong_secret_fails_the_signature() {
+        let t = mint_hs256("another-secret-of-length", Some("demo"), "https://auth.example", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_issuer_and_audience_are_rejected() {
+        let t = mint_hs256(DEMO_SECRET, None, "https://evil", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongIssuer));
+        let t = mint_hs256(DEMO_SECRET, None, "https://auth.example", "other", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongAudience));
+    }
+
+    #[test]
+    fn tampered_payload_fails_the_signature() {
+        let t = token(json!({"tenant": "acme"}));
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = Base64UrlSafeNoPadding::encode_to_string(
+            serde_json::to_vec(&json!({"tenant": "victim", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60})).unwrap(),
+        )
+        .unwrap();
+        let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
+        assert_eq!(verifier().verify_token(&tampered, NOW), Err(IdentityError::BadSignature));
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let header = Base64UrlSafeNoPadding::encode_to_string(br#"{"alg":"none","typ":"JWT"}"#).unwrap();
+        let body = Base64UrlSafeNoPadding::encode_to_string(
+            serde_json::to_vec(&json!({"tenant": "acme", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60})).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(verifier().verify_token(&format!("{header}.{body}."), NOW), Err(IdentityError::UnknownKey));
+    }
+
+    #[test]
+    fn garbage_is_a_malformed_token() {
+        assert_eq!(verifier().verify_token("not.a.jwt", NOW), Err(IdentityError::MalformedToken));
+        assert_eq!(verifier().verify_token("%%%", NOW), Err(IdentityError::MalformedToken));
+        assert_eq!(verifier().verify_token("", NOW), Err(IdentityError::MalformedToken));
+    }
+
+    #[test]
+    fn oversized_token_is_rejected_before_parsing() {
+        assert_eq!(verifier().verify_token(&"a".repeat(9000), NOW), Err(IdentityError::TokenTooLarge));
+    }
+
+    #[test]
+    fn missing_or_unsafe_tenant_claims_are_rejected() {
+        assert_eq!(verifier().verify_token(&token(json!({"sub": "x"})), NOW), Err(IdentityError::MissingTenant));
+        assert_eq!(verifier().verify_token(&token(json!({"tenant": 42})), NOW), Err(IdentityError::InvalidTenant));
+        assert_eq!(verifier().verify_token(&token(json!({"tenant": "a\r\nb"})), NOW), Err(IdentityError::InvalidTenant));
+    }
+
+    #[test]
+    fn unknown_kid_with_only_named_keys_is_an_unknown_key() {
+        let t = mint_hs256(DEMO_SECRET, Some("rotated-away"), "https://auth.example", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::UnknownKey));
+    }
+
+    #[test]
+    fn token_without_exp_is_rejected() {
+        let key = HS256Key::from_bytes(DEMO_SECRET.as_bytes());
+        let mut c = Claims::with_custom_claims(claims(json!({"tenant": "a"})), Duration::from_secs(60))
+            .with_issuer("https://auth.example")
+            .with_audience("fusebox");
+        c.expires_at = None;
+        c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+        c.invalid_before = None;
+        let t = key.authenticate(c).unwrap();
+        assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::MissingExpiry));
+    }
+}

@@ -1,0 +1,15 @@
+//! fusebox-engine: the pure core of fusebox.
+//!
+//! Nothing here talks to Envoy, does I/O or reads a clock: time is always an argument.
+//! That keeps every policy decision unit-testable natively and fuzzable.
+
+pub mod admission;
+pub mod breaker;
+pub mod config;
+pub mod identity;
+pub mod metric;
+pub mod policy;
+pub mod reply;
+pub mod state;
+pub mod usage;
+pub mod window;

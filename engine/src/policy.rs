@@ -1,0 +1,488 @@
+//! The policy schema: identity settings, tiers of limits, per-tenant overrides.
+//!
+//! Parsing is strict: unknown fields and impossible values are rejected with a message that
+//! names the field (`tiers.free.breaker.cooldown_s: must be at least 1`), so a bad policy is
+//! refused by the control service and never reaches Envoy.
+
+use crate::metric::Metric;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The largest threshold accepted; beyond it a limit is meaningless (use no limit instead).
+pub const MAX_THRESHOLD: u64 = 1 << 40;
+pub const MAX_TENANT_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Dotted path of the offending field (`tiers.free.tokens_60s`), empty for the document.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+pub(crate) fn field_error(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError { field: field.into(), message: message.into() }
+}
+
+/// Deserializes `T` strictly, reporting the path of the field serde stopped at.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, PolicyError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        field_error(field, e.inner().to_string())
+    })?;
+    de.end().map_err(|e| field_error("", e.to_string()))?;
+    Ok(value)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// First cooldown after a trip, in seconds.
+    #[serde(default = "default_cooldown_s")]
+    pub cooldown_s: u32,
+    /// Cap for the doubling cooldown on repeated trips.
+    #[serde(default = "default_max_cooldown_s")]
+    pub max_cooldown_s: u32,
+    /// Probes admitted in HALF_OPEN; this many clean probes close the breaker.
+    #[serde(default = "default_half_open_probes")]
+    pub half_open_probes: u32,
+}
+
+fn default_cooldown_s() -> u32 {
+    30
+}
+fn default_max_cooldown_s() -> u32 {
+    300
+}
+fn default_half_open_probes() -> u32 {
+    2
+}
+fn default_warn_ratio() -> f64 {
+    0.5
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            cooldown_s: default_cooldown_s(),
+            max_cooldown_s: default_max_cooldown_s(),
+            half_open_probes: default_half_open_probes(),
+        }
+    }
+}
+
+/// A tier's limits. An absent threshold means the metric is not limited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_10s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_60s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_10s: Option<u64>,
+    /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
+    #[serde(default = "default_warn_ratio")]
+    pub warn_ratio: f64,
+    #[serde(default)]
+    pub breaker: BreakerSettings,
+}
+
+impl Limits {
+    pub fn threshold(&self, metric: Metric) -> Option<u64> {
+        match metric {
+            Metric::Tokens10s => self.tokens_10s,
+            Metric::Tokens60s => self.tokens_60s,
+            Metric::Requests10s => self.requests_10s,
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<(), PolicyError> {
+        for m in Metric::ALL {
+            if let Some(t) = self.threshold(m) {
+                if t == 0 || t > MAX_THRESHOLD {
+                    return Err(field_error(
+                        format!("{at}.{m}"),
+                        format!("must be between 1 and {MAX_THRESHOLD} (omit it for no limit)"),
+                    ));
+                }
+            }
+        }
+        if !(self.warn_ratio > 0.0 && self.warn_ratio <= 1.0) {
+            return Err(field_error(format!("{at}.warn_ratio"), "must be greater than 0 and at most 1"));
+        }
+        let b = &self.breaker;
+        if b.cooldown_s == 0 {
+            return Err(field_error(format!("{at}.breaker.cooldown_s"), "must be at least 1"));
+        }
+        if b.max_cooldown_s < b.cooldown_s || b.max_cooldown_s > 86_400 {
+            return Err(field_error(
+                format!("{at}.breaker.max_cooldown_s"),
+                "must be at least cooldown_s and at most 86400",
+            ));
+        }
+        if b.half_open_probes == 0 || b.half_open_probes > 1000 {
+            return Err(field_error(format!("{at}.breaker.half_open_probes"), "must be between 1 and 1000"));
+        }
+        Ok(())
+    }
+}
+
+/// Partial breaker settings in a tenant override.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_s: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cooldown_s: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_open_probes: Option<u32>,
+}
+
+/// A tenant's entry: its tier and any limits that differ from the tier's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_10s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_60s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_10s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerOverride>,
+}
+
+impl TenantPolicy {
+    fn apply(&self, base: &Limits) -> Limits {
+        let mut l = base.clone();
+        l.tokens_10s = self.tokens_10s.or(l.tokens_10s);
+        l.tokens_60s = self.tokens_60s.or(l.tokens_60s);
+        l.requests_10s = self.requests_10s.or(l.requests_10s);
+        l.warn_ratio = self.warn_ratio.unwrap_or(l.warn_ratio);
+        if let Some(b) = self.breaker {
+            l.breaker.cooldown_s = b.cooldown_s.unwrap_or(l.breaker.cooldown_s);
+            l.breaker.max_cooldown_s = b.max_cooldown_s.unwrap_or(l.breaker.max_cooldown_s);
+            l.breaker.half_open_probes = b.half_open_probes.unwrap_or(l.breaker.half_open_probes);
+        }
+        l
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "alg", deny_unknown_fields)]
+pub enum JwtKey {
+    /// Shared secret (UTF-8, at least 12 bytes).
+    HS256 {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kid: Option<String>,
+        secret: String,
+    },
+    /// RSA public key in PEM (at least 2048 bits).
+    RS256 {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kid: Option<String>,
+        pem: String,
+    },
+    /// P-256 public key in PEM.
+    ES256 {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kid: Option<String>,
+        pem: String,
+    },
+}
+
+impl JwtKey {
+    pub fn kid(&self) -> Option<&str> {
+        match self {
+            JwtKey::HS256 { kid, .. } | JwtKey::RS256 { kid, .. } | JwtKey::ES256 { kid, .. } => kid.as_deref(),
+        }
+    }
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".to_string()
+}
+fn default_tier_claim() -> Option<String> {
+    Some("tier".to_string())
+}
+fn default_leeway_s() -> u32 {
+    30
+}
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// The token's `aud` must contain one of these.
+    pub audiences: Vec<String>,
+    /// Claim holding the tenant id.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Claim holding the tier; a tier set for the tenant in the policy wins over it.
+    #[serde(default = "default_tier_claim")]
+    pub tier_claim: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway_s")]
+    pub leeway_s: u32,
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    pub keys: Vec<JwtKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub jwt: JwtConfig,
+}
+
+fn default_tier_name() -> String {
+    "free".to_string()
+}
+
+/// Shipped tiers, used when a policy does not define `tiers`.
+pub fn default_tiers() -> BTreeMap<String, Limits> {
+    let tier = |t10: u64, t60: u64, r10: u64, cooldown_s: u32| Limits {
+        tokens_10s: Some(t10),
+        tokens_60s: Some(t60),
+        requests_10s: Some(r10),
+        warn_ratio: default_warn_ratio(),
+        breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
+    };
+    BTreeMap::from([
+        ("free".to_string(), tier(20_000, 60_000, 20, 30)),
+        ("pro".to_string(), tier(200_000, 600_000, 100, 15)),
+        ("enterprise".to_string(), tier(2_000_000, 6_000_000, 1000, 10)),
+    ])
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Set by the control service; increases on every change.
+    #[serde(default)]
+    pub version: u64,
+    pub identity: IdentityConfig,
+    /// Tier for tenants with neither a policy entry nor a tier claim.
+    #[serde(default = "default_tier_name")]
+    pub default_tier: String,
+    #[serde(default = "default_tiers")]
+    pub tiers: BTreeMap<String, Limits>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantPolicy>,
+}
+
+/// True for ids that are safe in headers, shared-data keys and logs.
+pub fn is_valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_TENANT_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
+}
+
+fn is_valid_tier_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+impl Policy {
+    /// Parses and validates a policy document.
+    pub fn from_json(json: &[u8]) -> Result<Policy, PolicyError> {
+        let policy: Policy = parse_json(json)?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.tiers.is_empty() {
+            return Err(field_error("tiers", "at least one tier is required"));
+        }
+        for (name, limits) in &self.tiers {
+            if !is_valid_tier_name(name) {
+                return Err(field_error(format!("tiers.{name}"), "tier names are 1-32 of [A-Za-z0-9_-]"));
+            }
+            limits.validate(&format!("tiers.{name}"))?;
+        }
+        if !self.tiers.contains_key(&self.default_tier) {
+            return Err(field_error("default_tier", format!("unknown tier '{}'", self.default_tier)));
+        }
+        for (id, t) in &self.tenants {
+            let at = format!("tenants.{id}");
+            if !is_valid_tenant_id(id) {
+                return Err(field_error(at, "tenant ids are 1-128 of [A-Za-z0-9-_.:@]"));
+            }
+            let tier_name = t.tier.as_deref().unwrap_or(&self.default_tier);
+            let Some(base) = self.tiers.get(tier_name) else {
+                return Err(field_error(format!("{at}.tier"), format!("unknown tier '{tier_name}'")));
+            };
+            t.apply(base).validate(&at)?;
+        }
+        let jwt = &self.identity.jwt;
+        if jwt.issuer.is_empty() {
+            return Err(field_error("identity.jwt.issuer", "must not be empty"));
+        }
+        if jwt.audiences.is_empty() || jwt.audiences.iter().any(String::is_empty) {
+            return Err(field_error("identity.jwt.audiences", "at least one non-empty audience is required"));
+        }
+        if jwt.tenant_claim.is_empty() {
+            return Err(field_error("identity.jwt.tenant_claim", "must not be empty"));
+        }
+        if !(256..=65_536).contains(&jwt.max_token_bytes) {
+            return Err(field_error("identity.jwt.max_token_bytes", "must be between 256 and 65536"));
+        }
+        if jwt.keys.is_empty() {
+            return Err(field_error("identity.jwt.keys", "at least one key is required"));
+        }
+        // Keys are checked by building them, so a policy with an unusable key is refused here.
+        crate::identity::Verifier::new(jwt).map(|_| ())
+    }
+
+    /// The limits that apply to `tenant`: its policy entry over its tier, where the tier is the
+    /// one set for the tenant, else the verified tier claim, else the default tier.
+    pub fn limits_for(&self, tenant: &str, claimed_tier: Option<&str>) -> (String, Limits) {
+        let entry = self.tenants.get(tenant);
+        let tier = entry
+            .and_then(|t| t.tier.as_deref())
+            .filter(|t| self.tiers.contains_key(*t))
+            .or_else(|| claimed_tier.filter(|t| self.tiers.contains_key(*t)))
+            .unwrap_or(&self.default_tier);
+        let base = self.tiers.get(tier).cloned().unwrap_or_else(|| Limits {
+            tokens_10s: None,
+            tokens_60s: None,
+            requests_10s: None,
+            warn_ratio: default_warn_ratio(),
+            breaker: BreakerSettings::default(),
+        });
+        let limits = match entry {
+            Some(e) => e.apply(&base),
+            None => base,
+        };
+        (tier.to_string(), limits)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const DEMO_SECRET: &str = "fusebox-demo-secret-change-me";
+
+    pub(crate) fn policy_json(extra: &str) -> String {
+        format!(
+            r#"{{"identity": {{"jwt": {{"issuer": "https://auth.example", "audiences": ["fusebox"],
+                 "keys": [{{"alg": "HS256", "kid": "demo", "secret": "{DEMO_SECRET}"}}]}}}}{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn minimal_policy_gets_the_shipped_tiers() {
+        let p = Policy::from_json(policy_json("").as_bytes()).unwrap();
+        assert_eq!(p.tiers.keys().collect::<Vec<_>>(), ["enterprise", "free", "pro"]);
+        assert_eq!(p.default_tier, "free");
+        assert_eq!(p.limits_for("acme", None).1.tokens_60s, Some(60_000));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_path() {
+        let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_6s": 5}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tiers.free.tokens_6s");
+        assert!(err.message.starts_with("unknown field `tokens_6s`"), "{err}");
+    }
+
+    #[test]
+    fn zero_threshold_is_rejected_naming_the_field() {
+        let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_60s": 0}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), format!("tiers.free.tokens_60s: must be between 1 and {MAX_THRESHOLD} (omit it for no limit)"));
+    }
+
+    #[test]
+    fn impossible_breaker_settings_are_rejected() {
+        let err = Policy::from_json(
+            policy_json(r#", "tiers": {"free": {"breaker": {"cooldown_s": 60, "max_cooldown_s": 10}}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "tiers.free.breaker.max_cooldown_s");
+    }
+
+    #[test]
+    fn negative_threshold_is_a_type_error_on_that_field() {
+        let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_60s": -1}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tiers.free.tokens_60s");
+    }
+
+    #[test]
+    fn default_tier_must_exist() {
+        let err = Policy::from_json(policy_json(r#", "default_tier": "gold""#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "default_tier");
+    }
+
+    #[test]
+    fn tenant_with_unknown_tier_is_rejected() {
+        let err = Policy::from_json(policy_json(r#", "tenants": {"acme": {"tier": "gold"}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tenants.acme.tier");
+    }
+
+    #[test]
+    fn short_hmac_secret_is_rejected() {
+        let json = r#"{"identity": {"jwt": {"issuer": "i", "audiences": ["a"], "keys": [{"alg": "HS256", "secret": "short"}]}}}"#;
+        let err = Policy::from_json(json.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "identity.jwt.keys[0]");
+    }
+
+    #[test]
+    fn trailing_garbage_is_rejected() {
+        assert!(Policy::from_json(format!("{} x", policy_json("")).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn tenant_override_wins_over_tier_and_tier_over_claim() {
+        let p = Policy::from_json(
+            policy_json(r#", "tenants": {"acme": {"tier": "pro", "tokens_60s": 5000, "breaker": {"cooldown_s": 3}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let (tier, l) = p.limits_for("acme", Some("enterprise"));
+        assert_eq!(tier, "pro");
+        assert_eq!(l.tokens_60s, Some(5000));
+        assert_eq!(l.tokens_10s, Some(200_000));
+        assert_eq!(l.breaker.cooldown_s, 3);
+        assert_eq!(p.limits_for("other", Some("enterprise")).0, "enterprise");
+        assert_eq!(p.limits_for("other", Some("platinum")).0, "free");
+    }
+
+    #[test]
+    fn tenant_ids_are_restricted_to_safe_characters() {
+        assert!(is_valid_tenant_id("acme-corp_1.eu:team@x"));
+        assert!(!is_valid_tenant_id(""));
+        assert!(!is_valid_tenant_id("a b"));
+        assert!(!is_valid_tenant_id("a\r\nx-evil: 1"));
+        assert!(!is_valid_tenant_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn policy_serializes_back_to_an_equal_policy() {
+        let p = Policy::from_json(policy_json(r#", "tenants": {"acme": {"tokens_10s": 7}}"#).as_bytes()).unwrap();
+        let again = Policy::from_json(&serde_json::to_vec(&p).unwrap()).unwrap();
+        assert_eq!(p, again);
+    }
+}

@@ -1,0 +1,176 @@
+//! Local replies: the `429` denial and the `401` identity failure, exactly as DESIGN.md fixes
+//! them (status, headers, OpenAI-compatible JSON body).
+
+use crate::admission::{DenyCause, Denied};
+use crate::identity::IdentityError;
+use crate::metric::Metric;
+use serde_json::json;
+
+/// Retry-after beyond this makes waiting pointless for a client: say `x-should-retry: false`.
+pub const SHOULD_RETRY_MAX_S: u64 = 60;
+
+/// A complete local reply for the filter to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// IETF `RateLimit-Policy` and `RateLimit` structured fields for one metric.
+pub fn ratelimit_fields(metric: Metric, threshold: u64, remaining: u64, reset_s: u64) -> [(&'static str, String); 2] {
+    [
+        ("ratelimit-policy", format!("\"{metric}\";q={threshold};w={}", metric.window_s())),
+        ("ratelimit", format!("\"{metric}\";r={remaining};t={reset_s}")),
+    ]
+}
+
+/// The `429` for a request the breaker refused.
+pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
+    let retry = denied.retry_after_s.max(1);
+    let state = denied.phase.as_str();
+    let (reason, threshold, observed, message) = match denied.cause {
+        DenyCause::Tripped(t) => (
+            t.metric.as_str(),
+            Some(t.threshold),
+            Some(t.observed),
+            format!("tenant '{tenant}' is over {} ({} > {}); retry in {retry}s", t.metric, t.observed, t.threshold),
+        ),
+        DenyCause::ProbesBusy => (
+            "breaker_open",
+            None,
+            None,
+            format!("tenant '{tenant}' circuit is half-open and its probes are in flight; retry in {retry}s"),
+        ),
+    };
+    let body = json!({
+        "error": {
+            "message": message,
+            "type": "tenant_circuit_open",
+            "code": reason,
+            "fusebox": {
+                "tenant": tenant,
+                "state": state,
+                "reason": reason,
+                "threshold": threshold,
+                "observed": observed,
+                "retry_after_s": retry,
+                "run_id": run_id,
+            }
+        }
+    });
+    let mut headers = vec![
+        ("content-type", "application/json".to_string()),
+        ("retry-after", retry.to_string()),
+        ("x-fusebox-tenant", tenant.to_string()),
+        ("x-fusebox-reason", reason.to_string()),
+    ];
+    if retry > SHOULD_RETRY_MAX_S {
+        headers.push(("x-should-retry", "false".to_string()));
+    }
+    if let DenyCause::Tripped(t) = denied.cause {
+        headers.extend(ratelimit_fields(t.metric, t.threshold, 0, retry));
+    }
+    Reply { status: 429, headers, body: body.to_string() }
+}
+
+/// The `401` for a request without a usable identity.
+pub fn invalid_identity(err: IdentityError) -> Reply {
+    let body = json!({
+        "error": {
+            "message": err.message(),
+            "type": "invalid_identity",
+            "code": err.code(),
+            "fusebox": { "tenant": null, "state": null, "reason": err.code(), "retry_after_s": null, "run_id": null }
+        }
+    });
+    Reply {
+        status: 401,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("www-authenticate", format!("Bearer error=\"invalid_token\", error_description=\"{}\"", err.code())),
+            ("x-fusebox-reason", err.code().to_string()),
+            ("x-should-retry", "false".to_string()),
+        ],
+        body: body.to_string(),
+    }
+}
+
+/// A `503` for when the filter cannot decide (no usable policy): fail closed, clearly.
+pub fn unavailable(message: &str) -> Reply {
+    let body = json!({"error": {"message": message, "type": "fusebox_unavailable", "code": "policy_unavailable"}});
+    Reply {
+        status: 503,
+        headers: vec![("content-type", "application/json".to_string()), ("retry-after", "5".to_string())],
+        body: body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::{Phase, Trip};
+    use serde_json::Value;
+
+    #[test]
+    fn denial_matches_the_documented_reply() {
+        let denied = Denied {
+            cause: DenyCause::Tripped(Trip { metric: Metric::Tokens60s, threshold: 60_000, observed: 61_234 }),
+            phase: Phase::Open,
+            retry_after_s: 27,
+        };
+        let r = denial("acme", &denied, None);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("27"));
+        assert_eq!(r.header("x-fusebox-tenant"), Some("acme"));
+        assert_eq!(r.header("x-fusebox-reason"), Some("tokens_60s"));
+        assert_eq!(r.header("x-should-retry"), None);
+        assert_eq!(r.header("ratelimit-policy"), Some("\"tokens_60s\";q=60000;w=60"));
+        assert_eq!(r.header("ratelimit"), Some("\"tokens_60s\";r=0;t=27"));
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        let expected: Value = serde_json::from_str(
+            r#"{"error": {"message": "tenant 'acme' is over tokens_60s (61234 > 60000); retry in 27s",
+               "type": "tenant_circuit_open", "code": "tokens_60s",
+               "fusebox": {"tenant": "acme", "state": "open", "reason": "tokens_60s",
+                           "threshold": 60000, "observed": 61234, "retry_after_s": 27, "run_id": null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn long_cooldown_tells_clients_not_to_retry() {
+        let denied = Denied {
+            cause: DenyCause::Tripped(Trip { metric: Metric::Requests10s, threshold: 5, observed: 6 }),
+            phase: Phase::Open,
+            retry_after_s: 300,
+        };
+        assert_eq!(denial("a", &denied, None).header("x-should-retry"), Some("false"));
+    }
+
+    #[test]
+    fn half_open_probe_denial_says_breaker_open() {
+        let denied = Denied { cause: DenyCause::ProbesBusy, phase: Phase::HalfOpen, retry_after_s: 1 };
+        let r = denial("a", &denied, Some("run-1"));
+        assert_eq!(r.header("x-fusebox-reason"), Some("breaker_open"));
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["fusebox"]["state"], "half_open");
+        assert_eq!(body["error"]["fusebox"]["run_id"], "run-1");
+    }
+
+    #[test]
+    fn identity_failure_is_a_401_with_a_code() {
+        let r = invalid_identity(IdentityError::Expired);
+        assert_eq!(r.status, 401);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["type"], "invalid_identity");
+        assert_eq!(body["error"]["code"], "token_expired");
+        assert!(r.header("retry-after").is_none());
+    }
+}

@@ -1,0 +1,182 @@
+//! Sliding windows over per-second buckets.
+//!
+//! A ring of `N` one-second buckets answers "how much in the last `span` seconds" for any
+//! `span <= N`, with fixed memory. The window for `span` covers the current second plus the
+//! `span - 1` seconds before it, so its true length is between `span - 1` and `span` seconds.
+
+/// Per-second counters for the last `N` seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondRing<const N: usize> {
+    /// The newest second the ring has been advanced to (unix seconds).
+    head_s: u64,
+    buckets: [u32; N],
+}
+
+impl<const N: usize> Default for SecondRing<N> {
+    fn default() -> Self {
+        Self { head_s: 0, buckets: [0; N] }
+    }
+}
+
+impl<const N: usize> SecondRing<N> {
+    /// Serialized size in bytes.
+    pub const ENCODED_LEN: usize = 8 + 4 * N;
+
+    fn slot(sec: u64) -> usize {
+        // N is a small constant; the remainder always fits in usize.
+        (sec % N as u64) as usize
+    }
+
+    fn bucket(&self, sec: u64) -> u32 {
+        self.buckets.get(Self::slot(sec)).copied().unwrap_or(0)
+    }
+
+    /// Moves the head to `now_s`, clearing the buckets that fell out of the ring.
+    /// A clock that steps backwards (another worker read it a moment earlier) keeps the head.
+    pub fn advance(&mut self, now_s: u64) {
+        if now_s <= self.head_s {
+            return;
+        }
+        if now_s - self.head_s >= N as u64 {
+            self.buckets = [0; N];
+        } else {
+            for sec in self.head_s + 1..=now_s {
+                if let Some(b) = self.buckets.get_mut(Self::slot(sec)) {
+                    *b = 0;
+                }
+            }
+        }
+        self.head_s = now_s;
+    }
+
+    /// Adds `amount` to the current second (saturating).
+    pub fn add(&mut self, now_s: u64, amount: u64) {
+        self.advance(now_s);
+        let amount = u32::try_from(amount).unwrap_or(u32::MAX);
+        if let Some(b) = self.buckets.get_mut(Self::slot(self.head_s)) {
+            *b = b.saturating_add(amount);
+        }
+    }
+
+    /// Sum over the last `span` seconds ending at `now_s` (without mutating).
+    pub fn sum(&self, now_s: u64, span: u64) -> u64 {
+        let span = span.min(N as u64);
+        let now_s = now_s.max(self.head_s);
+        let first = (now_s + 1).saturating_sub(span);
+        (first..=now_s)
+            .filter(|&sec| sec <= self.head_s && self.head_s - sec < N as u64)
+            .map(|sec| u64::from(self.bucket(sec)))
+            .sum()
+    }
+
+    /// Seconds until the `span` window ending at `now_s` falls to `threshold` or below,
+    /// assuming nothing more is added. 0 when it already is.
+    pub fn seconds_until_at_most(&self, now_s: u64, span: u64, threshold: u64) -> u64 {
+        let span = span.min(N as u64);
+        let now_s = now_s.max(self.head_s);
+        let mut total = self.sum(now_s, span);
+        if total <= threshold {
+            return 0;
+        }
+        for d in 1..=span {
+            // At now + d the oldest second still counted is now - span + d + 1.
+            let leaving = (now_s + d).checked_sub(span);
+            if let Some(sec) = leaving {
+                if sec <= self.head_s && self.head_s - sec < N as u64 {
+                    total = total.saturating_sub(u64::from(self.bucket(sec)));
+                }
+            }
+            if total <= threshold {
+                return d;
+            }
+        }
+        span
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|&b| b == 0)
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head_s.to_le_bytes());
+        for b in &self.buckets {
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn decode(input: &mut &[u8]) -> Option<Self> {
+        let head_s = crate::state::take_u64(input)?;
+        let mut buckets = [0u32; N];
+        for b in &mut buckets {
+            *b = crate::state::take_u32(input)?;
+        }
+        Some(Self { head_s, buckets })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_only_the_requested_span() {
+        let mut r = SecondRing::<60>::default();
+        r.add(1000, 5);
+        r.add(1005, 7);
+        r.add(1009, 11);
+        assert_eq!(r.sum(1009, 10), 23);
+        assert_eq!(r.sum(1009, 5), 18);
+        assert_eq!(r.sum(1010, 10), 18);
+        assert_eq!(r.sum(1069, 60), 0);
+        assert_eq!(r.sum(1060, 60), 18);
+    }
+
+    #[test]
+    fn advancing_clears_old_buckets_when_they_are_reused() {
+        let mut r = SecondRing::<10>::default();
+        r.add(100, 3);
+        r.add(110, 4); // same slot as 100
+        assert_eq!(r.sum(110, 10), 4);
+        r.add(200, 1);
+        assert_eq!(r.sum(200, 10), 1);
+    }
+
+    #[test]
+    fn clock_stepping_back_adds_to_the_head_second() {
+        let mut r = SecondRing::<10>::default();
+        r.add(50, 1);
+        r.add(49, 2);
+        assert_eq!(r.sum(50, 1), 3);
+    }
+
+    #[test]
+    fn drain_time_counts_seconds_until_under_threshold() {
+        let mut r = SecondRing::<60>::default();
+        r.add(1000, 600);
+        r.add(1003, 600);
+        // window 10s at 1003 holds 1200; bucket 1000 leaves at 1010, bucket 1003 at 1013
+        assert_eq!(r.seconds_until_at_most(1003, 10, 1000), 7);
+        assert_eq!(r.seconds_until_at_most(1003, 10, 500), 10);
+        assert_eq!(r.seconds_until_at_most(1003, 10, 1200), 0);
+    }
+
+    #[test]
+    fn huge_amounts_saturate_instead_of_wrapping() {
+        let mut r = SecondRing::<10>::default();
+        r.add(1, u64::MAX);
+        r.add(1, 5);
+        assert_eq!(r.sum(1, 10), u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let mut r = SecondRing::<10>::default();
+        r.add(77, 9);
+        let mut buf = Vec::new();
+        r.encode(&mut buf);
+        assert_eq!(buf.len(), SecondRing::<10>::ENCODED_LEN);
+        let mut slice = buf.as_slice();
+        assert_eq!(SecondRing::<10>::decode(&mut slice), Some(r));
+        assert!(slice.is_empty());
+    }
+}
