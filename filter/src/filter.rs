@@ -1,0 +1,346 @@
+//! The HTTP filter: identify the tenant, admit or deny, count the response's tokens.
+
+use crate::host;
+use crate::metrics::{Counter, Metrics};
+use crate::store::{self, Keys, StoreError, UpdateInfo};
+use fusebox_engine::admission::{self, Decision, DenyCause};
+use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
+use fusebox_engine::config::{FilterConfig, Mode};
+use fusebox_engine::identity::{Identity, Verifier};
+use fusebox_engine::metric::Metric;
+use fusebox_engine::policy::{Limits, Policy, PolicyError};
+use fusebox_engine::reply;
+use fusebox_engine::state::TenantState;
+use fusebox_engine::usage::{JsonUsageScanner, UsageOutcome};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// How often a worker looks for a newly published policy.
+const POLICY_CHECK_INTERVAL_MS: u64 = 250;
+
+/// A policy ready to use: parsed, validated, keys built.
+pub struct ActivePolicy {
+    pub policy: Policy,
+    pub verifier: Verifier,
+}
+
+impl ActivePolicy {
+    pub fn new(policy: Policy) -> Result<ActivePolicy, PolicyError> {
+        let verifier = Verifier::new(&policy.identity.jwt)?;
+        Ok(ActivePolicy { policy, verifier })
+    }
+}
+
+/// Per-plugin state shared by all of a worker's requests.
+pub struct FilterRoot {
+    config: Rc<FilterConfig>,
+    keys: Rc<Keys>,
+    metrics: Rc<Metrics>,
+    active: RefCell<Rc<ActivePolicy>>,
+    seen_generation: Cell<Option<u64>>,
+    checked_at_ms: Cell<u64>,
+}
+
+impl FilterRoot {
+    pub fn new(config: FilterConfig, metrics: Rc<Metrics>) -> Result<FilterRoot, PolicyError> {
+        let active = ActivePolicy::new(config.policy.clone())?;
+        if config.routes.is_empty() && config.unmatched == Mode::Pass {
+            log::warn!("fusebox: no route rules and unmatched=pass: this filter passes all traffic untouched");
+        }
+        Ok(FilterRoot {
+            keys: Rc::new(Keys::new(&config.namespace)),
+            config: Rc::new(config),
+            metrics,
+            active: RefCell::new(Rc::new(active)),
+            seen_generation: Cell::new(None),
+            checked_at_ms: Cell::new(0),
+        })
+    }
+
+    /// Picks up a policy the singleton published, at most every few hundred milliseconds.
+    fn refresh_policy(&self, now_ms: u64) {
+        if now_ms.saturating_sub(self.checked_at_ms.get()) < POLICY_CHECK_INTERVAL_MS {
+            return;
+        }
+        self.checked_at_ms.set(now_ms);
+        let Some(generation) = store::policy_generation(&self.keys) else { return };
+        if self.seen_generation.get() == Some(generation) {
+            return;
+        }
+        self.seen_generation.set(Some(generation));
+        let Some(json) = store::published_policy(&self.keys) else { return };
+        match Policy::from_json(&json).and_then(ActivePolicy::new) {
+            Ok(active) => {
+                log::info!("fusebox: policy version {} active", active.policy.version);
+                *self.active.borrow_mut() = Rc::new(active);
+                self.metrics.inc(Counter::PolicyUpdates);
+            }
+            Err(e) => {
+                log::error!("fusebox: published policy rejected, keeping the current one: {e}");
+                self.metrics.inc(Counter::PolicyRejected);
+            }
+        }
+    }
+
+    pub fn new_request(&self) -> Request {
+        self.refresh_policy(host::now_ms());
+        Request {
+            config: Rc::clone(&self.config),
+            keys: Rc::clone(&self.keys),
+            metrics: Rc::clone(&self.metrics),
+            active: Rc::clone(&self.active.borrow()),
+            tracked: None,
+        }
+    }
+}
+
+/// A request being counted.
+struct Tracked {
+    tenant: String,
+    key: String,
+    limits: Limits,
+    probe: bool,
+    warning: Option<String>,
+    scanner: JsonUsageScanner,
+    status_2xx: bool,
+    settled: bool,
+}
+
+pub struct Request {
+    config: Rc<FilterConfig>,
+    keys: Rc<Keys>,
+    metrics: Rc<Metrics>,
+    active: Rc<ActivePolicy>,
+    tracked: Option<Tracked>,
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Never let a client assert its own tenant, whatever the route.
+        host::set_request_header("x-fusebox-tenant", None);
+        let path = host::request_header(":path").unwrap_or_default();
+        if self.is_status_request(&path) {
+            return self.serve_status();
+        }
+        let mode = self.config.mode_for(&path);
+        if mode == Mode::Pass {
+            self.metrics.inc(Counter::RequestsPassed);
+            return Action::Continue;
+        }
+        let now_ms = host::now_ms();
+        let identity = match self.identify(now_ms) {
+            Ok(id) => id,
+            Err(reply) if mode == Mode::Enforce => {
+                self.metrics.inc(Counter::Unauthenticated);
+                host::send_reply(&reply);
+                return Action::Pause;
+            }
+            Err(_) => return Action::Continue,
+        };
+        self.admit(identity, mode, now_ms)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(t) = self.tracked.as_mut() {
+            t.status_2xx = host::response_header(":status").is_some_and(|s| s.starts_with('2'));
+            if let Some(w) = &t.warning {
+                host::add_response_header("x-fusebox-warning", w);
+            }
+            if end_of_stream {
+                self.settle(ProbeEnd::Completed);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
+        if let Some(t) = self.tracked.as_mut().filter(|t| !t.settled) {
+            if body_size > 0 {
+                if let Some(chunk) = host::response_body(body_size) {
+                    t.scanner.feed(&chunk);
+                }
+            }
+            if end_of_stream {
+                self.settle(ProbeEnd::Completed);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.settle(ProbeEnd::Completed);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // Runs for every stream, including resets and timeouts: release what is still held.
+        self.settle(ProbeEnd::Abandoned);
+    }
+}
+
+impl Request {
+    fn is_status_request(&self, path: &str) -> bool {
+        let bare = path.split_once('?').map_or(path, |(p, _)| p);
+        self.config.status_path.as_deref().is_some_and(|s| s == bare)
+    }
+
+    fn identify(&self, now_ms: u64) -> Result<Identity, reply::Reply> {
+        let auth = host::request_header("authorization");
+        self.active.verifier.verify_authorization(auth.as_deref(), now_ms / 1000).map_err(reply::invalid_identity)
+    }
+
+    fn store_failed(&self, e: StoreError) {
+        self.metrics.inc(Counter::StoreErrors);
+        log::warn!("fusebox: shared-data update failed ({e:?}); request not counted");
+    }
+
+    fn note_update(&self, info: UpdateInfo, transitions: &[Transition], tenant: &str) {
+        if info.corrupt {
+            self.metrics.inc(Counter::StoreCorrupt);
+            log::warn!("fusebox: state of tenant '{tenant}' was unreadable and was reset");
+        }
+        for t in transitions {
+            self.metrics.inc(Counter::BreakerTransitions);
+            match (t.to, t.trip, t.open_until_ms) {
+                (Phase::Open, Some(trip), Some(until)) => {
+                    self.metrics.inc(Counter::BreakerTrips);
+                    log::info!(
+                        "fusebox: tenant '{tenant}' breaker {} -> open: {} {} > {}, open for {}s",
+                        t.from.as_str(),
+                        trip.metric,
+                        trip.observed,
+                        trip.threshold,
+                        until.saturating_sub(t.at_ms).div_ceil(1000)
+                    );
+                }
+                _ => log::info!("fusebox: tenant '{tenant}' breaker {} -> {}", t.from.as_str(), t.to.as_str()),
+            }
+        }
+    }
+
+    fn admit(&mut self, identity: Identity, mode: Mode, now_ms: u64) -> Action {
+        let (_tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
+        let key = self.keys.tenant(&identity.tenant);
+        let decision = match store::update(&self.keys, &key, |s| admission::admit(s, &limits, now_ms)) {
+            Ok(((decision, transitions), info)) => {
+                self.note_update(info, &transitions, &identity.tenant);
+                Some(decision)
+            }
+            Err(e) => {
+                // Our bookkeeping failing must not take the tenant's traffic down.
+                self.store_failed(e);
+                None
+            }
+        };
+        let allowed = match decision {
+            Some(Decision::Deny(denied)) if mode == Mode::Enforce => {
+                self.metrics.inc(match denied.cause {
+                    DenyCause::Tripped(t) => match t.metric {
+                        Metric::Tokens10s => Counter::DeniedTokens10s,
+                        Metric::Tokens60s => Counter::DeniedTokens60s,
+                        Metric::Requests10s => Counter::DeniedRequests10s,
+                    },
+                    DenyCause::ProbesBusy => Counter::DeniedBreakerOpen,
+                });
+                host::send_reply(&reply::denial(&identity.tenant, &denied, None));
+                return Action::Pause;
+            }
+            Some(Decision::Deny(_)) => {
+                self.metrics.inc(Counter::WouldDeny);
+                None
+            }
+            Some(Decision::Allow(a)) => Some(a),
+            None => None,
+        };
+        self.metrics.inc(Counter::RequestsAllowed);
+        host::set_request_header("x-fusebox-tenant", Some(&identity.tenant));
+        // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
+        host::set_request_header("accept-encoding", None);
+        host::set_filter_state("fusebox_tenant", &identity.tenant);
+        self.tracked = Some(Tracked {
+            probe: allowed.is_some_and(|a| a.probe),
+            warning: allowed.and_then(|a| a.warning).map(|w| w.to_string()),
+            tenant: identity.tenant,
+            key,
+            limits,
+            scanner: JsonUsageScanner::new(),
+            status_2xx: false,
+            settled: false,
+        });
+        Action::Continue
+    }
+
+    fn settle(&mut self, end: ProbeEnd) {
+        let Some(t) = self.tracked.as_mut().filter(|t| !t.settled) else { return };
+        t.settled = true;
+        let outcome = t.scanner.finish();
+        let anomalies = t.scanner.anomalies();
+        let tokens = match outcome {
+            UsageOutcome::Counted(u) => {
+                self.metrics.add(Counter::TokensInput, u.input_tokens);
+                self.metrics.add(Counter::TokensOutput, u.output_tokens);
+                u.total()
+            }
+            UsageOutcome::Missing => {
+                if t.status_2xx {
+                    self.metrics.inc(Counter::UsageMissing);
+                }
+                0
+            }
+            UsageOutcome::Malformed => {
+                if end == ProbeEnd::Completed {
+                    self.metrics.inc(Counter::UsageMalformed);
+                    log::warn!("fusebox: response for tenant '{}' is not well-formed JSON; counted as 0 tokens", t.tenant);
+                }
+                0
+            }
+        };
+        if anomalies.any() {
+            self.metrics.add(Counter::UsageAnomalies, u64::from(anomalies.negative + anomalies.non_integer + anomalies.absurd));
+        }
+        let probe = t.probe.then_some(end);
+        let now_ms = host::now_ms();
+        let limits = t.limits.clone();
+        let key = t.key.clone();
+        let tenant = t.tenant.clone();
+        match store::update(&self.keys, &key, |s| admission::settle(s, &limits, tokens, probe, now_ms)) {
+            Ok((transitions, info)) => self.note_update(info, &transitions, &tenant),
+            Err(e) => self.store_failed(e),
+        }
+    }
+
+    /// `GET <status_path>`: the caller's own breaker state and windows.
+    fn serve_status(&mut self) -> Action {
+        let now_ms = host::now_ms();
+        let identity = match self.identify(now_ms) {
+            Ok(id) => id,
+            Err(reply) => {
+                host::send_reply(&reply);
+                return Action::Pause;
+            }
+        };
+        let (tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
+        let state = store::read(&self.keys.tenant(&identity.tenant)).unwrap_or_else(|e| {
+            self.store_failed(e);
+            TenantState::default()
+        });
+        let snapshot = admission::snapshot(&state, &limits, now_ms);
+        let body = serde_json::json!({
+            "tenant": identity.tenant,
+            "tier": tier,
+            "policy_version": self.active.policy.version,
+            "breaker": snapshot,
+        });
+        host::send_reply(&reply::Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".to_string()), ("cache-control", "no-store".to_string())],
+            body: body.to_string(),
+        });
+        Action::Pause
+    }
+}

@@ -1,0 +1,91 @@
+//! Thin wrappers over proxy-wasm hostcalls. Every result is handled here: a failed hostcall
+//! is logged and turned into `None`/`false`, never a panic (a panic traps the VM and fails
+//! every request on the worker).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Milliseconds since the unix epoch, from Envoy's clock.
+pub fn now_ms() -> u64 {
+    match hostcalls::get_current_time() {
+        Ok(t) => t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        Err(s) => {
+            log::warn!("fusebox: get_current_time failed: {s:?}");
+            0
+        }
+    }
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).unwrap_or_else(|s| {
+        log::debug!("fusebox: reading request header {name} failed: {s:?}");
+        None
+    })
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+        log::warn!("fusebox: setting request header {name} failed: {s:?}");
+    }
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).unwrap_or(None)
+}
+
+pub fn add_response_header(name: &str, value: &str) {
+    if let Err(s) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
+        log::warn!("fusebox: adding response header {name} failed: {s:?}");
+    }
+}
+
+pub fn response_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_else(|s| {
+        log::warn!("fusebox: reading response body failed: {s:?}");
+        None
+    })
+}
+
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or(None)
+}
+
+pub fn send_reply(reply: &fusebox_engine::reply::Reply) {
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    if let Err(s) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
+        log::error!("fusebox: sending local reply {} failed: {s:?}", reply.status);
+    }
+}
+
+/// Filter state readable by access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub fn set_filter_state(name: &str, value: &str) {
+    if let Err(s) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
+        log::debug!("fusebox: set_property {name} failed: {s:?}");
+    }
+}
+
+/// Value and CAS token of a shared-data key; `(None, None)` when the key does not exist.
+pub fn shared_get(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+    hostcalls::get_shared_data(key)
+}
+
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
+}
+
+pub fn set_tick_period(period: Duration) -> bool {
+    hostcalls::set_tick_period(period).map_err(|s| log::error!("fusebox: set_tick_period failed: {s:?}")).is_ok()
+}
+
+pub fn http_call(cluster: &str, headers: Vec<(&str, &str)>, timeout: Duration) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+}
+
+pub fn http_call_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).unwrap_or(None)
+}
+
+pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).unwrap_or(None)
+}

@@ -1,0 +1,121 @@
+//! Filter counters, visible in Envoy stats (e.g. `/stats/prometheus`). Names are fixed and
+//! low-cardinality: no tenant ids in metric names.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+/// Declaration order is the index into [`Metrics`]; `ALL` lists them in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    RequestsAllowed,
+    RequestsPassed,
+    DeniedTokens10s,
+    DeniedTokens60s,
+    DeniedRequests10s,
+    DeniedBreakerOpen,
+    WouldDeny,
+    Unauthenticated,
+    TokensInput,
+    TokensOutput,
+    UsageMissing,
+    UsageMalformed,
+    UsageAnomalies,
+    BreakerTrips,
+    BreakerTransitions,
+    StoreErrors,
+    StoreCorrupt,
+    PolicyUpdates,
+    PolicyRejected,
+    PolicyPollFailures,
+}
+
+impl Counter {
+    const ALL: [Counter; 20] = [
+        Counter::RequestsAllowed,
+        Counter::RequestsPassed,
+        Counter::DeniedTokens10s,
+        Counter::DeniedTokens60s,
+        Counter::DeniedRequests10s,
+        Counter::DeniedBreakerOpen,
+        Counter::WouldDeny,
+        Counter::Unauthenticated,
+        Counter::TokensInput,
+        Counter::TokensOutput,
+        Counter::UsageMissing,
+        Counter::UsageMalformed,
+        Counter::UsageAnomalies,
+        Counter::BreakerTrips,
+        Counter::BreakerTransitions,
+        Counter::StoreErrors,
+        Counter::StoreCorrupt,
+        Counter::PolicyUpdates,
+        Counter::PolicyRejected,
+        Counter::PolicyPollFailures,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RequestsAllowed => "fusebox.requests.allowed",
+            Counter::RequestsPassed => "fusebox.requests.passed",
+            Counter::DeniedTokens10s => "fusebox.requests.denied.tokens_10s",
+            Counter::DeniedTokens60s => "fusebox.requests.denied.tokens_60s",
+            Counter::DeniedRequests10s => "fusebox.requests.denied.requests_10s",
+            Counter::DeniedBreakerOpen => "fusebox.requests.denied.breaker_open",
+            Counter::WouldDeny => "fusebox.requests.would_deny",
+            Counter::Unauthenticated => "fusebox.requests.unauthenticated",
+            Counter::TokensInput => "fusebox.tokens.input",
+            Counter::TokensOutput => "fusebox.tokens.output",
+            Counter::UsageMissing => "fusebox.usage.missing",
+            Counter::UsageMalformed => "fusebox.usage.malformed",
+            Counter::UsageAnomalies => "fusebox.usage.anomalies",
+            Counter::BreakerTrips => "fusebox.breaker.trips",
+            Counter::BreakerTransitions => "fusebox.breaker.transitions",
+            Counter::StoreErrors => "fusebox.store.errors",
+            Counter::StoreCorrupt => "fusebox.store.corrupt",
+            Counter::PolicyUpdates => "fusebox.policy.updates",
+            Counter::PolicyRejected => "fusebox.policy.rejected",
+            Counter::PolicyPollFailures => "fusebox.policy.poll_failures",
+        }
+    }
+}
+
+/// Metric ids defined once per VM.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Indexed by `Counter as usize`; `None` where defining the metric failed.
+    ids: Vec<Option<u32>>,
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        let ids = Counter::ALL
+            .iter()
+            .map(|c| match hostcalls::define_metric(MetricType::Counter, c.name()) {
+                Ok(id) => Some(id),
+                Err(s) => {
+                    log::warn!("fusebox: define_metric {} failed: {s:?}", c.name());
+                    None
+                }
+            })
+            .collect();
+        Metrics { ids }
+    }
+
+    pub fn add(&self, counter: Counter, n: u64) {
+        let Some(Some(id)) = self.ids.get(counter as usize) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if let Err(s) = hostcalls::increment_metric(*id, n) {
+            log::debug!("fusebox: increment_metric {} failed: {s:?}", counter.name());
+        }
+    }
+
+    pub fn inc(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+}

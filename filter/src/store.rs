@@ -1,0 +1,121 @@
+//! Per-tenant state in Envoy shared data, updated with compare-and-swap so that every worker's
+//! increments land exactly once.
+//!
+//! Envoy does not check the CAS token when the key does not exist yet, so two workers creating
+//! the same key at once would both "succeed" and one update would be lost. We create keys with
+//! a CAS token that no existing entry can hold: every shared-data write takes the next value
+//! of one process-wide counter, so right after writing an anchor key its token is held by the
+//! anchor alone. Creating the tenant key with that token succeeds only if the key is still
+//! missing; if another worker created it in between, its entry has a different token and
+//! Envoy reports a mismatch, and we retry as an ordinary update.
+
+use crate::host;
+use fusebox_engine::state::TenantState;
+use proxy_wasm::types::Status;
+
+/// Attempts before giving up under extreme contention (each attempt is a few microseconds).
+const MAX_ATTEMPTS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    Host(Status),
+    Contention,
+}
+
+/// Shared-data keys of one namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    tenant_prefix: String,
+    anchor: String,
+    pub policy: String,
+    pub policy_gen: String,
+}
+
+impl Keys {
+    pub fn new(namespace: &str) -> Keys {
+        Keys {
+            tenant_prefix: format!("{namespace}/v1/tenant/"),
+            anchor: format!("{namespace}/v1/cas-anchor"),
+            policy: format!("{namespace}/v1/policy"),
+            policy_gen: format!("{namespace}/v1/policy-gen"),
+        }
+    }
+
+    pub fn tenant(&self, tenant: &str) -> String {
+        format!("{}{tenant}", self.tenant_prefix)
+    }
+}
+
+/// What an update found in the store, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateInfo {
+    /// The stored value could not be decoded and was replaced by a fresh state.
+    pub corrupt: bool,
+}
+
+fn decode(bytes: Option<Vec<u8>>, info: &mut UpdateInfo) -> TenantState {
+    match bytes {
+        Some(b) if !b.is_empty() => TenantState::decode(&b).unwrap_or_else(|| {
+            info.corrupt = true;
+            TenantState::default()
+        }),
+        _ => TenantState::default(),
+    }
+}
+
+/// A CAS token that no entry holds except the anchor we just wrote.
+fn fresh_token(keys: &Keys) -> Result<u32, StoreError> {
+    host::shared_set(&keys.anchor, b"1", None).map_err(StoreError::Host)?;
+    match host::shared_get(&keys.anchor).map_err(StoreError::Host)? {
+        (_, Some(cas)) => Ok(cas),
+        (_, None) => Err(StoreError::Host(Status::NotFound)),
+    }
+}
+
+/// Reads, modifies with `f` and writes back a tenant's state atomically.
+pub fn update<R>(
+    keys: &Keys,
+    key: &str,
+    mut f: impl FnMut(&mut TenantState) -> R,
+) -> Result<(R, UpdateInfo), StoreError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (bytes, cas) = host::shared_get(key).map_err(StoreError::Host)?;
+        let mut info = UpdateInfo::default();
+        let mut state = decode(bytes, &mut info);
+        let result = f(&mut state);
+        let token = match cas {
+            Some(cas) => cas,
+            None => fresh_token(keys)?,
+        };
+        match host::shared_set(key, &state.encode(), Some(token)) {
+            Ok(()) => return Ok((result, info)),
+            Err(Status::CasMismatch) => continue,
+            Err(s) => return Err(StoreError::Host(s)),
+        }
+    }
+    Err(StoreError::Contention)
+}
+
+/// Reads a tenant's state without changing it.
+pub fn read(key: &str) -> Result<TenantState, StoreError> {
+    let (bytes, _) = host::shared_get(key).map_err(StoreError::Host)?;
+    Ok(decode(bytes, &mut UpdateInfo::default()))
+}
+
+/// The generation of the policy the singleton last published, if any.
+pub fn policy_generation(keys: &Keys) -> Option<u64> {
+    match host::shared_get(&keys.policy_gen) {
+        Ok((Some(b), _)) => b.as_slice().try_into().ok().map(u64::from_le_bytes),
+        _ => None,
+    }
+}
+
+pub fn published_policy(keys: &Keys) -> Option<Vec<u8>> {
+    host::shared_get(&keys.policy).ok().and_then(|(b, _)| b)
+}
+
+/// Publishes a validated policy document (singleton only: the single writer of these keys).
+pub fn publish_policy(keys: &Keys, json: &[u8], generation: u64) -> Result<(), Status> {
+    host::shared_set(&keys.policy, json, None)?;
+    host::shared_set(&keys.policy_gen, &generation.to_le_bytes(), None)
+}
