@@ -5,10 +5,12 @@ use serde::{Deserialize, Serialize};
 
 /// A velocity metric with a threshold in the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Metric {
+    #[serde(rename = "tokens_10s")]
     Tokens10s,
+    #[serde(rename = "tokens_60s")]
     Tokens60s,
+    #[serde(rename = "requests_10s")]
     Requests10s,
 }
 
@@ -54,6 +56,13 @@ impl std::fmt::Display for Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialized_names_match_the_reply_names() {
+        for m in Metric::ALL {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+    }
 
     #[test]
     fn metric_codes_round_trip() {

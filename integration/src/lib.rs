@@ -1,1 +1,409 @@
+#![allow(clippy::panic)] // test harness: a stack that cannot start must fail the test loudly
 
+//! End-to-end harness: starts the real Envoy (with the real built `.wasm`), the real
+//! `fusebox-control` and the mock LLM on free ports, and tears them down on drop.
+//! Used by the end-to-end tests and by `make run` (`fusebox-dev`).
+//!
+//! Nothing here is optional: a missing Envoy binary or `.wasm` is an error with a clear
+//! message, never a skipped test.
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const DEMO_SECRET: &str = "fusebox-demo-secret-change-me";
+pub const DEMO_ISSUER: &str = "https://auth.fusebox.demo";
+pub const DEMO_AUDIENCE: &str = "fusebox";
+const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// The workspace root (this crate lives in `<root>/integration`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Envoy binary: `$FUSEBOX_ENVOY`, else `<root>/.venv/bin/envoy` (installed by the Makefile).
+pub fn envoy_binary() -> Result<PathBuf, String> {
+    let path = std::env::var_os("FUSEBOX_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("Envoy not found at {} (run `make test`, which installs it, or set FUSEBOX_ENVOY)", path.display()))
+    }
+}
+
+/// The release filter: `<root>/target/wasm32-wasip1/release/fusebox_filter.wasm`.
+pub fn wasm_path() -> Result<PathBuf, String> {
+    let path = std::env::var_os("FUSEBOX_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/fusebox_filter.wasm"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} missing: build it with `make wasm`", path.display()))
+    }
+}
+
+/// A sibling binary of the running executable (`fusebox-control`, `mock-llm`), built by cargo.
+pub fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for dir in exe.ancestors().skip(1).take(3) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("{name} not found next to {} (run `cargo build --workspace`)", exe.display()))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+pub fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A demo bearer token (HS256, demo key) for `tenant`.
+pub fn token(tenant: &str, tier: Option<&str>) -> String {
+    let mut claims = serde_json::Map::new();
+    claims.insert("tenant".into(), tenant.into());
+    if let Some(t) = tier {
+        claims.insert("tier".into(), t.into());
+    }
+    fusebox_engine::identity::mint_hs256(DEMO_SECRET, Some("demo"), DEMO_ISSUER, DEMO_AUDIENCE, claims, now_s(), 3600)
+        .unwrap_or_default()
+}
+
+/// Fills `${NAME}` placeholders.
+pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+    vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
+}
+
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub listen: u16,
+    pub admin: u16,
+    pub control: u16,
+    pub mock: u16,
+}
+
+impl Ports {
+    pub fn free() -> Ports {
+        Ports { listen: free_port(), admin: free_port(), control: free_port(), mock: free_port() }
+    }
+
+    /// DESIGN.md's fixed ports, each overridable by env.
+    pub fn from_env() -> Ports {
+        let port = |var: &str, default: u16| std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+        Ports {
+            listen: port("FUSEBOX_LISTEN_PORT", 10000),
+            admin: port("FUSEBOX_ADMIN_PORT", 9901),
+            control: port("FUSEBOX_CONTROL_PORT", 8090),
+            mock: port("FUSEBOX_MOCK_PORT", 18080),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub ports: Ports,
+    /// Policy file served by control. Tests get a private copy; `make run` uses the demo file.
+    pub policy_file: PathBuf,
+    pub envoy_config: PathBuf,
+    pub workers: u32,
+    /// Inherit stdout/stderr instead of logging to files in the work dir.
+    pub foreground: bool,
+    /// Start fusebox-control (off: Envoy's control cluster points at whatever is on `ports.control`).
+    pub start_control: bool,
+}
+
+/// A running Envoy + control + mock LLM.
+pub struct Stack {
+    pub ports: Ports,
+    pub dir: PathBuf,
+    pub policy_file: PathBuf,
+    children: Vec<(String, Child)>,
+    agent: ureq::Agent,
+}
+
+fn spawn(name: &str, cmd: &mut Command, dir: &Path, foreground: bool) -> Result<Child, String> {
+    if !foreground {
+        let log = |suffix: &str| {
+            std::fs::File::create(dir.join(format!("{name}.{suffix}"))).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+        };
+        cmd.stdout(log("out")).stderr(log("err"));
+    }
+    cmd.stdin(Stdio::null());
+    cmd.spawn().map_err(|e| format!("starting {name}: {e}"))
+}
+
+impl Stack {
+    /// Starts a test stack on free ports with a private copy of `policy_json`.
+    pub fn start(policy_json: &str) -> Stack {
+        let dir = work_dir();
+        let policy_file = dir.join("policy.json");
+        std::fs::write(&policy_file, policy_json).unwrap_or_else(|e| panic!("writing policy: {e}"));
+        let options = StackOptions {
+            ports: Ports::free(),
+            policy_file,
+            envoy_config: workspace_root().join("envoy/demo.yaml"),
+            workers: 2,
+            foreground: false,
+            start_control: true,
+        };
+        Stack::start_with(options, dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a test stack whose control cluster points at the mock LLM, which answers
+    /// `GET /v1/policy` with a document that is not a valid policy.
+    pub fn start_with_garbage_control() -> Stack {
+        let dir = work_dir();
+        let mut ports = Ports::free();
+        ports.control = ports.mock;
+        let options = StackOptions {
+            ports,
+            policy_file: dir.join("unused-policy.json"),
+            envoy_config: workspace_root().join("envoy/demo.yaml"),
+            workers: 2,
+            foreground: false,
+            start_control: false,
+        };
+        Stack::start_with(options, dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Kills one component (`mock-llm`, `fusebox-control`, `envoy`) and waits for it to exit.
+    pub fn kill(&mut self, name: &str) {
+        for (n, child) in self.children.iter_mut() {
+            if n == name {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    pub fn start_with(o: StackOptions, dir: PathBuf) -> Result<Stack, String> {
+        let envoy = envoy_binary()?;
+        let wasm = wasm_path()?;
+        let control_bin = sibling_binary("fusebox-control")?;
+        let mock_bin = sibling_binary("mock-llm")?;
+        let agent = Stack::start_client();
+        let mut stack = Stack { ports: o.ports.clone(), dir: dir.clone(), policy_file: o.policy_file.clone(), children: Vec::new(), agent };
+        let p = &o.ports;
+        let mock = spawn("mock", Command::new(&mock_bin).arg("--listen").arg(format!("127.0.0.1:{}", p.mock)), &dir, o.foreground)?;
+        stack.children.push(("mock-llm".into(), mock));
+        if o.start_control {
+            let control = spawn(
+                "control",
+                Command::new(&control_bin)
+                    .arg("serve")
+                    .arg("--listen")
+                    .arg(format!("127.0.0.1:{}", p.control))
+                    .arg("--policy")
+                    .arg(&o.policy_file),
+                &dir,
+                o.foreground,
+            )?;
+            stack.children.push(("fusebox-control".into(), control));
+        }
+        let template = std::fs::read_to_string(&o.envoy_config).map_err(|e| format!("{}: {e}", o.envoy_config.display()))?;
+        let config = render(
+            &template,
+            &[
+                ("LISTEN_PORT", p.listen.to_string()),
+                ("ADMIN_PORT", p.admin.to_string()),
+                ("CONTROL_PORT", p.control.to_string()),
+                ("MOCK_PORT", p.mock.to_string()),
+                ("WASM", wasm.display().to_string()),
+            ],
+        );
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&envoy);
+        cmd.arg("-c")
+            .arg(&config_path)
+            .arg("--concurrency")
+            .arg(o.workers.to_string())
+            .arg("--use-dynamic-base-id")
+            .arg("--log-level")
+            .arg("info")
+            .arg("--component-log-level")
+            .arg("wasm:info");
+        if !o.foreground {
+            cmd.arg("--log-path").arg(dir.join("envoy.log"));
+        }
+        let envoy_child = spawn("envoy", &mut cmd, &dir, o.foreground)?;
+        stack.children.push(("envoy".into(), envoy_child));
+        stack.wait_ready()?;
+        Ok(stack)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let checks = [
+            format!("http://127.0.0.1:{}/healthz", self.ports.mock),
+            format!("http://127.0.0.1:{}/healthz", self.ports.control),
+            format!("http://127.0.0.1:{}/ready", self.ports.admin),
+        ];
+        for url in &checks {
+            loop {
+                if let Some((name, status)) = self.exited() {
+                    return Err(format!("{name} exited ({status}) during start-up; logs in {}", self.dir.display()));
+                }
+                if self.agent.get(url).call().is_ok_and(|r| r.status() == 200) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{url} not ready after 30s; logs in {}", self.dir.display()));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first child that has exited, if any.
+    pub fn exited(&mut self) -> Option<(String, String)> {
+        self.children.iter_mut().find_map(|(name, c)| match c.try_wait() {
+            Ok(Some(status)) => Some((name.clone(), status.to_string())),
+            _ => None,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.listen)
+    }
+
+    /// A new HTTP client with its own connection pool.
+    pub fn start_client() -> ureq::Agent {
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+    }
+
+    /// POSTs an OpenAI chat completion through Envoy.
+    pub fn chat(&self, token: Option<&str>, extra: &[(&str, &str)]) -> Resp {
+        self.chat_with(&self.agent, token, extra)
+    }
+
+    pub fn chat_with(&self, agent: &ureq::Agent, token: Option<&str>, extra: &[(&str, &str)]) -> Resp {
+        self.post_with(agent, "/v1/chat/completions", token, extra, CHAT_BODY)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> Resp {
+        self.post_with(&self.agent, path, token, extra, body)
+    }
+
+    pub fn post_with(&self, agent: &ureq::Agent, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> Resp {
+        let mut req = agent.post(self.url(path)).header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        Resp::from(req.send(body.as_bytes()))
+    }
+
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.agent.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Resp::from(req.call())
+    }
+
+    /// The caller's own state as the filter reports it (`GET /fusebox/status`).
+    pub fn status(&self, token: &str) -> Value {
+        self.get(&self.url("/fusebox/status"), &[("authorization", &format!("Bearer {token}"))]).json()
+    }
+
+    /// Replaces the policy file control serves.
+    pub fn set_policy(&self, json: &str) {
+        std::fs::write(&self.policy_file, json).unwrap_or_else(|e| panic!("writing policy: {e}"));
+    }
+
+    /// Waits until Envoy enforces the control policy with version >= `version`.
+    pub fn wait_policy_version(&self, version: u64) {
+        let probe = token("fusebox-harness-probe", None);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.status(&probe)["policy_version"].as_u64().unwrap_or(0);
+            if v >= version {
+                return;
+            }
+            assert!(Instant::now() < deadline, "policy version {version} not active after 15s (at {v})");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn mock_stats(&self) -> Value {
+        self.get(&format!("http://127.0.0.1:{}/mock/stats", self.ports.mock), &[]).json()
+    }
+
+    /// A counter from Envoy's admin stats (0 when absent).
+    pub fn envoy_counter(&self, name: &str) -> u64 {
+        let body = self.get(&format!("http://127.0.0.1:{}/stats?filter={name}", self.ports.admin), &[]).body;
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| k.ends_with(name))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn log(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir for one stack's files and logs.
+pub fn work_dir() -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("fusebox-e2e-{}-{nanos}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A response, whatever its status.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    fn from(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
+        match r {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect();
+                let body = resp.body_mut().read_to_string().unwrap_or_default();
+                Resp { status, headers, body }
+            }
+            Err(e) => Resp { status: 0, headers: Vec::new(), body: format!("transport error: {e}") },
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
