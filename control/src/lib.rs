@@ -61,7 +61,8 @@ impl PolicyFile {
                 policy.version = version;
                 let body = serde_json::to_vec(&policy).map_err(|e| e.to_string())?;
                 let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-                let next = Served { file_digest: digest, version, body: Arc::new(body), etag: format!("\"{version}-{hex}\"") };
+                let next =
+                    Served { file_digest: digest, version, body: Arc::new(body), etag: format!("\"{version}-{hex}\"") };
                 tracing::info!("policy version {version} loaded from {}", self.path.display());
                 *served = Some(next.clone());
                 Ok(next)

@@ -197,7 +197,11 @@ pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
         last_trip: state.breaker.last_trip,
         metrics: Metric::ALL
             .into_iter()
-            .map(|metric| MetricStatus { metric, observed: state.observe(metric, now_s), threshold: limits.threshold(metric) })
+            .map(|metric| MetricStatus {
+                metric,
+                observed: state.observe(metric, now_s),
+                threshold: limits.threshold(metric),
+            })
             .collect(),
     }
 }

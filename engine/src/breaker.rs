@@ -113,13 +113,11 @@ impl Breaker {
     /// Cooldown for the trip about to happen: base doubled per recent trip, capped.
     fn next_cooldown_s(&self, settings: &BreakerSettings, now_ms: u64) -> (u32, u64) {
         let recent = self.last_trip_ms > 0
-            && now_ms.saturating_sub(self.last_trip_ms)
-                <= u64::from(settings.max_cooldown_s) * 2 * 1000;
+            && now_ms.saturating_sub(self.last_trip_ms) <= u64::from(settings.max_cooldown_s) * 2 * 1000;
         let streak = if recent { self.streak.saturating_add(1) } else { 1 };
         let doublings = streak.saturating_sub(1).min(30);
-        let cooldown = u64::from(settings.cooldown_s)
-            .saturating_mul(1u64 << doublings)
-            .min(u64::from(settings.max_cooldown_s));
+        let cooldown =
+            u64::from(settings.cooldown_s).saturating_mul(1u64 << doublings).min(u64::from(settings.max_cooldown_s));
         (streak, cooldown)
     }
 

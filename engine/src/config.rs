@@ -102,7 +102,10 @@ fn prefixed(prefix: &str, field: &str) -> String {
 }
 
 fn validate_namespace(ns: &str) -> Result<(), PolicyError> {
-    if ns.is_empty() || ns.len() > 64 || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if ns.is_empty()
+        || ns.len() > 64
+        || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         return Err(field_error("namespace", "1-64 of [A-Za-z0-9-_.]"));
     }
     Ok(())

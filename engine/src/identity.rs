@@ -92,7 +92,11 @@ impl KeyKind {
         }
     }
 
-    fn verify(&self, token: &str, options: VerificationOptions) -> Result<JWTClaims<Map<String, Value>>, jwt_simple::Error> {
+    fn verify(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<JWTClaims<Map<String, Value>>, jwt_simple::Error> {
         match self {
             KeyKind::Hs(k) => k.verify_token(token, Some(options)),
             KeyKind::Rs(k) => k.verify_token(token, Some(options)),
@@ -182,7 +186,8 @@ impl Verifier {
         // With a kid in the token and in the policy, only that key may verify it.
         let by_kid: Vec<&VerifyKey> = match kid {
             Some(kid) => {
-                let named: Vec<&VerifyKey> = self.keys.iter().filter(|k| k.key.alg() == alg && k.kid.as_deref() == Some(kid)).collect();
+                let named: Vec<&VerifyKey> =
+                    self.keys.iter().filter(|k| k.key.alg() == alg && k.kid.as_deref() == Some(kid)).collect();
                 if named.is_empty() {
                     candidates.filter(|k| k.kid.is_none()).collect()
                 } else {
@@ -231,12 +236,8 @@ impl Verifier {
         if !is_valid_tenant_id(&tenant) {
             return Err(IdentityError::InvalidTenant);
         }
-        let tier = self
-            .tier_claim
-            .as_ref()
-            .and_then(|c| claims.custom.get(c))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let tier =
+            self.tier_claim.as_ref().and_then(|c| claims.custom.get(c)).and_then(Value::as_str).map(str::to_string);
         Ok(Identity { tenant, tier, expires_at_s })
     }
 }
@@ -337,15 +338,26 @@ mod tests {
 
     #[test]
     fn wrong_secret_fails_the_signature() {
-        let t = mint_hs256("another-secret-of-length", Some("demo"), "https://auth.example", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        let t = mint_hs256(
+            "another-secret-of-length",
+            Some("demo"),
+            "https://auth.example",
+            "fusebox",
+            claims(json!({"tenant": "a"})),
+            NOW,
+            60,
+        )
+        .unwrap();
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::BadSignature));
     }
 
     #[test]
     fn wrong_issuer_and_audience_are_rejected() {
-        let t = mint_hs256(DEMO_SECRET, None, "https://evil", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        let t =
+            mint_hs256(DEMO_SECRET, None, "https://evil", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongIssuer));
-        let t = mint_hs256(DEMO_SECRET, None, "https://auth.example", "other", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        let t = mint_hs256(DEMO_SECRET, None, "https://auth.example", "other", claims(json!({"tenant": "a"})), NOW, 60)
+            .unwrap();
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongAudience));
     }
 
@@ -354,7 +366,10 @@ mod tests {
         let t = token(json!({"tenant": "acme"}));
         let parts: Vec<&str> = t.split('.').collect();
         let forged = Base64UrlSafeNoPadding::encode_to_string(
-            serde_json::to_vec(&json!({"tenant": "victim", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60})).unwrap(),
+            serde_json::to_vec(
+                &json!({"tenant": "victim", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60}),
+            )
+            .unwrap(),
         )
         .unwrap();
         let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
@@ -365,7 +380,10 @@ mod tests {
     fn alg_none_is_rejected() {
         let header = Base64UrlSafeNoPadding::encode_to_string(br#"{"alg":"none","typ":"JWT"}"#).unwrap();
         let body = Base64UrlSafeNoPadding::encode_to_string(
-            serde_json::to_vec(&json!({"tenant": "acme", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60})).unwrap(),
+            serde_json::to_vec(
+                &json!({"tenant": "acme", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60}),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(verifier().verify_token(&format!("{header}.{body}."), NOW), Err(IdentityError::UnknownKey));
@@ -387,12 +405,24 @@ mod tests {
     fn missing_or_unsafe_tenant_claims_are_rejected() {
         assert_eq!(verifier().verify_token(&token(json!({"sub": "x"})), NOW), Err(IdentityError::MissingTenant));
         assert_eq!(verifier().verify_token(&token(json!({"tenant": 42})), NOW), Err(IdentityError::InvalidTenant));
-        assert_eq!(verifier().verify_token(&token(json!({"tenant": "a\r\nb"})), NOW), Err(IdentityError::InvalidTenant));
+        assert_eq!(
+            verifier().verify_token(&token(json!({"tenant": "a\r\nb"})), NOW),
+            Err(IdentityError::InvalidTenant)
+        );
     }
 
     #[test]
     fn unknown_kid_with_only_named_keys_is_an_unknown_key() {
-        let t = mint_hs256(DEMO_SECRET, Some("rotated-away"), "https://auth.example", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        let t = mint_hs256(
+            DEMO_SECRET,
+            Some("rotated-away"),
+            "https://auth.example",
+            "fusebox",
+            claims(json!({"tenant": "a"})),
+            NOW,
+            60,
+        )
+        .unwrap();
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::UnknownKey));
     }
 

@@ -412,7 +412,10 @@ pub(crate) mod tests {
     #[test]
     fn zero_threshold_is_rejected_naming_the_field() {
         let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_60s": 0}}"#).as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), format!("tiers.free.tokens_60s: must be between 1 and {MAX_THRESHOLD} (omit it for no limit)"));
+        assert_eq!(
+            err.to_string(),
+            format!("tiers.free.tokens_60s: must be between 1 and {MAX_THRESHOLD} (omit it for no limit)")
+        );
     }
 
     #[test]

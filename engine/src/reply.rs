@@ -1,7 +1,7 @@
 //! Local replies: the `429` denial and the `401` identity failure, exactly as DESIGN.md fixes
 //! them (status, headers, OpenAI-compatible JSON body).
 
-use crate::admission::{DenyCause, Denied};
+use crate::admission::{Denied, DenyCause};
 use crate::identity::IdentityError;
 use crate::metric::Metric;
 use serde_json::json;

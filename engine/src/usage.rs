@@ -479,7 +479,9 @@ mod tests {
     #[test]
     fn negative_fractional_and_absurd_figures_count_as_zero_with_an_anomaly() {
         let mut s = JsonUsageScanner::new();
-        s.feed(br#"{"usage":{"input_tokens":-5,"output_tokens":2.5,"cache_read_input_tokens":99999999999999999999999}}"#);
+        s.feed(
+            br#"{"usage":{"input_tokens":-5,"output_tokens":2.5,"cache_read_input_tokens":99999999999999999999999}}"#,
+        );
         assert_eq!(s.finish(), counted(0, 0));
         assert_eq!(s.anomalies(), Anomalies { negative: 1, non_integer: 1, absurd: 1 });
     }

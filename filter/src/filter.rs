@@ -295,13 +295,17 @@ impl Request {
             UsageOutcome::Malformed => {
                 if end == ProbeEnd::Completed {
                     self.metrics.inc(Counter::UsageMalformed);
-                    log::warn!("fusebox: response for tenant '{}' is not well-formed JSON; counted as 0 tokens", t.tenant);
+                    log::warn!(
+                        "fusebox: response for tenant '{}' is not well-formed JSON; counted as 0 tokens",
+                        t.tenant
+                    );
                 }
                 0
             }
         };
         if anomalies.any() {
-            self.metrics.add(Counter::UsageAnomalies, u64::from(anomalies.negative + anomalies.non_integer + anomalies.absurd));
+            self.metrics
+                .add(Counter::UsageAnomalies, u64::from(anomalies.negative + anomalies.non_integer + anomalies.absurd));
         }
         let probe = t.probe.then_some(end);
         let now_ms = host::now_ms();

@@ -29,7 +29,7 @@ impl HttpContext for PassThrough {}
 enum Root {
     Unconfigured,
     Filter(FilterRoot),
-    Singleton(SingletonRoot),
+    Singleton(Box<SingletonRoot>),
 }
 
 impl Context for Root {
@@ -61,7 +61,7 @@ impl RootContext for Root {
             Ok(PluginConfig::Singleton(cfg)) => {
                 let s = SingletonRoot::new(cfg, metrics);
                 let ok = s.start();
-                *self = Root::Singleton(s);
+                *self = Root::Singleton(Box::new(s));
                 ok
             }
             Err(e) => {

@@ -46,7 +46,8 @@ impl SingletonRoot {
         }
         let c = &self.config.control;
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers = vec![(":method", "GET"), (":path", c.policy_path.as_str()), (":authority", c.authority.as_str())];
+        let mut headers =
+            vec![(":method", "GET"), (":path", c.policy_path.as_str()), (":authority", c.authority.as_str())];
         if let Some(etag) = &self.etag {
             headers.push(("if-none-match", etag.as_str()));
         }

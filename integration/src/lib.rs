@@ -133,7 +133,9 @@ pub struct Stack {
 fn spawn(name: &str, cmd: &mut Command, dir: &Path, foreground: bool) -> Result<Child, String> {
     if !foreground {
         let log = |suffix: &str| {
-            std::fs::File::create(dir.join(format!("{name}.{suffix}"))).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+            std::fs::File::create(dir.join(format!("{name}.{suffix}")))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
         };
         cmd.stdout(log("out")).stderr(log("err"));
     }
@@ -191,9 +193,20 @@ impl Stack {
         let control_bin = sibling_binary("fusebox-control")?;
         let mock_bin = sibling_binary("mock-llm")?;
         let agent = Stack::start_client();
-        let mut stack = Stack { ports: o.ports.clone(), dir: dir.clone(), policy_file: o.policy_file.clone(), children: Vec::new(), agent };
+        let mut stack = Stack {
+            ports: o.ports.clone(),
+            dir: dir.clone(),
+            policy_file: o.policy_file.clone(),
+            children: Vec::new(),
+            agent,
+        };
         let p = &o.ports;
-        let mock = spawn("mock", Command::new(&mock_bin).arg("--listen").arg(format!("127.0.0.1:{}", p.mock)), &dir, o.foreground)?;
+        let mock = spawn(
+            "mock",
+            Command::new(&mock_bin).arg("--listen").arg(format!("127.0.0.1:{}", p.mock)),
+            &dir,
+            o.foreground,
+        )?;
         stack.children.push(("mock-llm".into(), mock));
         if o.start_control {
             let control = spawn(
@@ -209,7 +222,8 @@ impl Stack {
             )?;
             stack.children.push(("fusebox-control".into(), control));
         }
-        let template = std::fs::read_to_string(&o.envoy_config).map_err(|e| format!("{}: {e}", o.envoy_config.display()))?;
+        let template =
+            std::fs::read_to_string(&o.envoy_config).map_err(|e| format!("{}: {e}", o.envoy_config.display()))?;
         let config = render(
             &template,
             &[
@@ -279,7 +293,11 @@ impl Stack {
 
     /// A new HTTP client with its own connection pool.
     pub fn start_client() -> ureq::Agent {
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
     }
 
     /// POSTs an OpenAI chat completion through Envoy.
@@ -295,7 +313,14 @@ impl Stack {
         self.post_with(&self.agent, path, token, extra, body)
     }
 
-    pub fn post_with(&self, agent: &ureq::Agent, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> Resp {
+    pub fn post_with(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Resp {
         let mut req = agent.post(self.url(path)).header("content-type", "application/json");
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -329,7 +354,7 @@ impl Stack {
         let probe = token("fusebox-harness-probe", None);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let v = self.status(&probe)["policy_version"].as_u64().unwrap_or(0);
+            let v = self.status(&probe).get("policy_version").and_then(Value::as_u64).unwrap_or(0);
             if v >= version {
                 return;
             }

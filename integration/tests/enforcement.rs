@@ -1,3 +1,4 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
 //! End-to-end: real Envoy (2 workers) + real fusebox.wasm + fusebox-control + mock LLM.
 
 use fusebox_integration::{token, Stack};
@@ -67,10 +68,7 @@ fn tenant_over_tokens_60s_is_denied_while_another_tenant_is_served() {
         json!({"tenant": "acme", "state": "open", "reason": "tokens_60s", "threshold": 1000,
                "observed": 1200, "retry_after_s": retry, "run_id": null})
     );
-    assert_eq!(
-        body["error"]["message"],
-        format!("tenant 'acme' is over tokens_60s (1200 > 1000); retry in {retry}s")
-    );
+    assert_eq!(body["error"]["message"], format!("tenant 'acme' is over tokens_60s (1200 > 1000); retry in {retry}s"));
     // Meanwhile globex is untouched.
     for _ in 0..5 {
         assert_eq!(stack.chat(Some(&globex), &headers(&u)).status, 200);
@@ -105,7 +103,11 @@ fn half_open_probe_after_cooldown_is_admitted_and_a_clean_probe_closes_the_break
 
     // One probe is admitted (slow, so a second request arrives while it is in flight).
     let probe_stack = &stack;
-    let slow = [("x-mock-latency-ms", "1500".to_string()), ("x-mock-input-tokens", "10".to_string()), ("x-mock-output-tokens", "10".to_string())];
+    let slow = [
+        ("x-mock-latency-ms", "1500".to_string()),
+        ("x-mock-input-tokens", "10".to_string()),
+        ("x-mock-output-tokens", "10".to_string()),
+    ];
     std::thread::scope(|scope| {
         let probe = scope.spawn(|| probe_stack.chat(Some(&acme), &headers(&slow)));
         std::thread::sleep(Duration::from_millis(500));
@@ -147,7 +149,8 @@ fn missing_bad_and_expired_credentials_get_401_and_never_reach_the_upstream() {
     let mint = |secret: &str, iss: &str, aud: &str, iat: u64, ttl: u64| {
         fusebox_engine::identity::mint_hs256(secret, Some("demo"), iss, aud, claims("acme"), iat, ttl).unwrap()
     };
-    let (iss, aud, secret) = (fusebox_integration::DEMO_ISSUER, fusebox_integration::DEMO_AUDIENCE, fusebox_integration::DEMO_SECRET);
+    let (iss, aud, secret) =
+        (fusebox_integration::DEMO_ISSUER, fusebox_integration::DEMO_AUDIENCE, fusebox_integration::DEMO_SECRET);
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "missing_credentials"),
         (Some("Bearer not-a-jwt".into()), "malformed_token"),

@@ -123,11 +123,21 @@ async fn main() -> Result<(), String> {
         .route("/mock/stats", get(stats))
         // Lets tests point the filter's control cluster here to see garbage refused.
         .route("/v1/policy", get(|| async { Json(json!({"not": "a policy"})) }))
-        .route("/v1/chat/completions", post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Chat, h, b)))
-        .route("/v1/responses", post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Responses, h, b)))
-        .route("/v1/messages", post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Messages, h, b)))
+        .route(
+            "/v1/chat/completions",
+            post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Chat, h, b)),
+        )
+        .route(
+            "/v1/responses",
+            post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Responses, h, b)),
+        )
+        .route(
+            "/v1/messages",
+            post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Messages, h, b)),
+        )
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
     eprintln!("mock-llm listening on http://{}", args.listen);
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }

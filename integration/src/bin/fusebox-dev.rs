@@ -1,0 +1,85 @@
+//! `make run`: the demo stack in the foreground — Envoy (2 workers) with fusebox, fusebox-control
+//! serving `tests/policies/demo.json` (edit it live: changes apply within a couple of seconds),
+//! and the mock LLM. Ctrl-C stops everything.
+
+use fusebox_integration::{token, work_dir, workspace_root, Ports, Stack, StackOptions};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn curl(port: u16, token: &str) -> String {
+    format!(
+        "curl -s -i localhost:{port}/v1/chat/completions -H 'authorization: Bearer {token}' \
+         -H 'content-type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
+    )
+}
+
+fn main() -> ExitCode {
+    let root = workspace_root();
+    let ports = Ports::from_env();
+    let dir = work_dir();
+    let options = StackOptions {
+        ports: ports.clone(),
+        policy_file: root.join("tests/policies/demo.json"),
+        envoy_config: root.join("envoy/demo.yaml"),
+        workers: 2,
+        foreground: false,
+        start_control: true,
+    };
+    let mut stack = match Stack::start_with(options, dir.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fusebox-dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let acme = token("acme", None);
+    let globex = token("globex", None);
+    println!(
+        "\nfusebox demo is up.\n\
+         \n  Envoy listener   http://localhost:{}\n  Envoy admin      http://localhost:{}\n  fusebox-control  http://localhost:{}/v1/policy\n  mock LLM         http://localhost:{}\n\
+         \n  policy (edit live): {}\n  logs:               {}\n\
+         \nacme (free tier: 2000 tokens per 60 s; each mock answer uses 400) — run it 6 times, the 7th is refused:\n\n  {}\n\
+         \nglobex (pro tier) keeps working meanwhile:\n\n  {}\n\
+         \nYour own state: curl -s localhost:{}/fusebox/status -H 'authorization: Bearer <token>'\n\
+         Ctrl-C stops everything.",
+        ports.listen,
+        ports.admin,
+        ports.control,
+        ports.mock,
+        root.join("tests/policies/demo.json").display(),
+        dir.display(),
+        curl(ports.listen, &acme),
+        curl(ports.listen, &globex),
+        ports.listen,
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fusebox-dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exited = runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return None,
+                _ = tick.tick() => {
+                    if let Some(gone) = stack.exited() {
+                        return Some(gone);
+                    }
+                }
+            }
+        }
+    });
+    match exited {
+        None => {
+            println!("\nstopping.");
+            ExitCode::SUCCESS
+        }
+        Some((name, status)) => {
+            eprintln!("fusebox-dev: {name} exited ({status}); logs in {}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
