@@ -438,4 +438,73 @@ mod tests {
         let t = key.authenticate(c).unwrap();
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::MissingExpiry));
     }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/keys").join(name)).unwrap()
+    }
+
+    fn asymmetric_verifier(keys: Value) -> Verifier {
+        let cfg: JwtConfig = serde_json::from_value(json!({
+            "issuer": "https://auth.example", "audiences": ["fusebox"], "keys": keys
+        }))
+        .unwrap();
+        Verifier::new(&cfg).unwrap()
+    }
+
+    fn claims_for(tenant: &str) -> JWTClaims<Map<String, Value>> {
+        let mut c = Claims::with_custom_claims(claims(json!({"tenant": tenant})), Duration::from_secs(600))
+            .with_issuer("https://auth.example")
+            .with_audience("fusebox");
+        c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+        c.invalid_before = Some(UnixTimeStamp::from_secs(NOW));
+        c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
+        c
+    }
+
+    #[test]
+    fn rs256_token_verifies_against_the_public_key() {
+        let v = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": fixture("rs256-public.pem")}]));
+        let pair = RS256KeyPair::from_pem(&fixture("rs256-private.pem")).unwrap().with_key_id("r1");
+        let t = pair.sign(claims_for("acme")).unwrap();
+        assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "acme");
+    }
+
+    #[test]
+    fn es256_token_verifies_against_the_public_key() {
+        let v = asymmetric_verifier(json!([{"alg": "ES256", "pem": fixture("es256-public.pem")}]));
+        let pair = ES256KeyPair::from_pem(&fixture("es256-private.pem")).unwrap();
+        let t = pair.sign(claims_for("globex")).unwrap();
+        assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "globex");
+    }
+
+    #[test]
+    fn hs256_token_keyed_with_the_rsa_public_key_is_refused() {
+        // Algorithm confusion: the attacker uses the (public) RSA key bytes as an HMAC secret.
+        let public = fixture("rs256-public.pem");
+        let forged = HS256Key::from_bytes(public.as_bytes()).with_key_id("r1").authenticate(claims_for("victim")).unwrap();
+        let rsa_only = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": public}]));
+        assert_eq!(rsa_only.verify_token(&forged, NOW), Err(IdentityError::UnknownKey));
+        let mixed = asymmetric_verifier(json!([
+            {"alg": "RS256", "kid": "r1", "pem": public},
+            {"alg": "HS256", "secret": DEMO_SECRET}
+        ]));
+        assert_eq!(mixed.verify_token(&forged, NOW), Err(IdentityError::BadSignature));
+    }
+
+    #[test]
+    fn es256_token_signed_by_another_key_fails_the_signature() {
+        let v = asymmetric_verifier(json!([{"alg": "ES256", "pem": fixture("es256-public.pem")}]));
+        let other = ES256KeyPair::generate();
+        assert_eq!(v.verify_token(&other.sign(claims_for("acme")).unwrap(), NOW), Err(IdentityError::BadSignature));
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_public_key_is_refused_at_policy_load() {
+        let cfg: JwtConfig = serde_json::from_value(json!({
+            "issuer": "i", "audiences": ["a"], "keys": [{"alg": "RS256", "pem": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}]
+        }))
+        .unwrap();
+        let err = Verifier::new(&cfg).unwrap_err();
+        assert_eq!(err.field, "identity.jwt.keys[0]");
+    }
 }
