@@ -428,19 +428,15 @@ mod tests {
 
     #[test]
     fn token_without_exp_is_rejected() {
-        let key = HS256Key::from_bytes(DEMO_SECRET.as_bytes());
-        let mut c = Claims::with_custom_claims(claims(json!({"tenant": "a"})), Duration::from_secs(60))
-            .with_issuer("https://auth.example")
-            .with_audience("fusebox");
+        let mut c = claims_for("a");
         c.expires_at = None;
-        c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
-        c.invalid_before = None;
-        let t = key.authenticate(c).unwrap();
+        let t = HS256Key::from_bytes(DEMO_SECRET.as_bytes()).authenticate(c).unwrap();
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::MissingExpiry));
     }
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/keys").join(name)).unwrap()
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/keys").join(name))
+            .unwrap()
     }
 
     fn asymmetric_verifier(keys: Value) -> Verifier {
@@ -481,7 +477,8 @@ mod tests {
     fn hs256_token_keyed_with_the_rsa_public_key_is_refused() {
         // Algorithm confusion: the attacker uses the (public) RSA key bytes as an HMAC secret.
         let public = fixture("rs256-public.pem");
-        let forged = HS256Key::from_bytes(public.as_bytes()).with_key_id("r1").authenticate(claims_for("victim")).unwrap();
+        let forged =
+            HS256Key::from_bytes(public.as_bytes()).with_key_id("r1").authenticate(claims_for("victim")).unwrap();
         let rsa_only = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": public}]));
         assert_eq!(rsa_only.verify_token(&forged, NOW), Err(IdentityError::UnknownKey));
         let mixed = asymmetric_verifier(json!([

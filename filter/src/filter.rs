@@ -17,9 +17,6 @@ use proxy_wasm::types::Action;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// How often a worker looks for a newly published policy.
-const POLICY_CHECK_INTERVAL_MS: u64 = 250;
-
 /// A policy ready to use: parsed, validated, keys built.
 pub struct ActivePolicy {
     pub policy: Policy,
@@ -40,7 +37,6 @@ pub struct FilterRoot {
     metrics: Rc<Metrics>,
     active: RefCell<Rc<ActivePolicy>>,
     seen_generation: Cell<Option<u64>>,
-    checked_at_ms: Cell<u64>,
 }
 
 impl FilterRoot {
@@ -55,16 +51,13 @@ impl FilterRoot {
             metrics,
             active: RefCell::new(Rc::new(active)),
             seen_generation: Cell::new(None),
-            checked_at_ms: Cell::new(0),
         })
     }
 
-    /// Picks up a policy the singleton published, at most every few hundred milliseconds.
-    fn refresh_policy(&self, now_ms: u64) {
-        if now_ms.saturating_sub(self.checked_at_ms.get()) < POLICY_CHECK_INTERVAL_MS {
-            return;
-        }
-        self.checked_at_ms.set(now_ms);
+    /// Picks up a policy the singleton published. Checked on every request (one 8-byte
+    /// shared-data read) so that, once published, a policy applies to the very next request
+    /// on every worker: a kill switch or a lowered limit must not wait for a timer.
+    fn refresh_policy(&self) {
         let Some(generation) = store::policy_generation(&self.keys) else { return };
         if self.seen_generation.get() == Some(generation) {
             return;
@@ -85,7 +78,7 @@ impl FilterRoot {
     }
 
     pub fn new_request(&self) -> Request {
-        self.refresh_policy(host::now_ms());
+        self.refresh_policy();
         Request {
             config: Rc::clone(&self.config),
             keys: Rc::clone(&self.keys),

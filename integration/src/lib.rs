@@ -23,28 +23,24 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Envoy binary: `$FUSEBOX_ENVOY`, else `<root>/.venv/bin/envoy` (installed by the Makefile).
-pub fn envoy_binary() -> Result<PathBuf, String> {
-    let path = std::env::var_os("FUSEBOX_ENVOY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"));
+/// `$var` if set, else `<root>/default`; an error naming `hint` when the file is missing.
+fn locate(var: &str, default: &str, hint: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace_root().join(default));
     if path.is_file() {
         Ok(path)
     } else {
-        Err(format!("Envoy not found at {} (run `make test`, which installs it, or set FUSEBOX_ENVOY)", path.display()))
+        Err(format!("{} missing: {hint}", path.display()))
     }
 }
 
-/// The release filter: `<root>/target/wasm32-wasip1/release/fusebox_filter.wasm`.
+/// Envoy binary: `$FUSEBOX_ENVOY`, else `<root>/.venv/bin/envoy` (installed by the Makefile).
+pub fn envoy_binary() -> Result<PathBuf, String> {
+    locate("FUSEBOX_ENVOY", ".venv/bin/envoy", "run `make test` (it installs Envoy) or set FUSEBOX_ENVOY")
+}
+
+/// The release filter: `$FUSEBOX_WASM`, else `<root>/target/wasm32-wasip1/release/fusebox_filter.wasm`.
 pub fn wasm_path() -> Result<PathBuf, String> {
-    let path = std::env::var_os("FUSEBOX_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/fusebox_filter.wasm"));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!("{} missing: build it with `make wasm`", path.display()))
-    }
+    locate("FUSEBOX_WASM", "target/wasm32-wasip1/release/fusebox_filter.wasm", "build it with `make wasm`")
 }
 
 /// A sibling binary of the running executable (`fusebox-control`, `mock-llm`), built by cargo.

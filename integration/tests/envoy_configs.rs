@@ -3,8 +3,38 @@
 //! with the real `.wasm` loaded.
 
 use fusebox_integration::{envoy_binary, render, wasm_path, work_dir, workspace_root};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Renders a template with fixed ports and the real `.wasm` into `dir`, returning the path.
+fn render_into(dir: &Path, name: &str, template: &str) -> PathBuf {
+    let vars = [
+        ("LISTEN_PORT", "10000".to_string()),
+        ("ADMIN_PORT", "9901".to_string()),
+        ("CONTROL_PORT", "8090".to_string()),
+        ("MOCK_PORT", "18080".to_string()),
+        ("WASM", wasm_path().unwrap().display().to_string()),
+    ];
+    let rendered = render(template, &vars);
+    assert!(!rendered.contains("${"), "{name} has an unknown placeholder");
+    let out = dir.join(name);
+    std::fs::write(&out, rendered).unwrap();
+    out
+}
+
+/// `envoy --mode validate` on a file: Ok, or Envoy's output.
+fn validate(path: &Path) -> Result<(), String> {
+    let result = Command::new(envoy_binary().unwrap())
+        .args(["--mode", "validate", "--use-dynamic-base-id", "-l", "error", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    if result.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr)))
+    }
+}
 
 fn yaml_files(dir: PathBuf, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -19,61 +49,26 @@ fn yaml_files(dir: PathBuf, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_envoy_yaml_validates_with_the_real_envoy() {
-    let envoy = envoy_binary().unwrap();
-    let wasm = wasm_path().unwrap();
     let mut files = Vec::new();
     yaml_files(workspace_root().join("envoy"), &mut files);
     assert!(files.len() >= 2, "expected the demo and the per-route example, found {files:?}");
     let dir = work_dir();
     for file in files {
-        let vars = [
-            ("LISTEN_PORT", "10000".to_string()),
-            ("ADMIN_PORT", "9901".to_string()),
-            ("CONTROL_PORT", "8090".to_string()),
-            ("MOCK_PORT", "18080".to_string()),
-            ("WASM", wasm.display().to_string()),
-        ];
-        let rendered = render(&std::fs::read_to_string(&file).unwrap(), &vars);
-        assert!(!rendered.contains("${"), "{} has an unknown placeholder", file.display());
-        let out = dir.join(file.file_name().unwrap());
-        std::fs::write(&out, rendered).unwrap();
-        let result = Command::new(&envoy)
-            .args(["--mode", "validate", "--use-dynamic-base-id", "-l", "error", "-c"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            result.status.success(),
-            "{} does not validate:\n{}\n{}",
-            file.display(),
-            String::from_utf8_lossy(&result.stdout),
-            String::from_utf8_lossy(&result.stderr)
-        );
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let rendered = render_into(&dir, &name, &std::fs::read_to_string(&file).unwrap());
+        if let Err(output) = validate(&rendered) {
+            panic!("{} does not validate:\n{output}", file.display());
+        }
     }
 }
 
 #[test]
 fn a_broken_filter_configuration_is_refused_by_envoy() {
     // Invalid plugin configuration makes on_configure return false: Envoy must refuse it.
-    let envoy = envoy_binary().unwrap();
-    let wasm = wasm_path().unwrap();
     let template = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
     let broken = template.replace(r#""unmatched": "pass","#, r#""unmatched": "sometimes","#);
     assert_ne!(broken, template);
-    let dir = work_dir();
-    let path = dir.join("broken.yaml");
-    let vars = [
-        ("LISTEN_PORT", "10000".to_string()),
-        ("ADMIN_PORT", "9901".to_string()),
-        ("CONTROL_PORT", "8090".to_string()),
-        ("MOCK_PORT", "18080".to_string()),
-        ("WASM", wasm.display().to_string()),
-    ];
-    std::fs::write(&path, render(&broken, &vars)).unwrap();
-    let result = Command::new(&envoy)
-        .args(["--mode", "validate", "--use-dynamic-base-id", "-l", "error", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!result.status.success(), "envoy accepted a broken fusebox configuration");
+    let path = render_into(&work_dir(), "broken.yaml", &broken);
+    let output = validate(&path).expect_err("envoy accepted a broken fusebox configuration");
+    assert!(output.contains("fusebox: invalid configuration: unmatched"), "{output}");
 }

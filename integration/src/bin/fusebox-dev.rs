@@ -60,10 +60,17 @@ fn main() -> ExitCode {
         }
     };
     let exited = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // SIGTERM/SIGHUP too, so `timeout`, `kill` or a closed terminal still stop the children.
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            return Some(("fusebox-dev".to_string(), "cannot install signal handlers".to_string()));
+        };
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return None,
+                _ = term.recv() => return None,
+                _ = hup.recv() => return None,
                 _ = tick.tick() => {
                     if let Some(gone) = stack.exited() {
                         return Some(gone);
