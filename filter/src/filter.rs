@@ -11,7 +11,7 @@ use fusebox_engine::metric::Metric;
 use fusebox_engine::policy::{Limits, Policy, PolicyError};
 use fusebox_engine::reply;
 use fusebox_engine::state::TenantState;
-use fusebox_engine::usage::{JsonUsageScanner, UsageOutcome};
+use fusebox_engine::usage::{BodyScanner, Summary};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::{Cell, RefCell};
@@ -96,7 +96,9 @@ struct Tracked {
     limits: Limits,
     probe: bool,
     warning: Option<String>,
-    scanner: JsonUsageScanner,
+    /// Chosen from the response's content-type; `None` until headers arrive or when the body
+    /// is encoded and cannot be read.
+    scanner: Option<BodyScanner>,
     status_2xx: bool,
     settled: bool,
 }
@@ -140,6 +142,14 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if let Some(t) = self.tracked.as_mut() {
             t.status_2xx = host::response_header(":status").is_some_and(|s| s.starts_with('2'));
+            let encoding = host::response_header("content-encoding");
+            if encoding.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("identity")) {
+                t.scanner = Some(BodyScanner::for_content_type(host::response_header("content-type").as_deref()));
+            } else {
+                // We asked for identity; an upstream that compresses anyway cannot be counted.
+                self.metrics.inc(Counter::UsageEncoded);
+                log::warn!("fusebox: response for tenant '{}' is {encoding:?}-encoded; not counted", t.tenant);
+            }
             if let Some(w) = &t.warning {
                 host::add_response_header("x-fusebox-warning", w);
             }
@@ -154,8 +164,8 @@ impl HttpContext for Request {
         // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
         if let Some(t) = self.tracked.as_mut().filter(|t| !t.settled) {
             if body_size > 0 {
-                if let Some(chunk) = host::response_body(body_size) {
-                    t.scanner.feed(&chunk);
+                if let (Some(scanner), Some(chunk)) = (t.scanner.as_mut(), host::response_body(body_size)) {
+                    scanner.feed(&chunk);
                 }
             }
             if end_of_stream {
@@ -261,7 +271,7 @@ impl Request {
             tenant: identity.tenant,
             key,
             limits,
-            scanner: JsonUsageScanner::new(),
+            scanner: None,
             status_2xx: false,
             settled: false,
         });
@@ -269,45 +279,45 @@ impl Request {
     }
 
     fn settle(&mut self, end: ProbeEnd) {
-        let Some(t) = self.tracked.as_mut().filter(|t| !t.settled) else { return };
-        t.settled = true;
-        let outcome = t.scanner.finish();
-        let anomalies = t.scanner.anomalies();
-        let tokens = match outcome {
-            UsageOutcome::Counted(u) => {
-                self.metrics.add(Counter::TokensInput, u.input_tokens);
-                self.metrics.add(Counter::TokensOutput, u.output_tokens);
+        let Some(mut t) = self.tracked.take() else { return };
+        if !t.settled {
+            t.settled = true;
+            let summary = t.scanner.as_mut().map(BodyScanner::finish).unwrap_or_default();
+            let tokens = self.count(&summary, t.status_2xx, end, &t.tenant);
+            let probe = t.probe.then_some(end);
+            let now_ms = host::now_ms();
+            match store::update(&self.keys, &t.key, |s| admission::settle(s, &t.limits, tokens, probe, now_ms)) {
+                Ok((transitions, info)) => self.note_update(info, &transitions, &t.tenant),
+                Err(e) => self.store_failed(e),
+            }
+        }
+        self.tracked = Some(t);
+    }
+
+    /// Records what a response body said in metrics; returns the tokens to account.
+    fn count(&self, summary: &Summary, status_2xx: bool, end: ProbeEnd, tenant: &str) -> u64 {
+        let m = &self.metrics;
+        m.add(Counter::ToolCalls, u64::from(summary.tool_calls));
+        m.add(Counter::UsageAnomalies, u64::from(summary.anomalies.total()));
+        if summary.error {
+            m.inc(Counter::UpstreamErrorEvents);
+        }
+        if summary.malformed && end == ProbeEnd::Completed {
+            m.inc(Counter::UsageMalformed);
+            log::warn!("fusebox: response for tenant '{tenant}' is not well-formed; counted what was readable");
+        }
+        match summary.usage {
+            Some(u) => {
+                m.add(Counter::TokensInput, u.input_tokens);
+                m.add(Counter::TokensOutput, u.output_tokens);
                 u.total()
             }
-            UsageOutcome::Missing => {
-                if t.status_2xx {
-                    self.metrics.inc(Counter::UsageMissing);
+            None => {
+                if status_2xx && !summary.malformed {
+                    m.inc(Counter::UsageMissing);
                 }
                 0
             }
-            UsageOutcome::Malformed => {
-                if end == ProbeEnd::Completed {
-                    self.metrics.inc(Counter::UsageMalformed);
-                    log::warn!(
-                        "fusebox: response for tenant '{}' is not well-formed JSON; counted as 0 tokens",
-                        t.tenant
-                    );
-                }
-                0
-            }
-        };
-        if anomalies.any() {
-            self.metrics
-                .add(Counter::UsageAnomalies, u64::from(anomalies.negative + anomalies.non_integer + anomalies.absurd));
-        }
-        let probe = t.probe.then_some(end);
-        let now_ms = host::now_ms();
-        let limits = t.limits.clone();
-        let key = t.key.clone();
-        let tenant = t.tenant.clone();
-        match store::update(&self.keys, &key, |s| admission::settle(s, &limits, tokens, probe, now_ms)) {
-            Ok((transitions, info)) => self.note_update(info, &transitions, &tenant),
-            Err(e) => self.store_failed(e),
         }
     }
 

@@ -21,6 +21,9 @@ pub enum Counter {
     UsageMissing,
     UsageMalformed,
     UsageAnomalies,
+    UsageEncoded,
+    ToolCalls,
+    UpstreamErrorEvents,
     BreakerTrips,
     BreakerTransitions,
     StoreErrors,
@@ -31,7 +34,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 20] = [
+    const ALL: [Counter; 23] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -45,6 +48,9 @@ impl Counter {
         Counter::UsageMissing,
         Counter::UsageMalformed,
         Counter::UsageAnomalies,
+        Counter::UsageEncoded,
+        Counter::ToolCalls,
+        Counter::UpstreamErrorEvents,
         Counter::BreakerTrips,
         Counter::BreakerTransitions,
         Counter::StoreErrors,
@@ -69,6 +75,9 @@ impl Counter {
             Counter::UsageMissing => "fusebox.usage.missing",
             Counter::UsageMalformed => "fusebox.usage.malformed",
             Counter::UsageAnomalies => "fusebox.usage.anomalies",
+            Counter::UsageEncoded => "fusebox.usage.encoded",
+            Counter::ToolCalls => "fusebox.usage.tool_calls",
+            Counter::UpstreamErrorEvents => "fusebox.usage.upstream_error_events",
             Counter::BreakerTrips => "fusebox.breaker.trips",
             Counter::BreakerTransitions => "fusebox.breaker.transitions",
             Counter::StoreErrors => "fusebox.store.errors",

@@ -1,11 +1,16 @@
 //! A mock LLM upstream speaking OpenAI chat completions, OpenAI Responses and Anthropic
-//! Messages (JSON). Usage figures, latency and status are set per request by headers
-//! (`x-mock-input-tokens`, `x-mock-output-tokens`, `x-mock-latency-ms`, `x-mock-status`) or
-//! by defaults on the command line. `GET /mock/stats` reports what it served, per tenant (as
-//! seen in the `x-fusebox-tenant` header Envoy adds), so tests can compare exact totals.
+//! Messages, as JSON or (when the request says `"stream": true`) as SSE, the way the providers
+//! do: OpenAI chat streams carry usage only with `stream_options.include_usage`.
+//!
+//! Per-request knobs (headers): `x-mock-input-tokens`, `x-mock-output-tokens`,
+//! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks` and
+//! `x-mock-chunk-delay-ms` (stream shape), `x-mock-status`. `GET /mock/stats` reports what it
+//! answered, per tenant as seen in the `x-fusebox-tenant` header Envoy adds, so tests can compare
+//! exact totals; it also records whether chat streams asked for usage.
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -32,14 +37,10 @@ struct Totals {
     requests: u64,
     input_tokens: u64,
     output_tokens: u64,
-}
-
-impl Totals {
-    fn add(&mut self, input: u64, output: u64) {
-        self.requests += 1;
-        self.input_tokens += input;
-        self.output_tokens += output;
-    }
+    tool_calls: u64,
+    streams: u64,
+    /// Chat streams whose request asked for usage (`stream_options.include_usage`).
+    streams_with_usage: u64,
 }
 
 #[derive(Default, Serialize)]
@@ -55,40 +56,176 @@ struct AppState {
     stats: Arc<Mutex<Stats>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Api {
     Chat,
     Responses,
     Messages,
 }
 
+/// What one answer contains.
+struct Answer {
+    api: Api,
+    model: String,
+    input: u64,
+    output: u64,
+    tool_calls: u64,
+    chunks: u64,
+}
+
 fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.parse().ok()
 }
 
-fn body_for(api: Api, model: &str, input: u64, output: u64) -> Value {
-    match api {
-        Api::Chat => json!({
-            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000u64, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the mock."}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}
-        }),
+fn json_body(a: &Answer) -> Value {
+    let (input, output) = (a.input, a.output);
+    match a.api {
+        Api::Chat => {
+            let calls: Vec<Value> = (0..a.tool_calls)
+                .map(|i| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "lookup", "arguments": "{}"}}))
+                .collect();
+            let message = if calls.is_empty() {
+                json!({"role": "assistant", "content": "Hello from the mock."})
+            } else {
+                json!({"role": "assistant", "content": null, "tool_calls": calls})
+            };
+            json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000u64, "model": a.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": if a.tool_calls > 0 { "tool_calls" } else { "stop" }}],
+                "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}
+            })
+        }
         Api::Responses => json!({
-            "id": "resp_mock", "object": "response", "status": "completed", "model": model,
-            "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello from the mock."}]}],
+            "id": "resp_mock", "object": "response", "status": "completed", "model": a.model,
+            "output": responses_output(a.tool_calls),
             "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output}
         }),
         Api::Messages => json!({
-            "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": "Hello from the mock."}], "stop_reason": "end_turn",
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": a.model,
+            "content": anthropic_content(a.tool_calls), "stop_reason": "end_turn",
             "usage": {"input_tokens": input, "output_tokens": output}
         }),
     }
 }
 
-async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Option<Json<Value>>) -> Response {
-    let input = header_u64(&headers, "x-mock-input-tokens").unwrap_or(state.args.input_tokens);
-    let output = header_u64(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens);
+fn responses_output(tool_calls: u64) -> Vec<Value> {
+    let mut out = vec![
+        json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello from the mock."}]}),
+    ];
+    out.extend((0..tool_calls).map(|i| json!({"type": "function_call", "id": format!("fc_{i}"), "call_id": format!("call_{i}"), "name": "lookup", "arguments": "{}"})));
+    out
+}
+
+fn anthropic_content(tool_calls: u64) -> Vec<Value> {
+    let mut out = vec![json!({"type": "text", "text": "Hello from the mock."})];
+    out.extend(
+        (0..tool_calls).map(|i| json!({"type": "tool_use", "id": format!("toolu_{i}"), "name": "lookup", "input": {}})),
+    );
+    out
+}
+
+fn event(name: Option<&str>, data: &Value) -> Bytes {
+    let mut s = String::new();
+    if let Some(n) = name {
+        s.push_str("event: ");
+        s.push_str(n);
+        s.push('\n');
+    }
+    s.push_str("data: ");
+    s.push_str(&data.to_string());
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+/// The SSE events of a streamed answer, in order.
+fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
+    let (input, output) = (a.input, a.output);
+    let mut out = Vec::new();
+    match a.api {
+        Api::Chat => {
+            let chunk = |choices: Value, usage: Value| {
+                event(
+                    None,
+                    &json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": a.model, "choices": choices, "usage": usage}),
+                )
+            };
+            out.push(chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+                Value::Null,
+            ));
+            for i in 0..a.chunks {
+                out.push(chunk(
+                    json!([{"index": 0, "delta": {"content": format!("tok{i} ")}, "finish_reason": null}]),
+                    Value::Null,
+                ));
+            }
+            for i in 0..a.tool_calls {
+                let first = json!([{"index": 0, "delta": {"tool_calls": [{"index": i, "id": format!("call_{i}"), "type": "function", "function": {"name": "lookup", "arguments": ""}}]}, "finish_reason": null}]);
+                out.push(chunk(first, Value::Null));
+                let args = json!([{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": "{}"}}]}, "finish_reason": null}]);
+                out.push(chunk(args, Value::Null));
+            }
+            out.push(chunk(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]), Value::Null));
+            if include_usage {
+                out.push(chunk(
+                    json!([]),
+                    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}),
+                ));
+            }
+            out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+        Api::Responses => {
+            let base = json!({"id": "resp_mock", "object": "response", "status": "in_progress", "model": a.model, "output": [], "usage": null});
+            out.push(event(Some("response.created"), &json!({"type": "response.created", "response": base})));
+            for i in 0..a.chunks {
+                out.push(event(
+                    Some("response.output_text.delta"),
+                    &json!({"type": "response.output_text.delta", "delta": format!("tok{i} ")}),
+                ));
+            }
+            let mut done = base;
+            done["status"] = json!("completed");
+            done["output"] = json!(responses_output(a.tool_calls));
+            done["usage"] = json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output});
+            out.push(event(Some("response.completed"), &json!({"type": "response.completed", "response": done})));
+        }
+        Api::Messages => {
+            out.push(event(Some("message_start"), &json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": a.model, "usage": {"input_tokens": input, "output_tokens": 1}}})));
+            out.push(event(
+                Some("content_block_start"),
+                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            for i in 0..a.chunks {
+                out.push(event(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("tok{i} ")}})));
+            }
+            out.push(event(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": 0})));
+            for i in 0..a.tool_calls {
+                let idx = i + 1;
+                out.push(event(Some("content_block_start"), &json!({"type": "content_block_start", "index": idx, "content_block": {"type": "tool_use", "id": format!("toolu_{i}"), "name": "lookup", "input": {}}})));
+                out.push(event(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": idx})));
+            }
+            // Output is cumulative: report half first, then the total.
+            out.push(event(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": null}, "usage": {"output_tokens": output / 2}})));
+            out.push(event(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": output}})));
+            out.push(event(Some("message_stop"), &json!({"type": "message_stop"})));
+        }
+    }
+    out
+}
+
+async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let answer = Answer {
+        api,
+        model: request.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string(),
+        input: header_u64(&headers, "x-mock-input-tokens").unwrap_or(state.args.input_tokens),
+        output: header_u64(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens),
+        tool_calls: header_u64(&headers, "x-mock-tool-calls").unwrap_or(0),
+        chunks: header_u64(&headers, "x-mock-chunks").unwrap_or(3),
+    };
+    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage =
+        api != Api::Chat || request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     if let Some(ms) = header_u64(&headers, "x-mock-latency-ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -96,17 +233,41 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Option<Js
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
-    let tenant = headers.get("x-fusebox-tenant").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     if !status.is_success() {
         return (status, Json(json!({"error": {"message": "mock error", "type": "server_error"}}))).into_response();
     }
+    let tenant = headers.get("x-fusebox-tenant").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     {
-        let mut stats = state.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats.all.add(input, output);
-        stats.tenants.entry(tenant).or_default().add(input, output);
+        let mut guard = state.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = &mut *guard;
+        for t in [&mut stats.all, stats.tenants.entry(tenant).or_default()] {
+            t.requests += 1;
+            t.tool_calls += answer.tool_calls;
+            if stream {
+                t.streams += 1;
+                t.streams_with_usage += u64::from(api == Api::Chat && include_usage);
+            }
+            // A chat stream without include_usage reports no usage: nothing to count.
+            if !stream || include_usage {
+                t.input_tokens += answer.input;
+                t.output_tokens += answer.output;
+            }
+        }
     }
-    let model = body.as_ref().and_then(|b| b.get("model")).and_then(Value::as_str).unwrap_or("mock-model").to_string();
-    Json(body_for(api, &model, input, output)).into_response()
+    if !stream {
+        return Json(json_body(&answer)).into_response();
+    }
+    let delay = Duration::from_millis(header_u64(&headers, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let events = sse_events(&answer, include_usage);
+    let body = futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
+        let next = it.next()?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((Ok::<Bytes, std::convert::Infallible>(next), it))
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(body))
+        .into_response()
 }
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {
@@ -125,15 +286,15 @@ async fn main() -> Result<(), String> {
         .route("/v1/policy", get(|| async { Json(json!({"not": "a policy"})) }))
         .route(
             "/v1/chat/completions",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Chat, h, b)),
+            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Chat, h, b)),
         )
         .route(
             "/v1/responses",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Responses, h, b)),
+            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Responses, h, b)),
         )
         .route(
             "/v1/messages",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Option<Json<Value>>| complete(s, Api::Messages, h, b)),
+            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Messages, h, b)),
         )
         .with_state(state);
     let listener =

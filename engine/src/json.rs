@@ -1,0 +1,451 @@
+//! An incremental JSON tokenizer with fixed memory that reports scalars with their path.
+//!
+//! It sees a document in whatever chunks arrive, never buffers it, checks it is well-formed
+//! (balanced containers, complete strings and literals) and calls a [`Visitor`] for each
+//! number and for each string the visitor asks for. Paths are tracked for the first
+//! [`MAX_PATH`] levels; deeper values are validated but not reported.
+
+/// Object keys the usage scanners care about; everything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Usage,
+    PromptTokens,
+    CompletionTokens,
+    InputTokens,
+    OutputTokens,
+    CacheCreationInputTokens,
+    CacheReadInputTokens,
+    Choices,
+    Delta,
+    Message,
+    ToolCalls,
+    Id,
+    Type,
+    Response,
+    Output,
+    Content,
+    ContentBlock,
+    Error,
+    Other,
+}
+
+impl Key {
+    fn from_bytes(key: &[u8]) -> Key {
+        match key {
+            b"usage" => Key::Usage,
+            b"prompt_tokens" => Key::PromptTokens,
+            b"completion_tokens" => Key::CompletionTokens,
+            b"input_tokens" => Key::InputTokens,
+            b"output_tokens" => Key::OutputTokens,
+            b"cache_creation_input_tokens" => Key::CacheCreationInputTokens,
+            b"cache_read_input_tokens" => Key::CacheReadInputTokens,
+            b"choices" => Key::Choices,
+            b"delta" => Key::Delta,
+            b"message" => Key::Message,
+            b"tool_calls" => Key::ToolCalls,
+            b"id" => Key::Id,
+            b"type" => Key::Type,
+            b"response" => Key::Response,
+            b"output" => Key::Output,
+            b"content" => Key::Content,
+            b"content_block" => Key::ContentBlock,
+            b"error" => Key::Error,
+            _ => Key::Other,
+        }
+    }
+}
+
+/// One step of a path: an object member or an array element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg {
+    Key(Key),
+    Elem,
+}
+
+/// A JSON number as far as token counting cares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Number {
+    /// Integer value (meaningless if `negative`, `non_integer` or `overflow`).
+    pub value: u64,
+    pub negative: bool,
+    pub non_integer: bool,
+    pub overflow: bool,
+}
+
+/// Receives scalars as they complete.
+pub trait Visitor {
+    fn number(&mut self, path: &[Seg], n: Number);
+    /// Whether the string value starting at `path` should be collected for [`Visitor::string`].
+    fn wants_string(&self, path: &[Seg]) -> bool;
+    /// A wanted string; `truncated` when it was longer than [`STRING_CAP`] bytes.
+    fn string(&mut self, path: &[Seg], value: &[u8], truncated: bool);
+}
+
+pub const MAX_PATH: usize = 8;
+pub const STRING_CAP: usize = 32;
+const MAX_DEPTH: u8 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Value,
+    ArrayFirst,
+    ObjectFirst,
+    Key,
+    Colon,
+    AfterValue,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Between,
+    Str { key: bool, escaped: bool, collect: bool },
+    Num,
+    Literal { word: &'static [u8], pos: u8 },
+}
+
+/// Outcome of a finished document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A complete, well-formed document.
+    Complete,
+    /// Nothing but whitespace.
+    Empty,
+    Malformed,
+}
+
+#[derive(Debug, Clone)]
+pub struct JsonScanner {
+    /// Bit i set = container at depth i+1 is an array.
+    arrays: u64,
+    depth: u8,
+    path: [Seg; MAX_PATH],
+    expect: Expect,
+    lex: Lex,
+    buf: [u8; STRING_CAP],
+    buf_len: usize,
+    buf_overflow: bool,
+    number: Number,
+    failed: bool,
+}
+
+impl Default for JsonScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JsonScanner {
+    pub fn new() -> Self {
+        Self {
+            arrays: 0,
+            depth: 0,
+            path: [Seg::Elem; MAX_PATH],
+            expect: Expect::Value,
+            lex: Lex::Between,
+            buf: [0; STRING_CAP],
+            buf_len: 0,
+            buf_overflow: false,
+            number: Number::default(),
+            failed: false,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The path of the value at the current position, if it is shallow enough to track.
+    fn current_path(&self) -> Option<&[Seg]> {
+        self.path.get(..usize::from(self.depth))
+    }
+
+    pub fn feed<V: Visitor>(&mut self, chunk: &[u8], v: &mut V) {
+        let mut rest = chunk;
+        while let Some((&b, tail)) = rest.split_first() {
+            if self.failed {
+                return;
+            }
+            // Fast path: skip the body of a string nobody wants, up to its next quote or escape.
+            if let Lex::Str { key: false, escaped: false, collect: false } = self.lex {
+                let skip = rest.iter().position(|&c| c == b'"' || c == b'\\').unwrap_or(rest.len());
+                if skip > 0 {
+                    rest = rest.get(skip..).unwrap_or(&[]);
+                    continue;
+                }
+            }
+            self.step(b, v);
+            rest = tail;
+        }
+    }
+
+    pub fn finish<V: Visitor>(&mut self, v: &mut V) -> Finish {
+        if self.failed {
+            return Finish::Malformed;
+        }
+        if self.lex == Lex::Num {
+            self.end_number(v);
+        }
+        if self.expect == Expect::Value && self.depth == 0 && self.lex == Lex::Between {
+            return Finish::Empty;
+        }
+        if self.expect != Expect::End || self.lex != Lex::Between {
+            return Finish::Malformed;
+        }
+        Finish::Complete
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    fn is_array(&self, depth: u8) -> bool {
+        depth >= 1 && (self.arrays >> (depth - 1)) & 1 == 1
+    }
+
+    fn push(&mut self, array: bool) {
+        if self.depth >= MAX_DEPTH {
+            self.fail();
+            return;
+        }
+        self.depth += 1;
+        let bit = 1u64 << (self.depth - 1);
+        if array {
+            self.arrays |= bit;
+        } else {
+            self.arrays &= !bit;
+        }
+        if let Some(seg) = self.path.get_mut(usize::from(self.depth) - 1) {
+            *seg = if array { Seg::Elem } else { Seg::Key(Key::Other) };
+        }
+        self.expect = if array { Expect::ArrayFirst } else { Expect::ObjectFirst };
+    }
+
+    fn pop(&mut self, array: bool) {
+        if self.depth == 0 || self.is_array(self.depth) != array {
+            self.fail();
+            return;
+        }
+        self.depth -= 1;
+        self.after_value();
+    }
+
+    fn after_value(&mut self) {
+        self.expect = if self.depth == 0 { Expect::End } else { Expect::AfterValue };
+    }
+
+    fn end_key(&mut self) {
+        let key =
+            if self.buf_overflow { Key::Other } else { Key::from_bytes(self.buf.get(..self.buf_len).unwrap_or(&[])) };
+        if let Some(seg) = self.path.get_mut(usize::from(self.depth).wrapping_sub(1)) {
+            *seg = Seg::Key(key);
+        }
+        self.expect = Expect::Colon;
+    }
+
+    fn end_string<V: Visitor>(&mut self, v: &mut V) {
+        if let Some(path) = self.current_path() {
+            v.string(path, self.buf.get(..self.buf_len).unwrap_or(&[]), self.buf_overflow);
+        }
+    }
+
+    fn start_string(&mut self, key: bool, collect: bool) {
+        self.buf_len = 0;
+        self.buf_overflow = false;
+        self.lex = Lex::Str { key, escaped: false, collect };
+    }
+
+    fn start_number(&mut self, b: u8) {
+        self.lex = Lex::Num;
+        self.number = Number { negative: b == b'-', ..Number::default() };
+        if b != b'-' {
+            self.number_byte(b);
+        }
+    }
+
+    fn number_byte(&mut self, b: u8) {
+        match b {
+            b'0'..=b'9' if !self.number.non_integer => {
+                let d = u64::from(b - b'0');
+                match self.number.value.checked_mul(10).and_then(|v| v.checked_add(d)) {
+                    Some(v) => self.number.value = v,
+                    None => self.number.overflow = true,
+                }
+            }
+            b'0'..=b'9' => {}
+            _ => self.number.non_integer = true, // '.', 'e', 'E', '+', '-'
+        }
+    }
+
+    fn end_number<V: Visitor>(&mut self, v: &mut V) {
+        self.lex = Lex::Between;
+        if let Some(path) = self.current_path() {
+            v.number(path, self.number);
+        }
+        self.after_value();
+    }
+
+    fn step<V: Visitor>(&mut self, b: u8, v: &mut V) {
+        match self.lex {
+            Lex::Str { key, escaped, collect } => {
+                if escaped {
+                    // Escaped strings never match the plain names the visitors look for.
+                    self.buf_overflow |= key || collect;
+                    self.lex = Lex::Str { key, escaped: false, collect };
+                } else if b == b'\\' {
+                    self.lex = Lex::Str { key, escaped: true, collect };
+                } else if b == b'"' {
+                    self.lex = Lex::Between;
+                    if key {
+                        self.end_key();
+                    } else {
+                        if collect {
+                            self.end_string(v);
+                        }
+                        self.after_value();
+                    }
+                } else if key || collect {
+                    match self.buf.get_mut(self.buf_len) {
+                        Some(slot) => {
+                            *slot = b;
+                            self.buf_len += 1;
+                        }
+                        None => self.buf_overflow = true,
+                    }
+                }
+            }
+            Lex::Num => {
+                if matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    self.number_byte(b);
+                } else {
+                    self.end_number(v);
+                    self.structural(b, v);
+                }
+            }
+            Lex::Literal { word, pos } => {
+                if word.get(usize::from(pos)) == Some(&b) {
+                    let pos = pos + 1;
+                    if usize::from(pos) == word.len() {
+                        self.lex = Lex::Between;
+                        self.after_value();
+                    } else {
+                        self.lex = Lex::Literal { word, pos };
+                    }
+                } else {
+                    self.fail();
+                }
+            }
+            Lex::Between => self.structural(b, v),
+        }
+    }
+
+    fn structural<V: Visitor>(&mut self, b: u8, v: &mut V) {
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return;
+        }
+        match self.expect {
+            Expect::Value | Expect::ArrayFirst => match b {
+                b'{' => self.push(false),
+                b'[' => self.push(true),
+                b']' if self.expect == Expect::ArrayFirst => self.pop(true),
+                b'"' => {
+                    let collect = self.current_path().is_some_and(|p| v.wants_string(p));
+                    self.start_string(false, collect);
+                }
+                b'-' | b'0'..=b'9' => self.start_number(b),
+                b't' => self.lex = Lex::Literal { word: b"true", pos: 1 },
+                b'f' => self.lex = Lex::Literal { word: b"false", pos: 1 },
+                b'n' => self.lex = Lex::Literal { word: b"null", pos: 1 },
+                _ => self.fail(),
+            },
+            Expect::ObjectFirst | Expect::Key => match b {
+                b'"' => self.start_string(true, false),
+                b'}' if self.expect == Expect::ObjectFirst => self.pop(false),
+                _ => self.fail(),
+            },
+            Expect::Colon => {
+                if b == b':' {
+                    self.expect = Expect::Value;
+                } else {
+                    self.fail();
+                }
+            }
+            Expect::AfterValue => match b {
+                b',' => {
+                    if self.is_array(self.depth) {
+                        self.expect = Expect::Value;
+                    } else {
+                        self.expect = Expect::Key;
+                    }
+                }
+                b'}' => self.pop(false),
+                b']' => self.pop(true),
+                _ => self.fail(),
+            },
+            Expect::End => self.fail(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Record {
+        numbers: Vec<(Vec<Seg>, u64)>,
+        strings: Vec<(Vec<Seg>, String)>,
+    }
+
+    impl Visitor for Record {
+        fn number(&mut self, path: &[Seg], n: Number) {
+            self.numbers.push((path.to_vec(), n.value));
+        }
+        fn wants_string(&self, path: &[Seg]) -> bool {
+            path.last() == Some(&Seg::Key(Key::Type))
+        }
+        fn string(&mut self, path: &[Seg], value: &[u8], _truncated: bool) {
+            self.strings.push((path.to_vec(), String::from_utf8_lossy(value).into_owned()));
+        }
+    }
+
+    fn scan(doc: &str) -> (Finish, Record) {
+        let mut s = JsonScanner::new();
+        let mut r = Record::default();
+        s.feed(doc.as_bytes(), &mut r);
+        (s.finish(&mut r), r)
+    }
+
+    #[test]
+    fn numbers_and_wanted_strings_are_reported_with_their_paths() {
+        let (f, r) = scan(r#"{"usage": {"input_tokens": 5}, "content": [{"type": "tool_use", "x": "skip"}], "id": 7}"#);
+        assert_eq!(f, Finish::Complete);
+        assert_eq!(
+            r.numbers,
+            vec![(vec![Seg::Key(Key::Usage), Seg::Key(Key::InputTokens)], 5), (vec![Seg::Key(Key::Id)], 7)]
+        );
+        assert_eq!(
+            r.strings,
+            vec![(vec![Seg::Key(Key::Content), Seg::Elem, Seg::Key(Key::Type)], "tool_use".to_string())]
+        );
+    }
+
+    #[test]
+    fn deep_values_are_validated_but_not_reported() {
+        let (f, r) = scan(r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":1}}}}}}}}}}"#);
+        assert_eq!(f, Finish::Complete);
+        assert!(r.numbers.is_empty());
+    }
+
+    #[test]
+    fn structure_errors_are_malformed() {
+        for doc in [r#"{"a":1"#, r#"{"a" 1}"#, r#"[1,]x"#, r#"{"a":tru}"#, "]", r#"{"a":1}}"#, "\u{1}"] {
+            assert_eq!(scan(doc).0, Finish::Malformed, "{doc}");
+        }
+        assert_eq!(scan("  \n").0, Finish::Empty);
+    }
+}

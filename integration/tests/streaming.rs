@@ -1,0 +1,97 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! End-to-end streaming: SSE responses of all three APIs are counted exactly, as they pass.
+
+use fusebox_integration::{token, Stack};
+use serde_json::{json, Value};
+
+fn policy() -> String {
+    json!({
+        "identity": {"jwt": {
+            "issuer": fusebox_integration::DEMO_ISSUER,
+            "audiences": [fusebox_integration::DEMO_AUDIENCE],
+            "keys": [{"alg": "HS256", "kid": "demo", "secret": fusebox_integration::DEMO_SECRET}]
+        }},
+        "tiers": {"free": {"tokens_10s": 100_000_000, "tokens_60s": 100_000_000, "requests_10s": 100_000}}
+    })
+    .to_string()
+}
+
+fn tokens_60s(status: &Value) -> u64 {
+    status["breaker"]["metrics"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["metric"] == "tokens_60s"))
+        .and_then(|m| m["observed"].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+const CHAT_STREAM: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+
+#[test]
+fn streamed_usage_of_all_three_apis_is_counted_exactly() {
+    let stack = Stack::start(&policy());
+    stack.wait_policy_version(1);
+    let t = token("streamer", None);
+    let h = [
+        ("x-mock-input-tokens", "321"),
+        ("x-mock-output-tokens", "123"),
+        ("x-mock-chunks", "20"),
+        ("x-mock-tool-calls", "2"),
+    ];
+    let chat = stack.post("/v1/chat/completions", Some(&t), &h, CHAT_STREAM);
+    assert_eq!(chat.status, 200);
+    assert_eq!(chat.header("content-type"), Some("text/event-stream"));
+    assert!(chat.body.ends_with("data: [DONE]\n\n"), "the stream reaches the client intact");
+    let responses = stack.post("/v1/responses", Some(&t), &h, r#"{"model":"gpt-4.1","stream":true,"input":"hi"}"#);
+    assert!(responses.body.contains("response.completed"));
+    let messages = stack.post("/v1/messages", Some(&t), &h, r#"{"model":"claude","stream":true,"max_tokens":64}"#);
+    assert!(messages.body.contains("message_stop"));
+
+    let mock = stack.mock_stats();
+    let expected = mock["tenants"]["streamer"]["input_tokens"].as_u64().unwrap()
+        + mock["tenants"]["streamer"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(expected, 3 * (321 + 123));
+    assert_eq!(tokens_60s(&stack.status(&t)), expected);
+    assert_eq!(stack.envoy_counter("fusebox.usage.tool_calls"), 6);
+    assert_eq!(stack.envoy_counter("fusebox.usage.malformed"), 0);
+}
+
+#[test]
+fn concurrent_slow_streams_are_counted_exactly_across_workers() {
+    let stack = Stack::start(&policy());
+    stack.wait_policy_version(1);
+    let tenants = ["s-a", "s-b", "s-c"];
+    let tokens: Vec<String> = tenants.iter().map(|t| token(t, None)).collect();
+    std::thread::scope(|scope| {
+        for c in 0..6usize {
+            let (stack, tokens) = (&stack, &tokens);
+            scope.spawn(move || {
+                let agent = Stack::start_client();
+                for i in 0..6usize {
+                    let t = &tokens[(c + i) % tokens.len()];
+                    let input = (10 + c * 7 + i).to_string();
+                    let output = (5 + c * 3 + i * 11).to_string();
+                    let (path, body) = match (c + i) % 3 {
+                        0 => ("/v1/chat/completions", CHAT_STREAM),
+                        1 => ("/v1/responses", r#"{"model":"gpt-4.1","stream":true,"input":"hi"}"#),
+                        _ => ("/v1/messages", r#"{"model":"claude","stream":true,"max_tokens":64}"#),
+                    };
+                    let h = [
+                        ("x-mock-input-tokens", input.as_str()),
+                        ("x-mock-output-tokens", output.as_str()),
+                        ("x-mock-chunks", "8"),
+                        ("x-mock-chunk-delay-ms", "5"),
+                    ];
+                    let r = stack.post_with(&agent, path, Some(t), &h, body);
+                    assert_eq!(r.status, 200, "{}", r.body);
+                }
+            });
+        }
+    });
+    let mock = stack.mock_stats();
+    for (tenant, t) in tenants.iter().zip(&tokens) {
+        let m = &mock["tenants"][tenant];
+        let expected = m["input_tokens"].as_u64().unwrap() + m["output_tokens"].as_u64().unwrap();
+        assert_eq!(tokens_60s(&stack.status(t)), expected, "tenant {tenant}");
+    }
+    assert_eq!(mock["all"]["streams"], 36);
+}
