@@ -183,10 +183,9 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
                     &json!({"type": "response.output_text.delta", "delta": format!("tok{i} ")}),
                 ));
             }
-            let mut done = base;
-            done["status"] = json!("completed");
-            done["output"] = json!(responses_output(a.tool_calls));
-            done["usage"] = json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output});
+            let done = json!({"id": "resp_mock", "object": "response", "status": "completed", "model": a.model,
+                "output": responses_output(a.tool_calls),
+                "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output}});
             out.push(event(Some("response.completed"), &json!({"type": "response.completed", "response": done})));
         }
         Api::Messages => {
