@@ -45,6 +45,9 @@ fn default_namespace() -> String {
 fn default_unmatched() -> Mode {
     Mode::Pass
 }
+fn default_true() -> bool {
+    true
+}
 fn default_status_path() -> Option<String> {
     Some("/fusebox/status".to_string())
 }
@@ -64,6 +67,10 @@ pub struct FilterConfig {
     /// Path where a verified tenant can read its own breaker state and windows (`null` = off).
     #[serde(default = "default_status_path")]
     pub status_path: Option<String>,
+    /// Add `stream_options.include_usage` to streamed OpenAI chat requests that lack it, so that
+    /// no stream goes uncounted (requires buffering the request body, at most 1 MiB).
+    #[serde(default = "default_true")]
+    pub inject_stream_usage: bool,
     /// Policy used until (and whenever) no policy from the control service is available.
     pub policy: Policy,
 }

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod breaker;
 pub mod config;
 pub mod identity;
+pub mod inject;
 pub mod json;
 pub mod metric;
 pub mod policy;

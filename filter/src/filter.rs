@@ -7,6 +7,7 @@ use fusebox_engine::admission::{self, Decision, DenyCause};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::identity::{Identity, Verifier};
+use fusebox_engine::inject::{self, Injection};
 use fusebox_engine::metric::Metric;
 use fusebox_engine::policy::{Limits, Policy, PolicyError};
 use fusebox_engine::reply;
@@ -85,6 +86,7 @@ impl FilterRoot {
             metrics: Rc::clone(&self.metrics),
             active: Rc::clone(&self.active.borrow()),
             tracked: None,
+            inject_pending: false,
         }
     }
 }
@@ -109,12 +111,14 @@ pub struct Request {
     metrics: Rc<Metrics>,
     active: Rc<ActivePolicy>,
     tracked: Option<Tracked>,
+    /// Holding the request body to add `stream_options.include_usage` at its end.
+    inject_pending: bool,
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // Never let a client assert its own tenant, whatever the route.
         host::set_request_header("x-fusebox-tenant", None);
         let path = host::request_header(":path").unwrap_or_default();
@@ -136,7 +140,40 @@ impl HttpContext for Request {
             }
             Err(_) => return Action::Continue,
         };
-        self.admit(identity, mode, now_ms)
+        let action = self.admit(identity, mode, now_ms);
+        if action == Action::Continue && self.config.inject_stream_usage && inject::is_chat_completions(&path) {
+            let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+            if post && !end_of_stream {
+                // The body may grow; its length is no longer known.
+                host::set_request_header("content-length", None);
+                self.inject_pending = true;
+            }
+        }
+        action
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.inject_pending {
+            return Action::Continue;
+        }
+        if body_size > inject::MAX_REWRITE_BYTES {
+            // Too large to hold: let it through unchanged.
+            self.inject_pending = false;
+            self.metrics.inc(Counter::InjectSkipped);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // buffer until the whole (bounded) body is here
+        }
+        self.inject_pending = false;
+        if let Some(body) = host::request_body(body_size) {
+            if let Injection::Rewritten(new) = inject::ensure_stream_usage(&body) {
+                if host::replace_request_body(body_size, &new) {
+                    self.metrics.inc(Counter::UsageInjected);
+                }
+            }
+        }
+        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -47,6 +47,19 @@ pub fn response_body(size: usize) -> Option<Vec<u8>> {
     })
 }
 
+pub fn request_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).unwrap_or_else(|s| {
+        log::warn!("fusebox: reading request body failed: {s:?}");
+        None
+    })
+}
+
+pub fn replace_request_body(old_size: usize, body: &[u8]) -> bool {
+    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, old_size, body)
+        .map_err(|s| log::warn!("fusebox: replacing request body failed: {s:?}"))
+        .is_ok()
+}
+
 pub fn plugin_configuration() -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or(None)
 }

@@ -24,6 +24,8 @@ pub enum Counter {
     UsageEncoded,
     ToolCalls,
     UpstreamErrorEvents,
+    UsageInjected,
+    InjectSkipped,
     BreakerTrips,
     BreakerTransitions,
     StoreErrors,
@@ -34,7 +36,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 23] = [
+    const ALL: [Counter; 25] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -51,6 +53,8 @@ impl Counter {
         Counter::UsageEncoded,
         Counter::ToolCalls,
         Counter::UpstreamErrorEvents,
+        Counter::UsageInjected,
+        Counter::InjectSkipped,
         Counter::BreakerTrips,
         Counter::BreakerTransitions,
         Counter::StoreErrors,
@@ -78,6 +82,8 @@ impl Counter {
             Counter::UsageEncoded => "fusebox.usage.encoded",
             Counter::ToolCalls => "fusebox.usage.tool_calls",
             Counter::UpstreamErrorEvents => "fusebox.usage.upstream_error_events",
+            Counter::UsageInjected => "fusebox.usage.injected",
+            Counter::InjectSkipped => "fusebox.usage.inject_skipped",
             Counter::BreakerTrips => "fusebox.breaker.trips",
             Counter::BreakerTransitions => "fusebox.breaker.transitions",
             Counter::StoreErrors => "fusebox.store.errors",

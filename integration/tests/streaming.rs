@@ -95,3 +95,27 @@ fn concurrent_slow_streams_are_counted_exactly_across_workers() {
     }
     assert_eq!(mock["all"]["streams"], 36);
 }
+
+#[test]
+fn openai_chat_stream_without_include_usage_gets_it_injected_and_is_counted() {
+    let stack = Stack::start(&policy());
+    stack.wait_policy_version(1);
+    let t = token("forgetful", None);
+    let h = [("x-mock-input-tokens", "50"), ("x-mock-output-tokens", "25")];
+    let r = stack.post(
+        "/v1/chat/completions",
+        Some(&t),
+        &h,
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(r#""usage":{"completion_tokens":25"#), "the upstream was asked for usage: {}", r.body);
+    let mock = stack.mock_stats();
+    assert_eq!(mock["all"]["streams_with_usage"], 1);
+    assert_eq!(tokens_60s(&stack.status(&t)), 75);
+    assert_eq!(stack.envoy_counter("fusebox.usage.injected"), 1);
+    // A request that already asks for usage is forwarded as it is.
+    assert_eq!(stack.post("/v1/chat/completions", Some(&t), &h, CHAT_STREAM).status, 200);
+    assert_eq!(stack.envoy_counter("fusebox.usage.injected"), 1);
+    assert_eq!(tokens_60s(&stack.status(&t)), 150);
+}
