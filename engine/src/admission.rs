@@ -1,10 +1,12 @@
 //! The admission decision and the settlement of a finished response, over one tenant's state.
 //!
 //! `admit` runs when a request arrives: it moves an expired OPEN breaker to HALF_OPEN, refuses
-//! while OPEN (or while all half-open probes are out), trips the breaker if a window is already
-//! over its threshold (or the request would push `requests_10s` over), and otherwise counts
-//! the request. `settle` runs when the response ends: it adds the tokens used and trips the
-//! breaker if that crossed a threshold, or decides a half-open probe.
+//! while OPEN (or while all half-open probes are out), refuses past the concurrency cap (without
+//! tripping: it is a cap, not a velocity), trips the breaker if a window is already over its
+//! threshold (or the request would push `requests_10s` over), and otherwise counts the request.
+//! `settle` runs when the response ends (or is abandoned): it adds the tokens and tool calls,
+//! releases the in-flight slot, records errors, trips the breaker if a threshold was crossed or
+//! the error ratio is exceeded, or decides a half-open probe.
 
 use crate::breaker::{BreakerState, Phase, ProbeEnd, Transition, Trip, Violation};
 use crate::metric::Metric;
@@ -38,6 +40,8 @@ pub enum DenyCause {
     Tripped(Trip),
     /// Half-open, and every probe slot is taken.
     ProbesBusy,
+    /// The concurrency cap: `in_flight` would exceed `limit`.
+    Concurrency { limit: u64, in_flight: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +62,21 @@ fn warn_level(threshold: u64, warn_ratio: f64) -> u64 {
     (threshold as f64 * warn_ratio).floor() as u64
 }
 
-/// The metric over its threshold whose window takes longest to drain, if any.
-fn worst_violation(state: &TenantState, limits: &Limits, now_s: u64, pending_requests: u64) -> Option<Violation> {
+/// Metrics whose sliding windows trip the breaker when over their threshold.
+const WINDOWED: [Metric; 4] = [Metric::Tokens10s, Metric::Tokens60s, Metric::Requests10s, Metric::ToolCalls60s];
+/// The windows a finished response can push over (requests are judged at admission).
+const SETTLED: [Metric; 3] = [Metric::Tokens10s, Metric::Tokens60s, Metric::ToolCalls60s];
+
+/// Of `metrics`, the one over its threshold whose window takes longest to drain, if any.
+fn worst_violation(
+    state: &TenantState,
+    limits: &Limits,
+    now_s: u64,
+    metrics: &[Metric],
+    pending_requests: u64,
+) -> Option<Violation> {
     let mut worst: Option<Violation> = None;
-    for metric in Metric::ALL {
+    for &metric in metrics {
         let Some(threshold) = limits.threshold(metric) else { continue };
         let pending = if metric == Metric::Requests10s { pending_requests } else { 0 };
         let observed = state.observe(metric, now_s).saturating_add(pending);
@@ -78,9 +93,20 @@ fn worst_violation(state: &TenantState, limits: &Limits, now_s: u64, pending_req
     worst
 }
 
+/// The error ratio over its threshold, once the window holds enough completed responses.
+fn error_violation(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Violation> {
+    let threshold = limits.threshold(Metric::ErrorRatio)?;
+    if state.completed_in_window(now_s) < u64::from(limits.error_min_requests) {
+        return None;
+    }
+    let observed = state.observe(Metric::ErrorRatio, now_s);
+    (observed > threshold)
+        .then_some(Violation { trip: Trip { metric: Metric::ErrorRatio, threshold, observed }, drain_s: 0 })
+}
+
 fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> {
     let mut best: Option<Warning> = None;
-    for metric in Metric::ALL {
+    for metric in WINDOWED {
         let Some(threshold) = limits.threshold(metric) else { continue };
         let observed = state.observe(metric, now_s);
         if observed == 0 || (observed as f64) < threshold as f64 * limits.warn_ratio {
@@ -126,7 +152,15 @@ pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64) -> (Decision
         BreakerState::HalfOpen { .. } => true,
         _ => false,
     };
-    if let Some(v) = worst_violation(state, limits, now_s, 1) {
+    if let Some(limit) = limits.concurrency {
+        let in_flight = u64::from(state.in_flight);
+        if in_flight >= limit {
+            let cause = DenyCause::Concurrency { limit, in_flight: in_flight + 1 };
+            let denied = Denied { cause, phase: state.breaker.phase(), retry_after_s: 1 };
+            return (Decision::Deny(denied), transitions);
+        }
+    }
+    if let Some(v) = worst_violation(state, limits, now_s, &WINDOWED, 1) {
         transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
         return (Decision::Deny(denied_open(state, now_ms)), transitions);
     }
@@ -134,31 +168,64 @@ pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64) -> (Decision
         state.breaker.state = BreakerState::HalfOpen { admitted: admitted.saturating_add(1), succeeded };
     }
     state.requests.add(now_s, 1);
+    state.in_flight = state.in_flight.saturating_add(1);
     let allowed = Allowed { probe, warning: warning(state, limits, now_s) };
     (Decision::Allow(allowed), transitions)
 }
 
-/// Accounts a finished (or abandoned) response: adds its tokens and moves the breaker.
-pub fn settle(
-    state: &mut TenantState,
-    limits: &Limits,
-    tokens: u64,
-    probe: Option<ProbeEnd>,
-    now_ms: u64,
-) -> Vec<Transition> {
+/// How a response ended, as far as accounting goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settlement {
+    pub tokens: u64,
+    pub tool_calls: u64,
+    /// The response completed (false for resets, timeouts, client disconnects).
+    pub completed: bool,
+    /// An upstream error: status 5xx or 429, or an error event in the body.
+    pub error: bool,
+    /// Set when the request was a half-open probe.
+    pub probe: Option<ProbeEnd>,
+    /// The admission counted this request in flight: release it.
+    pub release: bool,
+}
+
+/// Accounts a finished (or abandoned) response and moves the breaker.
+pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u64) -> Vec<Transition> {
     let now_s = now_ms / 1000;
-    state.tokens.add(now_s, tokens);
+    state.advance(now_s);
+    state.tokens.add(now_s, s.tokens);
+    state.tool_calls.add(now_s, s.tool_calls);
+    if s.release {
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
+    if s.completed {
+        state.completed.add(now_s, 1);
+        state.errors.add(now_s, u64::from(s.error));
+    }
     let mut transitions = Vec::new();
-    if state.breaker.phase() == Phase::Open {
+    let phase = state.breaker.phase();
+    if phase == Phase::Open {
         return transitions;
     }
-    if let Some(v) = worst_violation(state, limits, now_s, 0) {
-        if v.trip.metric != Metric::Requests10s {
-            transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
-            return transitions;
-        }
+    let mut violation = worst_violation(state, limits, now_s, &SETTLED, 0);
+    if violation.is_none() && s.completed && s.error {
+        violation = match phase {
+            // A probe that fails upstream fails the probe, if errors are limited at all.
+            Phase::HalfOpen if s.probe.is_some() => limits.threshold(Metric::ErrorRatio).map(|threshold| Violation {
+                trip: Trip {
+                    metric: Metric::ErrorRatio,
+                    threshold,
+                    observed: state.observe(Metric::ErrorRatio, now_s),
+                },
+                drain_s: 0,
+            }),
+            _ => error_violation(state, limits, now_s),
+        };
     }
-    if let Some(end) = probe {
+    if let Some(v) = violation {
+        transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
+        return transitions;
+    }
+    if let Some(end) = s.probe {
         transitions.extend(state.breaker.probe_ended(end, &limits.breaker, now_ms));
     }
     transitions
@@ -220,7 +287,17 @@ mod tests {
             requests_10s: Some(5),
             warn_ratio: 0.5,
             breaker: BreakerSettings { cooldown_s: 2, max_cooldown_s: 60, half_open_probes: 1 },
+            ..Limits::unlimited()
         }
+    }
+
+    /// A completed, clean response of `tokens`, released from in-flight.
+    fn done(tokens: u64) -> Settlement {
+        Settlement { tokens, completed: true, release: true, ..Settlement::default() }
+    }
+
+    fn probe_done(tokens: u64) -> Settlement {
+        Settlement { probe: Some(ProbeEnd::Completed), ..done(tokens) }
     }
 
     fn allow(state: &mut TenantState, l: &Limits, now: u64) -> Allowed {
@@ -242,9 +319,9 @@ mod tests {
         let l = limits();
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        assert!(settle(&mut s, &l, 600, None, T0 + 100).is_empty());
+        assert!(settle(&mut s, &l, done(600), T0 + 100).is_empty());
         allow(&mut s, &l, T0 + 200);
-        let t = settle(&mut s, &l, 600, None, T0 + 300);
+        let t = settle(&mut s, &l, done(600), T0 + 300);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].trip, Some(Trip { metric: Metric::Tokens10s, threshold: 1000, observed: 1200 }));
         let d = deny(&mut s, &l, T0 + 400);
@@ -271,7 +348,7 @@ mod tests {
         let l = limits();
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        settle(&mut s, &l, 1500, None, T0);
+        settle(&mut s, &l, done(1500), T0);
         let retry = deny(&mut s, &l, T0 + 1).retry_after_s;
         let later = T0 + retry * 1000;
         let (decision, transitions) = admit(&mut s, &l, later);
@@ -279,7 +356,7 @@ mod tests {
         assert_eq!(transitions.iter().map(|t| t.to).collect::<Vec<_>>(), vec![Phase::HalfOpen]);
         // Only one probe at a time.
         assert_eq!(deny(&mut s, &l, later + 1).cause, DenyCause::ProbesBusy);
-        let t = settle(&mut s, &l, 100, Some(ProbeEnd::Completed), later + 2);
+        let t = settle(&mut s, &l, probe_done(100), later + 2);
         assert_eq!(t.iter().map(|t| t.to).collect::<Vec<_>>(), vec![Phase::Closed]);
         assert!(!allow(&mut s, &l, later + 3).probe);
     }
@@ -293,12 +370,12 @@ mod tests {
         l.breaker.max_cooldown_s = 600;
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        settle(&mut s, &l, 3500, None, T0);
+        settle(&mut s, &l, done(3500), T0);
         let first = deny(&mut s, &l, T0 + 1).retry_after_s;
         assert_eq!(first, 70);
         let later = T0 + 70_000;
         assert!(allow(&mut s, &l, later).probe);
-        let t = settle(&mut s, &l, 3500, Some(ProbeEnd::Completed), later + 10);
+        let t = settle(&mut s, &l, probe_done(3500), later + 10);
         assert_eq!((t[0].from, t[0].to), (Phase::HalfOpen, Phase::Open));
         assert_eq!(deny(&mut s, &l, later + 20).retry_after_s, 140);
     }
@@ -308,10 +385,15 @@ mod tests {
         let l = limits();
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        settle(&mut s, &l, 1500, None, T0);
+        settle(&mut s, &l, done(1500), T0);
         let later = T0 + 20_000;
         assert!(allow(&mut s, &l, later).probe);
-        settle(&mut s, &l, 0, Some(ProbeEnd::Abandoned), later + 1);
+        settle(
+            &mut s,
+            &l,
+            Settlement { probe: Some(ProbeEnd::Abandoned), release: true, ..Settlement::default() },
+            later + 1,
+        );
         assert!(allow(&mut s, &l, later + 2).probe);
     }
 
@@ -320,7 +402,7 @@ mod tests {
         let l = limits();
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        settle(&mut s, &l, 540, None, T0);
+        settle(&mut s, &l, done(540), T0);
         let a = allow(&mut s, &l, T0 + 1);
         assert_eq!(a.warning, Some(Warning { metric: Metric::Tokens10s, percent: 54 }));
         assert_eq!(a.warning.unwrap().to_string(), "tokens_10s=54%");
@@ -331,17 +413,17 @@ mod tests {
         let l = limits();
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        settle(&mut s, &l, 100, None, T0);
+        settle(&mut s, &l, done(100), T0);
         assert_eq!(allow(&mut s, &l, T0 + 1).warning, None);
     }
 
     #[test]
     fn unlimited_metrics_never_trip() {
-        let l = Limits { tokens_10s: None, tokens_60s: None, requests_10s: None, ..limits() };
+        let l = Limits::unlimited();
         let mut s = TenantState::default();
         for i in 0..100 {
             allow(&mut s, &l, T0 + i);
-            assert!(settle(&mut s, &l, 1_000_000, None, T0 + i).is_empty());
+            assert!(settle(&mut s, &l, done(1_000_000), T0 + i).is_empty());
         }
     }
 
@@ -350,10 +432,75 @@ mod tests {
         let l = limits();
         let mut s = TenantState::default();
         allow(&mut s, &l, T0);
-        settle(&mut s, &l, 1200, None, T0);
+        settle(&mut s, &l, done(1200), T0);
         let snap = snapshot(&s, &l, T0 + 500);
         assert_eq!(snap.state, Phase::Open);
         assert_eq!(snap.retry_after_s, Some(10));
         assert_eq!(snap.metrics[1], MetricStatus { metric: Metric::Tokens60s, observed: 1200, threshold: Some(3000) });
+    }
+
+    #[test]
+    fn concurrency_cap_refuses_without_tripping_and_releases_on_settle() {
+        let l = Limits { concurrency: Some(2), ..limits() };
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        allow(&mut s, &l, T0);
+        let d = deny(&mut s, &l, T0);
+        assert_eq!(d.cause, DenyCause::Concurrency { limit: 2, in_flight: 3 });
+        assert_eq!((d.phase, d.retry_after_s), (Phase::Closed, 1));
+        assert_eq!(s.breaker.phase(), Phase::Closed);
+        // An abandoned stream releases its slot too.
+        settle(&mut s, &l, Settlement { release: true, ..Settlement::default() }, T0);
+        allow(&mut s, &l, T0);
+        assert_eq!(s.in_flight, 2);
+    }
+
+    #[test]
+    fn tool_calls_over_threshold_trip_the_breaker() {
+        let l = Limits { tool_calls_60s: Some(3), ..limits() };
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        assert!(settle(&mut s, &l, Settlement { tool_calls: 3, ..done(10) }, T0).is_empty());
+        allow(&mut s, &l, T0);
+        let t = settle(&mut s, &l, Settlement { tool_calls: 1, ..done(10) }, T0);
+        assert_eq!(t[0].trip.map(|t| (t.metric, t.observed)), Some((Metric::ToolCalls60s, 4)));
+    }
+
+    #[test]
+    fn error_ratio_trips_only_after_the_minimum_sample() {
+        let l = Limits { error_ratio: Some(0.5), error_min_requests: 4, requests_10s: None, ..limits() };
+        let mut s = TenantState::default();
+        let error = Settlement { error: true, ..done(0) };
+        for _ in 0..3 {
+            allow(&mut s, &l, T0);
+            assert!(settle(&mut s, &l, error, T0).is_empty(), "3 of 3 failed, but the sample is too small");
+        }
+        allow(&mut s, &l, T0);
+        let t = settle(&mut s, &l, error, T0);
+        assert_eq!(t[0].trip, Some(Trip { metric: Metric::ErrorRatio, threshold: 50, observed: 100 }));
+    }
+
+    #[test]
+    fn successes_keep_the_error_ratio_under_its_threshold() {
+        let l = Limits { error_ratio: Some(0.5), error_min_requests: 4, requests_10s: None, ..limits() };
+        let mut s = TenantState::default();
+        for i in 0..10 {
+            allow(&mut s, &l, T0);
+            let outcome = Settlement { error: i % 2 == 1, ..done(0) };
+            assert!(settle(&mut s, &l, outcome, T0).is_empty(), "at {i}");
+        }
+        assert_eq!(s.observe(Metric::ErrorRatio, T0 / 1000), 50);
+    }
+
+    #[test]
+    fn a_probe_that_fails_upstream_reopens_the_breaker() {
+        let l = Limits { error_ratio: Some(0.5), ..limits() };
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, done(1500), T0);
+        let later = T0 + 20_000;
+        assert!(allow(&mut s, &l, later).probe);
+        let t = settle(&mut s, &l, Settlement { error: true, ..probe_done(0) }, later);
+        assert_eq!((t[0].from, t[0].to), (Phase::HalfOpen, Phase::Open));
     }
 }

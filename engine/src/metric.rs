@@ -12,10 +12,25 @@ pub enum Metric {
     Tokens60s,
     #[serde(rename = "requests_10s")]
     Requests10s,
+    #[serde(rename = "tool_calls_60s")]
+    ToolCalls60s,
+    /// Share of completed responses that were upstream errors (5xx, 429, error events), in percent.
+    #[serde(rename = "error_ratio")]
+    ErrorRatio,
+    /// Requests in flight at once.
+    #[serde(rename = "concurrency")]
+    Concurrency,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [Metric::Tokens10s, Metric::Tokens60s, Metric::Requests10s];
+    pub const ALL: [Metric; 6] = [
+        Metric::Tokens10s,
+        Metric::Tokens60s,
+        Metric::Requests10s,
+        Metric::ToolCalls60s,
+        Metric::ErrorRatio,
+        Metric::Concurrency,
+    ];
 
     /// Stable name used in headers, reply bodies and policy fields.
     pub fn as_str(self) -> &'static str {
@@ -23,14 +38,18 @@ impl Metric {
             Metric::Tokens10s => "tokens_10s",
             Metric::Tokens60s => "tokens_60s",
             Metric::Requests10s => "requests_10s",
+            Metric::ToolCalls60s => "tool_calls_60s",
+            Metric::ErrorRatio => "error_ratio",
+            Metric::Concurrency => "concurrency",
         }
     }
 
-    /// Length of the sliding window in seconds.
+    /// Length of the sliding window in seconds (1 for concurrency, which is instantaneous).
     pub fn window_s(self) -> u64 {
         match self {
             Metric::Tokens10s | Metric::Requests10s => 10,
-            Metric::Tokens60s => 60,
+            Metric::Tokens60s | Metric::ToolCalls60s | Metric::ErrorRatio => 60,
+            Metric::Concurrency => 1,
         }
     }
 
@@ -39,6 +58,9 @@ impl Metric {
             Metric::Tokens10s => 1,
             Metric::Tokens60s => 2,
             Metric::Requests10s => 3,
+            Metric::ToolCalls60s => 4,
+            Metric::ErrorRatio => 5,
+            Metric::Concurrency => 6,
         }
     }
 

@@ -73,6 +73,9 @@ fn default_half_open_probes() -> u32 {
 fn default_warn_ratio() -> f64 {
     0.5
 }
+fn default_error_min_requests() -> u32 {
+    20
+}
 
 impl Default for BreakerSettings {
     fn default() -> Self {
@@ -94,6 +97,18 @@ pub struct Limits {
     pub tokens_60s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_10s: Option<u64>,
+    /// Tool calls (OpenAI tool_calls, Responses function calls, Anthropic tool_use) per 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls_60s: Option<u64>,
+    /// Share (0-1] of completed responses in the last 60 s that may be upstream errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_ratio: Option<f64>,
+    /// Completed responses in the window before `error_ratio` is judged.
+    #[serde(default = "default_error_min_requests")]
+    pub error_min_requests: u32,
+    /// Requests in flight at once; more are refused (without tripping the breaker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
     /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
     #[serde(default = "default_warn_ratio")]
     pub warn_ratio: f64,
@@ -102,16 +117,44 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// No thresholds at all (defaults for everything else).
+    pub fn unlimited() -> Limits {
+        Limits {
+            tokens_10s: None,
+            tokens_60s: None,
+            requests_10s: None,
+            tool_calls_60s: None,
+            error_ratio: None,
+            error_min_requests: default_error_min_requests(),
+            concurrency: None,
+            warn_ratio: default_warn_ratio(),
+            breaker: BreakerSettings::default(),
+        }
+    }
+
+    /// Threshold in the metric's unit (the error ratio in whole percent).
     pub fn threshold(&self, metric: Metric) -> Option<u64> {
         match metric {
             Metric::Tokens10s => self.tokens_10s,
             Metric::Tokens60s => self.tokens_60s,
             Metric::Requests10s => self.requests_10s,
+            Metric::ToolCalls60s => self.tool_calls_60s,
+            // A ratio in (0, 1] is at most 100 percent: the conversion cannot overflow.
+            Metric::ErrorRatio => self.error_ratio.map(|r| (r * 100.0).round() as u64),
+            Metric::Concurrency => self.concurrency,
         }
     }
 
     fn validate(&self, at: &str) -> Result<(), PolicyError> {
-        for m in Metric::ALL {
+        if let Some(r) = self.error_ratio {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(field_error(format!("{at}.error_ratio"), "must be greater than 0 and at most 1"));
+            }
+        }
+        if self.error_min_requests == 0 {
+            return Err(field_error(format!("{at}.error_min_requests"), "must be at least 1"));
+        }
+        for m in Metric::ALL.into_iter().filter(|m| *m != Metric::ErrorRatio) {
             if let Some(t) = self.threshold(m) {
                 if t == 0 || t > MAX_THRESHOLD {
                     return Err(field_error(
@@ -166,6 +209,14 @@ pub struct TenantPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_10s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls_60s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_min_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverride>,
@@ -177,6 +228,10 @@ impl TenantPolicy {
         l.tokens_10s = self.tokens_10s.or(l.tokens_10s);
         l.tokens_60s = self.tokens_60s.or(l.tokens_60s);
         l.requests_10s = self.requests_10s.or(l.requests_10s);
+        l.tool_calls_60s = self.tool_calls_60s.or(l.tool_calls_60s);
+        l.error_ratio = self.error_ratio.or(l.error_ratio);
+        l.error_min_requests = self.error_min_requests.unwrap_or(l.error_min_requests);
+        l.concurrency = self.concurrency.or(l.concurrency);
         l.warn_ratio = self.warn_ratio.unwrap_or(l.warn_ratio);
         if let Some(b) = self.breaker {
             l.breaker.cooldown_s = b.cooldown_s.unwrap_or(l.breaker.cooldown_s);
@@ -264,17 +319,21 @@ fn default_tier_name() -> String {
 
 /// Shipped tiers, used when a policy does not define `tiers`.
 pub fn default_tiers() -> BTreeMap<String, Limits> {
-    let tier = |t10: u64, t60: u64, r10: u64, cooldown_s: u32| Limits {
+    let tier = |t10: u64, t60: u64, r10: u64, tools: u64, concurrency: u64, cooldown_s: u32| Limits {
         tokens_10s: Some(t10),
         tokens_60s: Some(t60),
         requests_10s: Some(r10),
+        tool_calls_60s: Some(tools),
+        error_ratio: Some(0.5),
+        error_min_requests: default_error_min_requests(),
+        concurrency: Some(concurrency),
         warn_ratio: default_warn_ratio(),
         breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
     };
     BTreeMap::from([
-        ("free".to_string(), tier(20_000, 60_000, 20, 30)),
-        ("pro".to_string(), tier(200_000, 600_000, 100, 15)),
-        ("enterprise".to_string(), tier(2_000_000, 6_000_000, 1000, 10)),
+        ("free".to_string(), tier(20_000, 60_000, 20, 60, 4, 30)),
+        ("pro".to_string(), tier(200_000, 600_000, 100, 600, 32, 15)),
+        ("enterprise".to_string(), tier(2_000_000, 6_000_000, 1000, 6000, 256, 10)),
     ])
 }
 
@@ -366,13 +425,7 @@ impl Policy {
             .filter(|t| self.tiers.contains_key(*t))
             .or_else(|| claimed_tier.filter(|t| self.tiers.contains_key(*t)))
             .unwrap_or(&self.default_tier);
-        let base = self.tiers.get(tier).cloned().unwrap_or_else(|| Limits {
-            tokens_10s: None,
-            tokens_60s: None,
-            requests_10s: None,
-            warn_ratio: default_warn_ratio(),
-            breaker: BreakerSettings::default(),
-        });
+        let base = self.tiers.get(tier).cloned().unwrap_or_else(Limits::unlimited);
         let limits = match entry {
             Some(e) => e.apply(&base),
             None => base,
@@ -431,6 +484,21 @@ pub(crate) mod tests {
     fn negative_threshold_is_a_type_error_on_that_field() {
         let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_60s": -1}}"#).as_bytes()).unwrap_err();
         assert_eq!(err.field, "tiers.free.tokens_60s");
+    }
+
+    #[test]
+    fn error_ratio_outside_zero_to_one_is_rejected() {
+        let err =
+            Policy::from_json(policy_json(r#", "tiers": {"free": {"error_ratio": 1.5}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tiers.free.error_ratio");
+        let err = Policy::from_json(policy_json(r#", "tenants": {"a": {"concurrency": 0}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tenants.a.concurrency");
+    }
+
+    #[test]
+    fn error_ratio_threshold_is_in_percent() {
+        let p = Policy::from_json(policy_json(r#", "tiers": {"free": {"error_ratio": 0.25}}"#).as_bytes()).unwrap();
+        assert_eq!(p.limits_for("a", None).1.threshold(Metric::ErrorRatio), Some(25));
     }
 
     #[test]

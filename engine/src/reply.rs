@@ -23,9 +23,13 @@ impl Reply {
     }
 }
 
-/// IETF `RateLimit-Policy` and `RateLimit` structured fields for one metric.
-pub fn ratelimit_fields(metric: Metric, threshold: u64, remaining: u64, reset_s: u64) -> [(&'static str, String); 2] {
-    [
+/// IETF `RateLimit-Policy` and `RateLimit` structured fields for one quota-like metric
+/// (none for the error ratio and concurrency, which are not quotas).
+pub fn ratelimit_fields(metric: Metric, threshold: u64, remaining: u64, reset_s: u64) -> Vec<(&'static str, String)> {
+    if matches!(metric, Metric::ErrorRatio | Metric::Concurrency) {
+        return Vec::new();
+    }
+    vec![
         ("ratelimit-policy", format!("\"{metric}\";q={threshold};w={}", metric.window_s())),
         ("ratelimit", format!("\"{metric}\";r={remaining};t={reset_s}")),
     ]
@@ -47,6 +51,12 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             None,
             None,
             format!("tenant '{tenant}' circuit is half-open and its probes are in flight; retry in {retry}s"),
+        ),
+        DenyCause::Concurrency { limit, in_flight } => (
+            Metric::Concurrency.as_str(),
+            Some(limit),
+            Some(in_flight),
+            format!("tenant '{tenant}' is over concurrency ({in_flight} > {limit}); retry in {retry}s"),
         ),
     };
     let body = json!({
@@ -162,6 +172,21 @@ mod tests {
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"]["fusebox"]["state"], "half_open");
         assert_eq!(body["error"]["fusebox"]["run_id"], "run-1");
+    }
+
+    #[test]
+    fn concurrency_denial_names_the_cap_and_has_no_quota_fields() {
+        let denied =
+            Denied { cause: DenyCause::Concurrency { limit: 4, in_flight: 5 }, phase: Phase::Closed, retry_after_s: 1 };
+        let r = denial("a", &denied, None);
+        assert_eq!(r.header("x-fusebox-reason"), Some("concurrency"));
+        assert_eq!(r.header("ratelimit"), None);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["fusebox"]["state"], "closed");
+        assert_eq!(
+            (body["error"]["fusebox"]["threshold"].as_u64(), body["error"]["fusebox"]["observed"].as_u64()),
+            (Some(4), Some(5))
+        );
     }
 
     #[test]

@@ -3,10 +3,13 @@
 
 use crate::breaker::{Breaker, BreakerState, Trip};
 use crate::metric::Metric;
-use crate::window::SecondRing;
+use crate::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+
+/// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
+pub type MinuteRing = Ring<12, 5>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantState {
@@ -14,39 +17,67 @@ pub struct TenantState {
     pub tokens: SecondRing<60>,
     /// Admitted requests per second over the last 10 s.
     pub requests: SecondRing<10>,
+    pub tool_calls: MinuteRing,
+    /// Completed responses, and those of them that were upstream errors.
+    pub completed: MinuteRing,
+    pub errors: MinuteRing,
+    /// Admitted requests whose response has not ended yet.
+    pub in_flight: u32,
     pub breaker: Breaker,
 }
 
 impl TenantState {
-    /// Current value of a metric at `now_s`.
+    /// Current value of a metric at `now_s` (error ratio in percent of completed responses).
     pub fn observe(&self, metric: Metric, now_s: u64) -> u64 {
+        let w = metric.window_s();
         match metric {
-            Metric::Tokens10s | Metric::Tokens60s => self.tokens.sum(now_s, metric.window_s()),
-            Metric::Requests10s => self.requests.sum(now_s, metric.window_s()),
+            Metric::Tokens10s | Metric::Tokens60s => self.tokens.sum(now_s, w),
+            Metric::Requests10s => self.requests.sum(now_s, w),
+            Metric::ToolCalls60s => self.tool_calls.sum(now_s, w),
+            Metric::ErrorRatio => {
+                self.errors.sum(now_s, w).saturating_mul(100).checked_div(self.completed.sum(now_s, w)).unwrap_or(0)
+            }
+            Metric::Concurrency => u64::from(self.in_flight),
         }
     }
 
-    /// Seconds until `metric` is at or below `target`, if nothing more arrives.
+    /// Completed responses in the error-ratio window.
+    pub fn completed_in_window(&self, now_s: u64) -> u64 {
+        self.completed.sum(now_s, Metric::ErrorRatio.window_s())
+    }
+
+    /// Seconds until a windowed `metric` is at or below `target`, if nothing more arrives
+    /// (0 for metrics that do not drain with time).
     pub fn drain_s(&self, metric: Metric, now_s: u64, target: u64) -> u64 {
+        let w = metric.window_s();
         match metric {
-            Metric::Tokens10s | Metric::Tokens60s => {
-                self.tokens.seconds_until_at_most(now_s, metric.window_s(), target)
-            }
-            Metric::Requests10s => self.requests.seconds_until_at_most(now_s, metric.window_s(), target),
+            Metric::Tokens10s | Metric::Tokens60s => self.tokens.seconds_until_at_most(now_s, w, target),
+            Metric::Requests10s => self.requests.seconds_until_at_most(now_s, w, target),
+            Metric::ToolCalls60s => self.tool_calls.seconds_until_at_most(now_s, w, target),
+            Metric::ErrorRatio | Metric::Concurrency => 0,
         }
     }
 
     pub fn advance(&mut self, now_s: u64) {
         self.tokens.advance(now_s);
         self.requests.advance(now_s);
+        self.tool_calls.advance(now_s);
+        self.completed.advance(now_s);
+        self.errors.advance(now_s);
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(96 + SecondRing::<60>::ENCODED_LEN + SecondRing::<10>::ENCODED_LEN);
+        let mut out = Vec::with_capacity(
+            96 + SecondRing::<60>::ENCODED_LEN + SecondRing::<10>::ENCODED_LEN + 3 * MinuteRing::ENCODED_LEN,
+        );
         out.push(MAGIC);
         out.push(FORMAT);
         self.tokens.encode(&mut out);
         self.requests.encode(&mut out);
+        self.tool_calls.encode(&mut out);
+        self.completed.encode(&mut out);
+        self.errors.encode(&mut out);
+        out.extend_from_slice(&self.in_flight.to_le_bytes());
         let b = &self.breaker;
         let (tag, until_ms, admitted, succeeded) = match b.state {
             BreakerState::Closed => (0u8, 0u64, 0u32, 0u32),
@@ -78,6 +109,10 @@ impl TenantState {
         }
         let tokens = SecondRing::decode(&mut input)?;
         let requests = SecondRing::decode(&mut input)?;
+        let tool_calls = MinuteRing::decode(&mut input)?;
+        let completed = MinuteRing::decode(&mut input)?;
+        let errors = MinuteRing::decode(&mut input)?;
+        let in_flight = take_u32(&mut input)?;
         let tag = take_u8(&mut input)?;
         let until_ms = take_u64(&mut input)?;
         let admitted = take_u32(&mut input)?;
@@ -100,7 +135,15 @@ impl TenantState {
         if !input.is_empty() {
             return None;
         }
-        Some(TenantState { tokens, requests, breaker: Breaker { state, streak, last_trip_ms, last_trip } })
+        Some(TenantState {
+            tokens,
+            requests,
+            tool_calls,
+            completed,
+            errors,
+            in_flight,
+            breaker: Breaker { state, streak, last_trip_ms, last_trip },
+        })
     }
 }
 
@@ -131,6 +174,10 @@ mod tests {
         let mut s = TenantState::default();
         s.tokens.add(1_700_000_000, 1234);
         s.requests.add(1_700_000_000, 3);
+        s.tool_calls.add(1_700_000_000, 2);
+        s.completed.add(1_700_000_000, 5);
+        s.errors.add(1_700_000_000, 1);
+        s.in_flight = 4;
         s.breaker = Breaker {
             state: BreakerState::HalfOpen { admitted: 2, succeeded: 1 },
             streak: 3,
@@ -153,6 +200,15 @@ mod tests {
 
     #[test]
     fn encoded_state_stays_small() {
-        assert!(TenantState::default().encode().len() < 400);
+        assert!(TenantState::default().encode().len() < 600);
+    }
+
+    #[test]
+    fn error_ratio_is_a_percentage_of_completed_responses() {
+        let mut s = TenantState::default();
+        assert_eq!(s.observe(Metric::ErrorRatio, 100), 0);
+        s.completed.add(100, 8);
+        s.errors.add(100, 3);
+        assert_eq!(s.observe(Metric::ErrorRatio, 100), 37);
     }
 }

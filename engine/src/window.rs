@@ -1,24 +1,28 @@
-//! Sliding windows over per-second buckets.
+//! Sliding windows over fixed-width buckets.
 //!
-//! A ring of `N` one-second buckets answers "how much in the last `span` seconds" for any
-//! `span <= N`, with fixed memory. The window for `span` covers the current second plus the
-//! `span - 1` seconds before it, so its true length is between `span - 1` and `span` seconds.
+//! A ring of `N` buckets of `W` seconds answers "how much in the last `span` seconds" for any
+//! `span <= N * W`, with fixed memory. The window covers the current bucket plus the ones before
+//! it, so its true length is between `span - W` and `span` seconds. Times below are in bucket
+//! units ("slots", unix seconds / `W`) unless named `_s`.
 
-/// Per-second counters for the last `N` seconds.
+/// Counters for the last `N` buckets of `W` seconds each.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecondRing<const N: usize> {
-    /// The newest second the ring has been advanced to (unix seconds).
+pub struct Ring<const N: usize, const W: u64> {
+    /// The newest slot the ring has been advanced to.
     head_s: u64,
     buckets: [u32; N],
 }
 
-impl<const N: usize> Default for SecondRing<N> {
+/// One-second buckets: exact enough for `retry-after` on token and request windows.
+pub type SecondRing<const N: usize> = Ring<N, 1>;
+
+impl<const N: usize, const W: u64> Default for Ring<N, W> {
     fn default() -> Self {
         Self { head_s: 0, buckets: [0; N] }
     }
 }
 
-impl<const N: usize> SecondRing<N> {
+impl<const N: usize, const W: u64> Ring<N, W> {
     /// Serialized size in bytes.
     pub const ENCODED_LEN: usize = 8 + 4 * N;
 
@@ -34,6 +38,7 @@ impl<const N: usize> SecondRing<N> {
     /// Moves the head to `now_s`, clearing the buckets that fell out of the ring.
     /// A clock that steps backwards (another worker read it a moment earlier) keeps the head.
     pub fn advance(&mut self, now_s: u64) {
+        let now_s = now_s / W;
         if now_s <= self.head_s {
             return;
         }
@@ -58,8 +63,9 @@ impl<const N: usize> SecondRing<N> {
         }
     }
 
-    /// Sum over the last `span` seconds ending at `now_s` (without mutating).
-    pub fn sum(&self, now_s: u64, span: u64) -> u64 {
+    /// Sum over the last `span_s` seconds ending at `now_s` (without mutating).
+    pub fn sum(&self, now_s: u64, span_s: u64) -> u64 {
+        let (now_s, span) = (now_s / W, span_s / W);
         let span = span.min(N as u64);
         let now_s = now_s.max(self.head_s);
         let first = (now_s + 1).saturating_sub(span);
@@ -69,12 +75,12 @@ impl<const N: usize> SecondRing<N> {
             .sum()
     }
 
-    /// Seconds until the `span` window ending at `now_s` falls to `threshold` or below,
-    /// assuming nothing more is added. 0 when it already is.
-    pub fn seconds_until_at_most(&self, now_s: u64, span: u64, threshold: u64) -> u64 {
-        let span = span.min(N as u64);
+    /// Seconds until the `span_s` window ending at `now_s` falls to `threshold` or below,
+    /// assuming nothing more is added (rounded up to whole buckets). 0 when it already is.
+    pub fn seconds_until_at_most(&self, now_s: u64, span_s: u64, threshold: u64) -> u64 {
+        let mut total = self.sum(now_s, span_s);
+        let (now_s, span) = (now_s / W, (span_s / W).min(N as u64));
         let now_s = now_s.max(self.head_s);
-        let mut total = self.sum(now_s, span);
         if total <= threshold {
             return 0;
         }
@@ -87,10 +93,10 @@ impl<const N: usize> SecondRing<N> {
                 }
             }
             if total <= threshold {
-                return d;
+                return d * W;
             }
         }
-        span
+        span * W
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,6 +111,7 @@ impl<const N: usize> SecondRing<N> {
     }
 
     pub(crate) fn decode(input: &mut &[u8]) -> Option<Self> {
+        // (bucket width is part of the type, not of the encoding)
         let head_s = crate::state::take_u64(input)?;
         let mut buckets = [0u32; N];
         for b in &mut buckets {
@@ -166,6 +173,18 @@ mod tests {
         r.add(1, u64::MAX);
         r.add(1, 5);
         assert_eq!(r.sum(1, 10), u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn wide_buckets_cover_the_span_in_bucket_steps() {
+        let mut r = Ring::<12, 5>::default();
+        r.add(1000, 3); // slot 200
+        r.add(1004, 4); // slot 200
+        r.add(1005, 5); // slot 201
+        assert_eq!(r.sum(1005, 60), 12);
+        assert_eq!(r.sum(1059, 60), 12);
+        assert_eq!(r.sum(1060, 60), 5, "slot 200 left the 12-slot window");
+        assert_eq!(r.seconds_until_at_most(1005, 60, 5), 55);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::store::{self, Keys, StoreError, UpdateInfo};
-use fusebox_engine::admission::{self, Decision, DenyCause};
+use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::identity::{Identity, Verifier};
@@ -101,7 +101,9 @@ struct Tracked {
     /// Chosen from the response's content-type; `None` until headers arrive or when the body
     /// is encoded and cannot be read.
     scanner: Option<BodyScanner>,
-    status_2xx: bool,
+    status: u16,
+    /// Admission counted this request in flight; settlement releases it.
+    in_flight: bool,
     settled: bool,
 }
 
@@ -178,7 +180,7 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if let Some(t) = self.tracked.as_mut() {
-            t.status_2xx = host::response_header(":status").is_some_and(|s| s.starts_with('2'));
+            t.status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
             let encoding = host::response_header("content-encoding");
             if encoding.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("identity")) {
                 t.scanner = Some(BodyScanner::for_content_type(host::response_header("content-type").as_deref()));
@@ -280,12 +282,9 @@ impl Request {
         let allowed = match decision {
             Some(Decision::Deny(denied)) if mode == Mode::Enforce => {
                 self.metrics.inc(match denied.cause {
-                    DenyCause::Tripped(t) => match t.metric {
-                        Metric::Tokens10s => Counter::DeniedTokens10s,
-                        Metric::Tokens60s => Counter::DeniedTokens60s,
-                        Metric::Requests10s => Counter::DeniedRequests10s,
-                    },
+                    DenyCause::Tripped(t) => Counter::denied(t.metric),
                     DenyCause::ProbesBusy => Counter::DeniedBreakerOpen,
+                    DenyCause::Concurrency { .. } => Counter::denied(Metric::Concurrency),
                 });
                 host::send_reply(&reply::denial(&identity.tenant, &denied, None));
                 return Action::Pause;
@@ -309,7 +308,8 @@ impl Request {
             key,
             limits,
             scanner: None,
-            status_2xx: false,
+            status: 0,
+            in_flight: allowed.is_some(),
             settled: false,
         });
         Action::Continue
@@ -320,10 +320,18 @@ impl Request {
         if !t.settled {
             t.settled = true;
             let summary = t.scanner.as_mut().map(BodyScanner::finish).unwrap_or_default();
-            let tokens = self.count(&summary, t.status_2xx, end, &t.tenant);
-            let probe = t.probe.then_some(end);
+            let status_2xx = (200..300).contains(&t.status);
+            let completed = end == ProbeEnd::Completed;
+            let outcome = Settlement {
+                tokens: self.count(&summary, status_2xx, end, &t.tenant),
+                tool_calls: u64::from(summary.tool_calls),
+                completed,
+                error: completed && (t.status >= 500 || t.status == 429 || summary.error),
+                probe: t.probe.then_some(end),
+                release: t.in_flight,
+            };
             let now_ms = host::now_ms();
-            match store::update(&self.keys, &t.key, |s| admission::settle(s, &t.limits, tokens, probe, now_ms)) {
+            match store::update(&self.keys, &t.key, |s| admission::settle(s, &t.limits, outcome, now_ms)) {
                 Ok((transitions, info)) => self.note_update(info, &transitions, &t.tenant),
                 Err(e) => self.store_failed(e),
             }

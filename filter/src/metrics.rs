@@ -1,6 +1,7 @@
 //! Filter counters, visible in Envoy stats (e.g. `/stats/prometheus`). Names are fixed and
 //! low-cardinality: no tenant ids in metric names.
 
+use fusebox_engine::metric::Metric;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -13,6 +14,9 @@ pub enum Counter {
     DeniedTokens10s,
     DeniedTokens60s,
     DeniedRequests10s,
+    DeniedToolCalls60s,
+    DeniedErrorRatio,
+    DeniedConcurrency,
     DeniedBreakerOpen,
     WouldDeny,
     Unauthenticated,
@@ -36,12 +40,27 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 25] = [
+    /// The denial counter for a metric.
+    pub fn denied(metric: Metric) -> Counter {
+        match metric {
+            Metric::Tokens10s => Counter::DeniedTokens10s,
+            Metric::Tokens60s => Counter::DeniedTokens60s,
+            Metric::Requests10s => Counter::DeniedRequests10s,
+            Metric::ToolCalls60s => Counter::DeniedToolCalls60s,
+            Metric::ErrorRatio => Counter::DeniedErrorRatio,
+            Metric::Concurrency => Counter::DeniedConcurrency,
+        }
+    }
+
+    const ALL: [Counter; 28] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
         Counter::DeniedTokens60s,
         Counter::DeniedRequests10s,
+        Counter::DeniedToolCalls60s,
+        Counter::DeniedErrorRatio,
+        Counter::DeniedConcurrency,
         Counter::DeniedBreakerOpen,
         Counter::WouldDeny,
         Counter::Unauthenticated,
@@ -71,6 +90,9 @@ impl Counter {
             Counter::DeniedTokens10s => "fusebox.requests.denied.tokens_10s",
             Counter::DeniedTokens60s => "fusebox.requests.denied.tokens_60s",
             Counter::DeniedRequests10s => "fusebox.requests.denied.requests_10s",
+            Counter::DeniedToolCalls60s => "fusebox.requests.denied.tool_calls_60s",
+            Counter::DeniedErrorRatio => "fusebox.requests.denied.error_ratio",
+            Counter::DeniedConcurrency => "fusebox.requests.denied.concurrency",
             Counter::DeniedBreakerOpen => "fusebox.requests.denied.breaker_open",
             Counter::WouldDeny => "fusebox.requests.would_deny",
             Counter::Unauthenticated => "fusebox.requests.unauthenticated",

@@ -74,6 +74,37 @@ pub fn token(tenant: &str, tier: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// A policy with the demo identity (the key [`token`] signs with) and the given tiers and tenants.
+pub fn demo_policy(tiers: Value, tenants: Value) -> String {
+    serde_json::json!({
+        "identity": {"jwt": {
+            "issuer": DEMO_ISSUER,
+            "audiences": [DEMO_AUDIENCE],
+            "keys": [{"alg": "HS256", "kid": "demo", "secret": DEMO_SECRET}]
+        }},
+        "default_tier": "free",
+        "tiers": tiers,
+        "tenants": tenants,
+    })
+    .to_string()
+}
+
+/// Limits so high that only the test's own limits matter.
+pub fn generous() -> Value {
+    serde_json::json!({"tokens_10s": 100_000_000u64, "tokens_60s": 100_000_000u64, "requests_10s": 100_000})
+}
+
+/// A metric's observed value in a status document (`u64::MAX` when absent, so asserts fail).
+pub fn observed(status: &Value, metric: &str) -> u64 {
+    status
+        .pointer("/breaker/metrics")
+        .and_then(Value::as_array)
+        .and_then(|ms| ms.iter().find(|m| m.get("metric").and_then(Value::as_str) == Some(metric)))
+        .and_then(|m| m.get("observed"))
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX)
+}
+
 /// Fills `${NAME}` placeholders.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))

@@ -1,28 +1,9 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
 //! End-to-end: real Envoy (2 workers) + real fusebox.wasm + fusebox-control + mock LLM.
 
-use fusebox_integration::{token, Stack};
+use fusebox_integration::{demo_policy, generous, observed, token, Stack};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// A policy with the demo identity and the given tiers/tenants.
-fn policy(tiers: Value, tenants: Value) -> String {
-    json!({
-        "identity": {"jwt": {
-            "issuer": fusebox_integration::DEMO_ISSUER,
-            "audiences": [fusebox_integration::DEMO_AUDIENCE],
-            "keys": [{"alg": "HS256", "kid": "demo", "secret": fusebox_integration::DEMO_SECRET}]
-        }},
-        "default_tier": "free",
-        "tiers": tiers,
-        "tenants": tenants,
-    })
-    .to_string()
-}
-
-fn generous() -> Value {
-    json!({"tokens_10s": 100_000_000, "tokens_60s": 100_000_000, "requests_10s": 100_000})
-}
 
 fn usage(input: u64, output: u64) -> [(&'static str, String); 2] {
     [("x-mock-input-tokens", input.to_string()), ("x-mock-output-tokens", output.to_string())]
@@ -32,17 +13,9 @@ fn headers<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
     h.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-fn observed(status: &Value, metric: &str) -> u64 {
-    status["breaker"]["metrics"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["metric"] == metric))
-        .and_then(|m| m["observed"].as_u64())
-        .unwrap_or(u64::MAX)
-}
-
 #[test]
 fn tenant_over_tokens_60s_is_denied_while_another_tenant_is_served() {
-    let stack = Stack::start(&policy(
+    let stack = Stack::start(&demo_policy(
         json!({"free": {"tokens_60s": 1000, "breaker": {"cooldown_s": 30}}, "pro": generous()}),
         json!({"acme": {"tier": "free"}, "globex": {"tier": "pro"}}),
     ));
@@ -83,7 +56,7 @@ fn tenant_over_tokens_60s_is_denied_while_another_tenant_is_served() {
 
 #[test]
 fn half_open_probe_after_cooldown_is_admitted_and_a_clean_probe_closes_the_breaker() {
-    let stack = Stack::start(&policy(
+    let stack = Stack::start(&demo_policy(
         json!({"free": {"tokens_10s": 1000, "breaker": {"cooldown_s": 1, "half_open_probes": 1}}}),
         json!({}),
     ));
@@ -125,14 +98,14 @@ fn half_open_probe_after_cooldown_is_admitted_and_a_clean_probe_closes_the_break
 
 #[test]
 fn policy_change_in_control_takes_effect_without_restarting_envoy() {
-    let stack = Stack::start(&policy(json!({"free": generous()}), json!({"acme": {"tokens_60s": 100_000}})));
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({"acme": {"tokens_60s": 100_000}})));
     stack.wait_policy_version(1);
     let acme = token("acme", None);
     let u = usage(200, 200);
     for _ in 0..2 {
         assert_eq!(stack.chat(Some(&acme), &headers(&u)).status, 200);
     }
-    stack.set_policy(&policy(json!({"free": generous()}), json!({"acme": {"tokens_60s": 500}})));
+    stack.set_policy(&demo_policy(json!({"free": generous()}), json!({"acme": {"tokens_60s": 500}})));
     stack.wait_policy_version(2);
     // 800 tokens already in the window are over the new 500 limit.
     let denied = stack.chat(Some(&acme), &headers(&u));
@@ -143,7 +116,7 @@ fn policy_change_in_control_takes_effect_without_restarting_envoy() {
 
 #[test]
 fn missing_bad_and_expired_credentials_get_401_and_never_reach_the_upstream() {
-    let stack = Stack::start(&policy(json!({"free": generous()}), json!({})));
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     let now = fusebox_integration::now_s();
     let claims = |t: &str| json!({"tenant": t}).as_object().cloned().unwrap();
     let mint = |secret: &str, iss: &str, aud: &str, iat: u64, ttl: u64| {
@@ -177,7 +150,7 @@ fn missing_bad_and_expired_credentials_get_401_and_never_reach_the_upstream() {
 
 #[test]
 fn client_sent_tenant_header_is_replaced_by_the_verified_tenant() {
-    let stack = Stack::start(&policy(json!({"free": generous()}), json!({})));
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     let acme = token("acme", None);
     let r = stack.chat(Some(&acme), &[("x-fusebox-tenant", "globex")]);
     assert_eq!(r.status, 200);
@@ -191,7 +164,7 @@ fn client_sent_tenant_header_is_replaced_by_the_verified_tenant() {
 
 #[test]
 fn pass_through_routes_are_not_enforced() {
-    let stack = Stack::start(&policy(json!({"free": generous()}), json!({})));
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     let r = stack.get(&stack.url("/healthz"), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(stack.envoy_counter("fusebox.requests.passed"), 1);
@@ -199,7 +172,7 @@ fn pass_through_routes_are_not_enforced() {
 
 #[test]
 fn anthropic_messages_and_openai_responses_usage_is_counted() {
-    let stack = Stack::start(&policy(json!({"free": generous()}), json!({})));
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     stack.wait_policy_version(1);
     let t = token("initech", None);
     let u = usage(70, 30);
@@ -213,7 +186,7 @@ fn anthropic_messages_and_openai_responses_usage_is_counted() {
 
 #[test]
 fn counts_are_exact_across_two_workers_under_concurrent_load() {
-    let stack = Stack::start(&policy(json!({"free": generous()}), json!({})));
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     stack.wait_policy_version(1);
     let tenants = ["load-a", "load-b", "load-c", "load-d"];
     let tokens: Vec<String> = tenants.iter().map(|t| token(t, None)).collect();
@@ -255,7 +228,7 @@ fn counts_are_exact_across_two_workers_under_concurrent_load() {
 
 #[test]
 fn envoy_keeps_the_last_good_policy_when_control_goes_down() {
-    let mut stack = Stack::start(&policy(json!({"free": generous()}), json!({"acme": {"tokens_60s": 500}})));
+    let mut stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({"acme": {"tokens_60s": 500}})));
     stack.wait_policy_version(1);
     stack.kill("fusebox-control");
     std::thread::sleep(Duration::from_millis(2500));

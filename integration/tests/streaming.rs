@@ -1,27 +1,15 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
 //! End-to-end streaming: SSE responses of all three APIs are counted exactly, as they pass.
 
-use fusebox_integration::{token, Stack};
+use fusebox_integration::{demo_policy, generous, observed, token, Stack};
 use serde_json::{json, Value};
 
 fn policy() -> String {
-    json!({
-        "identity": {"jwt": {
-            "issuer": fusebox_integration::DEMO_ISSUER,
-            "audiences": [fusebox_integration::DEMO_AUDIENCE],
-            "keys": [{"alg": "HS256", "kid": "demo", "secret": fusebox_integration::DEMO_SECRET}]
-        }},
-        "tiers": {"free": {"tokens_10s": 100_000_000, "tokens_60s": 100_000_000, "requests_10s": 100_000}}
-    })
-    .to_string()
+    demo_policy(json!({"free": generous()}), json!({}))
 }
 
 fn tokens_60s(status: &Value) -> u64 {
-    status["breaker"]["metrics"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["metric"] == "tokens_60s"))
-        .and_then(|m| m["observed"].as_u64())
-        .unwrap_or(u64::MAX)
+    observed(status, "tokens_60s")
 }
 
 const CHAT_STREAM: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;

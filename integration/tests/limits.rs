@@ -1,0 +1,109 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! End-to-end: concurrency cap (released on every end of stream, including client disconnects),
+//! tool calls per 60 s, and the upstream error ratio.
+
+use fusebox_integration::{demo_policy, generous, observed, token, Stack};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn tier(extra: Value) -> Value {
+    let mut t = generous();
+    t.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    t["breaker"] = json!({"cooldown_s": 30});
+    t
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn concurrency_cap_refuses_the_extra_request_without_tripping_the_breaker() {
+    let stack = Stack::start(&demo_policy(json!({"free": tier(json!({"concurrency": 2}))}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("busy", None);
+    let slow = [("x-mock-latency-ms", "1500")];
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, "{}"));
+        let b = scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, "{}"));
+        wait_until("two requests in flight", || observed(&stack.status(&t), "concurrency") == 2);
+        let third = stack.chat(Some(&t), &[]);
+        assert_eq!(third.status, 429, "{}", third.body);
+        assert_eq!(third.header("x-fusebox-reason"), Some("concurrency"));
+        assert_eq!(third.header("retry-after"), Some("1"));
+        assert_eq!(third.json()["error"]["fusebox"]["state"], "closed");
+        assert_eq!(a.join().unwrap().status, 200);
+        assert_eq!(b.join().unwrap().status, 200);
+    });
+    assert_eq!(observed(&stack.status(&t), "concurrency"), 0);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    assert_eq!(stack.status(&t)["breaker"]["state"], "closed");
+}
+
+#[test]
+fn a_client_disconnecting_mid_stream_releases_its_in_flight_slot() {
+    let stack = Stack::start(&demo_policy(json!({"free": tier(json!({"concurrency": 1}))}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("quitter", None);
+    let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+    let mut conn = TcpStream::connect(("127.0.0.1", stack.ports.listen)).unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\n\
+         x-mock-chunks: 50\r\nx-mock-chunk-delay-ms: 100\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 256];
+    let n = conn.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(observed(&stack.status(&t), "concurrency"), 1);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 429, "the stream holds the only slot");
+    drop(conn);
+    wait_until("the slot to be released", || observed(&stack.status(&t), "concurrency") == 0);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+}
+
+#[test]
+fn tool_calls_over_their_threshold_trip_the_breaker() {
+    let stack = Stack::start(&demo_policy(json!({"free": tier(json!({"tool_calls_60s": 3}))}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("toolish", None);
+    let two = [("x-mock-tool-calls", "2")];
+    assert_eq!(stack.chat(Some(&t), &two).status, 200);
+    assert_eq!(stack.post("/v1/messages", Some(&t), &two, r#"{"model":"claude"}"#).status, 200);
+    let denied = stack.chat(Some(&t), &[]);
+    assert_eq!(denied.status, 429);
+    assert_eq!(denied.header("x-fusebox-reason"), Some("tool_calls_60s"));
+    assert_eq!(denied.json()["error"]["fusebox"]["observed"], 4);
+    assert_eq!(denied.header("ratelimit-policy"), Some("\"tool_calls_60s\";q=3;w=60"));
+}
+
+#[test]
+fn upstream_error_ratio_over_its_threshold_trips_the_breaker() {
+    let stack = Stack::start(&demo_policy(
+        json!({"free": tier(json!({"error_ratio": 0.5, "error_min_requests": 4}))}),
+        json!({}),
+    ));
+    stack.wait_policy_version(1);
+    let t = token("flaky", None);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    for _ in 0..2 {
+        assert_eq!(stack.chat(Some(&t), &[("x-mock-status", "503")]).status, 503);
+    }
+    // 2 of 3: over 50 %, but fewer than 4 responses: not judged yet.
+    assert_eq!(stack.chat(Some(&t), &[("x-mock-status", "429")]).status, 429);
+    // That made 3 errors of 4: the breaker is open now.
+    let denied = stack.chat(Some(&t), &[]);
+    assert_eq!(denied.status, 429);
+    assert_eq!(denied.header("x-fusebox-reason"), Some("error_ratio"), "{}", denied.body);
+    assert_eq!(denied.json()["error"]["fusebox"]["threshold"], 50);
+    assert_eq!(denied.json()["error"]["fusebox"]["observed"], 75);
+    assert_eq!(stack.mock_stats()["all"]["requests"], 1, "the mock counts only successful answers");
+}
