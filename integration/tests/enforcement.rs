@@ -2,7 +2,7 @@
 //! End-to-end: real Envoy (2 workers) + real fusebox.wasm + fusebox-control + mock LLM.
 
 use fusebox_integration::{demo_policy, generous, observed, token, Stack};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn usage(input: u64, output: u64) -> [(&'static str, String); 2] {
