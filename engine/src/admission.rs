@@ -231,6 +231,34 @@ pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u
     transitions
 }
 
+/// Where a tenant stands against one quota-like limit, for the IETF `RateLimit` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub metric: Metric,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the window has fully drained.
+    pub reset_s: u64,
+}
+
+/// The tenant's standing against each limited window, in a fixed order.
+pub fn quotas(state: &TenantState, limits: &Limits, now_ms: u64) -> Vec<Quota> {
+    let now_s = now_ms / 1000;
+    WINDOWED
+        .into_iter()
+        .filter_map(|metric| {
+            let limit = limits.threshold(metric)?;
+            let observed = state.observe(metric, now_s);
+            Some(Quota {
+                metric,
+                limit,
+                remaining: limit.saturating_sub(observed),
+                reset_s: state.drain_s(metric, now_s, 0),
+            })
+        })
+        .collect()
+}
+
 /// One metric as shown to a tenant by the status endpoint.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MetricStatus {
@@ -437,6 +465,22 @@ mod tests {
         assert_eq!(snap.state, Phase::Open);
         assert_eq!(snap.retry_after_s, Some(10));
         assert_eq!(snap.metrics[1], MetricStatus { metric: Metric::Tokens60s, observed: 1200, threshold: Some(3000) });
+    }
+
+    #[test]
+    fn quotas_report_what_remains_of_each_limited_window() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, done(400), T0);
+        let q = quotas(&s, &l, T0 + 2000);
+        assert_eq!(
+            q.iter().map(|q| q.metric).collect::<Vec<_>>(),
+            [Metric::Tokens10s, Metric::Tokens60s, Metric::Requests10s]
+        );
+        assert_eq!(q[0], Quota { metric: Metric::Tokens10s, limit: 1000, remaining: 600, reset_s: 8 });
+        assert_eq!(q[1].reset_s, 58);
+        assert_eq!(q[2].remaining, 4);
     }
 
     #[test]

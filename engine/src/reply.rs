@@ -1,7 +1,7 @@
 //! Local replies: the `429` denial and the `401` identity failure, exactly as DESIGN.md fixes
 //! them (status, headers, OpenAI-compatible JSON body).
 
-use crate::admission::{Denied, DenyCause};
+use crate::admission::{Denied, DenyCause, Quota};
 use crate::identity::IdentityError;
 use crate::metric::Metric;
 use serde_json::json;
@@ -33,6 +33,18 @@ pub fn ratelimit_fields(metric: Metric, threshold: u64, remaining: u64, reset_s:
         ("ratelimit-policy", format!("\"{metric}\";q={threshold};w={}", metric.window_s())),
         ("ratelimit", format!("\"{metric}\";r={remaining};t={reset_s}")),
     ]
+}
+
+/// `RateLimit-Policy` and `RateLimit` for an allowed response, one item per limited window.
+pub fn quota_fields(quotas: &[Quota]) -> Option<[(&'static str, String); 2]> {
+    if quotas.is_empty() {
+        return None;
+    }
+    let join = |f: &dyn Fn(&Quota) -> String| quotas.iter().map(f).collect::<Vec<_>>().join(", ");
+    Some([
+        ("ratelimit-policy", join(&|q| format!("\"{}\";q={};w={}", q.metric, q.limit, q.metric.window_s()))),
+        ("ratelimit", join(&|q| format!("\"{}\";r={};t={}", q.metric, q.remaining, q.reset_s))),
+    ])
 }
 
 /// The `429` for a request the breaker refused.
@@ -152,6 +164,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn allowed_responses_list_every_limited_window() {
+        let quotas = [
+            Quota { metric: Metric::Tokens60s, limit: 60_000, remaining: 5766, reset_s: 41 },
+            Quota { metric: Metric::Requests10s, limit: 20, remaining: 19, reset_s: 10 },
+        ];
+        let [(p, policy), (r, state)] = quota_fields(&quotas).unwrap();
+        assert_eq!(
+            (p, policy.as_str()),
+            ("ratelimit-policy", "\"tokens_60s\";q=60000;w=60, \"requests_10s\";q=20;w=10")
+        );
+        assert_eq!((r, state.as_str()), ("ratelimit", "\"tokens_60s\";r=5766;t=41, \"requests_10s\";r=19;t=10"));
+        assert_eq!(quota_fields(&[]), None);
     }
 
     #[test]

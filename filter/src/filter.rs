@@ -98,6 +98,8 @@ struct Tracked {
     limits: Limits,
     probe: bool,
     warning: Option<String>,
+    /// `RateLimit-Policy` / `RateLimit` for the response.
+    quota_fields: Option<[(&'static str, String); 2]>,
     /// Chosen from the response's content-type; `None` until headers arrive or when the body
     /// is encoded and cannot be read.
     scanner: Option<BodyScanner>,
@@ -192,6 +194,9 @@ impl HttpContext for Request {
             if let Some(w) = &t.warning {
                 host::add_response_header("x-fusebox-warning", w);
             }
+            for (name, value) in t.quota_fields.iter().flatten() {
+                host::set_response_header(name, value);
+            }
             if end_of_stream {
                 self.settle(ProbeEnd::Completed);
             }
@@ -268,9 +273,15 @@ impl Request {
     fn admit(&mut self, identity: Identity, mode: Mode, now_ms: u64) -> Action {
         let (_tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
         let key = self.keys.tenant(&identity.tenant);
-        let decision = match store::update(&self.keys, &key, |s| admission::admit(s, &limits, now_ms)) {
-            Ok(((decision, transitions), info)) => {
+        let admitted = store::update(&self.keys, &key, |s| {
+            let (decision, transitions) = admission::admit(s, &limits, now_ms);
+            (decision, transitions, admission::quotas(s, &limits, now_ms))
+        });
+        let mut quotas = Vec::new();
+        let decision = match admitted {
+            Ok(((decision, transitions, q), info)) => {
                 self.note_update(info, &transitions, &identity.tenant);
+                quotas = q;
                 Some(decision)
             }
             Err(e) => {
@@ -304,6 +315,7 @@ impl Request {
         self.tracked = Some(Tracked {
             probe: allowed.is_some_and(|a| a.probe),
             warning: allowed.and_then(|a| a.warning).map(|w| w.to_string()),
+            quota_fields: reply::quota_fields(&quotas),
             tenant: identity.tenant,
             key,
             limits,

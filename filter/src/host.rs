@@ -40,6 +40,12 @@ pub fn add_response_header(name: &str, value: &str) {
     }
 }
 
+pub fn set_response_header(name: &str, value: &str) {
+    if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+        log::warn!("fusebox: setting response header {name} failed: {s:?}");
+    }
+}
+
 pub fn response_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_else(|s| {
         log::warn!("fusebox: reading response body failed: {s:?}");
