@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use fusebox_control::{app, AppState, PolicyFile};
-use fusebox_engine::identity::mint_hs256;
+use fusebox_engine::identity::{hex, mint_hs256, sha256};
 use fusebox_engine::policy::{JwtKey, Policy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Print the SHA-256 digest of an API key (read from stdin), for `identity.api_keys[].sha256`.
+    HashKey,
 }
 
 fn load(path: &PathBuf) -> Result<Policy, String> {
@@ -53,7 +55,7 @@ fn load(path: &PathBuf) -> Result<Policy, String> {
 }
 
 fn token(policy: &Policy, tenant: &str, tier: Option<&str>, ttl: u64) -> Result<String, String> {
-    let jwt = &policy.identity.jwt;
+    let jwt = policy.identity.jwt.as_ref().ok_or("the policy has no 'identity.jwt' section")?;
     let (kid, secret) = jwt
         .keys
         .iter()
@@ -99,6 +101,17 @@ fn main() -> ExitCode {
         Command::Validate { policy } => load(&policy).map(|p| {
             println!("ok: {} tiers, {} tenant overrides", p.tiers.len(), p.tenants.len());
         }),
+        Command::HashKey => {
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key).map_err(|e| e.to_string()).and_then(|_| {
+                let key = key.trim_end_matches(['\r', '\n']);
+                if key.is_empty() {
+                    return Err("no key on stdin".to_string());
+                }
+                println!("{}", hex(&sha256(key.as_bytes())));
+                Ok(())
+            })
+        }
         Command::Token { policy, tenant, tier, ttl } => {
             load(&policy).and_then(|p| token(&p, &tenant, tier.as_deref(), ttl)).map(|t| println!("{t}"))
         }

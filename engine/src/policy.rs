@@ -304,13 +304,61 @@ pub struct JwtConfig {
     pub leeway_s: u32,
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    #[serde(default)]
     pub keys: Vec<JwtKey>,
+    /// A JWK set (`{"keys": [...]}`, RSA and P-256 public keys with their `kid`), as served by
+    /// an identity provider. Rotate keys by publishing a new policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
 }
 
+/// An API key, stored only as the SHA-256 digest of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Lowercase hex SHA-256 of the key (`fusebox-control hash-key` prints it).
+    pub sha256: String,
+    pub tenant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// A label for operators (never used for matching).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn default_jwt_authn_filter() -> String {
+    "envoy.filters.http.jwt_authn".to_string()
+}
+fn default_payload_key() -> String {
+    "jwt_payload".to_string()
+}
+
+/// Trust the payload Envoy's own `jwt_authn` filter verified and put in dynamic metadata
+/// (`payload_in_metadata`). Only safe when `jwt_authn` runs before fusebox on the same routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuthnConfig {
+    #[serde(default = "default_jwt_authn_filter")]
+    pub filter: String,
+    /// The `payload_in_metadata` name configured on the jwt_authn provider.
+    #[serde(default = "default_payload_key")]
+    pub payload_key: String,
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    #[serde(default = "default_tier_claim")]
+    pub tier_claim: Option<String>,
+}
+
+/// Where tenant identity may come from; at least one source is required.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    pub jwt: JwtConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_authn: Option<JwtAuthnConfig>,
 }
 
 fn default_tier_name() -> String {
@@ -396,24 +444,40 @@ impl Policy {
             };
             t.apply(base).validate(&at)?;
         }
-        let jwt = &self.identity.jwt;
-        if jwt.issuer.is_empty() {
-            return Err(field_error("identity.jwt.issuer", "must not be empty"));
+        let id = &self.identity;
+        if id.jwt.is_none() && id.api_keys.is_empty() && id.jwt_authn.is_none() {
+            return Err(field_error("identity", "configure at least one of 'jwt', 'api_keys', 'jwt_authn'"));
         }
-        if jwt.audiences.is_empty() || jwt.audiences.iter().any(String::is_empty) {
-            return Err(field_error("identity.jwt.audiences", "at least one non-empty audience is required"));
+        if let Some(jwt) = &id.jwt {
+            if jwt.issuer.is_empty() {
+                return Err(field_error("identity.jwt.issuer", "must not be empty"));
+            }
+            if jwt.audiences.is_empty() || jwt.audiences.iter().any(String::is_empty) {
+                return Err(field_error("identity.jwt.audiences", "at least one non-empty audience is required"));
+            }
+            if jwt.tenant_claim.is_empty() {
+                return Err(field_error("identity.jwt.tenant_claim", "must not be empty"));
+            }
+            if !(256..=65_536).contains(&jwt.max_token_bytes) {
+                return Err(field_error("identity.jwt.max_token_bytes", "must be between 256 and 65536"));
+            }
+            if jwt.keys.is_empty() && jwt.jwks.is_none() {
+                return Err(field_error("identity.jwt.keys", "at least one key (or a 'jwks') is required"));
+            }
         }
-        if jwt.tenant_claim.is_empty() {
-            return Err(field_error("identity.jwt.tenant_claim", "must not be empty"));
+        for (i, k) in id.api_keys.iter().enumerate() {
+            if !is_valid_tenant_id(&k.tenant) {
+                return Err(field_error(
+                    format!("identity.api_keys[{i}].tenant"),
+                    "tenant ids are 1-128 of [A-Za-z0-9-_.:@]",
+                ));
+            }
+            if let Some(tier) = k.tier.as_deref().filter(|t| !self.tiers.contains_key(*t)) {
+                return Err(field_error(format!("identity.api_keys[{i}].tier"), format!("unknown tier '{tier}'")));
+            }
         }
-        if !(256..=65_536).contains(&jwt.max_token_bytes) {
-            return Err(field_error("identity.jwt.max_token_bytes", "must be between 256 and 65536"));
-        }
-        if jwt.keys.is_empty() {
-            return Err(field_error("identity.jwt.keys", "at least one key is required"));
-        }
-        // Keys are checked by building them, so a policy with an unusable key is refused here.
-        crate::identity::Verifier::new(jwt).map(|_| ())
+        // Keys and digests are checked by building them, so an unusable one is refused here.
+        crate::identity::Verifier::new(id).map(|_| ())
     }
 
     /// The limits that apply to `tenant`: its policy entry over its tier, where the tier is the
@@ -511,6 +575,26 @@ pub(crate) mod tests {
     fn tenant_with_unknown_tier_is_rejected() {
         let err = Policy::from_json(policy_json(r#", "tenants": {"acme": {"tier": "gold"}}"#).as_bytes()).unwrap_err();
         assert_eq!(err.field, "tenants.acme.tier");
+    }
+
+    #[test]
+    fn a_policy_without_any_identity_source_is_rejected() {
+        let err = Policy::from_json(br#"{"identity": {}}"#).unwrap_err();
+        assert_eq!(err.field, "identity");
+    }
+
+    #[test]
+    fn api_key_entries_are_checked() {
+        let json = r#"{"identity": {"api_keys": [{"sha256": "abc", "tenant": "acme"}]}}"#;
+        assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, "identity.api_keys[0].sha256");
+        let digest = "a".repeat(64);
+        let json =
+            format!(r#"{{"identity": {{"api_keys": [{{"sha256": "{digest}", "tenant": "acme", "tier": "gold"}}]}}}}"#);
+        assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, "identity.api_keys[0].tier");
+        let json = format!(
+            r#"{{"identity": {{"api_keys": [{{"sha256": "{digest}", "tenant": "acme"}}, {{"sha256": "{digest}", "tenant": "evil"}}]}}}}"#
+        );
+        assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, "identity.api_keys[1].sha256");
     }
 
     #[test]

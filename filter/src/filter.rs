@@ -6,7 +6,7 @@ use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::config::{FilterConfig, Mode};
-use fusebox_engine::identity::{Identity, Verifier};
+use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity, TokenCache, Verifier};
 use fusebox_engine::inject::{self, Injection};
 use fusebox_engine::metric::Metric;
 use fusebox_engine::policy::{Limits, Policy, PolicyError};
@@ -18,16 +18,21 @@ use proxy_wasm::types::Action;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// A policy ready to use: parsed, validated, keys built.
+/// Verified tokens remembered per worker (two generations of this many).
+const TOKEN_CACHE_ENTRIES: usize = 4096;
+
+/// A policy ready to use: parsed, validated, keys built, with its own token cache (a new
+/// policy may have rotated keys, so its cache starts empty).
 pub struct ActivePolicy {
     pub policy: Policy,
     pub verifier: Verifier,
+    pub token_cache: RefCell<TokenCache>,
 }
 
 impl ActivePolicy {
     pub fn new(policy: Policy) -> Result<ActivePolicy, PolicyError> {
-        let verifier = Verifier::new(&policy.identity.jwt)?;
-        Ok(ActivePolicy { policy, verifier })
+        let verifier = Verifier::new(&policy.identity)?;
+        Ok(ActivePolicy { policy, verifier, token_cache: RefCell::new(TokenCache::new(TOKEN_CACHE_ENTRIES)) })
     }
 }
 
@@ -237,8 +242,22 @@ impl Request {
     }
 
     fn identify(&self, now_ms: u64) -> Result<Identity, reply::Reply> {
-        let auth = host::request_header("authorization");
-        self.active.verifier.verify_authorization(auth.as_deref(), now_ms / 1000).map_err(reply::invalid_identity)
+        let verifier = &self.active.verifier;
+        let authorization = host::request_header("authorization");
+        let api_key = host::request_header("x-api-key");
+        let envoy_jwt = verifier.jwt_authn().and_then(|cfg| {
+            let claim = |name: &str| {
+                host::property_string(&["metadata", "filter_metadata", &cfg.filter, &cfg.payload_key, name])
+            };
+            let tenant = claim(&cfg.tenant_claim);
+            let tier = cfg.tier_claim.as_deref().and_then(claim);
+            // Without a tenant there is no verified payload here (jwt_authn did not run or found no token).
+            tenant.is_some().then_some(EnvoyJwt { tenant, tier })
+        });
+        let credentials =
+            Credentials { authorization: authorization.as_deref(), api_key: api_key.as_deref(), envoy_jwt };
+        let mut cache = self.active.token_cache.borrow_mut();
+        verifier.identify(&credentials, &mut cache, now_ms / 1000).map_err(reply::invalid_identity)
     }
 
     fn store_failed(&self, e: StoreError) {

@@ -77,6 +77,14 @@ pub fn send_reply(reply: &fusebox_engine::reply::Reply) {
     }
 }
 
+/// A string-valued property (e.g. a claim in dynamic metadata), if present and UTF-8.
+pub fn property_string(path: &[&str]) -> Option<String> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
 /// Filter state readable by access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
 pub fn set_filter_state(name: &str, value: &str) {
     if let Err(s) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {

@@ -173,13 +173,18 @@ fn spawn(name: &str, cmd: &mut Command, dir: &Path, foreground: bool) -> Result<
 impl Stack {
     /// Starts a test stack on free ports with a private copy of `policy_json`.
     pub fn start(policy_json: &str) -> Stack {
+        Stack::start_with_envoy(policy_json, "demo.yaml")
+    }
+
+    /// Like [`Stack::start`], with another Envoy bootstrap from `envoy/`.
+    pub fn start_with_envoy(policy_json: &str, envoy_yaml: &str) -> Stack {
         let dir = work_dir();
         let policy_file = dir.join("policy.json");
         std::fs::write(&policy_file, policy_json).unwrap_or_else(|e| panic!("writing policy: {e}"));
         let options = StackOptions {
             ports: Ports::free(),
             policy_file,
-            envoy_config: workspace_root().join("envoy/demo.yaml"),
+            envoy_config: workspace_root().join("envoy").join(envoy_yaml),
             workers: 2,
             foreground: false,
             start_control: true,
@@ -378,10 +383,16 @@ impl Stack {
 
     /// Waits until Envoy enforces the control policy with version >= `version`.
     pub fn wait_policy_version(&self, version: u64) {
+        self.wait_policy_version_at("/fusebox/status", version);
+    }
+
+    /// [`Stack::wait_policy_version`] for a stack whose status endpoint is at `status_path`.
+    pub fn wait_policy_version_at(&self, status_path: &str, version: u64) {
         let probe = token("fusebox-harness-probe", None);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let v = self.status(&probe).get("policy_version").and_then(Value::as_u64).unwrap_or(0);
+            let status = self.get(&self.url(status_path), &[("authorization", &format!("Bearer {probe}"))]).json();
+            let v = status.get("policy_version").and_then(Value::as_u64).unwrap_or(0);
             if v >= version {
                 return;
             }

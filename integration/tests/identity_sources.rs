@@ -1,0 +1,60 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! End-to-end identity sources besides the bearer JWT: API keys (by SHA-256 digest) and the
+//! payload verified by Envoy's own jwt_authn filter.
+
+use fusebox_engine::identity::{hex, sha256};
+use fusebox_integration::{generous, observed, token, Stack, DEMO_AUDIENCE, DEMO_ISSUER, DEMO_SECRET};
+use serde_json::json;
+
+#[test]
+fn api_keys_identify_their_tenant_by_digest_in_either_header() {
+    let policy = json!({
+        "identity": {
+            "jwt": {"issuer": DEMO_ISSUER, "audiences": [DEMO_AUDIENCE], "keys": [{"alg": "HS256", "kid": "demo", "secret": DEMO_SECRET}]},
+            "api_keys": [{"sha256": hex(&sha256(b"sk-test-acme-1")), "tenant": "acme-keyed", "name": "ci"}]
+        },
+        "tiers": {"free": generous()}
+    });
+    let stack = Stack::start(&policy.to_string());
+    stack.wait_policy_version(1);
+    let u = [("x-mock-input-tokens", "10"), ("x-mock-output-tokens", "5")];
+    let by_header = stack.post("/v1/chat/completions", None, &[("x-api-key", "sk-test-acme-1"), u[0], u[1]], "{}");
+    assert_eq!(by_header.status, 200, "{}", by_header.body);
+    let by_bearer = stack.post("/v1/chat/completions", Some("sk-test-acme-1"), &u, "{}");
+    assert_eq!(by_bearer.status, 200, "{}", by_bearer.body);
+    let wrong = stack.post("/v1/chat/completions", None, &[("x-api-key", "sk-test-acme-2")], "{}");
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.json()["error"]["code"], "invalid_api_key");
+    // JWTs still work next to keys.
+    assert_eq!(stack.chat(Some(&token("globex", None)), &[]).status, 200);
+    let mock = stack.mock_stats();
+    assert_eq!(mock["tenants"]["acme-keyed"]["requests"], 2);
+    assert_eq!(mock["tenants"]["globex"]["requests"], 1);
+    let status = stack.get(&stack.url("/fusebox/status"), &[("x-api-key", "sk-test-acme-1")]).json();
+    assert_eq!(status["tenant"], "acme-keyed");
+    assert_eq!(observed(&status, "tokens_60s"), 30);
+}
+
+#[test]
+fn envoy_jwt_authn_payload_identifies_the_tenant() {
+    let policy = json!({"identity": {"jwt_authn": {"payload_key": "jwt_payload"}}, "tiers": {"free": generous()}});
+    let stack = Stack::start_with_envoy(&policy.to_string(), "jwt-authn.yaml");
+    stack.wait_policy_version_at("/v1/fusebox/status", 1);
+    let t = token("authn-tenant", None);
+    let r = stack.chat(Some(&t), &[("x-mock-input-tokens", "7"), ("x-mock-output-tokens", "3")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stack.mock_stats()["tenants"]["authn-tenant"]["requests"], 1);
+    // jwt_authn itself refuses a bad token before fusebox sees the request.
+    let forged = fusebox_engine::identity::mint_hs256(
+        "not-the-demo-secret-at-all",
+        Some("demo"),
+        DEMO_ISSUER,
+        DEMO_AUDIENCE,
+        json!({"tenant": "authn-tenant"}).as_object().cloned().unwrap(),
+        fusebox_integration::now_s(),
+        60,
+    )
+    .unwrap();
+    assert_eq!(stack.chat(Some(&forged), &[]).status, 401);
+    assert_eq!(stack.mock_stats()["all"]["requests"], 1);
+}
