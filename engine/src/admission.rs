@@ -9,21 +9,22 @@
 //! the error ratio is exceeded, or decides a half-open probe.
 
 use crate::breaker::{BreakerState, Phase, ProbeEnd, Transition, Trip, Violation};
+use crate::budget::{seconds_to_reset, Budget};
 use crate::metric::Metric;
 use crate::policy::Limits;
 use crate::state::TenantState;
 use serde::Serialize;
 
-/// A metric past the tier's warn ratio, for `x-fusebox-warning: tokens_60s=54%`.
+/// A metric or budget past the tier's warn ratio, for `x-fusebox-warning: tokens_60s=54%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Warning {
-    pub metric: Metric,
+    pub name: &'static str,
     pub percent: u64,
 }
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={}%", self.metric, self.percent)
+        write!(f, "{}={}%", self.name, self.percent)
     }
 }
 
@@ -42,6 +43,8 @@ pub enum DenyCause {
     ProbesBusy,
     /// The concurrency cap: `in_flight` would exceed `limit`.
     Concurrency { limit: u64, in_flight: u64 },
+    /// A budget is used up until it resets (`used` and `limit` in tokens or cost micros).
+    Budget { budget: Budget, limit: u64, used: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,20 +107,36 @@ fn error_violation(state: &TenantState, limits: &Limits, now_s: u64) -> Option<V
         .then_some(Violation { trip: Trip { metric: Metric::ErrorRatio, threshold, observed }, drain_s: 0 })
 }
 
+const BUDGETS: [Budget; 2] = [Budget::TokensDay, Budget::CostMonth];
+
 fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> {
+    let windows = WINDOWED.into_iter().map(|m| (m.as_str(), limits.threshold(m), state.observe(m, now_s)));
+    let budgets = BUDGETS.into_iter().map(|b| (b.as_str(), limits.budget_limit(b), state.budget.used(b, now_s)));
     let mut best: Option<Warning> = None;
-    for metric in WINDOWED {
-        let Some(threshold) = limits.threshold(metric) else { continue };
-        let observed = state.observe(metric, now_s);
+    for (name, threshold, observed) in windows.chain(budgets) {
+        let Some(threshold) = threshold else { continue };
         if observed == 0 || (observed as f64) < threshold as f64 * limits.warn_ratio {
             continue;
         }
         let percent = observed.saturating_mul(100) / threshold;
         if best.is_none_or(|b| percent > b.percent) {
-            best = Some(Warning { metric, percent });
+            best = Some(Warning { name, percent });
         }
     }
     best
+}
+
+/// A budget that is used up, if any, with the seconds until it resets.
+fn exhausted_budget(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Denied> {
+    BUDGETS.into_iter().find_map(|budget| {
+        let limit = limits.budget_limit(budget)?;
+        let used = state.budget.used(budget, now_s);
+        (used >= limit).then(|| Denied {
+            cause: DenyCause::Budget { budget, limit, used },
+            phase: state.breaker.phase(),
+            retry_after_s: seconds_to_reset(budget, now_s),
+        })
+    })
 }
 
 fn retry_after_s(until_ms: u64, now_ms: u64) -> u64 {
@@ -152,6 +171,9 @@ pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64) -> (Decision
         BreakerState::HalfOpen { .. } => true,
         _ => false,
     };
+    if let Some(denied) = exhausted_budget(state, limits, now_s) {
+        return (Decision::Deny(denied), transitions);
+    }
     if let Some(limit) = limits.concurrency {
         let in_flight = u64::from(state.in_flight);
         if in_flight >= limit {
@@ -186,6 +208,8 @@ pub struct Settlement {
     pub probe: Option<ProbeEnd>,
     /// The admission counted this request in flight: release it.
     pub release: bool,
+    /// Cost of the response in millionths of the price currency.
+    pub cost_micros: u64,
 }
 
 /// Accounts a finished (or abandoned) response and moves the breaker.
@@ -194,6 +218,7 @@ pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u
     state.advance(now_s);
     state.tokens.add(now_s, s.tokens);
     state.tool_calls.add(now_s, s.tool_calls);
+    state.budget.add(now_s, s.tokens, s.cost_micros);
     if s.release {
         state.in_flight = state.in_flight.saturating_sub(1);
     }
@@ -267,6 +292,15 @@ pub struct MetricStatus {
     pub threshold: Option<u64>,
 }
 
+/// A budget as shown to a tenant by the status endpoint (cost in millionths of the currency).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BudgetStatus {
+    pub budget: Budget,
+    pub used: u64,
+    pub limit: Option<u64>,
+    pub resets_in_s: u64,
+}
+
 /// A read-only view of a tenant's state at `now_ms`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Snapshot {
@@ -274,6 +308,7 @@ pub struct Snapshot {
     pub retry_after_s: Option<u64>,
     pub last_trip: Option<Trip>,
     pub metrics: Vec<MetricStatus>,
+    pub budgets: Vec<BudgetStatus>,
 }
 
 pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
@@ -296,6 +331,15 @@ pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
                 metric,
                 observed: state.observe(metric, now_s),
                 threshold: limits.threshold(metric),
+            })
+            .collect(),
+        budgets: BUDGETS
+            .into_iter()
+            .map(|budget| BudgetStatus {
+                budget,
+                used: state.budget.used(budget, now_s),
+                limit: limits.budget_limit(budget),
+                resets_in_s: seconds_to_reset(budget, now_s),
             })
             .collect(),
     }
@@ -432,7 +476,7 @@ mod tests {
         allow(&mut s, &l, T0);
         settle(&mut s, &l, done(540), T0);
         let a = allow(&mut s, &l, T0 + 1);
-        assert_eq!(a.warning, Some(Warning { metric: Metric::Tokens10s, percent: 54 }));
+        assert_eq!(a.warning, Some(Warning { name: "tokens_10s", percent: 54 }));
         assert_eq!(a.warning.unwrap().to_string(), "tokens_10s=54%");
     }
 
@@ -481,6 +525,34 @@ mod tests {
         assert_eq!(q[0], Quota { metric: Metric::Tokens10s, limit: 1000, remaining: 600, reset_s: 8 });
         assert_eq!(q[1].reset_s, 58);
         assert_eq!(q[2].remaining, 4);
+    }
+
+    #[test]
+    fn exhausted_token_budget_refuses_until_midnight_utc_without_tripping() {
+        let l = Limits { budget_tokens_day: Some(1000), ..Limits::unlimited() };
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, done(600), T0);
+        let a = allow(&mut s, &l, T0 + 1);
+        assert_eq!(a.warning, Some(Warning { name: "budget_tokens_day", percent: 60 }));
+        settle(&mut s, &l, done(600), T0 + 2);
+        let d = deny(&mut s, &l, T0 + 3);
+        assert_eq!(d.cause, DenyCause::Budget { budget: Budget::TokensDay, limit: 1000, used: 1200 });
+        assert_eq!(d.retry_after_s, 86_400 - (T0 + 3) / 1000 % 86_400);
+        assert_eq!(s.breaker.phase(), Phase::Closed);
+        let next_day = (T0 / 1000 / 86_400 + 1) * 86_400_000;
+        allow(&mut s, &l, next_day);
+    }
+
+    #[test]
+    fn exhausted_cost_budget_refuses_until_next_month() {
+        let l = Limits { budget_cost_month: Some(0.01), ..Limits::unlimited() };
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, Settlement { cost_micros: 10_000, ..done(5) }, T0);
+        let d = deny(&mut s, &l, T0 + 1);
+        assert_eq!(d.cause, DenyCause::Budget { budget: Budget::CostMonth, limit: 10_000, used: 10_000 });
+        assert!(d.retry_after_s > 86_400, "{}", d.retry_after_s);
     }
 
     #[test]

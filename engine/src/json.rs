@@ -26,6 +26,7 @@ pub enum Key {
     Content,
     ContentBlock,
     Error,
+    Model,
     Other,
 }
 
@@ -50,6 +51,7 @@ impl Key {
             b"content" => Key::Content,
             b"content_block" => Key::ContentBlock,
             b"error" => Key::Error,
+            b"model" => Key::Model,
             _ => Key::Other,
         }
     }
@@ -82,7 +84,7 @@ pub trait Visitor {
 }
 
 pub const MAX_PATH: usize = 8;
-pub const STRING_CAP: usize = 32;
+pub const STRING_CAP: usize = 64;
 const MAX_DEPTH: u8 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

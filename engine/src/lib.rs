@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod breaker;
+pub mod budget;
 pub mod config;
 pub mod identity;
 pub mod inject;

@@ -4,7 +4,9 @@
 //! names the field (`tiers.free.breaker.cooldown_s: must be at least 1`), so a bad policy is
 //! refused by the control service and never reaches Envoy.
 
+use crate::budget::Budget;
 use crate::metric::Metric;
+use crate::usage::Usage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -109,6 +111,12 @@ pub struct Limits {
     /// Requests in flight at once; more are refused (without tripping the breaker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
+    /// Tokens per UTC day; once used up, requests are refused until midnight UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens_day: Option<u64>,
+    /// Cost per UTC calendar month, in the currency of `prices`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_cost_month: Option<f64>,
     /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
     #[serde(default = "default_warn_ratio")]
     pub warn_ratio: f64,
@@ -127,8 +135,19 @@ impl Limits {
             error_ratio: None,
             error_min_requests: default_error_min_requests(),
             concurrency: None,
+            budget_tokens_day: None,
+            budget_cost_month: None,
             warn_ratio: default_warn_ratio(),
             breaker: BreakerSettings::default(),
+        }
+    }
+
+    /// A budget's limit in its unit (tokens, or cost in millionths of the currency).
+    pub fn budget_limit(&self, budget: Budget) -> Option<u64> {
+        match budget {
+            Budget::TokensDay => self.budget_tokens_day,
+            // Validated finite and positive; far below u64::MAX after scaling.
+            Budget::CostMonth => self.budget_cost_month.map(|c| (c * 1e6).round() as u64),
         }
     }
 
@@ -150,6 +169,14 @@ impl Limits {
             if !(r > 0.0 && r <= 1.0) {
                 return Err(field_error(format!("{at}.error_ratio"), "must be greater than 0 and at most 1"));
             }
+        }
+        if let Some(c) = self.budget_cost_month {
+            if !(c > 0.0 && c <= 1e12) {
+                return Err(field_error(format!("{at}.budget_cost_month"), "must be greater than 0 and at most 1e12"));
+            }
+        }
+        if self.budget_tokens_day == Some(0) {
+            return Err(field_error(format!("{at}.budget_tokens_day"), "must be at least 1 (omit it for no budget)"));
         }
         if self.error_min_requests == 0 {
             return Err(field_error(format!("{at}.error_min_requests"), "must be at least 1"));
@@ -217,6 +244,10 @@ pub struct TenantPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_cost_month: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverride>,
@@ -232,6 +263,8 @@ impl TenantPolicy {
         l.error_ratio = self.error_ratio.or(l.error_ratio);
         l.error_min_requests = self.error_min_requests.unwrap_or(l.error_min_requests);
         l.concurrency = self.concurrency.or(l.concurrency);
+        l.budget_tokens_day = self.budget_tokens_day.or(l.budget_tokens_day);
+        l.budget_cost_month = self.budget_cost_month.or(l.budget_cost_month);
         l.warn_ratio = self.warn_ratio.unwrap_or(l.warn_ratio);
         if let Some(b) = self.breaker {
             l.breaker.cooldown_s = b.cooldown_s.unwrap_or(l.breaker.cooldown_s);
@@ -375,6 +408,8 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         error_ratio: Some(0.5),
         error_min_requests: default_error_min_requests(),
         concurrency: Some(concurrency),
+        budget_tokens_day: None,
+        budget_cost_month: None,
         warn_ratio: default_warn_ratio(),
         breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
     };
@@ -383,6 +418,14 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         ("pro".to_string(), tier(200_000, 600_000, 100, 600, 32, 15)),
         ("enterprise".to_string(), tier(2_000_000, 6_000_000, 1000, 6000, 256, 10)),
     ])
+}
+
+/// Price of a model, per million tokens, in the budget currency.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -399,6 +442,9 @@ pub struct Policy {
     pub tiers: BTreeMap<String, Limits>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantPolicy>,
+    /// Prices by model name prefix (longest match wins; `*` for anything else).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, Price>,
 }
 
 /// True for ids that are safe in headers, shared-data keys and logs.
@@ -444,6 +490,15 @@ impl Policy {
             };
             t.apply(base).validate(&at)?;
         }
+        for (model, p) in &self.prices {
+            let ok = |v: f64| v.is_finite() && (0.0..=1e6).contains(&v);
+            if !ok(p.input_per_mtok) || !ok(p.output_per_mtok) {
+                return Err(field_error(
+                    format!("prices.{model}"),
+                    "prices must be between 0 and 1e6 per million tokens",
+                ));
+            }
+        }
         let id = &self.identity;
         if id.jwt.is_none() && id.api_keys.is_empty() && id.jwt_authn.is_none() {
             return Err(field_error("identity", "configure at least one of 'jwt', 'api_keys', 'jwt_authn'"));
@@ -478,6 +533,21 @@ impl Policy {
         }
         // Keys and digests are checked by building them, so an unusable one is refused here.
         crate::identity::Verifier::new(id).map(|_| ())
+    }
+
+    /// Cost of `usage` on `model`, in millionths of the currency (0 when no price matches).
+    pub fn cost_micros(&self, model: Option<&str>, usage: Usage) -> u64 {
+        let by_prefix = model.and_then(|m| {
+            self.prices
+                .iter()
+                .filter(|(prefix, _)| *prefix != "*" && m.starts_with(prefix.as_str()))
+                .max_by_key(|(p, _)| p.len())
+        });
+        let Some((_, price)) = by_prefix.or_else(|| self.prices.get_key_value("*")) else { return 0 };
+        // Validated finite and non-negative; token counts are far below 2^53.
+        let micros =
+            usage.input_tokens as f64 * price.input_per_mtok + usage.output_tokens as f64 * price.output_per_mtok;
+        micros.round() as u64
     }
 
     /// The limits that apply to `tenant`: its policy entry over its tier, where the tier is the
@@ -557,6 +627,26 @@ pub(crate) mod tests {
         assert_eq!(err.field, "tiers.free.error_ratio");
         let err = Policy::from_json(policy_json(r#", "tenants": {"a": {"concurrency": 0}}"#).as_bytes()).unwrap_err();
         assert_eq!(err.field, "tenants.a.concurrency");
+    }
+
+    #[test]
+    fn cost_uses_the_longest_matching_price_prefix() {
+        let p = Policy::from_json(
+            policy_json(
+                r#", "prices": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10},
+                               "gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+                               "*": {"input_per_mtok": 1, "output_per_mtok": 1}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let u = Usage { input_tokens: 1000, output_tokens: 100 };
+        assert_eq!(p.cost_micros(Some("gpt-4o-2024-08-06"), u), 3500);
+        assert_eq!(p.cost_micros(Some("gpt-4o-mini-2024-07-18"), u), 210);
+        assert_eq!(p.cost_micros(Some("claude"), u), 1100);
+        assert_eq!(p.cost_micros(None, u), 1100);
+        let no_prices = Policy::from_json(policy_json("").as_bytes()).unwrap();
+        assert_eq!(no_prices.cost_micros(Some("gpt-4o"), u), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! them (status, headers, OpenAI-compatible JSON body).
 
 use crate::admission::{Denied, DenyCause, Quota};
+use crate::budget::Budget;
 use crate::identity::IdentityError;
 use crate::metric::Metric;
 use serde_json::json;
@@ -47,17 +48,32 @@ pub fn quota_fields(quotas: &[Quota]) -> Option<[(&'static str, String); 2]> {
     ])
 }
 
-/// The `429` for a request the breaker refused.
+/// Cost micros as currency units for replies.
+fn currency(micros: u64) -> serde_json::Value {
+    json!(micros as f64 / 1e6)
+}
+
+/// The `429` for a request the breaker, a cap or a budget refused.
 pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
     let retry = denied.retry_after_s.max(1);
     let state = denied.phase.as_str();
+    let mut kind = "tenant_circuit_open";
     let (reason, threshold, observed, message) = match denied.cause {
         DenyCause::Tripped(t) => (
             t.metric.as_str(),
-            Some(t.threshold),
-            Some(t.observed),
+            Some(json!(t.threshold)),
+            Some(json!(t.observed)),
             format!("tenant '{tenant}' is over {} ({} > {}); retry in {retry}s", t.metric, t.observed, t.threshold),
         ),
+        DenyCause::Budget { budget, limit, used } => {
+            kind = "tenant_budget_exhausted";
+            let (limit, used) = match budget {
+                Budget::TokensDay => (json!(limit), json!(used)),
+                Budget::CostMonth => (currency(limit), currency(used)),
+            };
+            let message = format!("tenant '{tenant}' has used its {budget} ({used} of {limit}); it resets in {retry}s");
+            (budget.as_str(), Some(limit), Some(used), message)
+        }
         DenyCause::ProbesBusy => (
             "breaker_open",
             None,
@@ -66,15 +82,15 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
         ),
         DenyCause::Concurrency { limit, in_flight } => (
             Metric::Concurrency.as_str(),
-            Some(limit),
-            Some(in_flight),
+            Some(json!(limit)),
+            Some(json!(in_flight)),
             format!("tenant '{tenant}' is over concurrency ({in_flight} > {limit}); retry in {retry}s"),
         ),
     };
     let body = json!({
         "error": {
             "message": message,
-            "type": "tenant_circuit_open",
+            "type": kind,
             "code": reason,
             "fusebox": {
                 "tenant": tenant,
@@ -93,11 +109,17 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
         ("x-fusebox-tenant", tenant.to_string()),
         ("x-fusebox-reason", reason.to_string()),
     ];
-    if retry > SHOULD_RETRY_MAX_S {
+    let budget = matches!(denied.cause, DenyCause::Budget { .. });
+    if retry > SHOULD_RETRY_MAX_S || budget {
         headers.push(("x-should-retry", "false".to_string()));
     }
-    if let DenyCause::Tripped(t) = denied.cause {
-        headers.extend(ratelimit_fields(t.metric, t.threshold, 0, retry));
+    match denied.cause {
+        DenyCause::Tripped(t) => headers.extend(ratelimit_fields(t.metric, t.threshold, 0, retry)),
+        DenyCause::Budget { budget: Budget::TokensDay, limit, .. } => {
+            headers.push(("ratelimit-policy", format!("\"budget_tokens_day\";q={limit};w=86400")));
+            headers.push(("ratelimit", format!("\"budget_tokens_day\";r=0;t={retry}")));
+        }
+        _ => {}
     }
     Reply { status: 429, headers, body: body.to_string() }
 }
@@ -213,6 +235,26 @@ mod tests {
         assert_eq!(
             (body["error"]["fusebox"]["threshold"].as_u64(), body["error"]["fusebox"]["observed"].as_u64()),
             (Some(4), Some(5))
+        );
+    }
+
+    #[test]
+    fn exhausted_budget_is_its_own_type_and_says_not_to_retry_soon() {
+        let denied = Denied {
+            cause: DenyCause::Budget { budget: Budget::CostMonth, limit: 50_000_000, used: 50_012_000 },
+            phase: Phase::Closed,
+            retry_after_s: 3600,
+        };
+        let r = denial("acme", &denied, None);
+        assert_eq!(r.header("x-should-retry"), Some("false"));
+        assert_eq!(r.header("x-fusebox-reason"), Some("budget_cost_month"));
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["type"], "tenant_budget_exhausted");
+        assert_eq!(body["error"]["fusebox"]["threshold"], 50.0);
+        assert_eq!(body["error"]["fusebox"]["observed"], 50.012);
+        assert_eq!(
+            body["error"]["message"],
+            "tenant 'acme' has used its budget_cost_month (50.012 of 50.0); it resets in 3600s"
         );
     }
 

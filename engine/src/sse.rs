@@ -191,6 +191,7 @@ impl SseScanner {
             malformed: self.malformed_events > 0 || (self.events == 0 && self.saw_content),
             events: self.events,
             anomalies: s.anomalies,
+            model: s.model,
         }
     }
 }
@@ -235,12 +236,14 @@ mod tests {
     fn openai_responses_stream_usage_and_function_calls_come_from_response_completed() {
         let s = scan_every_split(&fixture("openai-responses-stream.sse"), SSE);
         assert_eq!((s.usage, s.tool_calls, s.malformed), (usage(320, 31), 1, false));
+        assert_eq!(s.model.as_str(), Some("gpt-4.1-2025-04-14"));
     }
 
     #[test]
     fn anthropic_stream_takes_input_from_message_start_and_cumulative_output_from_message_delta() {
         let s = scan_every_split(&fixture("anthropic-messages-stream.sse"), SSE);
         assert_eq!((s.usage, s.tool_calls, s.malformed), (usage(472 + 100 + 50, 89), 1, false));
+        assert_eq!(s.model.as_str(), Some("claude-sonnet-4-5"));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! in one compact binary value so one read and one compare-and-swap cover a request.
 
 use crate::breaker::{Breaker, BreakerState, Trip};
+use crate::budget::BudgetState;
 use crate::metric::Metric;
 use crate::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 
 /// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
 pub type MinuteRing = Ring<12, 5>;
@@ -23,6 +24,7 @@ pub struct TenantState {
     pub errors: MinuteRing,
     /// Admitted requests whose response has not ended yet.
     pub in_flight: u32,
+    pub budget: BudgetState,
     pub breaker: Breaker,
 }
 
@@ -78,6 +80,11 @@ impl TenantState {
         self.completed.encode(&mut out);
         self.errors.encode(&mut out);
         out.extend_from_slice(&self.in_flight.to_le_bytes());
+        let b = &self.budget;
+        out.extend_from_slice(&b.day.to_le_bytes());
+        out.extend_from_slice(&b.tokens_day.to_le_bytes());
+        out.extend_from_slice(&b.month.to_le_bytes());
+        out.extend_from_slice(&b.cost_month_micros.to_le_bytes());
         let b = &self.breaker;
         let (tag, until_ms, admitted, succeeded) = match b.state {
             BreakerState::Closed => (0u8, 0u64, 0u32, 0u32),
@@ -113,6 +120,12 @@ impl TenantState {
         let completed = MinuteRing::decode(&mut input)?;
         let errors = MinuteRing::decode(&mut input)?;
         let in_flight = take_u32(&mut input)?;
+        let budget = BudgetState {
+            day: take_u32(&mut input)?,
+            tokens_day: take_u64(&mut input)?,
+            month: take_u32(&mut input)?,
+            cost_month_micros: take_u64(&mut input)?,
+        };
         let tag = take_u8(&mut input)?;
         let until_ms = take_u64(&mut input)?;
         let admitted = take_u32(&mut input)?;
@@ -142,6 +155,7 @@ impl TenantState {
             completed,
             errors,
             in_flight,
+            budget,
             breaker: Breaker { state, streak, last_trip_ms, last_trip },
         })
     }
@@ -178,6 +192,7 @@ mod tests {
         s.completed.add(1_700_000_000, 5);
         s.errors.add(1_700_000_000, 1);
         s.in_flight = 4;
+        s.budget.add(1_700_000_000, 77, 1234);
         s.breaker = Breaker {
             state: BreakerState::HalfOpen { admitted: 2, succeeded: 1 },
             streak: 3,

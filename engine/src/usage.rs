@@ -78,6 +78,37 @@ impl Figure {
     }
 }
 
+/// A model name as the upstream reported it (at most [`crate::json::STRING_CAP`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelName {
+    bytes: [u8; crate::json::STRING_CAP],
+    len: u8,
+}
+
+impl Default for ModelName {
+    fn default() -> Self {
+        ModelName { bytes: [0; crate::json::STRING_CAP], len: 0 }
+    }
+}
+
+impl ModelName {
+    fn new(value: &[u8]) -> ModelName {
+        let mut m = ModelName::default();
+        let n = value.len().min(m.bytes.len());
+        if let (Some(dst), Some(src)) = (m.bytes.get_mut(..n), value.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        m.len = u8::try_from(n).unwrap_or(0);
+        m
+    }
+
+    /// The name, if any was reported and it is UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        let bytes = self.bytes.get(..usize::from(self.len))?;
+        std::str::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+    }
+}
+
 /// What one JSON document (a body, or one SSE event) said.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Findings {
@@ -85,6 +116,7 @@ pub struct Findings {
     pub tool_calls: u32,
     pub error: bool,
     pub anomalies: Anomalies,
+    pub model: ModelName,
 }
 
 impl Findings {
@@ -119,6 +151,9 @@ impl Findings {
         }
         self.tool_calls = self.tool_calls.saturating_add(later.tool_calls);
         self.error |= later.error;
+        if later.model.len > 0 {
+            self.model = later.model;
+        }
         self.anomalies.add(later.anomalies);
     }
 
@@ -159,6 +194,8 @@ impl Visitor for Findings {
                 | [K(ContentBlock), K(Type)]
                 | [K(Type)]
                 | [K(Error), ..]
+                | [K(Model)]
+                | [K(Message | Response), K(Model)]
         )
     }
 
@@ -173,6 +210,7 @@ impl Visitor for Findings {
             [K(Content), Elem, K(Type)] | [K(ContentBlock), K(Type)] if value == b"tool_use" => self.tool_calls += 1,
             [K(Type)] if value == b"error" || value == b"response.failed" => self.error = true,
             [K(Error), ..] => self.error = true,
+            [K(Model)] | [K(Message | Response), K(Model)] => self.model = ModelName::new(value),
             _ => {}
         }
     }
@@ -191,6 +229,8 @@ pub struct Summary {
     /// SSE only: events with data seen.
     pub events: u32,
     pub anomalies: Anomalies,
+    /// The model the upstream says answered (for prices).
+    pub model: ModelName,
 }
 
 /// Scans a plain JSON body.
@@ -218,6 +258,7 @@ impl JsonBodyScanner {
                 malformed: false,
                 events: 0,
                 anomalies: f.anomalies,
+                model: f.model,
             },
         }
     }
@@ -331,6 +372,13 @@ pub(crate) mod tests {
     fn anthropic_tool_use_blocks_are_counted() {
         let s = scan_every_split(&fixture("anthropic-messages-tools.json"), "application/json");
         assert_eq!((s.usage, s.tool_calls), (usage(384, 58), 1));
+    }
+
+    #[test]
+    fn the_answering_model_is_reported() {
+        assert_eq!(scan_every_split(ANTHROPIC.as_bytes(), "application/json").model.as_str(), Some("claude"));
+        assert_eq!(scan_json(OPENAI.as_bytes()).model.as_str(), Some("gpt-4o"));
+        assert_eq!(scan_json(br#"{"usage":{}}"#).model.as_str(), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
+use fusebox_engine::budget::Budget;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity, TokenCache, Verifier};
 use fusebox_engine::inject::{self, Injection};
@@ -315,6 +316,8 @@ impl Request {
                     DenyCause::Tripped(t) => Counter::denied(t.metric),
                     DenyCause::ProbesBusy => Counter::DeniedBreakerOpen,
                     DenyCause::Concurrency { .. } => Counter::denied(Metric::Concurrency),
+                    DenyCause::Budget { budget: Budget::TokensDay, .. } => Counter::DeniedBudgetTokensDay,
+                    DenyCause::Budget { budget: Budget::CostMonth, .. } => Counter::DeniedBudgetCostMonth,
                 });
                 host::send_reply(&reply::denial(&identity.tenant, &denied, None));
                 return Action::Pause;
@@ -353,7 +356,10 @@ impl Request {
             let summary = t.scanner.as_mut().map(BodyScanner::finish).unwrap_or_default();
             let status_2xx = (200..300).contains(&t.status);
             let completed = end == ProbeEnd::Completed;
+            let cost_micros = summary.usage.map_or(0, |u| self.active.policy.cost_micros(summary.model.as_str(), u));
+            self.metrics.add(Counter::CostMicros, cost_micros);
             let outcome = Settlement {
+                cost_micros,
                 tokens: self.count(&summary, status_2xx, end, &t.tenant),
                 tool_calls: u64::from(summary.tool_calls),
                 completed,

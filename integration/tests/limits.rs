@@ -107,3 +107,49 @@ fn upstream_error_ratio_over_its_threshold_trips_the_breaker() {
     assert_eq!(denied.json()["error"]["fusebox"]["observed"], 75);
     assert_eq!(stack.mock_stats()["all"]["requests"], 1, "the mock counts only successful answers");
 }
+
+#[test]
+fn daily_token_budget_refuses_with_budget_exhausted_until_midnight() {
+    let stack = Stack::start(&demo_policy(json!({"free": tier(json!({"budget_tokens_day": 1000}))}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("thrifty", None);
+    let u = [("x-mock-input-tokens", "400"), ("x-mock-output-tokens", "200")];
+    assert_eq!(stack.chat(Some(&t), &u).status, 200);
+    let second = stack.chat(Some(&t), &u);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("x-fusebox-warning"), Some("budget_tokens_day=60%"));
+    let denied = stack.chat(Some(&t), &u);
+    assert_eq!(denied.status, 429);
+    assert_eq!(denied.header("x-fusebox-reason"), Some("budget_tokens_day"));
+    assert_eq!(denied.header("x-should-retry"), Some("false"));
+    let body = denied.json();
+    assert_eq!(body["error"]["type"], "tenant_budget_exhausted");
+    assert_eq!(
+        (body["error"]["fusebox"]["threshold"].as_u64(), body["error"]["fusebox"]["observed"].as_u64()),
+        (Some(1000), Some(1200))
+    );
+    let retry: u64 = denied.header("retry-after").unwrap().parse().unwrap();
+    let now = fusebox_integration::now_s();
+    assert!(retry.abs_diff(86_400 - now % 86_400) <= 2, "retry-after {retry} is not the time to midnight UTC");
+    assert_eq!(stack.status(&t)["breaker"]["state"], "closed", "a budget does not trip the breaker");
+}
+
+#[test]
+fn monthly_cost_budget_uses_the_price_table() {
+    let mut policy: Value =
+        serde_json::from_str(&demo_policy(json!({"free": tier(json!({"budget_cost_month": 0.05}))}), json!({})))
+            .unwrap();
+    policy["prices"] = json!({"gpt-4o-mini": {"input_per_mtok": 10.0, "output_per_mtok": 30.0}});
+    let stack = Stack::start(&policy.to_string());
+    stack.wait_policy_version(1);
+    let t = token("spender", None);
+    // 1000 * 10 + 1000 * 30 = 40 000 micros = 0.04 per request (the mock answers as the requested model).
+    let u = [("x-mock-input-tokens", "1000"), ("x-mock-output-tokens", "1000")];
+    assert_eq!(stack.chat(Some(&t), &u).status, 200);
+    assert_eq!(stack.chat(Some(&t), &u).status, 200);
+    let denied = stack.chat(Some(&t), &u);
+    assert_eq!(denied.status, 429);
+    assert_eq!(denied.header("x-fusebox-reason"), Some("budget_cost_month"));
+    assert_eq!(denied.json()["error"]["fusebox"]["observed"], 0.08);
+    assert_eq!(stack.envoy_counter("fusebox.cost.micros"), 80_000);
+}
