@@ -265,6 +265,8 @@ impl JsonBodyScanner {
 }
 
 /// The scanner for a response, chosen by its `content-type`.
+// One per response, living inline in the request context: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum BodyScanner {
     Json(JsonBodyScanner),
