@@ -13,6 +13,7 @@ pub mod json;
 pub mod metric;
 pub mod policy;
 pub mod reply;
+pub mod run;
 pub mod sse;
 pub mod state;
 pub mod usage;

@@ -78,6 +78,9 @@ fn default_warn_ratio() -> f64 {
 fn default_error_min_requests() -> u32 {
     20
 }
+fn default_run_ttl_s() -> u64 {
+    3600
+}
 
 impl Default for BreakerSettings {
     fn default() -> Self {
@@ -117,6 +120,21 @@ pub struct Limits {
     /// Cost per UTC calendar month, in the currency of `prices`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_cost_month: Option<f64>,
+    /// Agent runs (`x-agent-run-id`): requests per run tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_steps: Option<u64>,
+    /// Sub-agent nesting below the root run (root = 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_depth: Option<u64>,
+    /// Wall-clock seconds since the run tree's first request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_duration_s: Option<u64>,
+    /// Tokens used by the whole run tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_tokens: Option<u64>,
+    /// A run's record is forgotten after this many seconds without a request.
+    #[serde(default = "default_run_ttl_s")]
+    pub run_ttl_s: u64,
     /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
     #[serde(default = "default_warn_ratio")]
     pub warn_ratio: f64,
@@ -137,6 +155,11 @@ impl Limits {
             concurrency: None,
             budget_tokens_day: None,
             budget_cost_month: None,
+            run_steps: None,
+            run_depth: None,
+            run_duration_s: None,
+            run_tokens: None,
+            run_ttl_s: default_run_ttl_s(),
             warn_ratio: default_warn_ratio(),
             breaker: BreakerSettings::default(),
         }
@@ -174,6 +197,16 @@ impl Limits {
             if !(c > 0.0 && c <= 1e12) {
                 return Err(field_error(format!("{at}.budget_cost_month"), "must be greater than 0 and at most 1e12"));
             }
+        }
+        for (name, v) in
+            [("run_steps", self.run_steps), ("run_duration_s", self.run_duration_s), ("run_tokens", self.run_tokens)]
+        {
+            if v == Some(0) {
+                return Err(field_error(format!("{at}.{name}"), "must be at least 1 (omit it for no limit)"));
+            }
+        }
+        if self.run_ttl_s == 0 || self.run_ttl_s > 7 * 86_400 {
+            return Err(field_error(format!("{at}.run_ttl_s"), "must be between 1 and 604800"));
         }
         if self.budget_tokens_day == Some(0) {
             return Err(field_error(format!("{at}.budget_tokens_day"), "must be at least 1 (omit it for no budget)"));
@@ -248,6 +281,16 @@ pub struct TenantPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_cost_month: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_steps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_depth: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_duration_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_ttl_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverride>,
@@ -265,6 +308,11 @@ impl TenantPolicy {
         l.concurrency = self.concurrency.or(l.concurrency);
         l.budget_tokens_day = self.budget_tokens_day.or(l.budget_tokens_day);
         l.budget_cost_month = self.budget_cost_month.or(l.budget_cost_month);
+        l.run_steps = self.run_steps.or(l.run_steps);
+        l.run_depth = self.run_depth.or(l.run_depth);
+        l.run_duration_s = self.run_duration_s.or(l.run_duration_s);
+        l.run_tokens = self.run_tokens.or(l.run_tokens);
+        l.run_ttl_s = self.run_ttl_s.unwrap_or(l.run_ttl_s);
         l.warn_ratio = self.warn_ratio.unwrap_or(l.warn_ratio);
         if let Some(b) = self.breaker {
             l.breaker.cooldown_s = b.cooldown_s.unwrap_or(l.breaker.cooldown_s);
@@ -400,7 +448,7 @@ fn default_tier_name() -> String {
 
 /// Shipped tiers, used when a policy does not define `tiers`.
 pub fn default_tiers() -> BTreeMap<String, Limits> {
-    let tier = |t10: u64, t60: u64, r10: u64, tools: u64, concurrency: u64, cooldown_s: u32| Limits {
+    let tier = |t10: u64, t60: u64, r10: u64, tools: u64, concurrency: u64, cooldown_s: u32, run_steps: u64| Limits {
         tokens_10s: Some(t10),
         tokens_60s: Some(t60),
         requests_10s: Some(r10),
@@ -410,13 +458,18 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         concurrency: Some(concurrency),
         budget_tokens_day: None,
         budget_cost_month: None,
+        run_steps: Some(run_steps),
+        run_depth: Some(4),
+        run_duration_s: Some(3600),
+        run_tokens: None,
+        run_ttl_s: default_run_ttl_s(),
         warn_ratio: default_warn_ratio(),
         breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
     };
     BTreeMap::from([
-        ("free".to_string(), tier(20_000, 60_000, 20, 60, 4, 30)),
-        ("pro".to_string(), tier(200_000, 600_000, 100, 600, 32, 15)),
-        ("enterprise".to_string(), tier(2_000_000, 6_000_000, 1000, 6000, 256, 10)),
+        ("free".to_string(), tier(20_000, 60_000, 20, 60, 4, 30, 50)),
+        ("pro".to_string(), tier(200_000, 600_000, 100, 600, 32, 15, 500)),
+        ("enterprise".to_string(), tier(2_000_000, 6_000_000, 1000, 6000, 256, 10, 5000)),
     ])
 }
 

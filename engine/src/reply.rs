@@ -5,6 +5,7 @@ use crate::admission::{Denied, DenyCause, Quota};
 use crate::budget::Budget;
 use crate::identity::IdentityError;
 use crate::metric::Metric;
+use crate::run::RunDenied;
 use serde_json::json;
 
 /// Retry-after beyond this makes waiting pointless for a client: say `x-should-retry: false`.
@@ -122,6 +123,58 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
         _ => {}
     }
     Reply { status: 429, headers, body: body.to_string() }
+}
+
+/// The `429` for a request of an agent run that is over one of its limits. Run limits are
+/// cumulative: waiting does not help, so `x-should-retry: false` and `retry-after` is the time
+/// until the run's record is forgotten.
+pub fn run_denial(tenant: &str, run_id: &str, denied: &RunDenied, retry_after_s: u64) -> Reply {
+    let retry = retry_after_s.max(1);
+    let reason = denied.limit.as_str();
+    let body = json!({
+        "error": {
+            "message": format!(
+                "agent run '{run_id}' of tenant '{tenant}' is over {reason} ({} > {}); start a new run",
+                denied.observed, denied.threshold
+            ),
+            "type": "agent_run_limit",
+            "code": reason,
+            "fusebox": {
+                "tenant": tenant,
+                "state": "open",
+                "reason": reason,
+                "threshold": denied.threshold,
+                "observed": denied.observed,
+                "retry_after_s": retry,
+                "run_id": run_id,
+            }
+        }
+    });
+    Reply {
+        status: 429,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("retry-after", retry.to_string()),
+            ("x-fusebox-tenant", tenant.to_string()),
+            ("x-fusebox-reason", reason.to_string()),
+            ("x-should-retry", "false".to_string()),
+        ],
+        body: body.to_string(),
+    }
+}
+
+/// The `400` for a malformed request header fusebox relies on (e.g. a run id).
+pub fn bad_request(code: &str, message: &str) -> Reply {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "code": code}});
+    Reply {
+        status: 400,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("x-fusebox-reason", code.to_string()),
+            ("x-should-retry", "false".to_string()),
+        ],
+        body: body.to_string(),
+    }
 }
 
 /// The `401` for a request without a usable identity.
@@ -256,6 +309,20 @@ mod tests {
             body["error"]["message"],
             "tenant 'acme' has used its budget_cost_month (50.012 of 50.0); it resets in 3600s"
         );
+    }
+
+    #[test]
+    fn run_denial_names_the_run_and_says_to_start_a_new_one() {
+        let denied = RunDenied { limit: crate::run::RunLimit::Steps, threshold: 3, observed: 4 };
+        let r = run_denial("acme", "run-7", &denied, 3600);
+        assert_eq!(
+            (r.status, r.header("x-fusebox-reason"), r.header("x-should-retry")),
+            (429, Some("run_steps"), Some("false"))
+        );
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["type"], "agent_run_limit");
+        assert_eq!(body["error"]["fusebox"]["run_id"], "run-7");
+        assert_eq!(body["error"]["fusebox"]["observed"], 4);
     }
 
     #[test]

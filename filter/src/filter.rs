@@ -2,6 +2,7 @@
 
 use crate::host;
 use crate::metrics::{Counter, Metrics};
+use crate::runs::{self, AdmittedRun, RunRefusal};
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
@@ -12,6 +13,7 @@ use fusebox_engine::inject::{self, Injection};
 use fusebox_engine::metric::Metric;
 use fusebox_engine::policy::{Limits, Policy, PolicyError};
 use fusebox_engine::reply;
+use fusebox_engine::run::is_valid_run_id;
 use fusebox_engine::state::TenantState;
 use fusebox_engine::usage::{BodyScanner, Summary};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -112,7 +114,15 @@ struct Tracked {
     status: u16,
     /// Admission counted this request in flight; settlement releases it.
     in_flight: bool,
+    /// The agent run step this request is, if any.
+    run: Option<AdmittedRun>,
     settled: bool,
+}
+
+/// `x-agent-run-id` and `x-agent-parent-run-id` of a request.
+struct RunHeaders {
+    run_id: String,
+    parent: Option<String>,
 }
 
 pub struct Request {
@@ -150,7 +160,15 @@ impl HttpContext for Request {
             }
             Err(_) => return Action::Continue,
         };
-        let action = self.admit(identity, mode, now_ms);
+        let run = match run_headers() {
+            Ok(run) => run,
+            Err(reply) if mode == Mode::Enforce => {
+                host::send_reply(&reply);
+                return Action::Pause;
+            }
+            Err(_) => None,
+        };
+        let action = self.admit(identity, mode, run, now_ms);
         if action == Action::Continue && self.config.inject_stream_usage && inject::is_chat_completions(&path) {
             let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
             if post && !end_of_stream {
@@ -236,6 +254,22 @@ impl HttpContext for Request {
     }
 }
 
+/// Reads and checks the agent run headers.
+fn run_headers() -> Result<Option<RunHeaders>, reply::Reply> {
+    let Some(run_id) = host::request_header("x-agent-run-id") else { return Ok(None) };
+    let parent = host::request_header("x-agent-parent-run-id");
+    let bad = |name: &str| {
+        reply::bad_request("invalid_run_id", &format!("{name} must be 1-128 characters of [A-Za-z0-9-_.:@]"))
+    };
+    if !is_valid_run_id(&run_id) {
+        return Err(bad("x-agent-run-id"));
+    }
+    if parent.as_deref().is_some_and(|p| !is_valid_run_id(p)) {
+        return Err(bad("x-agent-parent-run-id"));
+    }
+    Ok(Some(RunHeaders { run_id, parent }))
+}
+
 impl Request {
     fn is_status_request(&self, path: &str) -> bool {
         let bare = path.split_once('?').map_or(path, |(p, _)| p);
@@ -290,7 +324,7 @@ impl Request {
         }
     }
 
-    fn admit(&mut self, identity: Identity, mode: Mode, now_ms: u64) -> Action {
+    fn admit(&mut self, identity: Identity, mode: Mode, run: Option<RunHeaders>, now_ms: u64) -> Action {
         let (_tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
         let key = self.keys.tenant(&identity.tenant);
         let admitted = store::update(&self.keys, &key, |s| {
@@ -319,7 +353,8 @@ impl Request {
                     DenyCause::Budget { budget: Budget::TokensDay, .. } => Counter::DeniedBudgetTokensDay,
                     DenyCause::Budget { budget: Budget::CostMonth, .. } => Counter::DeniedBudgetCostMonth,
                 });
-                host::send_reply(&reply::denial(&identity.tenant, &denied, None));
+                let run_id = run.as_ref().map(|r| r.run_id.as_str());
+                host::send_reply(&reply::denial(&identity.tenant, &denied, run_id));
                 return Action::Pause;
             }
             Some(Decision::Deny(_)) => {
@@ -328,6 +363,37 @@ impl Request {
             }
             Some(Decision::Allow(a)) => Some(a),
             None => None,
+        };
+        let admitted_run = match run {
+            None => None,
+            Some(r) => match runs::admit(&self.keys, &identity.tenant, &r.run_id, r.parent.as_deref(), &limits, now_ms)
+            {
+                Ok(admitted) => Some(admitted),
+                Err(RunRefusal::Denied(denied)) if mode == Mode::Enforce => {
+                    // Give back what the tenant's admission took for this request.
+                    let release = Settlement {
+                        release: allowed.is_some(),
+                        probe: allowed.filter(|a| a.probe).map(|_| ProbeEnd::Abandoned),
+                        ..Settlement::default()
+                    };
+                    if let Err(e) = store::update(&self.keys, &key, |s| admission::settle(s, &limits, release, now_ms))
+                    {
+                        self.store_failed(e);
+                    }
+                    self.metrics.inc(Counter::denied_run(denied.limit));
+                    let retry = limits.run_ttl_s;
+                    host::send_reply(&reply::run_denial(&identity.tenant, &r.run_id, &denied, retry));
+                    return Action::Pause;
+                }
+                Err(RunRefusal::Denied(_)) => {
+                    self.metrics.inc(Counter::WouldDeny);
+                    None
+                }
+                Err(RunRefusal::Store(e)) => {
+                    self.store_failed(e);
+                    None
+                }
+            },
         };
         self.metrics.inc(Counter::RequestsAllowed);
         host::set_request_header("x-fusebox-tenant", Some(&identity.tenant));
@@ -344,6 +410,7 @@ impl Request {
             scanner: None,
             status: 0,
             in_flight: allowed.is_some(),
+            run: admitted_run,
             settled: false,
         });
         Action::Continue
@@ -371,6 +438,23 @@ impl Request {
             match store::update(&self.keys, &t.key, |s| admission::settle(s, &t.limits, outcome, now_ms)) {
                 Ok((transitions, info)) => self.note_update(info, &transitions, &t.tenant),
                 Err(e) => self.store_failed(e),
+            }
+            if let Some(run) = &t.run {
+                match runs::settle(&self.keys, run, &t.limits, outcome.tokens, now_ms) {
+                    Ok(Some(trip)) => {
+                        self.metrics.inc(Counter::RunTrips);
+                        log::info!(
+                            "fusebox: tenant '{}' run '{}' tripped: {} {} > {}",
+                            t.tenant,
+                            run.run_id,
+                            trip.limit.as_str(),
+                            trip.observed,
+                            trip.threshold
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.store_failed(e),
+                }
             }
         }
         self.tracked = Some(t);
@@ -414,7 +498,7 @@ impl Request {
             }
         };
         let (tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
-        let state = store::read(&self.keys.tenant(&identity.tenant)).unwrap_or_else(|e| {
+        let state: TenantState = store::read(&self.keys.tenant(&identity.tenant)).unwrap_or_else(|e| {
             self.store_failed(e);
             TenantState::default()
         });

@@ -5,6 +5,7 @@
 pub mod filter;
 pub mod host;
 pub mod metrics;
+pub mod runs;
 pub mod singleton;
 pub mod store;
 

@@ -2,6 +2,7 @@
 //! low-cardinality: no tenant ids in metric names.
 
 use fusebox_engine::metric::Metric;
+use fusebox_engine::run::RunLimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -19,6 +20,10 @@ pub enum Counter {
     DeniedConcurrency,
     DeniedBudgetTokensDay,
     DeniedBudgetCostMonth,
+    DeniedRunSteps,
+    DeniedRunDepth,
+    DeniedRunDuration,
+    DeniedRunTokens,
     DeniedBreakerOpen,
     WouldDeny,
     Unauthenticated,
@@ -35,6 +40,7 @@ pub enum Counter {
     InjectSkipped,
     BreakerTrips,
     BreakerTransitions,
+    RunTrips,
     StoreErrors,
     StoreCorrupt,
     PolicyUpdates,
@@ -43,6 +49,16 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// The denial counter for a run limit.
+    pub fn denied_run(limit: RunLimit) -> Counter {
+        match limit {
+            RunLimit::Steps => Counter::DeniedRunSteps,
+            RunLimit::Depth => Counter::DeniedRunDepth,
+            RunLimit::Duration => Counter::DeniedRunDuration,
+            RunLimit::Tokens => Counter::DeniedRunTokens,
+        }
+    }
+
     /// The denial counter for a metric.
     pub fn denied(metric: Metric) -> Counter {
         match metric {
@@ -55,7 +71,7 @@ impl Counter {
         }
     }
 
-    const ALL: [Counter; 31] = [
+    const ALL: [Counter; 36] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -66,6 +82,10 @@ impl Counter {
         Counter::DeniedConcurrency,
         Counter::DeniedBudgetTokensDay,
         Counter::DeniedBudgetCostMonth,
+        Counter::DeniedRunSteps,
+        Counter::DeniedRunDepth,
+        Counter::DeniedRunDuration,
+        Counter::DeniedRunTokens,
         Counter::DeniedBreakerOpen,
         Counter::WouldDeny,
         Counter::Unauthenticated,
@@ -82,6 +102,7 @@ impl Counter {
         Counter::InjectSkipped,
         Counter::BreakerTrips,
         Counter::BreakerTransitions,
+        Counter::RunTrips,
         Counter::StoreErrors,
         Counter::StoreCorrupt,
         Counter::PolicyUpdates,
@@ -101,6 +122,10 @@ impl Counter {
             Counter::DeniedConcurrency => "fusebox.requests.denied.concurrency",
             Counter::DeniedBudgetTokensDay => "fusebox.requests.denied.budget_tokens_day",
             Counter::DeniedBudgetCostMonth => "fusebox.requests.denied.budget_cost_month",
+            Counter::DeniedRunSteps => "fusebox.requests.denied.run_steps",
+            Counter::DeniedRunDepth => "fusebox.requests.denied.run_depth",
+            Counter::DeniedRunDuration => "fusebox.requests.denied.run_duration",
+            Counter::DeniedRunTokens => "fusebox.requests.denied.run_tokens",
             Counter::DeniedBreakerOpen => "fusebox.requests.denied.breaker_open",
             Counter::WouldDeny => "fusebox.requests.would_deny",
             Counter::Unauthenticated => "fusebox.requests.unauthenticated",
@@ -117,6 +142,7 @@ impl Counter {
             Counter::InjectSkipped => "fusebox.usage.inject_skipped",
             Counter::BreakerTrips => "fusebox.breaker.trips",
             Counter::BreakerTransitions => "fusebox.breaker.transitions",
+            Counter::RunTrips => "fusebox.runs.trips",
             Counter::StoreErrors => "fusebox.store.errors",
             Counter::StoreCorrupt => "fusebox.store.corrupt",
             Counter::PolicyUpdates => "fusebox.policy.updates",

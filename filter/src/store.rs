@@ -10,8 +10,33 @@
 //! Envoy reports a mismatch, and we retry as an ordinary update.
 
 use crate::host;
+use fusebox_engine::run::RunRecord;
 use fusebox_engine::state::TenantState;
 use proxy_wasm::types::Status;
+
+/// A value kept in shared data: how it is encoded, and what a missing value means.
+pub trait Stored: Default {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Stored for TenantState {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        TenantState::decode(bytes)
+    }
+}
+
+impl Stored for RunRecord {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        RunRecord::decode(bytes)
+    }
+}
 
 /// Attempts before giving up under extreme contention (each attempt is a few microseconds).
 const MAX_ATTEMPTS: usize = 64;
@@ -26,6 +51,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Keys {
     tenant_prefix: String,
+    run_prefix: String,
     anchor: String,
     pub policy: String,
     pub policy_gen: String,
@@ -35,6 +61,7 @@ impl Keys {
     pub fn new(namespace: &str) -> Keys {
         Keys {
             tenant_prefix: format!("{namespace}/v1/tenant/"),
+            run_prefix: format!("{namespace}/v1/run/"),
             anchor: format!("{namespace}/v1/cas-anchor"),
             policy: format!("{namespace}/v1/policy"),
             policy_gen: format!("{namespace}/v1/policy-gen"),
@@ -43,6 +70,11 @@ impl Keys {
 
     pub fn tenant(&self, tenant: &str) -> String {
         format!("{}{tenant}", self.tenant_prefix)
+    }
+
+    /// A run's key, always under its verified tenant (ids cannot contain '/').
+    pub fn run(&self, tenant: &str, run_id: &str) -> String {
+        format!("{}{tenant}/{run_id}", self.run_prefix)
     }
 }
 
@@ -53,13 +85,13 @@ pub struct UpdateInfo {
     pub corrupt: bool,
 }
 
-fn decode(bytes: Option<Vec<u8>>, info: &mut UpdateInfo) -> TenantState {
+fn decode<T: Stored>(bytes: Option<Vec<u8>>, info: &mut UpdateInfo) -> T {
     match bytes {
-        Some(b) if !b.is_empty() => TenantState::decode(&b).unwrap_or_else(|| {
+        Some(b) if !b.is_empty() => T::from_bytes(&b).unwrap_or_else(|| {
             info.corrupt = true;
-            TenantState::default()
+            T::default()
         }),
-        _ => TenantState::default(),
+        _ => T::default(),
     }
 }
 
@@ -72,22 +104,22 @@ fn fresh_token(keys: &Keys) -> Result<u32, StoreError> {
     }
 }
 
-/// Reads, modifies with `f` and writes back a tenant's state atomically.
-pub fn update<R>(
+/// Reads, modifies with `f` and writes back a stored value atomically.
+pub fn update<T: Stored, R>(
     keys: &Keys,
     key: &str,
-    mut f: impl FnMut(&mut TenantState) -> R,
+    mut f: impl FnMut(&mut T) -> R,
 ) -> Result<(R, UpdateInfo), StoreError> {
     for _ in 0..MAX_ATTEMPTS {
         let (bytes, cas) = host::shared_get(key).map_err(StoreError::Host)?;
         let mut info = UpdateInfo::default();
-        let mut state = decode(bytes, &mut info);
-        let result = f(&mut state);
+        let mut value: T = decode(bytes, &mut info);
+        let result = f(&mut value);
         let token = match cas {
             Some(cas) => cas,
             None => fresh_token(keys)?,
         };
-        match host::shared_set(key, &state.encode(), Some(token)) {
+        match host::shared_set(key, &value.to_bytes(), Some(token)) {
             Ok(()) => return Ok((result, info)),
             Err(Status::CasMismatch) => continue,
             Err(s) => return Err(StoreError::Host(s)),
@@ -96,8 +128,8 @@ pub fn update<R>(
     Err(StoreError::Contention)
 }
 
-/// Reads a tenant's state without changing it.
-pub fn read(key: &str) -> Result<TenantState, StoreError> {
+/// Reads a stored value without changing it (the default when missing or unreadable).
+pub fn read<T: Stored>(key: &str) -> Result<T, StoreError> {
     let (bytes, _) = host::shared_get(key).map_err(StoreError::Host)?;
     Ok(decode(bytes, &mut UpdateInfo::default()))
 }
