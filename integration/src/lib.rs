@@ -55,8 +55,26 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, String> {
     Err(format!("{name} not found next to {} (run `cargo build --workspace`)", exe.display()))
 }
 
+/// A port that is free now, chosen below Linux's ephemeral range (32768+) so that the outgoing
+/// connections of concurrently running tests cannot take it before our child binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 20)
+        ^ SEQ.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    let mut x = seed | 1;
+    for _ in 0..1000 {
+        // xorshift: cheap, and different for every process and call.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
 }
 
 pub fn now_s() -> u64 {
@@ -178,35 +196,39 @@ impl Stack {
 
     /// Like [`Stack::start`], with another Envoy bootstrap from `envoy/`.
     pub fn start_with_envoy(policy_json: &str, envoy_yaml: &str) -> Stack {
-        let dir = work_dir();
-        let policy_file = dir.join("policy.json");
-        std::fs::write(&policy_file, policy_json).unwrap_or_else(|e| panic!("writing policy: {e}"));
-        let options = StackOptions {
-            ports: Ports::free(),
-            policy_file,
-            envoy_config: workspace_root().join("envoy").join(envoy_yaml),
-            workers: 2,
-            foreground: false,
-            start_control: true,
-        };
-        Stack::start_with(options, dir).unwrap_or_else(|e| panic!("{e}"))
+        retry_start(|| {
+            let dir = work_dir();
+            let policy_file = dir.join("policy.json");
+            std::fs::write(&policy_file, policy_json).map_err(|e| format!("writing policy: {e}"))?;
+            let options = StackOptions {
+                ports: Ports::free(),
+                policy_file,
+                envoy_config: workspace_root().join("envoy").join(envoy_yaml),
+                workers: 2,
+                foreground: false,
+                start_control: true,
+            };
+            Stack::start_with(options, dir)
+        })
     }
 
     /// Starts a test stack whose control cluster points at the mock LLM, which answers
     /// `GET /v1/policy` with a document that is not a valid policy.
     pub fn start_with_garbage_control() -> Stack {
-        let dir = work_dir();
-        let mut ports = Ports::free();
-        ports.control = ports.mock;
-        let options = StackOptions {
-            ports,
-            policy_file: dir.join("unused-policy.json"),
-            envoy_config: workspace_root().join("envoy/demo.yaml"),
-            workers: 2,
-            foreground: false,
-            start_control: false,
-        };
-        Stack::start_with(options, dir).unwrap_or_else(|e| panic!("{e}"))
+        retry_start(|| {
+            let dir = work_dir();
+            let mut ports = Ports::free();
+            ports.control = ports.mock;
+            let options = StackOptions {
+                ports,
+                policy_file: dir.join("unused-policy.json"),
+                envoy_config: workspace_root().join("envoy/demo.yaml"),
+                workers: 2,
+                foreground: false,
+                start_control: false,
+            };
+            Stack::start_with(options, dir)
+        })
     }
 
     /// Kills one component (`mock-llm`, `fusebox-control`, `envoy`) and waits for it to exit.
@@ -427,6 +449,19 @@ impl Drop for Stack {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts a stack, trying again on other free ports if a port was taken between choosing it
+/// and the child binding it.
+fn retry_start(start: impl Fn() -> Result<Stack, String>) -> Stack {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match start() {
+            Ok(stack) => return stack,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{last}")
 }
 
 /// A fresh directory under the system temp dir for one stack's files and logs.
