@@ -45,6 +45,9 @@ pub enum DenyCause {
     Concurrency { limit: u64, in_flight: u64 },
     /// A budget is used up until it resets (`used` and `limit` in tokens or cost micros).
     Budget { budget: Budget, limit: u64, used: u64 },
+    /// Tokens used plus those reserved by requests in flight are already over a token window:
+    /// wait for them to finish (no trip; the breaker judges real usage only).
+    Reserved { metric: Metric, threshold: u64, observed: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,8 +155,21 @@ fn denied_open(state: &TenantState, now_ms: u64) -> Denied {
     Denied { cause: DenyCause::Tripped(trip), phase: Phase::Open, retry_after_s: retry_after_s(until_ms, now_ms) }
 }
 
-/// Decides whether a request may go upstream, updating `state` in place.
-pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64) -> (Decision, Vec<Transition>) {
+/// A token window that real usage plus outstanding reservations already exceed.
+fn over_with_reservations(state: &TenantState, limits: &Limits, now_s: u64) -> Option<DenyCause> {
+    if state.reserved_tokens == 0 {
+        return None;
+    }
+    [Metric::Tokens10s, Metric::Tokens60s].into_iter().find_map(|metric| {
+        let threshold = limits.threshold(metric)?;
+        let observed = state.observe(metric, now_s).saturating_add(state.reserved_tokens);
+        (observed > threshold).then_some(DenyCause::Reserved { metric, threshold, observed })
+    })
+}
+
+/// Decides whether a request may go upstream, updating `state` in place. `reserve` is the
+/// request's token estimate, held until its settlement so that concurrent requests see it.
+pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64, reserve: u64) -> (Decision, Vec<Transition>) {
     let now_s = now_ms / 1000;
     state.advance(now_s);
     let mut transitions = Vec::new();
@@ -186,11 +202,16 @@ pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64) -> (Decision
         transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
         return (Decision::Deny(denied_open(state, now_ms)), transitions);
     }
+    if let Some(cause) = over_with_reservations(state, limits, now_s) {
+        let denied = Denied { cause, phase: state.breaker.phase(), retry_after_s: 1 };
+        return (Decision::Deny(denied), transitions);
+    }
     if let BreakerState::HalfOpen { admitted, succeeded } = state.breaker.state {
         state.breaker.state = BreakerState::HalfOpen { admitted: admitted.saturating_add(1), succeeded };
     }
     state.requests.add(now_s, 1);
     state.in_flight = state.in_flight.saturating_add(1);
+    state.reserved_tokens = state.reserved_tokens.saturating_add(reserve);
     let allowed = Allowed { probe, warning: warning(state, limits, now_s) };
     (Decision::Allow(allowed), transitions)
 }
@@ -210,6 +231,8 @@ pub struct Settlement {
     pub release: bool,
     /// Cost of the response in millionths of the price currency.
     pub cost_micros: u64,
+    /// The estimate reserved at admission, released now.
+    pub reserved: u64,
 }
 
 /// Accounts a finished (or abandoned) response and moves the breaker.
@@ -221,6 +244,7 @@ pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u
     state.budget.add(now_s, s.tokens, s.cost_micros);
     if s.release {
         state.in_flight = state.in_flight.saturating_sub(1);
+        state.reserved_tokens = state.reserved_tokens.saturating_sub(s.reserved);
     }
     if s.completed {
         state.completed.add(now_s, 1);
@@ -309,6 +333,8 @@ pub struct Snapshot {
     pub last_trip: Option<Trip>,
     pub metrics: Vec<MetricStatus>,
     pub budgets: Vec<BudgetStatus>,
+    /// Token estimates held by requests in flight.
+    pub reserved_tokens: u64,
 }
 
 pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
@@ -342,6 +368,7 @@ pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
                 resets_in_s: seconds_to_reset(budget, now_s),
             })
             .collect(),
+        reserved_tokens: state.reserved_tokens,
     }
 }
 
@@ -373,14 +400,14 @@ mod tests {
     }
 
     fn allow(state: &mut TenantState, l: &Limits, now: u64) -> Allowed {
-        match admit(state, l, now).0 {
+        match admit(state, l, now, 0).0 {
             Decision::Allow(a) => a,
             Decision::Deny(d) => panic!("denied: {d:?}"),
         }
     }
 
     fn deny(state: &mut TenantState, l: &Limits, now: u64) -> Denied {
-        match admit(state, l, now).0 {
+        match admit(state, l, now, 0).0 {
             Decision::Deny(d) => d,
             Decision::Allow(a) => panic!("allowed: {a:?}"),
         }
@@ -423,7 +450,7 @@ mod tests {
         settle(&mut s, &l, done(1500), T0);
         let retry = deny(&mut s, &l, T0 + 1).retry_after_s;
         let later = T0 + retry * 1000;
-        let (decision, transitions) = admit(&mut s, &l, later);
+        let (decision, transitions) = admit(&mut s, &l, later, 0);
         assert!(matches!(decision, Decision::Allow(Allowed { probe: true, .. })), "{decision:?}");
         assert_eq!(transitions.iter().map(|t| t.to).collect::<Vec<_>>(), vec![Phase::HalfOpen]);
         // Only one probe at a time.
@@ -525,6 +552,28 @@ mod tests {
         assert_eq!(q[0], Quota { metric: Metric::Tokens10s, limit: 1000, remaining: 600, reset_s: 8 });
         assert_eq!(q[1].reset_s, 58);
         assert_eq!(q[2].remaining, 4);
+    }
+
+    #[test]
+    fn reservations_of_requests_in_flight_hold_back_new_ones_without_tripping() {
+        let l = limits(); // tokens_10s 1000
+        let mut s = TenantState::default();
+        assert!(matches!(admit(&mut s, &l, T0, 600).0, Decision::Allow(_)));
+        assert!(matches!(admit(&mut s, &l, T0, 600).0, Decision::Allow(_)), "600 reserved is not over 1000");
+        let (d, t) = admit(&mut s, &l, T0, 600);
+        assert_eq!(
+            d,
+            Decision::Deny(Denied {
+                cause: DenyCause::Reserved { metric: Metric::Tokens10s, threshold: 1000, observed: 1200 },
+                phase: Phase::Closed,
+                retry_after_s: 1,
+            })
+        );
+        assert!(t.is_empty());
+        // The first finishes using far less than it reserved: room again.
+        settle(&mut s, &l, Settlement { reserved: 600, ..done(100) }, T0 + 1);
+        assert_eq!(s.reserved_tokens, 600);
+        assert!(matches!(admit(&mut s, &l, T0 + 2, 600).0, Decision::Allow(_)));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use serde_json::{Map, Value};
 
-/// Request bodies larger than this are passed on unchanged rather than held in memory.
-pub const MAX_REWRITE_BYTES: usize = 1 << 20;
+/// Request bodies larger than this are passed on unchanged rather than held: Envoy's default
+/// per-connection buffer limit is 1 MiB, and holding more would make it answer 413.
+pub const MAX_REWRITE_BYTES: usize = 512 << 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Injection {

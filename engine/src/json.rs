@@ -27,6 +27,9 @@ pub enum Key {
     ContentBlock,
     Error,
     Model,
+    MaxTokens,
+    MaxCompletionTokens,
+    MaxOutputTokens,
     Other,
 }
 
@@ -52,6 +55,9 @@ impl Key {
             b"content_block" => Key::ContentBlock,
             b"error" => Key::Error,
             b"model" => Key::Model,
+            b"max_tokens" => Key::MaxTokens,
+            b"max_completion_tokens" => Key::MaxCompletionTokens,
+            b"max_output_tokens" => Key::MaxOutputTokens,
             _ => Key::Other,
         }
     }

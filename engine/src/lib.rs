@@ -7,6 +7,7 @@ pub mod admission;
 pub mod breaker;
 pub mod budget;
 pub mod config;
+pub mod estimate;
 pub mod identity;
 pub mod inject;
 pub mod json;

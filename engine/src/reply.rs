@@ -81,6 +81,14 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             None,
             format!("tenant '{tenant}' circuit is half-open and its probes are in flight; retry in {retry}s"),
         ),
+        DenyCause::Reserved { metric, threshold, observed } => (
+            metric.as_str(),
+            Some(json!(threshold)),
+            Some(json!(observed)),
+            format!(
+                "tenant '{tenant}' would exceed {metric} with the requests it has in flight ({observed} > {threshold}); retry in {retry}s"
+            ),
+        ),
         DenyCause::Concurrency { limit, in_flight } => (
             Metric::Concurrency.as_str(),
             Some(json!(limit)),

@@ -7,7 +7,7 @@ use crate::metric::Metric;
 use crate::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
-const FORMAT: u8 = 3;
+const FORMAT: u8 = 4;
 
 /// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
 pub type MinuteRing = Ring<12, 5>;
@@ -24,6 +24,8 @@ pub struct TenantState {
     pub errors: MinuteRing,
     /// Admitted requests whose response has not ended yet.
     pub in_flight: u32,
+    /// Token estimates reserved by those requests, released when each ends.
+    pub reserved_tokens: u64,
     pub budget: BudgetState,
     pub breaker: Breaker,
 }
@@ -80,6 +82,7 @@ impl TenantState {
         self.completed.encode(&mut out);
         self.errors.encode(&mut out);
         out.extend_from_slice(&self.in_flight.to_le_bytes());
+        out.extend_from_slice(&self.reserved_tokens.to_le_bytes());
         let b = &self.budget;
         out.extend_from_slice(&b.day.to_le_bytes());
         out.extend_from_slice(&b.tokens_day.to_le_bytes());
@@ -120,6 +123,7 @@ impl TenantState {
         let completed = MinuteRing::decode(&mut input)?;
         let errors = MinuteRing::decode(&mut input)?;
         let in_flight = take_u32(&mut input)?;
+        let reserved_tokens = take_u64(&mut input)?;
         let budget = BudgetState {
             day: take_u32(&mut input)?,
             tokens_day: take_u64(&mut input)?,
@@ -155,6 +159,7 @@ impl TenantState {
             completed,
             errors,
             in_flight,
+            reserved_tokens,
             budget,
             breaker: Breaker { state, streak, last_trip_ms, last_trip },
         })
@@ -192,6 +197,7 @@ mod tests {
         s.completed.add(1_700_000_000, 5);
         s.errors.add(1_700_000_000, 1);
         s.in_flight = 4;
+        s.reserved_tokens = 999;
         s.budget.add(1_700_000_000, 77, 1234);
         s.breaker = Breaker {
             state: BreakerState::HalfOpen { admitted: 2, succeeded: 1 },

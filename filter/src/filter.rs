@@ -8,6 +8,7 @@ use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::budget::Budget;
 use fusebox_engine::config::{FilterConfig, Mode};
+use fusebox_engine::estimate::{RequestEstimate, BYTES_PER_TOKEN};
 use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity, TokenCache, Verifier};
 use fusebox_engine::inject::{self, Injection};
 use fusebox_engine::metric::Metric;
@@ -116,6 +117,10 @@ struct Tracked {
     in_flight: bool,
     /// The agent run step this request is, if any.
     run: Option<AdmittedRun>,
+    /// Token estimate reserved so far (released at settlement).
+    reserved: u64,
+    /// The request body as it passes, for the output allowance (`max_tokens` and kin).
+    estimate: RequestEstimate,
     settled: bool,
 }
 
@@ -168,7 +173,12 @@ impl HttpContext for Request {
             }
             Err(_) => None,
         };
-        let action = self.admit(identity, mode, run, now_ms);
+        // Proxy-Wasm cannot hold the headers while reading the body, so admission happens now
+        // and reserves the prompt's size; the output allowance is added once the body is read.
+        let prompt = host::request_header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
+        let action = self.admit(identity, mode, run, now_ms, prompt);
         if action == Action::Continue && self.config.inject_stream_usage && inject::is_chat_completions(&path) {
             let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
             if post && !end_of_stream {
@@ -181,26 +191,32 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.inject_pending {
-            return Action::Continue;
-        }
-        if body_size > inject::MAX_REWRITE_BYTES {
-            // Too large to hold: let it through unchanged.
+        if self.inject_pending {
+            if body_size > inject::MAX_REWRITE_BYTES {
+                // Too large to hold: let it through unchanged (and from here on, as it passes).
+                self.inject_pending = false;
+                self.metrics.inc(Counter::InjectSkipped);
+                self.feed_estimate(body_size, end_of_stream);
+                return Action::Continue;
+            }
+            if !end_of_stream {
+                return Action::Pause; // buffer until the whole (bounded) body is here
+            }
             self.inject_pending = false;
-            self.metrics.inc(Counter::InjectSkipped);
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause; // buffer until the whole (bounded) body is here
-        }
-        self.inject_pending = false;
-        if let Some(body) = host::request_body(body_size) {
-            if let Injection::Rewritten(new) = inject::ensure_stream_usage(&body) {
-                if host::replace_request_body(body_size, &new) {
-                    self.metrics.inc(Counter::UsageInjected);
+            if let Some(body) = host::request_body(body_size) {
+                if let Some(t) = self.tracked.as_mut() {
+                    t.estimate.feed(&body);
+                }
+                if let Injection::Rewritten(new) = inject::ensure_stream_usage(&body) {
+                    if host::replace_request_body(body_size, &new) {
+                        self.metrics.inc(Counter::UsageInjected);
+                    }
                 }
             }
+            self.reserve_rest();
+            return Action::Continue;
         }
+        self.feed_estimate(body_size, end_of_stream);
         Action::Continue
     }
 
@@ -324,11 +340,42 @@ impl Request {
         }
     }
 
-    fn admit(&mut self, identity: Identity, mode: Mode, run: Option<RunHeaders>, now_ms: u64) -> Action {
+    /// Feeds a passing request body chunk to the estimate; reserves the rest at its end.
+    fn feed_estimate(&mut self, chunk_size: usize, end_of_stream: bool) {
+        let Some(t) = self.tracked.as_mut().filter(|t| t.in_flight) else { return };
+        if chunk_size > 0 {
+            if let Some(chunk) = host::request_body(chunk_size) {
+                t.estimate.feed(&chunk);
+            }
+        }
+        if end_of_stream {
+            self.reserve_rest();
+        }
+    }
+
+    /// Adds to the reservation what the whole body says beyond what admission reserved.
+    fn reserve_rest(&mut self) {
+        let Some(t) = self.tracked.as_mut().filter(|t| t.in_flight) else { return };
+        let extra = t.estimate.tokens().saturating_sub(t.reserved);
+        if extra == 0 {
+            return;
+        }
+        match store::update(&self.keys, &t.key, |s: &mut TenantState| {
+            s.reserved_tokens = s.reserved_tokens.saturating_add(extra);
+        }) {
+            Ok(_) => t.reserved += extra,
+            Err(e) => {
+                self.metrics.inc(Counter::StoreErrors);
+                log::warn!("fusebox: reserving the output allowance failed ({e:?})");
+            }
+        }
+    }
+
+    fn admit(&mut self, identity: Identity, mode: Mode, run: Option<RunHeaders>, now_ms: u64, reserve: u64) -> Action {
         let (_tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
         let key = self.keys.tenant(&identity.tenant);
         let admitted = store::update(&self.keys, &key, |s| {
-            let (decision, transitions) = admission::admit(s, &limits, now_ms);
+            let (decision, transitions) = admission::admit(s, &limits, now_ms, reserve);
             (decision, transitions, admission::quotas(s, &limits, now_ms))
         });
         let mut quotas = Vec::new();
@@ -352,6 +399,7 @@ impl Request {
                     DenyCause::Concurrency { .. } => Counter::denied(Metric::Concurrency),
                     DenyCause::Budget { budget: Budget::TokensDay, .. } => Counter::DeniedBudgetTokensDay,
                     DenyCause::Budget { budget: Budget::CostMonth, .. } => Counter::DeniedBudgetCostMonth,
+                    DenyCause::Reserved { .. } => Counter::DeniedReserved,
                 });
                 let run_id = run.as_ref().map(|r| r.run_id.as_str());
                 host::send_reply(&reply::denial(&identity.tenant, &denied, run_id));
@@ -373,6 +421,7 @@ impl Request {
                     // Give back what the tenant's admission took for this request.
                     let release = Settlement {
                         release: allowed.is_some(),
+                        reserved: reserve,
                         probe: allowed.filter(|a| a.probe).map(|_| ProbeEnd::Abandoned),
                         ..Settlement::default()
                     };
@@ -411,6 +460,8 @@ impl Request {
             status: 0,
             in_flight: allowed.is_some(),
             run: admitted_run,
+            reserved: if allowed.is_some() { reserve } else { 0 },
+            estimate: RequestEstimate::default(),
             settled: false,
         });
         Action::Continue
@@ -433,6 +484,7 @@ impl Request {
                 error: completed && (t.status >= 500 || t.status == 429 || summary.error),
                 probe: t.probe.then_some(end),
                 release: t.in_flight,
+                reserved: t.reserved,
             };
             let now_ms = host::now_ms();
             match store::update(&self.keys, &t.key, |s| admission::settle(s, &t.limits, outcome, now_ms)) {

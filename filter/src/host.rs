@@ -54,7 +54,11 @@ pub fn response_body(size: usize) -> Option<Vec<u8>> {
 }
 
 pub fn request_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).unwrap_or_else(|s| {
+    request_body_range(0, size)
+}
+
+pub fn request_body_range(start: usize, len: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, start, len).unwrap_or_else(|s| {
         log::warn!("fusebox: reading request body failed: {s:?}");
         None
     })

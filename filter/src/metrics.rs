@@ -24,6 +24,7 @@ pub enum Counter {
     DeniedRunDepth,
     DeniedRunDuration,
     DeniedRunTokens,
+    DeniedReserved,
     DeniedBreakerOpen,
     WouldDeny,
     Unauthenticated,
@@ -71,7 +72,7 @@ impl Counter {
         }
     }
 
-    const ALL: [Counter; 36] = [
+    const ALL: [Counter; 37] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -86,6 +87,7 @@ impl Counter {
         Counter::DeniedRunDepth,
         Counter::DeniedRunDuration,
         Counter::DeniedRunTokens,
+        Counter::DeniedReserved,
         Counter::DeniedBreakerOpen,
         Counter::WouldDeny,
         Counter::Unauthenticated,
@@ -126,6 +128,7 @@ impl Counter {
             Counter::DeniedRunDepth => "fusebox.requests.denied.run_depth",
             Counter::DeniedRunDuration => "fusebox.requests.denied.run_duration",
             Counter::DeniedRunTokens => "fusebox.requests.denied.run_tokens",
+            Counter::DeniedReserved => "fusebox.requests.denied.reserved",
             Counter::DeniedBreakerOpen => "fusebox.requests.denied.breaker_open",
             Counter::WouldDeny => "fusebox.requests.would_deny",
             Counter::Unauthenticated => "fusebox.requests.unauthenticated",

@@ -153,3 +153,37 @@ fn monthly_cost_budget_uses_the_price_table() {
     assert_eq!(denied.json()["error"]["fusebox"]["observed"], 0.08);
     assert_eq!(stack.envoy_counter("fusebox.cost.micros"), 80_000);
 }
+
+#[test]
+fn reservations_of_requests_in_flight_hold_back_a_request_that_would_overshoot() {
+    let stack = Stack::start(&demo_policy(json!({"free": tier(json!({"tokens_60s": 1000}))}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("eager", None);
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":400,"messages":[{"role":"user","content":"hi"}]}"#;
+    let reserve_each = (body.len() as u64).div_ceil(4) + 400;
+    let slow = [("x-mock-latency-ms", "2500"), ("x-mock-input-tokens", "60"), ("x-mock-output-tokens", "40")];
+    let reserved = |stack: &Stack| stack.status(&t)["breaker"]["reserved_tokens"].as_u64().unwrap_or(0);
+    std::thread::scope(|scope| {
+        let mut in_flight = Vec::new();
+        for _ in 0..3 {
+            in_flight.push(
+                scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, body)),
+            );
+            wait_until("the reservation", || reserved(&stack) >= reserve_each * in_flight.len() as u64);
+        }
+        // Nothing used yet, but 3 reservations already exceed 1000 tokens: wait, do not trip.
+        let held = stack.post("/v1/chat/completions", Some(&t), &[], body);
+        assert_eq!(held.status, 429, "{}", held.body);
+        assert_eq!(held.header("x-fusebox-reason"), Some("tokens_60s"));
+        assert_eq!(held.header("retry-after"), Some("1"));
+        assert_eq!(held.json()["error"]["fusebox"]["state"], "closed");
+        assert_eq!(held.json()["error"]["fusebox"]["observed"], reserve_each * 3);
+        for r in in_flight {
+            assert_eq!(r.join().unwrap().status, 200);
+        }
+    });
+    assert_eq!(reserved(&stack), 0, "every reservation is released");
+    assert_eq!(observed(&stack.status(&t), "tokens_60s"), 300);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    assert_eq!(stack.envoy_counter("fusebox.requests.denied.reserved"), 1);
+}
