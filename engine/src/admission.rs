@@ -280,6 +280,15 @@ pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u
     transitions
 }
 
+/// If the tenant's breaker is open at `now_ms`, the denial a new request would get (used to end
+/// streams in flight). Read-only.
+pub fn open_denial(state: &TenantState, now_ms: u64) -> Option<Denied> {
+    match state.breaker.state {
+        BreakerState::Open { until_ms } if now_ms < until_ms => Some(denied_open(state, now_ms)),
+        _ => None,
+    }
+}
+
 /// Where a tenant stands against one quota-like limit, for the IETF `RateLimit` fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {

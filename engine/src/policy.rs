@@ -135,6 +135,9 @@ pub struct Limits {
     /// A run's record is forgotten after this many seconds without a request.
     #[serde(default = "default_run_ttl_s")]
     pub run_ttl_s: u64,
+    /// End the tenant's SSE streams in flight, with a final error event, when its breaker opens.
+    #[serde(default)]
+    pub terminate_streams: bool,
     /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
     #[serde(default = "default_warn_ratio")]
     pub warn_ratio: f64,
@@ -160,6 +163,7 @@ impl Limits {
             run_duration_s: None,
             run_tokens: None,
             run_ttl_s: default_run_ttl_s(),
+            terminate_streams: false,
             warn_ratio: default_warn_ratio(),
             breaker: BreakerSettings::default(),
         }
@@ -291,6 +295,8 @@ pub struct TenantPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_ttl_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_streams: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverride>,
@@ -313,6 +319,7 @@ impl TenantPolicy {
         l.run_duration_s = self.run_duration_s.or(l.run_duration_s);
         l.run_tokens = self.run_tokens.or(l.run_tokens);
         l.run_ttl_s = self.run_ttl_s.unwrap_or(l.run_ttl_s);
+        l.terminate_streams = self.terminate_streams.unwrap_or(l.terminate_streams);
         l.warn_ratio = self.warn_ratio.unwrap_or(l.warn_ratio);
         if let Some(b) = self.breaker {
             l.breaker.cooldown_s = b.cooldown_s.unwrap_or(l.breaker.cooldown_s);
@@ -463,6 +470,7 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         run_duration_s: Some(3600),
         run_tokens: None,
         run_ttl_s: default_run_ttl_s(),
+        terminate_streams: false,
         warn_ratio: default_warn_ratio(),
         breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
     };

@@ -185,6 +185,47 @@ pub fn bad_request(code: &str, message: &str) -> Reply {
     }
 }
 
+/// The streaming API of a response, from its request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamApi {
+    OpenAiChat,
+    OpenAiResponses,
+    AnthropicMessages,
+}
+
+impl StreamApi {
+    pub fn for_path(path: &str) -> StreamApi {
+        let bare = path.split_once('?').map_or(path, |(p, _)| p);
+        if bare.ends_with("/messages") {
+            StreamApi::AnthropicMessages
+        } else if bare.ends_with("/responses") {
+            StreamApi::OpenAiResponses
+        } else {
+            StreamApi::OpenAiChat
+        }
+    }
+}
+
+/// The final SSE event(s) that end a stream whose tenant's breaker opened mid-way: an error
+/// event in the API's own shape (so SDKs raise it), and `[DONE]` for OpenAI chat.
+pub fn stream_termination(api: StreamApi, tenant: &str, denied: &Denied) -> Vec<u8> {
+    let denial = denial(tenant, denied, None);
+    let error: serde_json::Value = serde_json::from_str(&denial.body).unwrap_or_default();
+    let inner = error.get("error").cloned().unwrap_or_default();
+    let text = match api {
+        StreamApi::OpenAiChat => format!("data: {error}\n\ndata: [DONE]\n\n"),
+        StreamApi::OpenAiResponses => {
+            let event = json!({"type": "error", "code": inner.get("code"), "message": inner.get("message"), "param": null, "fusebox": inner.get("fusebox")});
+            format!("event: error\ndata: {event}\n\n")
+        }
+        StreamApi::AnthropicMessages => {
+            let event = json!({"type": "error", "error": inner});
+            format!("event: error\ndata: {event}\n\n")
+        }
+    };
+    text.into_bytes()
+}
+
 /// The `401` for a request without a usable identity.
 pub fn invalid_identity(err: IdentityError) -> Reply {
     let body = json!({
@@ -331,6 +372,32 @@ mod tests {
         assert_eq!(body["error"]["type"], "agent_run_limit");
         assert_eq!(body["error"]["fusebox"]["run_id"], "run-7");
         assert_eq!(body["error"]["fusebox"]["observed"], 4);
+    }
+
+    #[test]
+    fn stream_termination_is_a_well_formed_final_event_per_api() {
+        let denied = Denied {
+            cause: DenyCause::Tripped(Trip { metric: Metric::Tokens60s, threshold: 10, observed: 20 }),
+            phase: Phase::Open,
+            retry_after_s: 5,
+        };
+        let chat =
+            String::from_utf8(stream_termination(StreamApi::for_path("/v1/chat/completions"), "a", &denied)).unwrap();
+        assert!(chat.starts_with("data: {\"error\":{") && chat.ends_with("\n\ndata: [DONE]\n\n"), "{chat}");
+        let anthropic =
+            String::from_utf8(stream_termination(StreamApi::for_path("/v1/messages"), "a", &denied)).unwrap();
+        assert!(anthropic.starts_with("event: error\ndata: {"), "{anthropic}");
+        let data: Value =
+            serde_json::from_str(anthropic.trim_start_matches("event: error\ndata: ").trim_end()).unwrap();
+        assert_eq!(
+            (data["type"].as_str(), data["error"]["type"].as_str()),
+            (Some("error"), Some("tenant_circuit_open"))
+        );
+        let responses =
+            String::from_utf8(stream_termination(StreamApi::for_path("/v1/responses"), "a", &denied)).unwrap();
+        let data: Value =
+            serde_json::from_str(responses.trim_start_matches("event: error\ndata: ").trim_end()).unwrap();
+        assert_eq!((data["type"].as_str(), data["code"].as_str()), (Some("error"), Some("tokens_60s")));
     }
 
     #[test]

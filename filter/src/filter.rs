@@ -13,7 +13,7 @@ use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity, TokenCache, Veri
 use fusebox_engine::inject::{self, Injection};
 use fusebox_engine::metric::Metric;
 use fusebox_engine::policy::{Limits, Policy, PolicyError};
-use fusebox_engine::reply;
+use fusebox_engine::reply::{self, StreamApi};
 use fusebox_engine::run::is_valid_run_id;
 use fusebox_engine::state::TenantState;
 use fusebox_engine::usage::{BodyScanner, Summary};
@@ -121,6 +121,10 @@ struct Tracked {
     reserved: u64,
     /// The request body as it passes, for the output allowance (`max_tokens` and kin).
     estimate: RequestEstimate,
+    /// Which API's error event ends this stream if the breaker opens mid-way.
+    api: StreamApi,
+    /// The stream was ended with an error event; what the upstream still sends is dropped.
+    terminated: bool,
     settled: bool,
 }
 
@@ -179,6 +183,9 @@ impl HttpContext for Request {
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
         let action = self.admit(identity, mode, run, now_ms, prompt);
+        if let Some(t) = self.tracked.as_mut() {
+            t.api = StreamApi::for_path(&path);
+        }
         if action == Action::Continue && self.config.inject_stream_usage && inject::is_chat_completions(&path) {
             let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
             if post && !end_of_stream {
@@ -247,9 +254,25 @@ impl HttpContext for Request {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
         if let Some(t) = self.tracked.as_mut().filter(|t| !t.settled) {
+            // Count everything the upstream sends, even what the client no longer gets.
             if body_size > 0 {
                 if let (Some(scanner), Some(chunk)) = (t.scanner.as_mut(), host::response_body(body_size)) {
                     scanner.feed(&chunk);
+                }
+            }
+            if t.terminated {
+                host::replace_response_body(body_size, b"");
+            } else if body_size > 0 && t.limits.terminate_streams && matches!(t.scanner, Some(BodyScanner::Sse(_))) {
+                if let Some(denied) = store::read::<TenantState>(&t.key)
+                    .ok()
+                    .and_then(|state| admission::open_denial(&state, host::now_ms()))
+                {
+                    // The client gets a well-formed final event; its SDK stops and hangs up.
+                    let end = reply::stream_termination(t.api, &t.tenant, &denied);
+                    host::replace_response_body(body_size, &end);
+                    t.terminated = true;
+                    self.metrics.inc(Counter::StreamsTerminated);
+                    log::info!("fusebox: tenant '{}' breaker is open: ending its stream in flight", t.tenant);
                 }
             }
             if end_of_stream {
@@ -462,6 +485,8 @@ impl Request {
             run: admitted_run,
             reserved: if allowed.is_some() { reserve } else { 0 },
             estimate: RequestEstimate::default(),
+            api: StreamApi::OpenAiChat,
+            terminated: false,
             settled: false,
         });
         Action::Continue

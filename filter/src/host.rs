@@ -46,6 +46,12 @@ pub fn set_response_header(name: &str, value: &str) {
     }
 }
 
+pub fn replace_response_body(old_size: usize, body: &[u8]) {
+    if let Err(s) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, old_size, body) {
+        log::warn!("fusebox: replacing response body failed: {s:?}");
+    }
+}
+
 pub fn response_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_else(|s| {
         log::warn!("fusebox: reading response body failed: {s:?}");

@@ -42,6 +42,7 @@ pub enum Counter {
     BreakerTrips,
     BreakerTransitions,
     RunTrips,
+    StreamsTerminated,
     StoreErrors,
     StoreCorrupt,
     PolicyUpdates,
@@ -72,7 +73,7 @@ impl Counter {
         }
     }
 
-    const ALL: [Counter; 37] = [
+    const ALL: [Counter; 38] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -105,6 +106,7 @@ impl Counter {
         Counter::BreakerTrips,
         Counter::BreakerTransitions,
         Counter::RunTrips,
+        Counter::StreamsTerminated,
         Counter::StoreErrors,
         Counter::StoreCorrupt,
         Counter::PolicyUpdates,
@@ -146,6 +148,7 @@ impl Counter {
             Counter::BreakerTrips => "fusebox.breaker.trips",
             Counter::BreakerTransitions => "fusebox.breaker.transitions",
             Counter::RunTrips => "fusebox.runs.trips",
+            Counter::StreamsTerminated => "fusebox.streams.terminated",
             Counter::StoreErrors => "fusebox.store.errors",
             Counter::StoreCorrupt => "fusebox.store.corrupt",
             Counter::PolicyUpdates => "fusebox.policy.updates",

@@ -107,3 +107,40 @@ fn openai_chat_stream_without_include_usage_gets_it_injected_and_is_counted() {
     assert_eq!(stack.envoy_counter("fusebox.usage.injected"), 1);
     assert_eq!(tokens_60s(&stack.status(&t)), 150);
 }
+
+#[test]
+fn a_stream_in_flight_ends_with_an_error_event_when_its_tenant_trips() {
+    let tier = json!({"tokens_60s": 1000, "terminate_streams": true, "breaker": {"cooldown_s": 30}});
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("runaway", None);
+    std::thread::scope(|scope| {
+        let stream = scope.spawn(|| {
+            let h = [
+                ("x-mock-chunks", "40"),
+                ("x-mock-chunk-delay-ms", "100"),
+                ("x-mock-input-tokens", "10"),
+                ("x-mock-output-tokens", "10"),
+            ];
+            stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &h, CHAT_STREAM)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        // Another request of the same tenant uses 1500 tokens: the breaker opens.
+        let big = [("x-mock-input-tokens", "1000"), ("x-mock-output-tokens", "500")];
+        assert_eq!(stack.chat(Some(&t), &big).status, 200);
+        assert_eq!(stack.status(&t)["breaker"]["state"], "open");
+        let r = stream.join().unwrap();
+        assert_eq!(r.status, 200);
+        let data: Vec<&str> = r.body.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert!(data.len() >= 3, "{}", r.body);
+        // Well-formed to the end: the last two events are the error and [DONE], nothing after.
+        assert_eq!(data[data.len() - 1], "data: [DONE]");
+        let error: Value = serde_json::from_str(data[data.len() - 2].trim_start_matches("data: ")).unwrap();
+        assert_eq!(error["error"]["type"], "tenant_circuit_open");
+        assert_eq!(error["error"]["code"], "tokens_60s");
+        assert!(!r.body.contains("tok39"), "nothing of the stream after the end reaches the client");
+    });
+    assert_eq!(stack.envoy_counter("fusebox.streams.terminated"), 1);
+    // What the upstream sent after the cut still counts: 1500 + 20.
+    assert_eq!(tokens_60s(&stack.status(&t)), 1520);
+}
