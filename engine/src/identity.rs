@@ -515,6 +515,11 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// A one-minute token for tenant "a", signed as given.
+    fn minted(secret: &str, kid: Option<&str>, issuer: &str, audience: &str) -> String {
+        mint_hs256(secret, kid, issuer, audience, claims(json!({"tenant": "a"})), NOW, 60).unwrap()
+    }
+
     fn token(c: Value) -> String {
         mint_hs256(DEMO_SECRET, Some("demo"), "https://auth.example", "fusebox", claims(c), NOW - 10, 3600).unwrap()
     }
@@ -554,26 +559,15 @@ mod tests {
 
     #[test]
     fn wrong_secret_fails_the_signature() {
-        let t = mint_hs256(
-            "another-secret-of-length",
-            Some("demo"),
-            "https://auth.example",
-            "fusebox",
-            claims(json!({"tenant": "a"})),
-            NOW,
-            60,
-        )
-        .unwrap();
+        let t = minted("another-secret-of-length", Some("demo"), "https://auth.example", "fusebox");
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::BadSignature));
     }
 
     #[test]
     fn wrong_issuer_and_audience_are_rejected() {
-        let t =
-            mint_hs256(DEMO_SECRET, None, "https://evil", "fusebox", claims(json!({"tenant": "a"})), NOW, 60).unwrap();
+        let t = minted(DEMO_SECRET, None, "https://evil", "fusebox");
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongIssuer));
-        let t = mint_hs256(DEMO_SECRET, None, "https://auth.example", "other", claims(json!({"tenant": "a"})), NOW, 60)
-            .unwrap();
+        let t = minted(DEMO_SECRET, None, "https://auth.example", "other");
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongAudience));
     }
 
@@ -629,16 +623,7 @@ mod tests {
 
     #[test]
     fn unknown_kid_with_only_named_keys_is_an_unknown_key() {
-        let t = mint_hs256(
-            DEMO_SECRET,
-            Some("rotated-away"),
-            "https://auth.example",
-            "fusebox",
-            claims(json!({"tenant": "a"})),
-            NOW,
-            60,
-        )
-        .unwrap();
+        let t = minted(DEMO_SECRET, Some("rotated-away"), "https://auth.example", "fusebox");
         assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::UnknownKey));
     }
 

@@ -25,7 +25,8 @@ fn streamed_usage_of_all_three_apis_is_counted_exactly() {
         ("x-mock-chunks", "20"),
         ("x-mock-tool-calls", "2"),
     ];
-    let chat = stack.post("/v1/chat/completions", Some(&t), &h, CHAT_STREAM);
+    let gzip = [h[0], h[1], h[2], h[3], ("accept-encoding", "gzip, deflate")];
+    let chat = stack.post("/v1/chat/completions", Some(&t), &gzip, CHAT_STREAM);
     assert_eq!(chat.status, 200);
     assert_eq!(chat.header("content-type"), Some("text/event-stream"));
     assert!(chat.body.ends_with("data: [DONE]\n\n"), "the stream reaches the client intact");
@@ -38,6 +39,7 @@ fn streamed_usage_of_all_three_apis_is_counted_exactly() {
     let expected = mock["tenants"]["streamer"]["input_tokens"].as_u64().unwrap()
         + mock["tenants"]["streamer"]["output_tokens"].as_u64().unwrap();
     assert_eq!(expected, 3 * (321 + 123));
+    assert_eq!(mock["all"]["with_accept_encoding"], 0, "the upstream is asked for an uncompressed body");
     assert_eq!(tokens_60s(&stack.status(&t)), expected);
     assert_eq!(stack.envoy_counter("fusebox.usage.tool_calls"), 6);
     assert_eq!(stack.envoy_counter("fusebox.usage.malformed"), 0);

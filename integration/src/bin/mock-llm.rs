@@ -41,6 +41,8 @@ struct Totals {
     streams: u64,
     /// Chat streams whose request asked for usage (`stream_options.include_usage`).
     streams_with_usage: u64,
+    /// Requests that arrived with an `accept-encoding` header (fusebox removes it).
+    with_accept_encoding: u64,
 }
 
 #[derive(Default, Serialize)]
@@ -242,6 +244,7 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         for t in [&mut stats.all, stats.tenants.entry(tenant).or_default()] {
             t.requests += 1;
             t.tool_calls += answer.tool_calls;
+            t.with_accept_encoding += u64::from(headers.contains_key(header::ACCEPT_ENCODING));
             if stream {
                 t.streams += 1;
                 t.streams_with_usage += u64::from(api == Api::Chat && include_usage);
