@@ -58,3 +58,33 @@ fn envoy_jwt_authn_payload_identifies_the_tenant() {
     assert_eq!(stack.chat(Some(&forged), &[]).status, 401);
     assert_eq!(stack.mock_stats()["all"]["requests"], 1);
 }
+
+#[test]
+fn rotating_jwt_keys_in_the_policy_retires_the_old_key_at_once() {
+    let policy = |kid: &str, secret: &str| {
+        json!({
+            "identity": {"jwt": {"issuer": DEMO_ISSUER, "audiences": [DEMO_AUDIENCE],
+                                 "keys": [{"alg": "HS256", "kid": kid, "secret": secret},
+                                          {"alg": "HS256", "kid": "demo", "secret": DEMO_SECRET}]}},
+            "tiers": {"free": generous()}
+        })
+        .to_string()
+    };
+    let mint = |kid: &str, secret: &str| {
+        let claims = json!({"tenant": "rotating"}).as_object().cloned().unwrap();
+        fusebox_engine::identity::mint_hs256(secret, Some(kid), DEMO_ISSUER, DEMO_AUDIENCE, claims, fusebox_integration::now_s(), 600)
+            .unwrap()
+    };
+    let stack = Stack::start(&policy("2026-a", "first-secret-0123456789"));
+    stack.wait_policy_version(1);
+    let old = mint("2026-a", "first-secret-0123456789");
+    let new = mint("2026-b", "second-secret-0123456789");
+    assert_eq!(stack.chat(Some(&old), &[]).status, 200, "and now the old token is in the verified cache");
+    assert_eq!(stack.chat(Some(&new), &[]).status, 401);
+    stack.set_policy(&policy("2026-b", "second-secret-0123456789"));
+    stack.wait_policy_version(2);
+    let refused = stack.chat(Some(&old), &[]);
+    assert_eq!(refused.status, 401, "a cached token of a retired key is not accepted");
+    assert_eq!(refused.json()["error"]["code"], "unknown_signing_key");
+    assert_eq!(stack.chat(Some(&new), &[]).status, 200);
+}
