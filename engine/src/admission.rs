@@ -289,6 +289,19 @@ pub fn open_denial(state: &TenantState, now_ms: u64) -> Option<Denied> {
     }
 }
 
+/// Tokens left in the tightest token window once usage and every reservation (this request's
+/// own prompt included) are taken out; `None` when no token window is limited.
+pub fn output_room(state: &TenantState, limits: &Limits, now_ms: u64) -> Option<u64> {
+    let now_s = now_ms / 1000;
+    [Metric::Tokens10s, Metric::Tokens60s]
+        .into_iter()
+        .filter_map(|m| {
+            let used = state.observe(m, now_s).saturating_add(state.reserved_tokens);
+            limits.threshold(m).map(|t| t.saturating_sub(used))
+        })
+        .min()
+}
+
 /// Where a tenant stands against one quota-like limit, for the IETF `RateLimit` fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
@@ -583,6 +596,17 @@ mod tests {
         settle(&mut s, &l, Settlement { reserved: 600, ..done(100) }, T0 + 1);
         assert_eq!(s.reserved_tokens, 600);
         assert!(matches!(admit(&mut s, &l, T0 + 2, 600).0, Decision::Allow(_)));
+    }
+
+    #[test]
+    fn output_room_is_what_the_tightest_window_has_left() {
+        let l = limits(); // 1000 per 10 s, 3000 per 60 s
+        let mut s = TenantState::default();
+        assert!(matches!(admit(&mut s, &l, T0, 150).0, Decision::Allow(_)));
+        settle(&mut s, &l, Settlement { reserved: 150, ..done(700) }, T0);
+        assert!(matches!(admit(&mut s, &l, T0, 100).0, Decision::Allow(_)));
+        assert_eq!(output_room(&s, &l, T0), Some(200));
+        assert_eq!(output_room(&s, &Limits::unlimited(), T0), None);
     }
 
     #[test]

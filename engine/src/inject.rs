@@ -1,6 +1,9 @@
-//! Request rewrite that makes OpenAI chat streams countable: a streamed chat completion carries
-//! usage only if the request sets `stream_options.include_usage`, so the filter sets it when a
-//! client did not (the client then also receives the final usage chunk, whose `choices` is empty).
+//! Request rewrites:
+//! - make OpenAI chat streams countable: a streamed chat completion carries usage only if the
+//!   request sets `stream_options.include_usage`, so the filter sets it when a client did not (the
+//!   client then also receives the final usage chunk, whose `choices` is empty);
+//! - clamp the output allowance (`max_tokens`, `max_completion_tokens`, `max_output_tokens`) to
+//!   what remains of the tenant's token windows, when the tier asks for it.
 
 use serde_json::{Map, Value};
 
@@ -12,8 +15,8 @@ pub const MAX_REWRITE_BYTES: usize = 512 << 10;
 pub enum Injection {
     /// Not a stream, or usage already requested: forward unchanged.
     Unchanged,
-    /// The body to send instead.
-    Rewritten(Vec<u8>),
+    /// The body to send instead, and what was changed.
+    Rewritten { body: Vec<u8>, stream_usage_added: bool, clamped: bool },
     /// Not a JSON object: forward unchanged (the upstream will answer it).
     NotJson,
 }
@@ -24,27 +27,66 @@ pub fn is_chat_completions(path: &str) -> bool {
     bare.ends_with("/chat/completions")
 }
 
-/// Adds `stream_options.include_usage: true` to a streamed chat request that lacks it.
-pub fn ensure_stream_usage(body: &[u8]) -> Injection {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-        return Injection::NotJson;
-    };
+/// What to change in a request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Add `stream_options.include_usage: true` to a streamed chat request that lacks it.
+    pub stream_usage: bool,
+    /// Lower any output allowance above this (to at least 1).
+    pub max_output: Option<u64>,
+}
+
+const ALLOWANCE_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+fn add_stream_usage(request: &mut Map<String, Value>) -> bool {
     if request.get("stream") != Some(&Value::Bool(true)) {
-        return Injection::Unchanged;
+        return false;
     }
     let options = request.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
     if !options.is_object() {
         *options = Value::Object(Map::new());
     }
-    let Value::Object(options) = options else { return Injection::Unchanged };
+    let Value::Object(options) = options else { return false };
     if options.get("include_usage") == Some(&Value::Bool(true)) {
-        return Injection::Unchanged;
+        return false;
     }
     options.insert("include_usage".to_string(), Value::Bool(true));
+    true
+}
+
+fn clamp_allowance(request: &mut Map<String, Value>, max: u64) -> bool {
+    let max = max.max(1);
+    let mut changed = false;
+    for field in ALLOWANCE_FIELDS {
+        if let Some(v) = request.get_mut(field) {
+            if v.as_u64().is_some_and(|n| n > max) {
+                *v = Value::from(max);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// Applies `rewrite` to a JSON request body.
+pub fn rewrite(body: &[u8], rewrite: Rewrite) -> Injection {
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
+        return Injection::NotJson;
+    };
+    let stream_usage_added = rewrite.stream_usage && add_stream_usage(&mut request);
+    let clamped = rewrite.max_output.is_some_and(|max| clamp_allowance(&mut request, max));
+    if !stream_usage_added && !clamped {
+        return Injection::Unchanged;
+    }
     match serde_json::to_vec(&request) {
-        Ok(bytes) => Injection::Rewritten(bytes),
+        Ok(body) => Injection::Rewritten { body, stream_usage_added, clamped },
         Err(_) => Injection::Unchanged,
     }
+}
+
+/// Adds `stream_options.include_usage: true` to a streamed chat request that lacks it.
+pub fn ensure_stream_usage(body: &[u8]) -> Injection {
+    rewrite(body, Rewrite { stream_usage: true, max_output: None })
 }
 
 #[cfg(test)]
@@ -54,7 +96,9 @@ mod tests {
 
     fn rewritten(body: &str) -> Value {
         match ensure_stream_usage(body.as_bytes()) {
-            Injection::Rewritten(b) => serde_json::from_slice(&b).unwrap(),
+            Injection::Rewritten { body, stream_usage_added: true, clamped: false } => {
+                serde_json::from_slice(&body).unwrap()
+            }
             other => panic!("not rewritten: {other:?}"),
         }
     }
@@ -89,6 +133,24 @@ mod tests {
         assert_eq!(ensure_stream_usage(b"not json"), Injection::NotJson);
         assert_eq!(ensure_stream_usage(b"[1]"), Injection::NotJson);
         assert_eq!(ensure_stream_usage(b""), Injection::NotJson);
+    }
+
+    #[test]
+    fn output_allowances_above_the_room_left_are_clamped() {
+        let clamp =
+            |body: &str, max| match rewrite(body.as_bytes(), Rewrite { stream_usage: false, max_output: Some(max) }) {
+                Injection::Rewritten { body, stream_usage_added: false, clamped: true } => {
+                    serde_json::from_slice::<Value>(&body).unwrap()
+                }
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(clamp(r#"{"max_tokens":4096,"model":"claude"}"#, 300)["max_tokens"], 300);
+        assert_eq!(clamp(r#"{"max_completion_tokens":900}"#, 0)["max_completion_tokens"], 1);
+        assert_eq!(clamp(r#"{"max_output_tokens":900,"stream":true}"#, 10)["max_output_tokens"], 10);
+        let small = rewrite(br#"{"max_tokens":100}"#, Rewrite { stream_usage: false, max_output: Some(300) });
+        assert_eq!(small, Injection::Unchanged);
+        let absent = rewrite(br#"{"model":"x"}"#, Rewrite { stream_usage: false, max_output: Some(300) });
+        assert_eq!(absent, Injection::Unchanged, "no allowance is invented");
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub struct Limits {
     /// End the tenant's SSE streams in flight, with a final error event, when its breaker opens.
     #[serde(default)]
     pub terminate_streams: bool,
+    /// Lower a request's `max_tokens` (and kin) to what remains of its token windows.
+    #[serde(default)]
+    pub clamp_max_tokens: bool,
     /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
     #[serde(default = "default_warn_ratio")]
     pub warn_ratio: f64,
@@ -164,6 +167,7 @@ impl Limits {
             run_tokens: None,
             run_ttl_s: default_run_ttl_s(),
             terminate_streams: false,
+            clamp_max_tokens: false,
             warn_ratio: default_warn_ratio(),
             breaker: BreakerSettings::default(),
         }
@@ -297,6 +301,8 @@ pub struct TenantPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminate_streams: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clamp_max_tokens: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverride>,
@@ -320,6 +326,7 @@ impl TenantPolicy {
         l.run_tokens = self.run_tokens.or(l.run_tokens);
         l.run_ttl_s = self.run_ttl_s.unwrap_or(l.run_ttl_s);
         l.terminate_streams = self.terminate_streams.unwrap_or(l.terminate_streams);
+        l.clamp_max_tokens = self.clamp_max_tokens.unwrap_or(l.clamp_max_tokens);
         l.warn_ratio = self.warn_ratio.unwrap_or(l.warn_ratio);
         if let Some(b) = self.breaker {
             l.breaker.cooldown_s = b.cooldown_s.unwrap_or(l.breaker.cooldown_s);
@@ -471,6 +478,7 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         run_tokens: None,
         run_ttl_s: default_run_ttl_s(),
         terminate_streams: false,
+        clamp_max_tokens: false,
         warn_ratio: default_warn_ratio(),
         breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
     };

@@ -10,7 +10,7 @@ use fusebox_engine::budget::Budget;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::estimate::{RequestEstimate, BYTES_PER_TOKEN};
 use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity, TokenCache, Verifier};
-use fusebox_engine::inject::{self, Injection};
+use fusebox_engine::inject::{self, Injection, Rewrite};
 use fusebox_engine::metric::Metric;
 use fusebox_engine::policy::{Limits, Policy, PolicyError};
 use fusebox_engine::reply::{self, StreamApi};
@@ -95,7 +95,7 @@ impl FilterRoot {
             metrics: Rc::clone(&self.metrics),
             active: Rc::clone(&self.active.borrow()),
             tracked: None,
-            inject_pending: false,
+            hold: None,
         }
     }
 }
@@ -140,8 +140,17 @@ pub struct Request {
     metrics: Rc<Metrics>,
     active: Rc<ActivePolicy>,
     tracked: Option<Tracked>,
-    /// Holding the request body to add `stream_options.include_usage` at its end.
-    inject_pending: bool,
+    /// Holding the request body to rewrite it at its end.
+    hold: Option<Hold>,
+}
+
+/// Why a request body is held until its end.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    /// Add `stream_options.include_usage` (streamed OpenAI chat).
+    stream_usage: bool,
+    /// Lower the output allowance to what the tenant's token windows have left.
+    clamp: bool,
 }
 
 impl Context for Request {}
@@ -186,44 +195,42 @@ impl HttpContext for Request {
         if let Some(t) = self.tracked.as_mut() {
             t.api = StreamApi::for_path(&path);
         }
-        if action == Action::Continue && self.config.inject_stream_usage && inject::is_chat_completions(&path) {
-            let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
-            if post && !end_of_stream {
-                // The body may grow; its length is no longer known.
+        let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+        if action == Action::Continue && post && !end_of_stream {
+            let stream_usage = self.config.inject_stream_usage && inject::is_chat_completions(&path);
+            let clamp = self.tracked.as_ref().is_some_and(|t| t.in_flight && t.limits.clamp_max_tokens);
+            if stream_usage || clamp {
+                // The body may change; its length is no longer known.
                 host::set_request_header("content-length", None);
-                self.inject_pending = true;
+                self.hold = Some(Hold { stream_usage, clamp });
             }
         }
         action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.inject_pending {
-            if body_size > inject::MAX_REWRITE_BYTES {
-                // Too large to hold: let it through unchanged (and from here on, as it passes).
-                self.inject_pending = false;
-                self.metrics.inc(Counter::InjectSkipped);
-                self.feed_estimate(body_size, end_of_stream);
-                return Action::Continue;
-            }
-            if !end_of_stream {
-                return Action::Pause; // buffer until the whole (bounded) body is here
-            }
-            self.inject_pending = false;
-            if let Some(body) = host::request_body(body_size) {
-                if let Some(t) = self.tracked.as_mut() {
-                    t.estimate.feed(&body);
-                }
-                if let Injection::Rewritten(new) = inject::ensure_stream_usage(&body) {
-                    if host::replace_request_body(body_size, &new) {
-                        self.metrics.inc(Counter::UsageInjected);
-                    }
-                }
-            }
-            self.reserve_rest();
+        let Some(hold) = self.hold else {
+            self.feed_estimate(body_size, end_of_stream);
+            return Action::Continue;
+        };
+        if body_size > inject::MAX_REWRITE_BYTES {
+            // Too large to hold: let it through unchanged (and from here on, as it passes).
+            self.hold = None;
+            self.metrics.inc(Counter::InjectSkipped);
+            self.feed_estimate(body_size, end_of_stream);
             return Action::Continue;
         }
-        self.feed_estimate(body_size, end_of_stream);
+        if !end_of_stream {
+            return Action::Pause; // buffer until the whole (bounded) body is here
+        }
+        self.hold = None;
+        if let Some(body) = host::request_body(body_size) {
+            let final_body = self.rewrite_body(hold, &body, body_size).unwrap_or(body);
+            if let Some(t) = self.tracked.as_mut() {
+                t.estimate.feed(&final_body);
+            }
+        }
+        self.reserve_rest();
         Action::Continue
     }
 
@@ -361,6 +368,29 @@ impl Request {
                 _ => log::info!("fusebox: tenant '{tenant}' breaker {} -> {}", t.from.as_str(), t.to.as_str()),
             }
         }
+    }
+
+    /// Rewrites a held request body as `hold` asks; returns the new body if it changed.
+    fn rewrite_body(&self, hold: Hold, body: &[u8], body_size: usize) -> Option<Vec<u8>> {
+        let max_output = self.tracked.as_ref().filter(|_| hold.clamp).and_then(|t| {
+            let state: TenantState = store::read(&t.key).ok()?;
+            admission::output_room(&state, &t.limits, host::now_ms())
+        });
+        let Injection::Rewritten { body: new, stream_usage_added, clamped } =
+            inject::rewrite(body, Rewrite { stream_usage: hold.stream_usage, max_output })
+        else {
+            return None;
+        };
+        if !host::replace_request_body(body_size, &new) {
+            return None;
+        }
+        if stream_usage_added {
+            self.metrics.inc(Counter::UsageInjected);
+        }
+        if clamped {
+            self.metrics.inc(Counter::MaxTokensClamped);
+        }
+        Some(new)
     }
 
     /// Feeds a passing request body chunk to the estimate; reserves the rest at its end.

@@ -39,6 +39,7 @@ pub enum Counter {
     UpstreamErrorEvents,
     UsageInjected,
     InjectSkipped,
+    MaxTokensClamped,
     BreakerTrips,
     BreakerTransitions,
     RunTrips,
@@ -73,7 +74,7 @@ impl Counter {
         }
     }
 
-    const ALL: [Counter; 38] = [
+    const ALL: [Counter; 39] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -103,6 +104,7 @@ impl Counter {
         Counter::UpstreamErrorEvents,
         Counter::UsageInjected,
         Counter::InjectSkipped,
+        Counter::MaxTokensClamped,
         Counter::BreakerTrips,
         Counter::BreakerTransitions,
         Counter::RunTrips,
@@ -145,6 +147,7 @@ impl Counter {
             Counter::UpstreamErrorEvents => "fusebox.usage.upstream_error_events",
             Counter::UsageInjected => "fusebox.usage.injected",
             Counter::InjectSkipped => "fusebox.usage.inject_skipped",
+            Counter::MaxTokensClamped => "fusebox.requests.max_tokens_clamped",
             Counter::BreakerTrips => "fusebox.breaker.trips",
             Counter::BreakerTransitions => "fusebox.breaker.transitions",
             Counter::RunTrips => "fusebox.runs.trips",

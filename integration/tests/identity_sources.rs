@@ -72,8 +72,16 @@ fn rotating_jwt_keys_in_the_policy_retires_the_old_key_at_once() {
     };
     let mint = |kid: &str, secret: &str| {
         let claims = json!({"tenant": "rotating"}).as_object().cloned().unwrap();
-        fusebox_engine::identity::mint_hs256(secret, Some(kid), DEMO_ISSUER, DEMO_AUDIENCE, claims, fusebox_integration::now_s(), 600)
-            .unwrap()
+        fusebox_engine::identity::mint_hs256(
+            secret,
+            Some(kid),
+            DEMO_ISSUER,
+            DEMO_AUDIENCE,
+            claims,
+            fusebox_integration::now_s(),
+            600,
+        )
+        .unwrap()
     };
     let stack = Stack::start(&policy("2026-a", "first-secret-0123456789"));
     stack.wait_policy_version(1);

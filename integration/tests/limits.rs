@@ -187,3 +187,20 @@ fn reservations_of_requests_in_flight_hold_back_a_request_that_would_overshoot()
     assert_eq!(stack.chat(Some(&t), &[]).status, 200);
     assert_eq!(stack.envoy_counter("fusebox.requests.denied.reserved"), 1);
 }
+
+#[test]
+fn max_tokens_is_clamped_to_what_the_token_window_has_left() {
+    let tier = tier(json!({"tokens_60s": 1000, "clamp_max_tokens": true}));
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("greedy", None);
+    assert_eq!(stack.chat(Some(&t), &[("x-mock-input-tokens", "500"), ("x-mock-output-tokens", "200")]).status, 200);
+    let body = r#"{"model":"claude","max_tokens":4096,"messages":[{"role":"user","content":"write a novel"}]}"#;
+    let r =
+        stack.post("/v1/messages", Some(&t), &[("x-mock-input-tokens", "10"), ("x-mock-output-tokens", "10")], body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // 1000 - 700 used - this request's own prompt reservation.
+    let expected = 300 - (body.len() as u64).div_ceil(4);
+    assert_eq!(stack.mock_stats()["tenants"]["greedy"]["last_max_tokens"], expected);
+    assert_eq!(stack.envoy_counter("fusebox.requests.max_tokens_clamped"), 1);
+}

@@ -43,6 +43,8 @@ struct Totals {
     streams_with_usage: u64,
     /// Requests that arrived with an `accept-encoding` header (fusebox removes it).
     with_accept_encoding: u64,
+    /// The output allowance of the latest request that had one.
+    last_max_tokens: Option<u64>,
 }
 
 #[derive(Default, Serialize)]
@@ -245,6 +247,10 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
             t.requests += 1;
             t.tool_calls += answer.tool_calls;
             t.with_accept_encoding += u64::from(headers.contains_key(header::ACCEPT_ENCODING));
+            let allowance = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+                .iter()
+                .find_map(|k| request.get(*k).and_then(Value::as_u64));
+            t.last_max_tokens = allowance.or(t.last_max_tokens);
             if stream {
                 t.streams += 1;
                 t.streams_with_usage += u64::from(api == Api::Chat && include_usage);
