@@ -121,40 +121,6 @@ fn policy_change_in_control_takes_effect_without_restarting_envoy() {
 }
 
 #[test]
-fn missing_bad_and_expired_credentials_get_401_and_never_reach_the_upstream() {
-    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
-    let now = fusebox_integration::now_s();
-    let claims = |t: &str| json!({"tenant": t}).as_object().cloned().unwrap();
-    let mint = |secret: &str, iss: &str, aud: &str, iat: u64, ttl: u64| {
-        fusebox_engine::identity::mint_hs256(secret, Some("demo"), iss, aud, claims("acme"), iat, ttl).unwrap()
-    };
-    let (iss, aud, secret) =
-        (fusebox_integration::DEMO_ISSUER, fusebox_integration::DEMO_AUDIENCE, fusebox_integration::DEMO_SECRET);
-    let cases: Vec<(Option<String>, &str)> = vec![
-        (None, "missing_credentials"),
-        (Some("Bearer not-a-jwt".into()), "malformed_token"),
-        (Some("Basic YWNtZTpwdw==".into()), "unsupported_auth_scheme"),
-        (Some(format!("Bearer {}", mint("some-other-secret-value", iss, aud, now, 600))), "invalid_signature"),
-        (Some(format!("Bearer {}", mint(secret, iss, aud, now - 7200, 600))), "token_expired"),
-        (Some(format!("Bearer {}", mint(secret, "https://evil.example", aud, now, 600))), "invalid_issuer"),
-        (Some(format!("Bearer {}", mint(secret, iss, "someone-else", now, 600))), "invalid_audience"),
-    ];
-    for (auth, code) in &cases {
-        let mut h = vec![];
-        if let Some(a) = auth {
-            h.push(("authorization", a.as_str()));
-        }
-        let r = stack.post("/v1/chat/completions", None, &h, "{}");
-        assert_eq!(r.status, 401, "{code}: {}", r.body);
-        assert_eq!(r.json()["error"]["type"], "invalid_identity", "{code}");
-        assert_eq!(r.json()["error"]["code"], *code);
-        assert_eq!(r.header("x-fusebox-reason"), Some(*code));
-    }
-    assert_eq!(stack.mock_stats()["all"]["requests"], 0);
-    assert_eq!(stack.envoy_counter("fusebox.requests.unauthenticated"), cases.len() as u64);
-}
-
-#[test]
 fn client_sent_tenant_header_is_replaced_by_the_verified_tenant() {
     let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     let acme = token("acme", None);
