@@ -10,7 +10,9 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: run test token wasm build envoy wasm-target lint fmt clean
+.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := policy identity json_usage sse
 
 ## Install the wasm32-wasip1 target if missing.
 wasm-target:
@@ -48,6 +50,16 @@ test: envoy build
 ## A demo bearer token; the token is the last line.
 token:
 	@$(CARGO) run --quiet -p fusebox-control -- token --policy tests/policies/demo.json --tenant $(TENANT) --tier $(TIER)
+
+## Fuzz the engine's parsers, each for FUZZ_SECONDS (libFuzzer via cargo-fuzz). cargo-fuzz needs
+## nightly-only flags (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS)s)"; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|SUMMARY|panicked') || exit 1; \
+		if ls fuzz/artifacts/$$t/crash-* >/dev/null 2>&1; then echo "crash found: fuzz/artifacts/$$t"; exit 1; fi; \
+	done
 
 ## Formatting and clippy, native and for the wasm target.
 lint: wasm-target

@@ -516,6 +516,11 @@ pub struct Policy {
     pub prices: BTreeMap<String, Price>,
 }
 
+/// Serializes a policy (as control serves it); `None` only if serialization fails.
+pub fn to_json(policy: &Policy) -> Option<String> {
+    serde_json::to_string(policy).ok()
+}
+
 /// True for ids that are safe in headers, shared-data keys and logs.
 pub fn is_valid_tenant_id(id: &str) -> bool {
     !id.is_empty()
