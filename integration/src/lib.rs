@@ -490,7 +490,9 @@ impl Resp {
                     .iter()
                     .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
                     .collect();
-                let body = resp.body_mut().read_to_string().unwrap_or_default();
+                // Bytes, not a string: tests send deliberately broken (non-UTF-8) bodies too.
+                let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
+                let body = String::from_utf8_lossy(&bytes).into_owned();
                 Resp { status, headers, body }
             }
             Err(e) => Resp { status: 0, headers: Vec::new(), body: format!("transport error: {e}") },

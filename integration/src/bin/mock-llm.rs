@@ -216,7 +216,29 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
     out
 }
 
+/// Deliberately broken answers, chosen with `x-mock-body`, for the bad-body tests. Each is sent
+/// with status 200 and the content-type of what it pretends to be.
+fn broken_body(name: &str) -> Option<(&'static str, Vec<u8>)> {
+    const JSON: &str = "application/json";
+    const SSE: &str = "text/event-stream";
+    let usage = r#"{"id":"x","usage":{"prompt_tokens":7,"completion_tokens":3}}"#;
+    Some(match name {
+        "truncated-json" => (JSON, usage.as_bytes().get(..usage.len() - 5).unwrap_or_default().to_vec()),
+        "non-utf8" => (JSON, [&br#"{"text":""#[..], &[0xff, 0xfe, 0xc3, 0x28], &br#"","usage":{"prompt_tokens":7,"completion_tokens":3}}"#[..]].concat()),
+        "negative-usage" => (JSON, br#"{"usage":{"prompt_tokens":-500,"completion_tokens":3}}"#.to_vec()),
+        "absurd-usage" => (JSON, br#"{"usage":{"prompt_tokens":99999999999999999999999,"completion_tokens":3}}"#.to_vec()),
+        "html" => (JSON, b"<html><body>502 Bad Gateway</body></html>".to_vec()),
+        "sse-crlf" => (SSE, b"data: {\"choices\":[]}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\r\n\r\ndata: [DONE]\r\n\r\n".to_vec()),
+        "sse-no-blank-lines" => (SSE, b"data: {\"choices\":[]}\ndata: {\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\ndata: [DONE]\n".to_vec()),
+        _ => return None,
+    })
+}
+
 async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some((content_type, bytes)) = headers.get("x-mock-body").and_then(|v| v.to_str().ok()).and_then(broken_body)
+    {
+        return ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
+    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let answer = Answer {
         api,
@@ -266,14 +288,23 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         return Json(json_body(&answer)).into_response();
     }
     let delay = Duration::from_millis(header_u64(&headers, "x-mock-chunk-delay-ms").unwrap_or(0));
-    let events = sse_events(&answer, include_usage);
-    let body = futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
-        let next = it.next()?;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Some((Ok::<Bytes, std::convert::Infallible>(next), it))
-    });
+    let mut events = sse_events(&answer, include_usage);
+    // `x-mock-abort-after: N`: send N events, then fail the body (the connection is reset).
+    let abort_after = header_u64(&headers, "x-mock-abort-after").and_then(|n| usize::try_from(n).ok());
+    if let Some(n) = abort_after {
+        events.truncate(n);
+    }
+    let body =
+        futures_util::stream::unfold((events.into_iter(), abort_after.is_some()), move |(mut it, abort)| async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match it.next() {
+                Some(next) => Some((Ok(next), (it, abort))),
+                None if abort => Some((Err(std::io::Error::other("mock abort")), (it, false))),
+                None => None,
+            }
+        });
     ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(body))
         .into_response()
 }
