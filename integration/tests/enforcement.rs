@@ -83,13 +83,17 @@ fn half_open_probe_after_cooldown_is_admitted_and_a_clean_probe_closes_the_break
     // One probe is admitted (slow, so a second request arrives while it is in flight).
     let probe_stack = &stack;
     let slow = [
-        ("x-mock-latency-ms", "1500".to_string()),
+        ("x-mock-latency-ms", "4000".to_string()),
         ("x-mock-input-tokens", "10".to_string()),
         ("x-mock-output-tokens", "10".to_string()),
     ];
     std::thread::scope(|scope| {
         let probe = scope.spawn(|| probe_stack.chat(Some(&acme), &headers(&slow)));
-        std::thread::sleep(Duration::from_millis(500));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while observed(&stack.status(&acme), "concurrency") != 1 {
+            assert!(Instant::now() < deadline, "the probe never got in flight");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let second = stack.chat(Some(&acme), &headers(&u));
         assert_eq!(second.status, 429, "only one probe at a time: {}", second.body);
         assert_eq!(second.header("x-fusebox-reason"), Some("breaker_open"));

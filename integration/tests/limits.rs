@@ -28,7 +28,7 @@ fn concurrency_cap_refuses_the_extra_request_without_tripping_the_breaker() {
     let stack = Stack::start(&demo_policy(json!({"free": tier(json!({"concurrency": 2}))}), json!({})));
     stack.wait_policy_version(1);
     let t = token("busy", None);
-    let slow = [("x-mock-latency-ms", "1500")];
+    let slow = [("x-mock-latency-ms", "5000")];
     std::thread::scope(|scope| {
         let a = scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, "{}"));
         let b = scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, "{}"));
@@ -161,7 +161,7 @@ fn reservations_of_requests_in_flight_hold_back_a_request_that_would_overshoot()
     let t = token("eager", None);
     let body = r#"{"model":"gpt-4o-mini","max_tokens":400,"messages":[{"role":"user","content":"hi"}]}"#;
     let reserve_each = (body.len() as u64).div_ceil(4) + 400;
-    let slow = [("x-mock-latency-ms", "2500"), ("x-mock-input-tokens", "60"), ("x-mock-output-tokens", "40")];
+    let slow = [("x-mock-latency-ms", "5000"), ("x-mock-input-tokens", "60"), ("x-mock-output-tokens", "40")];
     let reserved = |stack: &Stack| stack.status(&t)["breaker"]["reserved_tokens"].as_u64().unwrap_or(0);
     std::thread::scope(|scope| {
         let mut in_flight = Vec::new();
