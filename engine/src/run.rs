@@ -22,6 +22,9 @@ pub enum RunLimit {
     Duration,
     #[serde(rename = "run_tokens")]
     Tokens,
+    /// Every slot a new run id could take is held by another live run of the tenant.
+    #[serde(rename = "run_capacity")]
+    Capacity,
 }
 
 impl RunLimit {
@@ -31,6 +34,7 @@ impl RunLimit {
             RunLimit::Depth => "run_depth",
             RunLimit::Duration => "run_duration",
             RunLimit::Tokens => "run_tokens",
+            RunLimit::Capacity => "run_capacity",
         }
     }
 
@@ -40,11 +44,14 @@ impl RunLimit {
             RunLimit::Depth => 2,
             RunLimit::Duration => 3,
             RunLimit::Tokens => 4,
+            RunLimit::Capacity => 5,
         }
     }
 
     fn from_code(c: u8) -> Option<RunLimit> {
-        [RunLimit::Steps, RunLimit::Depth, RunLimit::Duration, RunLimit::Tokens].into_iter().find(|l| l.code() == c)
+        [RunLimit::Steps, RunLimit::Depth, RunLimit::Duration, RunLimit::Tokens, RunLimit::Capacity]
+            .into_iter()
+            .find(|l| l.code() == c)
     }
 
     fn threshold(self, limits: &Limits) -> Option<u64> {
@@ -53,6 +60,7 @@ impl RunLimit {
             RunLimit::Depth => limits.run_depth,
             RunLimit::Duration => limits.run_duration_s,
             RunLimit::Tokens => limits.run_tokens,
+            RunLimit::Capacity => None,
         }
     }
 }
@@ -73,6 +81,8 @@ pub fn is_valid_run_id(id: &str) -> bool {
 /// One run's record. For a root run it also holds the totals of the whole run tree.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunRecord {
+    /// This run's id (records live in a bounded table of slots, so a slot says whose it is).
+    pub id: String,
     /// The root run's id; `None` when this record is the root.
     pub root: Option<String>,
     pub depth: u32,
@@ -83,7 +93,7 @@ pub struct RunRecord {
     pub tripped: Option<RunDenied>,
 }
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 impl RunRecord {
     /// A new record for `run_id`, placed under its parent's record as stored (if any).
@@ -96,7 +106,24 @@ impl RunRecord {
             Some((parent_id, None)) => (Some(parent_id.to_string()), 1),
         };
         let root = root.filter(|r| r != run_id);
-        RunRecord { root, depth, started_ms: now_ms, last_seen_ms: now_ms, ..RunRecord::default() }
+        RunRecord {
+            id: run_id.to_string(),
+            root,
+            depth,
+            started_ms: now_ms,
+            last_seen_ms: now_ms,
+            ..RunRecord::default()
+        }
+    }
+
+    /// Whether this record is `run_id`'s and still alive at `now_ms` (else its slot is free).
+    pub fn is_live_for(&self, run_id: &str, limits: &Limits, now_ms: u64) -> bool {
+        self.id == run_id && self.started_ms != 0 && !self.is_expired(limits, now_ms)
+    }
+
+    /// Whether the slot holding this record may be taken by another run.
+    pub fn is_free(&self, limits: &Limits, now_ms: u64) -> bool {
+        self.started_ms == 0 || self.is_expired(limits, now_ms)
     }
 
     /// The id whose record carries the totals.
@@ -157,10 +184,14 @@ impl RunRecord {
 
     pub fn encode(&self) -> Vec<u8> {
         let root = self.root.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(64 + root.len());
+        let mut out = Vec::with_capacity(80 + self.id.len() + root.len());
         out.push(FORMAT);
-        out.push(u8::try_from(root.len()).unwrap_or(0));
-        out.extend_from_slice(root.as_bytes().get(..usize::from(u8::try_from(root.len()).unwrap_or(0))).unwrap_or(&[]));
+        // Ids are at most 128 bytes (validated), so one length byte is enough.
+        for text in [self.id.as_str(), root] {
+            let bytes = text.as_bytes().get(..text.len().min(255)).unwrap_or(&[]);
+            out.push(u8::try_from(bytes.len()).unwrap_or(0));
+            out.extend_from_slice(bytes);
+        }
         out.extend_from_slice(&self.depth.to_le_bytes());
         for v in [self.started_ms, self.last_seen_ms, self.steps, self.tokens] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -177,10 +208,8 @@ impl RunRecord {
         if take_u8(&mut input)? != FORMAT {
             return None;
         }
-        let len = usize::from(take_u8(&mut input)?);
-        let (root, rest) = (input.get(..len)?, input.get(len..)?);
-        input = rest;
-        let root = if root.is_empty() { None } else { Some(std::str::from_utf8(root).ok()?.to_string()) };
+        let id = take_text(&mut input)?;
+        let root = Some(take_text(&mut input)?).filter(|r| !r.is_empty());
         let depth = take_u32(&mut input)?;
         let started_ms = take_u64(&mut input)?;
         let last_seen_ms = take_u64(&mut input)?;
@@ -193,8 +222,27 @@ impl RunRecord {
             0 => None,
             c => Some(RunDenied { limit: RunLimit::from_code(c)?, threshold, observed }),
         };
-        input.is_empty().then_some(RunRecord { root, depth, started_ms, last_seen_ms, steps, tokens, tripped })
+        input.is_empty().then_some(RunRecord { id, root, depth, started_ms, last_seen_ms, steps, tokens, tripped })
     }
+}
+
+fn take_text(input: &mut &[u8]) -> Option<String> {
+    let len = usize::from(take_u8(input)?);
+    let (text, rest) = (input.get(..len)?, input.get(len..)?);
+    *input = rest;
+    std::str::from_utf8(text).ok().map(str::to_string)
+}
+
+/// Run records per tenant: a run's record lives in one of `PROBES` slots starting at its
+/// id's hash, so a tenant inventing run ids cannot grow memory past this many records.
+pub const RUN_SLOTS: u64 = 4096;
+pub const PROBES: u64 = 8;
+
+/// The slots a run id may occupy, in probing order (FNV-1a of the id).
+pub fn slots(run_id: &str) -> impl Iterator<Item = u64> {
+    let hash =
+        run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    (0..PROBES).map(move |i| (hash.wrapping_add(i)) % RUN_SLOTS)
 }
 
 #[cfg(test)]
@@ -256,6 +304,24 @@ mod tests {
         let mut slow = RunRecord::new("s", None, T0);
         slow.admit_step(&l, T0).unwrap();
         assert_eq!(slow.admit_step(&l, T0 + 61_000).map_err(|d| d.limit), Err(RunLimit::Duration));
+    }
+
+    #[test]
+    fn slots_are_few_fixed_and_within_the_table() {
+        let a: Vec<u64> = slots("run-1").collect();
+        assert_eq!(a.len() as u64, PROBES);
+        assert!(a.iter().all(|s| *s < RUN_SLOTS));
+        assert_eq!(a, slots("run-1").collect::<Vec<_>>());
+        assert_ne!(a[0], slots("run-2").next().unwrap());
+    }
+
+    #[test]
+    fn a_slot_is_free_when_empty_or_expired_and_live_only_for_its_own_run() {
+        let l = limits();
+        let r = RunRecord::new("r", None, T0);
+        assert!(RunRecord::default().is_free(&l, T0));
+        assert!(!r.is_free(&l, T0) && r.is_live_for("r", &l, T0) && !r.is_live_for("other", &l, T0));
+        assert!(r.is_free(&l, T0 + 600_001));
     }
 
     #[test]

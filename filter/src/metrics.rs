@@ -24,6 +24,7 @@ pub enum Counter {
     DeniedRunDepth,
     DeniedRunDuration,
     DeniedRunTokens,
+    DeniedRunCapacity,
     DeniedReserved,
     DeniedBreakerOpen,
     WouldDeny,
@@ -59,6 +60,7 @@ impl Counter {
             RunLimit::Depth => Counter::DeniedRunDepth,
             RunLimit::Duration => Counter::DeniedRunDuration,
             RunLimit::Tokens => Counter::DeniedRunTokens,
+            RunLimit::Capacity => Counter::DeniedRunCapacity,
         }
     }
 
@@ -74,7 +76,7 @@ impl Counter {
         }
     }
 
-    const ALL: [Counter; 39] = [
+    const ALL: [Counter; 40] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -89,6 +91,7 @@ impl Counter {
         Counter::DeniedRunDepth,
         Counter::DeniedRunDuration,
         Counter::DeniedRunTokens,
+        Counter::DeniedRunCapacity,
         Counter::DeniedReserved,
         Counter::DeniedBreakerOpen,
         Counter::WouldDeny,
@@ -132,6 +135,7 @@ impl Counter {
             Counter::DeniedRunDepth => "fusebox.requests.denied.run_depth",
             Counter::DeniedRunDuration => "fusebox.requests.denied.run_duration",
             Counter::DeniedRunTokens => "fusebox.requests.denied.run_tokens",
+            Counter::DeniedRunCapacity => "fusebox.requests.denied.run_capacity",
             Counter::DeniedReserved => "fusebox.requests.denied.reserved",
             Counter::DeniedBreakerOpen => "fusebox.requests.denied.breaker_open",
             Counter::WouldDeny => "fusebox.requests.would_deny",

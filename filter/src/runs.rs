@@ -1,14 +1,16 @@
-//! Agent runs in shared data: each run's record under its verified tenant, and the run tree's
-//! totals on the root run's record (see `fusebox_engine::run`).
+//! Agent runs in shared data: each run's record under its verified tenant, in a bounded table
+//! of slots (see `fusebox_engine::run::slots`), and the run tree's totals on the root run's
+//! record (see `fusebox_engine::run`).
 
 use crate::store::{self, Keys, StoreError};
 use fusebox_engine::policy::Limits;
-use fusebox_engine::run::{RunDenied, RunRecord};
+use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
 
 /// A run step that was admitted: where its tokens go at the end.
 #[derive(Debug, Clone)]
 pub struct AdmittedRun {
     pub run_id: String,
+    root_id: String,
     pub root_key: String,
 }
 
@@ -24,8 +26,51 @@ impl From<StoreError> for RunRefusal {
     }
 }
 
-fn live(record: RunRecord, limits: &Limits, now_ms: u64) -> Option<RunRecord> {
-    (record.started_ms != 0 && !record.is_expired(limits, now_ms)).then_some(record)
+const FULL: RunDenied = RunDenied { limit: RunLimit::Capacity, threshold: PROBES, observed: PROBES };
+
+/// The live record of `run_id` and its key, if the run is known.
+fn find(
+    keys: &Keys,
+    tenant: &str,
+    run_id: &str,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<Option<(String, RunRecord)>, StoreError> {
+    for slot in slots(run_id) {
+        let key = keys.run(tenant, slot);
+        let record: RunRecord = store::read(&key)?;
+        if record.is_live_for(run_id, limits, now_ms) {
+            return Ok(Some((key, record)));
+        }
+    }
+    Ok(None)
+}
+
+/// Puts `fresh` in the first slot that is `fresh.id`'s own or free; `None` when all are taken.
+fn claim(
+    keys: &Keys,
+    tenant: &str,
+    fresh: &RunRecord,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<Option<String>, StoreError> {
+    for slot in slots(&fresh.id) {
+        let key = keys.run(tenant, slot);
+        let (claimed, _) = store::update(keys, &key, |r: &mut RunRecord| {
+            if r.is_live_for(&fresh.id, limits, now_ms) {
+                true
+            } else if r.is_free(limits, now_ms) {
+                *r = fresh.clone();
+                true
+            } else {
+                false
+            }
+        })?;
+        if claimed {
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
 }
 
 /// Admits one step of `run_id` (a sub-run of `parent` if given) for `tenant`.
@@ -37,38 +82,37 @@ pub fn admit(
     limits: &Limits,
     now_ms: u64,
 ) -> Result<AdmittedRun, RunRefusal> {
-    let own_key = keys.run(tenant, run_id);
-    let own = match live(store::read(&own_key)?, limits, now_ms) {
-        Some(record) => record,
+    let own = match find(keys, tenant, run_id, limits, now_ms)? {
+        Some((_, record)) => record,
         None => {
             let parent_record = match parent {
-                Some(p) => live(store::read(&keys.run(tenant, p))?, limits, now_ms),
+                Some(p) => find(keys, tenant, p, limits, now_ms)?.map(|(_, r)| r),
                 None => None,
             };
             let record = RunRecord::new(run_id, parent.map(|p| (p, parent_record.as_ref())), now_ms);
             if record.root.is_some() {
                 // A sub-run's own record only remembers its place in the tree.
-                let fresh = record.clone();
-                store::update(keys, &own_key, |r: &mut RunRecord| {
-                    if live(r.clone(), limits, now_ms).is_none() {
-                        *r = fresh.clone();
-                    }
-                })?;
+                claim(keys, tenant, &record, limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?;
             }
             record
         }
     };
     own.check_depth(limits).map_err(RunRefusal::Denied)?;
     let root_id = own.root_id(run_id).to_string();
-    let root_key = keys.run(tenant, &root_id);
+    let root_key = match find(keys, tenant, &root_id, limits, now_ms)? {
+        Some((key, _)) => key,
+        None => claim(keys, tenant, &RunRecord::new(&root_id, None, now_ms), limits, now_ms)?
+            .ok_or(RunRefusal::Denied(FULL))?,
+    };
     let (step, _) = store::update(keys, &root_key, |r: &mut RunRecord| {
-        if live(r.clone(), limits, now_ms).is_none() {
+        if !r.is_live_for(&root_id, limits, now_ms) {
+            // The slot was reused between our look-up and now: the run starts again here.
             *r = RunRecord::new(&root_id, None, now_ms);
         }
         r.admit_step(limits, now_ms)
     })?;
     step.map_err(RunRefusal::Denied)?;
-    Ok(AdmittedRun { run_id: run_id.to_string(), root_key })
+    Ok(AdmittedRun { run_id: run_id.to_string(), root_id, root_key })
 }
 
 /// Adds a finished step's tokens to its run tree; returns a trip it caused.
@@ -79,5 +123,13 @@ pub fn settle(
     tokens: u64,
     now_ms: u64,
 ) -> Result<Option<RunDenied>, StoreError> {
-    store::update(keys, &run.root_key, |r: &mut RunRecord| r.add_tokens(limits, tokens, now_ms)).map(|(t, _)| t)
+    store::update(keys, &run.root_key, |r: &mut RunRecord| {
+        // Only while the slot still holds this run (it could have expired and been reused).
+        if r.id == run.root_id {
+            r.add_tokens(limits, tokens, now_ms)
+        } else {
+            None
+        }
+    })
+    .map(|(t, _)| t)
 }

@@ -72,9 +72,9 @@ impl Keys {
         format!("{}{tenant}", self.tenant_prefix)
     }
 
-    /// A run's key, always under its verified tenant (ids cannot contain '/').
-    pub fn run(&self, tenant: &str, run_id: &str) -> String {
-        format!("{}{tenant}/{run_id}", self.run_prefix)
+    /// A run slot's key, always under its verified tenant.
+    pub fn run(&self, tenant: &str, slot: u64) -> String {
+        format!("{}{tenant}/{slot}", self.run_prefix)
     }
 }
 
