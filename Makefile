@@ -10,7 +10,8 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz
+.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak
+SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := policy identity json_usage sse
 
@@ -50,6 +51,10 @@ test: envoy build
 ## A demo bearer token; the token is the last line.
 token:
 	@$(CARGO) run --quiet -p fusebox-control -- token --policy tests/policies/demo.json --tenant $(TENANT) --tier $(TIER)
+
+## A bounded soak through the real Envoy: mixed JSON/SSE, 200 tenants, 8 clients, SOAK_SECONDS.
+soak: envoy build
+	FUSEBOX_ENVOY=$(abspath $(ENVOY)) FUSEBOX_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) nextest run -p fusebox-integration --test soak --run-ignored only --no-capture
 
 ## Fuzz the engine's parsers, each for FUZZ_SECONDS (libFuzzer via cargo-fuzz). cargo-fuzz needs
 ## nightly-only flags (sanitizers); RUSTC_BOOTSTRAP lets the stable toolchain accept them.

@@ -231,6 +231,11 @@ impl Stack {
         })
     }
 
+    /// The pid of the running Envoy.
+    pub fn envoy_pid(&self) -> Option<u32> {
+        self.children.iter().find(|(n, _)| n == "envoy").map(|(_, c)| c.id())
+    }
+
     /// Kills one component (`mock-llm`, `fusebox-control`, `envoy`) and waits for it to exit.
     pub fn kill(&mut self, name: &str) {
         for (n, child) in self.children.iter_mut() {
