@@ -231,6 +231,36 @@ impl Stack {
         })
     }
 
+    fn spawn_control(&self, control_bin: &Path, foreground: bool) -> Result<Child, String> {
+        spawn(
+            "control",
+            Command::new(control_bin)
+                .arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.ports.control))
+                .arg("--policy")
+                .arg(&self.policy_file),
+            &self.dir,
+            foreground,
+        )
+    }
+
+    /// Starts fusebox-control again (after [`Stack::kill`]) on the same port and policy file,
+    /// and waits until it answers.
+    pub fn restart_control(&mut self) {
+        self.kill("fusebox-control");
+        self.children.retain(|(n, _)| n != "fusebox-control");
+        let bin = sibling_binary("fusebox-control").unwrap_or_else(|e| panic!("{e}"));
+        let child = self.spawn_control(&bin, false).unwrap_or_else(|e| panic!("{e}"));
+        self.children.push(("fusebox-control".into(), child));
+        let url = format!("http://127.0.0.1:{}/healthz", self.ports.control);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+            assert!(Instant::now() < deadline, "fusebox-control did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The pid of the running Envoy.
     pub fn envoy_pid(&self) -> Option<u32> {
         self.children.iter().find(|(n, _)| n == "envoy").map(|(_, c)| c.id())
@@ -268,17 +298,7 @@ impl Stack {
         )?;
         stack.children.push(("mock-llm".into(), mock));
         if o.start_control {
-            let control = spawn(
-                "control",
-                Command::new(&control_bin)
-                    .arg("serve")
-                    .arg("--listen")
-                    .arg(format!("127.0.0.1:{}", p.control))
-                    .arg("--policy")
-                    .arg(&o.policy_file),
-                &dir,
-                o.foreground,
-            )?;
+            let control = stack.spawn_control(&control_bin, o.foreground)?;
             stack.children.push(("fusebox-control".into(), control));
         }
         let template =

@@ -47,3 +47,74 @@ fn an_upstream_reset_mid_stream_returns_the_in_flight_slot() {
     assert_eq!(stack.chat(Some(&t), &[]).status, 200);
     assert_eq!(stack.envoy_counter("fusebox.store.errors"), 0);
 }
+
+#[test]
+fn control_killed_and_restarted_under_traffic_causes_no_errors_and_loses_no_counts() {
+    let stack = std::sync::Mutex::new(Stack::start(&demo_policy(
+        json!({"free": generous()}),
+        json!({"steady": {"tokens_60s": 50_000_000}}),
+    )));
+    let port_stack = stack.lock().unwrap().ports.clone();
+    {
+        stack.lock().unwrap().wait_policy_version(1);
+    }
+    let t = token("steady", None);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let agent = Stack::start_client();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let url = format!("http://127.0.0.1:{}/v1/chat/completions", port_stack.listen);
+                    let status = agent
+                        .post(&url)
+                        .header("authorization", format!("Bearer {t}"))
+                        .header("x-mock-input-tokens", "3")
+                        .header("x-mock-output-tokens", "2")
+                        .send("{}".as_bytes())
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    results.lock().unwrap().push(status);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stack.lock().unwrap().kill("fusebox-control");
+        std::thread::sleep(Duration::from_millis(2500));
+        // A new limit while control is down, applied once it is back.
+        stack
+            .lock()
+            .unwrap()
+            .set_policy(&demo_policy(json!({"free": generous()}), json!({"steady": {"tokens_60s": 40_000_000}})));
+        stack.lock().unwrap().restart_control();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = stack.lock().unwrap().status(&t);
+            let limit = status["breaker"]["metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["metric"] == "tokens_60s"))
+                .and_then(|m| m["threshold"].as_u64());
+            if limit == Some(40_000_000) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the policy changed while control was down never arrived");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let stack = stack.into_inner().unwrap();
+    let results = results.into_inner().unwrap();
+    assert!(results.len() > 50, "traffic kept flowing: {}", results.len());
+    assert!(
+        results.iter().all(|s| *s == 200),
+        "every request answered 200 while control was down: {:?}",
+        results.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    let mock = stack.mock_stats();
+    let expected = mock["tenants"]["steady"]["input_tokens"].as_u64().unwrap()
+        + mock["tenants"]["steady"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(observed(&stack.status(&t), "tokens_60s"), expected);
+    assert!(stack.envoy_counter("fusebox.policy.poll_failures") >= 1);
+}
