@@ -2,18 +2,19 @@
 //! the HTTP filter (per worker) and the background singleton (`{"singleton": {...}}`).
 //! All policy logic lives in `fusebox-engine`; this crate only translates to and from Envoy.
 
-pub mod filter;
 pub mod host;
 pub mod metrics;
+pub mod request;
+pub mod root;
 pub mod runs;
 pub mod singleton;
 pub mod store;
 
-use filter::FilterRoot;
 use fusebox_engine::config::PluginConfig;
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
+use root::FilterRoot;
 use singleton::SingletonRoot;
 use std::rc::Rc;
 

@@ -1,7 +1,8 @@
-//! The HTTP filter: identify the tenant, admit or deny, count the response's tokens.
+//! One HTTP request through the filter: identify the tenant, admit or deny, count the response.
 
 use crate::host;
 use crate::metrics::{Counter, Metrics};
+use crate::root::ActivePolicy;
 use crate::runs::{self, AdmittedRun, RunRefusal};
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
@@ -9,96 +10,17 @@ use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::budget::Budget;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::estimate::{RequestEstimate, BYTES_PER_TOKEN};
-use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity, TokenCache, Verifier};
+use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity};
 use fusebox_engine::inject::{self, Injection, Rewrite};
 use fusebox_engine::metric::Metric;
-use fusebox_engine::policy::{Limits, Policy, PolicyError};
+use fusebox_engine::policy::Limits;
 use fusebox_engine::reply::{self, StreamApi};
 use fusebox_engine::run::is_valid_run_id;
 use fusebox_engine::state::TenantState;
 use fusebox_engine::usage::{BodyScanner, Summary};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-
-/// Verified tokens remembered per worker (two generations of this many).
-const TOKEN_CACHE_ENTRIES: usize = 4096;
-
-/// A policy ready to use: parsed, validated, keys built, with its own token cache (a new
-/// policy may have rotated keys, so its cache starts empty).
-pub struct ActivePolicy {
-    pub policy: Policy,
-    pub verifier: Verifier,
-    pub token_cache: RefCell<TokenCache>,
-}
-
-impl ActivePolicy {
-    pub fn new(policy: Policy) -> Result<ActivePolicy, PolicyError> {
-        let verifier = Verifier::new(&policy.identity)?;
-        Ok(ActivePolicy { policy, verifier, token_cache: RefCell::new(TokenCache::new(TOKEN_CACHE_ENTRIES)) })
-    }
-}
-
-/// Per-plugin state shared by all of a worker's requests.
-pub struct FilterRoot {
-    config: Rc<FilterConfig>,
-    keys: Rc<Keys>,
-    metrics: Rc<Metrics>,
-    active: RefCell<Rc<ActivePolicy>>,
-    seen_generation: Cell<Option<u64>>,
-}
-
-impl FilterRoot {
-    pub fn new(config: FilterConfig, metrics: Rc<Metrics>) -> Result<FilterRoot, PolicyError> {
-        let active = ActivePolicy::new(config.policy.clone())?;
-        if config.routes.is_empty() && config.unmatched == Mode::Pass {
-            log::warn!("fusebox: no route rules and unmatched=pass: this filter passes all traffic untouched");
-        }
-        Ok(FilterRoot {
-            keys: Rc::new(Keys::new(&config.namespace)),
-            config: Rc::new(config),
-            metrics,
-            active: RefCell::new(Rc::new(active)),
-            seen_generation: Cell::new(None),
-        })
-    }
-
-    /// Picks up a policy the singleton published. Checked on every request (one 8-byte
-    /// shared-data read) so that, once published, a policy applies to the very next request
-    /// on every worker: a kill switch or a lowered limit must not wait for a timer.
-    fn refresh_policy(&self) {
-        let Some(generation) = store::policy_generation(&self.keys) else { return };
-        if self.seen_generation.get() == Some(generation) {
-            return;
-        }
-        self.seen_generation.set(Some(generation));
-        let Some(json) = store::published_policy(&self.keys) else { return };
-        match Policy::from_json(&json).and_then(ActivePolicy::new) {
-            Ok(active) => {
-                log::info!("fusebox: policy version {} active", active.policy.version);
-                *self.active.borrow_mut() = Rc::new(active);
-                self.metrics.inc(Counter::PolicyUpdates);
-            }
-            Err(e) => {
-                log::error!("fusebox: published policy rejected, keeping the current one: {e}");
-                self.metrics.inc(Counter::PolicyRejected);
-            }
-        }
-    }
-
-    pub fn new_request(&self) -> Request {
-        self.refresh_policy();
-        Request {
-            config: Rc::clone(&self.config),
-            keys: Rc::clone(&self.keys),
-            metrics: Rc::clone(&self.metrics),
-            active: Rc::clone(&self.active.borrow()),
-            tracked: None,
-            hold: None,
-        }
-    }
-}
 
 /// A request being counted.
 struct Tracked {
@@ -151,6 +73,12 @@ struct Hold {
     stream_usage: bool,
     /// Lower the output allowance to what the tenant's token windows have left.
     clamp: bool,
+}
+
+impl Request {
+    pub fn new(config: Rc<FilterConfig>, keys: Rc<Keys>, metrics: Rc<Metrics>, active: Rc<ActivePolicy>) -> Request {
+        Request { config, keys, metrics, active, tracked: None, hold: None }
+    }
 }
 
 impl Context for Request {}

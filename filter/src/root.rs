@@ -1,0 +1,87 @@
+//! The filter's per-worker root: its configuration and the policy in force, picked up from the
+//! singleton's publication in shared data.
+
+use crate::metrics::{Counter, Metrics};
+use crate::request::Request;
+use crate::store::{self, Keys};
+use fusebox_engine::config::{FilterConfig, Mode};
+use fusebox_engine::identity::{TokenCache, Verifier};
+use fusebox_engine::policy::{Policy, PolicyError};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Verified tokens remembered per worker (two generations of this many).
+const TOKEN_CACHE_ENTRIES: usize = 4096;
+
+/// A policy ready to use: parsed, validated, keys built, with its own token cache (a new
+/// policy may have rotated keys, so its cache starts empty).
+pub struct ActivePolicy {
+    pub policy: Policy,
+    pub verifier: Verifier,
+    pub token_cache: RefCell<TokenCache>,
+}
+
+impl ActivePolicy {
+    pub fn new(policy: Policy) -> Result<ActivePolicy, PolicyError> {
+        let verifier = Verifier::new(&policy.identity)?;
+        Ok(ActivePolicy { policy, verifier, token_cache: RefCell::new(TokenCache::new(TOKEN_CACHE_ENTRIES)) })
+    }
+}
+
+/// Per-plugin state shared by all of a worker's requests.
+pub struct FilterRoot {
+    config: Rc<FilterConfig>,
+    keys: Rc<Keys>,
+    metrics: Rc<Metrics>,
+    active: RefCell<Rc<ActivePolicy>>,
+    seen_generation: Cell<Option<u64>>,
+}
+
+impl FilterRoot {
+    pub fn new(config: FilterConfig, metrics: Rc<Metrics>) -> Result<FilterRoot, PolicyError> {
+        let active = ActivePolicy::new(config.policy.clone())?;
+        if config.routes.is_empty() && config.unmatched == Mode::Pass {
+            log::warn!("fusebox: no route rules and unmatched=pass: this filter passes all traffic untouched");
+        }
+        Ok(FilterRoot {
+            keys: Rc::new(Keys::new(&config.namespace)),
+            config: Rc::new(config),
+            metrics,
+            active: RefCell::new(Rc::new(active)),
+            seen_generation: Cell::new(None),
+        })
+    }
+
+    /// Picks up a policy the singleton published. Checked on every request (one 8-byte
+    /// shared-data read) so that, once published, a policy applies to the very next request
+    /// on every worker: a kill switch or a lowered limit must not wait for a timer.
+    fn refresh_policy(&self) {
+        let Some(generation) = store::policy_generation(&self.keys) else { return };
+        if self.seen_generation.get() == Some(generation) {
+            return;
+        }
+        self.seen_generation.set(Some(generation));
+        let Some(json) = store::published_policy(&self.keys) else { return };
+        match Policy::from_json(&json).and_then(ActivePolicy::new) {
+            Ok(active) => {
+                log::info!("fusebox: policy version {} active", active.policy.version);
+                *self.active.borrow_mut() = Rc::new(active);
+                self.metrics.inc(Counter::PolicyUpdates);
+            }
+            Err(e) => {
+                log::error!("fusebox: published policy rejected, keeping the current one: {e}");
+                self.metrics.inc(Counter::PolicyRejected);
+            }
+        }
+    }
+
+    pub fn new_request(&self) -> Request {
+        self.refresh_policy();
+        Request::new(
+            Rc::clone(&self.config),
+            Rc::clone(&self.keys),
+            Rc::clone(&self.metrics),
+            Rc::clone(&self.active.borrow()),
+        )
+    }
+}
