@@ -29,7 +29,7 @@ envoy: $(ENVOY)
 
 ## The filter, release build (what Envoy loads).
 wasm: wasm-target
-	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter
+	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter -p fusebox-trapper
 	@ls -l $(WASM) | awk '{print "fusebox_filter.wasm:", $$5, "bytes"}'
 
 ## Native binaries: fusebox-control, mock-llm, fusebox-dev.
