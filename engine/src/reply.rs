@@ -54,6 +54,51 @@ fn currency(micros: u64) -> serde_json::Value {
     json!(micros as f64 / 1e6)
 }
 
+/// What every `429` says, whoever refused the request.
+struct Refusal<'a> {
+    kind: &'static str,
+    reason: &'a str,
+    message: String,
+    tenant: &'a str,
+    state: &'a str,
+    threshold: Option<serde_json::Value>,
+    observed: Option<serde_json::Value>,
+    retry_after_s: u64,
+    run_id: Option<&'a str>,
+    should_retry: bool,
+}
+
+impl Refusal<'_> {
+    fn reply(self) -> Reply {
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "code": self.reason,
+                "fusebox": {
+                    "tenant": self.tenant,
+                    "state": self.state,
+                    "reason": self.reason,
+                    "threshold": self.threshold,
+                    "observed": self.observed,
+                    "retry_after_s": self.retry_after_s,
+                    "run_id": self.run_id,
+                }
+            }
+        });
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("retry-after", self.retry_after_s.to_string()),
+            ("x-fusebox-tenant", self.tenant.to_string()),
+            ("x-fusebox-reason", self.reason.to_string()),
+        ];
+        if !self.should_retry {
+            headers.push(("x-should-retry", "false".to_string()));
+        }
+        Reply { status: 429, headers, body: body.to_string() }
+    }
+}
+
 /// The `429` for a request the breaker, a cap or a budget refused.
 pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
     let retry = denied.retry_after_s.max(1);
@@ -96,32 +141,21 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             format!("tenant '{tenant}' is over concurrency ({in_flight} > {limit}); retry in {retry}s"),
         ),
     };
-    let body = json!({
-        "error": {
-            "message": message,
-            "type": kind,
-            "code": reason,
-            "fusebox": {
-                "tenant": tenant,
-                "state": state,
-                "reason": reason,
-                "threshold": threshold,
-                "observed": observed,
-                "retry_after_s": retry,
-                "run_id": run_id,
-            }
-        }
-    });
-    let mut headers = vec![
-        ("content-type", "application/json".to_string()),
-        ("retry-after", retry.to_string()),
-        ("x-fusebox-tenant", tenant.to_string()),
-        ("x-fusebox-reason", reason.to_string()),
-    ];
     let budget = matches!(denied.cause, DenyCause::Budget { .. });
-    if retry > SHOULD_RETRY_MAX_S || budget {
-        headers.push(("x-should-retry", "false".to_string()));
+    let mut reply = Refusal {
+        kind,
+        reason,
+        message,
+        tenant,
+        state,
+        threshold,
+        observed,
+        retry_after_s: retry,
+        run_id,
+        should_retry: retry <= SHOULD_RETRY_MAX_S && !budget,
     }
+    .reply();
+    let headers = &mut reply.headers;
     match denied.cause {
         DenyCause::Tripped(t) => headers.extend(ratelimit_fields(t.metric, t.threshold, 0, retry)),
         DenyCause::Budget { budget: Budget::TokensDay, limit, .. } => {
@@ -130,45 +164,30 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
         }
         _ => {}
     }
-    Reply { status: 429, headers, body: body.to_string() }
+    reply
 }
 
 /// The `429` for a request of an agent run that is over one of its limits. Run limits are
 /// cumulative: waiting does not help, so `x-should-retry: false` and `retry-after` is the time
 /// until the run's record is forgotten.
 pub fn run_denial(tenant: &str, run_id: &str, denied: &RunDenied, retry_after_s: u64) -> Reply {
-    let retry = retry_after_s.max(1);
     let reason = denied.limit.as_str();
-    let body = json!({
-        "error": {
-            "message": format!(
-                "agent run '{run_id}' of tenant '{tenant}' is over {reason} ({} > {}); start a new run",
-                denied.observed, denied.threshold
-            ),
-            "type": "agent_run_limit",
-            "code": reason,
-            "fusebox": {
-                "tenant": tenant,
-                "state": "open",
-                "reason": reason,
-                "threshold": denied.threshold,
-                "observed": denied.observed,
-                "retry_after_s": retry,
-                "run_id": run_id,
-            }
-        }
-    });
-    Reply {
-        status: 429,
-        headers: vec![
-            ("content-type", "application/json".to_string()),
-            ("retry-after", retry.to_string()),
-            ("x-fusebox-tenant", tenant.to_string()),
-            ("x-fusebox-reason", reason.to_string()),
-            ("x-should-retry", "false".to_string()),
-        ],
-        body: body.to_string(),
+    Refusal {
+        kind: "agent_run_limit",
+        reason,
+        message: format!(
+            "agent run '{run_id}' of tenant '{tenant}' is over {reason} ({} > {}); start a new run",
+            denied.observed, denied.threshold
+        ),
+        tenant,
+        state: "open",
+        threshold: Some(json!(denied.threshold)),
+        observed: Some(json!(denied.observed)),
+        retry_after_s: retry_after_s.max(1),
+        run_id: Some(run_id),
+        should_retry: false,
     }
+    .reply()
 }
 
 /// The `400` for a malformed request header fusebox relies on (e.g. a run id).
