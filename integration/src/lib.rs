@@ -516,7 +516,7 @@ impl Resp {
                     .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
                     .collect();
                 // Bytes, not a string: tests send deliberately broken (non-UTF-8) bodies too.
-                let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
+                let bytes = resp.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap_or_default();
                 let body = String::from_utf8_lossy(&bytes).into_owned();
                 Resp { status, headers, body }
             }

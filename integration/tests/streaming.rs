@@ -146,3 +146,33 @@ fn a_stream_in_flight_ends_with_an_error_event_when_its_tenant_trips() {
     // What the upstream sent after the cut still counts: 1500 + 20.
     assert_eq!(tokens_60s(&stack.status(&t)), 1520);
 }
+
+#[test]
+fn large_bodies_pass_unbuffered_and_are_counted() {
+    // Far beyond Envoy's 1 MiB buffer limit: only works because the filter never holds a response.
+    let stack = Stack::start(&policy());
+    stack.wait_policy_version(1);
+    let t = token("verbose", None);
+    let json = stack.chat(
+        Some(&t),
+        &[("x-mock-chunk-bytes", "8000000"), ("x-mock-input-tokens", "11"), ("x-mock-output-tokens", "22")],
+    );
+    assert_eq!(json.status, 200);
+    assert!(json.body.len() > 8_000_000, "{}", json.body.len());
+    let h = [
+        ("x-mock-chunks", "100"),
+        ("x-mock-chunk-bytes", "100000"),
+        ("x-mock-input-tokens", "33"),
+        ("x-mock-output-tokens", "44"),
+    ];
+    let sse = stack.post("/v1/chat/completions", Some(&t), &h, CHAT_STREAM);
+    assert_eq!(sse.status, 200);
+    assert!(
+        sse.body.len() > 10_000_000 && sse.body.ends_with("data: [DONE]\n\n"),
+        "{} bytes, ends {:?}",
+        sse.body.len(),
+        &sse.body[sse.body.len().saturating_sub(80)..]
+    );
+    assert_eq!(tokens_60s(&stack.status(&t)), 11 + 22 + 33 + 44);
+    assert_eq!(stack.envoy_counter("fusebox.usage.malformed"), 0);
+}

@@ -3,8 +3,9 @@
 //! do: OpenAI chat streams carry usage only with `stream_options.include_usage`.
 //!
 //! Per-request knobs (headers): `x-mock-input-tokens`, `x-mock-output-tokens`,
-//! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks` and
-//! `x-mock-chunk-delay-ms` (stream shape), `x-mock-status`. `GET /mock/stats` reports what it
+//! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks`,
+//! `x-mock-chunk-bytes` and `x-mock-chunk-delay-ms` (stream shape and size), `x-mock-status`,
+//! `x-mock-body` (a deliberately broken body) and `x-mock-abort-after` (reset mid-stream). `GET /mock/stats` reports what it
 //! answered, per tenant as seen in the `x-fusebox-tenant` header Envoy adds, so tests can compare
 //! exact totals; it also records whether chat streams asked for usage.
 
@@ -75,6 +76,8 @@ struct Answer {
     output: u64,
     tool_calls: u64,
     chunks: u64,
+    /// Extra text in each content delta (SSE) or in the content (JSON): large bodies on demand.
+    filler: String,
 }
 
 fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
@@ -89,7 +92,7 @@ fn json_body(a: &Answer) -> Value {
                 .map(|i| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "lookup", "arguments": "{}"}}))
                 .collect();
             let message = if calls.is_empty() {
-                json!({"role": "assistant", "content": "Hello from the mock."})
+                json!({"role": "assistant", "content": format!("Hello from the mock.{}", a.filler)})
             } else {
                 json!({"role": "assistant", "content": null, "tool_calls": calls})
             };
@@ -159,7 +162,7 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
             ));
             for i in 0..a.chunks {
                 out.push(chunk(
-                    json!([{"index": 0, "delta": {"content": format!("tok{i} ")}, "finish_reason": null}]),
+                    json!([{"index": 0, "delta": {"content": format!("tok{i} {}", a.filler)}, "finish_reason": null}]),
                     Value::Null,
                 ));
             }
@@ -184,7 +187,7 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
             for i in 0..a.chunks {
                 out.push(event(
                     Some("response.output_text.delta"),
-                    &json!({"type": "response.output_text.delta", "delta": format!("tok{i} ")}),
+                    &json!({"type": "response.output_text.delta", "delta": format!("tok{i} {}", a.filler)}),
                 ));
             }
             let done = json!({"id": "resp_mock", "object": "response", "status": "completed", "model": a.model,
@@ -199,7 +202,7 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
                 &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ));
             for i in 0..a.chunks {
-                out.push(event(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("tok{i} ")}})));
+                out.push(event(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("tok{i} {}", a.filler)}})));
             }
             out.push(event(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": 0})));
             for i in 0..a.tool_calls {
@@ -247,6 +250,9 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         output: header_u64(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens),
         tool_calls: header_u64(&headers, "x-mock-tool-calls").unwrap_or(0),
         chunks: header_u64(&headers, "x-mock-chunks").unwrap_or(3),
+        filler: "x".repeat(
+            header_u64(&headers, "x-mock-chunk-bytes").and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(64 << 20),
+        ),
     };
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage =
