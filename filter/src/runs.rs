@@ -82,8 +82,9 @@ pub fn admit(
     limits: &Limits,
     now_ms: u64,
 ) -> Result<AdmittedRun, RunRefusal> {
-    let own = match find(keys, tenant, run_id, limits, now_ms)? {
-        Some((_, record)) => record,
+    // The key of the run's own record, when it has one already (known, or claimed below).
+    let (own_key, own) = match find(keys, tenant, run_id, limits, now_ms)? {
+        Some((key, record)) => (Some(key), record),
         None => {
             let parent_record = match parent {
                 Some(p) => find(keys, tenant, p, limits, now_ms)?.map(|(_, r)| r),
@@ -94,13 +95,18 @@ pub fn admit(
                 // A sub-run's own record only remembers its place in the tree.
                 claim(keys, tenant, &record, limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?;
             }
-            record
+            (None, record)
         }
     };
     own.check_depth(limits).map_err(RunRefusal::Denied)?;
     let root_id = own.root_id(run_id).to_string();
-    let root_key = match find(keys, tenant, &root_id, limits, now_ms)? {
-        Some((key, _)) => key,
+    // A root run's totals are on its own record (no second look-up); a sub-run looks its root up.
+    let known_root = match &own.root {
+        None => own_key,
+        Some(_) => find(keys, tenant, &root_id, limits, now_ms)?.map(|(key, _)| key),
+    };
+    let root_key = match known_root {
+        Some(key) => key,
         None => claim(keys, tenant, &RunRecord::new(&root_id, None, now_ms), limits, now_ms)?
             .ok_or(RunRefusal::Denied(FULL))?,
     };
