@@ -356,6 +356,11 @@ impl Verifier {
         Ok(Verifier { jwt, api_keys, jwt_authn: cfg.jwt_authn.clone() })
     }
 
+    /// Whether API keys are configured, so the filter reads `x-api-key` only then.
+    pub fn accepts_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
     /// The `jwt_authn` source, so the filter knows which metadata to read.
     pub fn jwt_authn(&self) -> Option<&JwtAuthnConfig> {
         self.jwt_authn.as_ref()

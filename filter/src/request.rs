@@ -253,7 +253,7 @@ impl Request {
     fn identify(&self, now_ms: u64) -> Result<Identity, reply::Reply> {
         let verifier = &self.active.verifier;
         let authorization = host::request_header("authorization");
-        let api_key = host::request_header("x-api-key");
+        let api_key = verifier.accepts_api_keys().then(|| host::request_header("x-api-key")).flatten();
         let envoy_jwt = verifier.jwt_authn().and_then(|cfg| {
             let claim = |name: &str| {
                 host::property_string(&["metadata", "filter_metadata", &cfg.filter, &cfg.payload_key, name])
