@@ -8,10 +8,10 @@
 //! releases the in-flight slot, records errors, trips the breaker if a threshold was crossed or
 //! the error ratio is exceeded, or decides a half-open probe.
 
-use crate::breaker::{BreakerState, Phase, ProbeEnd, Transition, Trip, Violation};
+use crate::breaker::{Breaker, BreakerState, Phase, ProbeEnd, Transition, Trip, Violation};
 use crate::budget::{seconds_to_reset, Budget};
 use crate::metric::Metric;
-use crate::policy::Limits;
+use crate::policy::{Forced, Limits};
 use crate::state::TenantState;
 use serde::Serialize;
 
@@ -48,7 +48,13 @@ pub enum DenyCause {
     /// Tokens used plus those reserved by requests in flight are already over a token window:
     /// wait for them to finish (no trip; the breaker judges real usage only).
     Reserved { metric: Metric, threshold: u64, observed: u64 },
+    /// An operator forced the tenant's breaker open (the kill switch).
+    KillSwitch,
 }
+
+/// `retry-after` on a kill-switch refusal: the switch has no end time, so clients are told
+/// to check back in a minute (and `x-should-retry: false`).
+pub const KILL_SWITCH_RETRY_S: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denied {
@@ -167,26 +173,56 @@ fn over_with_reservations(state: &TenantState, limits: &Limits, now_s: u64) -> O
     })
 }
 
+/// An operator's `close` or `reset` (a newer epoch than the state has seen) puts the breaker
+/// back to CLOSED and forgets its cooldown doubling.
+fn apply_operator_epoch(state: &mut TenantState, limits: &Limits, now_ms: u64) -> Option<Transition> {
+    if state.epoch == limits.operator.epoch {
+        return None;
+    }
+    state.epoch = limits.operator.epoch;
+    let from = state.breaker.phase();
+    state.breaker = Breaker { last_trip: state.breaker.last_trip, ..Breaker::default() };
+    (from != Phase::Closed).then_some(Transition {
+        from,
+        to: Phase::Closed,
+        at_ms: now_ms,
+        trip: None,
+        open_until_ms: None,
+    })
+}
+
 /// Decides whether a request may go upstream, updating `state` in place. `reserve` is the
 /// request's token estimate, held until its settlement so that concurrent requests see it.
 pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64, reserve: u64) -> (Decision, Vec<Transition>) {
     let now_s = now_ms / 1000;
     state.advance(now_s);
-    let mut transitions = Vec::new();
-    if let BreakerState::Open { until_ms } = state.breaker.state {
-        if now_ms < until_ms {
-            return (Decision::Deny(denied_open(state, now_ms)), transitions);
-        }
-    }
-    transitions.extend(state.breaker.expire_cooldown(now_ms));
-    let probe = match state.breaker.state {
-        BreakerState::HalfOpen { admitted, .. } if admitted >= limits.breaker.half_open_probes => {
-            let denied = Denied { cause: DenyCause::ProbesBusy, phase: Phase::HalfOpen, retry_after_s: 1 };
+    let mut transitions: Vec<Transition> = apply_operator_epoch(state, limits, now_ms).into_iter().collect();
+    let held_closed = match limits.operator.forced {
+        Some(Forced::Open) => {
+            let denied =
+                Denied { cause: DenyCause::KillSwitch, phase: Phase::Open, retry_after_s: KILL_SWITCH_RETRY_S };
             return (Decision::Deny(denied), transitions);
         }
-        BreakerState::HalfOpen { .. } => true,
-        _ => false,
+        Some(Forced::Closed) => true,
+        None => false,
     };
+    let mut probe = false;
+    if !held_closed {
+        if let BreakerState::Open { until_ms } = state.breaker.state {
+            if now_ms < until_ms {
+                return (Decision::Deny(denied_open(state, now_ms)), transitions);
+            }
+        }
+        transitions.extend(state.breaker.expire_cooldown(now_ms));
+        probe = match state.breaker.state {
+            BreakerState::HalfOpen { admitted, .. } if admitted >= limits.breaker.half_open_probes => {
+                let denied = Denied { cause: DenyCause::ProbesBusy, phase: Phase::HalfOpen, retry_after_s: 1 };
+                return (Decision::Deny(denied), transitions);
+            }
+            BreakerState::HalfOpen { .. } => true,
+            _ => false,
+        };
+    }
     if let Some(denied) = exhausted_budget(state, limits, now_s) {
         return (Decision::Deny(denied), transitions);
     }
@@ -198,13 +234,15 @@ pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64, reserve: u64
             return (Decision::Deny(denied), transitions);
         }
     }
-    if let Some(v) = worst_violation(state, limits, now_s, &WINDOWED, 1) {
-        transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
-        return (Decision::Deny(denied_open(state, now_ms)), transitions);
-    }
-    if let Some(cause) = over_with_reservations(state, limits, now_s) {
-        let denied = Denied { cause, phase: state.breaker.phase(), retry_after_s: 1 };
-        return (Decision::Deny(denied), transitions);
+    if !held_closed {
+        if let Some(v) = worst_violation(state, limits, now_s, &WINDOWED, 1) {
+            transitions.push(state.breaker.trip(v, &limits.breaker, now_ms));
+            return (Decision::Deny(denied_open(state, now_ms)), transitions);
+        }
+        if let Some(cause) = over_with_reservations(state, limits, now_s) {
+            let denied = Denied { cause, phase: state.breaker.phase(), retry_after_s: 1 };
+            return (Decision::Deny(denied), transitions);
+        }
     }
     if let BreakerState::HalfOpen { admitted, succeeded } = state.breaker.state {
         state.breaker.state = BreakerState::HalfOpen { admitted: admitted.saturating_add(1), succeeded };
@@ -252,7 +290,7 @@ pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u
     }
     let mut transitions = Vec::new();
     let phase = state.breaker.phase();
-    if phase == Phase::Open {
+    if phase == Phase::Open || limits.operator.forced == Some(Forced::Closed) {
         return transitions;
     }
     let mut violation = worst_violation(state, limits, now_s, &SETTLED, 0);
@@ -351,6 +389,9 @@ pub struct BudgetStatus {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Snapshot {
     pub state: Phase,
+    /// Set while an operator holds the breaker open (kill switch) or closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced: Option<Forced>,
     pub retry_after_s: Option<u64>,
     pub last_trip: Option<Trip>,
     pub metrics: Vec<MetricStatus>,
@@ -365,12 +406,15 @@ pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
         BreakerState::Open { until_ms } if until_ms > now_ms => Some(retry_after_s(until_ms, now_ms)),
         _ => None,
     };
-    let phase = match state.breaker.state {
-        BreakerState::Open { until_ms } if until_ms <= now_ms => Phase::HalfOpen,
-        _ => state.breaker.phase(),
+    let phase = match (limits.operator.forced, state.breaker.state) {
+        (Some(Forced::Open), _) => Phase::Open,
+        (Some(Forced::Closed), _) => Phase::Closed,
+        (None, BreakerState::Open { until_ms }) if until_ms <= now_ms => Phase::HalfOpen,
+        (None, _) => state.breaker.phase(),
     };
     Snapshot {
         state: phase,
+        forced: limits.operator.forced,
         retry_after_s,
         last_trip: state.breaker.last_trip,
         metrics: Metric::ALL
@@ -700,5 +744,69 @@ mod tests {
         assert!(allow(&mut s, &l, later).probe);
         let t = settle(&mut s, &l, Settlement { error: true, ..probe_done(0) }, later);
         assert_eq!((t[0].from, t[0].to), (Phase::HalfOpen, Phase::Open));
+    }
+
+    fn with_operator(l: Limits, forced: Option<Forced>, epoch: u64) -> Limits {
+        Limits { operator: crate::policy::Operator { forced, epoch }, ..l }
+    }
+
+    #[test]
+    fn kill_switch_refuses_a_tenant_that_is_under_every_limit() {
+        let l = with_operator(limits(), Some(Forced::Open), 0);
+        let mut s = TenantState::default();
+        let d = deny(&mut s, &l, T0);
+        assert_eq!(d.cause, DenyCause::KillSwitch);
+        assert_eq!(d.phase, Phase::Open);
+        assert_eq!(d.retry_after_s, KILL_SWITCH_RETRY_S);
+        assert_eq!(s.requests.sum(T0 / 1000, 10), 0, "refused requests are not counted");
+        assert_eq!(snapshot(&s, &l, T0).state, Phase::Open);
+        assert_eq!(snapshot(&s, &l, T0).forced, Some(Forced::Open));
+    }
+
+    #[test]
+    fn breaker_held_closed_admits_past_thresholds_but_keeps_counting() {
+        let l = with_operator(limits(), Some(Forced::Closed), 0);
+        let mut s = TenantState::default();
+        for i in 0..8 {
+            allow(&mut s, &l, T0 + i);
+            assert!(settle(&mut s, &l, done(600), T0 + i).is_empty(), "no trip while held closed");
+        }
+        assert_eq!(s.observe(Metric::Tokens10s, T0 / 1000), 4800);
+        assert_eq!(s.breaker.phase(), Phase::Closed);
+        // Released to automatic (same epoch), the windows over threshold trip it at once.
+        let auto = with_operator(limits(), None, 0);
+        assert!(matches!(deny(&mut s, &auto, T0 + 10).cause, DenyCause::Tripped(_)));
+    }
+
+    #[test]
+    fn breaker_held_closed_still_enforces_caps_and_budgets() {
+        let l = with_operator(Limits { concurrency: Some(1), ..limits() }, Some(Forced::Closed), 0);
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        assert!(matches!(deny(&mut s, &l, T0).cause, DenyCause::Concurrency { .. }));
+        let l = with_operator(Limits { budget_tokens_day: Some(100), ..limits() }, Some(Forced::Closed), 0);
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, done(100), T0);
+        assert!(matches!(deny(&mut s, &l, T0).cause, DenyCause::Budget { .. }));
+    }
+
+    #[test]
+    fn a_new_operator_epoch_closes_an_open_breaker_and_forgets_its_doubling() {
+        let l = limits();
+        let mut s = TenantState::default();
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, done(1500), T0);
+        assert_eq!(s.breaker.phase(), Phase::Open);
+        assert_eq!(s.breaker.streak, 1);
+        // The window drained enough for the reset to matter: 10 s later, 60 s window still has 1500 < 3000.
+        let reset = with_operator(limits(), None, 1);
+        let (decision, transitions) = admit(&mut s, &reset, T0 + 10_500, 0);
+        assert!(matches!(decision, Decision::Allow(Allowed { probe: false, .. })), "{decision:?}");
+        assert_eq!(transitions.iter().map(|t| (t.from, t.to)).collect::<Vec<_>>(), vec![(Phase::Open, Phase::Closed)]);
+        assert_eq!(s.breaker.streak, 0);
+        assert_eq!(s.epoch, 1);
+        // The same epoch again changes nothing.
+        assert!(admit(&mut s, &reset, T0 + 10_600, 0).1.is_empty());
     }
 }

@@ -28,21 +28,27 @@ impl std::fmt::Display for Budget {
     }
 }
 
-/// Days since 1970-01-01 to (year, month 1-12), proleptic Gregorian (Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64) {
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian (Hinnant's algorithm).
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month)
+    (year, month, day)
+}
+
+fn civil_from_days(days: i64) -> (i64, i64) {
+    let (y, m, _) = civil_date(days);
+    (y, m)
 }
 
 /// (year, month 1-12, day 1-31) to days since 1970-01-01.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -95,8 +95,17 @@ impl FilterConfig {
 
     /// The mode for a request path (query string is ignored).
     pub fn mode_for(&self, path: &str) -> Mode {
+        self.route_for(path).0
+    }
+
+    /// The mode and a bounded label for a request path: the matching rule's prefix or path,
+    /// `*` when none matches (usage is reported per label, never per raw path).
+    pub fn route_for(&self, path: &str) -> (Mode, &str) {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        self.routes.iter().find(|r| r.matches(path)).map_or(self.unmatched, |r| r.mode)
+        match self.routes.iter().find(|r| r.matches(path)) {
+            Some(r) => (r.mode, r.prefix.as_deref().or(r.path.as_deref()).unwrap_or("*")),
+            None => (self.unmatched, "*"),
+        }
     }
 }
 
@@ -130,6 +139,12 @@ fn default_poll_interval_ms() -> u64 {
 fn default_timeout_ms() -> u64 {
     1000
 }
+fn default_events_path() -> Option<String> {
+    Some("/v1/events".to_string())
+}
+fn default_max_backlog() -> usize {
+    50_000
+}
 
 /// Where and how the singleton polls the control service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,9 +160,15 @@ pub struct ControlConfig {
     pub poll_interval_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Bearer token for reading the policy, if control requires one.
+    /// Bearer token for reading the policy and posting events, if control requires one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Where usage and breaker events are POSTed (`null`: not reported).
+    #[serde(default = "default_events_path")]
+    pub events_path: Option<String>,
+    /// Events kept while control is unreachable; beyond it the oldest are dropped (and counted).
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: usize,
 }
 
 /// Configuration of the `envoy.bootstrap.wasm` singleton: `{"singleton": {...}}`.
@@ -188,6 +209,12 @@ impl PluginConfig {
             }
             if !s.control.policy_path.starts_with('/') {
                 return Err(field_error("singleton.control.policy_path", "must start with '/'"));
+            }
+            if s.control.events_path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                return Err(field_error("singleton.control.events_path", "must start with '/'"));
+            }
+            if !(100..=10_000_000).contains(&s.control.max_backlog) {
+                return Err(field_error("singleton.control.max_backlog", "must be between 100 and 10000000"));
             }
             Ok(PluginConfig::Singleton(s))
         } else {

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod budget;
 pub mod config;
 pub mod estimate;
+pub mod event;
 pub mod identity;
 pub mod inject;
 pub mod json;

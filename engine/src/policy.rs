@@ -146,9 +146,61 @@ pub struct Limits {
     pub warn_ratio: f64,
     #[serde(default)]
     pub breaker: BreakerSettings,
+    /// What an operator set on this tenant's breaker (from its policy entry, never from a tier).
+    #[serde(skip)]
+    pub operator: Operator,
+}
+
+/// An operator's forced breaker state (the kill switch, or a breaker held closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forced {
+    /// Every request is refused with `kill_switch` until an operator closes or resets it.
+    Open,
+    /// The breaker never trips; caps (concurrency) and budgets still apply.
+    Closed,
+}
+
+impl Forced {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forced::Open => "open",
+            Forced::Closed => "closed",
+        }
+    }
+}
+
+/// A forced state as control records it in the tenant's policy entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForcedBreaker {
+    pub state: Forced,
+    /// Why (for operators; never shown to the tenant).
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Unix seconds when it was set.
+    #[serde(default)]
+    pub since_s: u64,
+}
+
+/// The operator's part of a tenant's limits, as admission needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Operator {
+    pub forced: Option<Forced>,
+    /// Bumped by control on `close` and `reset`: a tenant state that has seen an older epoch
+    /// drops its breaker (OPEN, cooldown doubling) back to CLOSED.
+    pub epoch: u64,
 }
 
 impl Limits {
+    /// Parses a tier strictly (as `PUT /v1/tiers/{tier}` receives it); values are checked when
+    /// the policy holding it is validated.
+    pub fn from_json(json: &[u8]) -> Result<Limits, PolicyError> {
+        parse_json(json)
+    }
+
     /// No thresholds at all (defaults for everything else).
     pub fn unlimited() -> Limits {
         Limits {
@@ -170,6 +222,7 @@ impl Limits {
             clamp_max_tokens: false,
             warn_ratio: default_warn_ratio(),
             breaker: BreakerSettings::default(),
+            operator: Operator::default(),
         }
     }
 
@@ -306,9 +359,25 @@ pub struct TenantPolicy {
     pub warn_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverride>,
+    /// Set by control's breaker endpoint (`open` = kill switch); absent = automatic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<ForcedBreaker>,
+    /// Set by control: see [`Operator::epoch`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub breaker_epoch: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl TenantPolicy {
+    /// Parses a tenant entry strictly (as `PUT /v1/tenants/{t}` receives it); the whole policy
+    /// is validated once the entry is in place.
+    pub fn from_json(json: &[u8]) -> Result<TenantPolicy, PolicyError> {
+        parse_json(json)
+    }
+
     fn apply(&self, base: &Limits) -> Limits {
         let mut l = base.clone();
         l.tokens_10s = self.tokens_10s.or(l.tokens_10s);
@@ -333,6 +402,7 @@ impl TenantPolicy {
             l.breaker.max_cooldown_s = b.max_cooldown_s.unwrap_or(l.breaker.max_cooldown_s);
             l.breaker.half_open_probes = b.half_open_probes.unwrap_or(l.breaker.half_open_probes);
         }
+        l.operator = Operator { forced: self.forced.as_ref().map(|f| f.state), epoch: self.breaker_epoch };
         l
     }
 }
@@ -481,6 +551,7 @@ pub fn default_tiers() -> BTreeMap<String, Limits> {
         clamp_max_tokens: false,
         warn_ratio: default_warn_ratio(),
         breaker: BreakerSettings { cooldown_s, ..BreakerSettings::default() },
+        operator: Operator::default(),
     };
     BTreeMap::from([
         ("free".to_string(), tier(20_000, 60_000, 20, 60, 4, 30, 50)),

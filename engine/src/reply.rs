@@ -140,8 +140,13 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             Some(json!(in_flight)),
             format!("tenant '{tenant}' is over concurrency ({in_flight} > {limit}); retry in {retry}s"),
         ),
+        DenyCause::KillSwitch => {
+            // The operator's reason stays internal (audit log); the tenant learns only the fact.
+            kind = "tenant_kill_switch";
+            ("kill_switch", None, None, format!("tenant '{tenant}' has been stopped by an operator (kill switch)"))
+        }
     };
-    let budget = matches!(denied.cause, DenyCause::Budget { .. });
+    let budget = matches!(denied.cause, DenyCause::Budget { .. } | DenyCause::KillSwitch);
     let mut reply = Refusal {
         kind,
         reason,
@@ -342,6 +347,20 @@ mod tests {
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"]["fusebox"]["state"], "half_open");
         assert_eq!(body["error"]["fusebox"]["run_id"], "run-1");
+    }
+
+    #[test]
+    fn kill_switch_denial_has_its_own_type_and_says_not_to_retry_soon() {
+        let denied = Denied { cause: DenyCause::KillSwitch, phase: Phase::Open, retry_after_s: 60 };
+        let r = denial("acme", &denied, None);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("x-fusebox-reason"), Some("kill_switch"));
+        assert_eq!(r.header("x-should-retry"), Some("false"));
+        assert_eq!(r.header("retry-after"), Some("60"));
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["type"], "tenant_kill_switch");
+        assert_eq!(body["error"]["code"], "kill_switch");
+        assert_eq!(body["error"]["fusebox"]["state"], "open");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::metric::Metric;
 use crate::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
-const FORMAT: u8 = 4;
+const FORMAT: u8 = 5;
 
 /// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
 pub type MinuteRing = Ring<12, 5>;
@@ -28,6 +28,8 @@ pub struct TenantState {
     pub reserved_tokens: u64,
     pub budget: BudgetState,
     pub breaker: Breaker,
+    /// The operator epoch ([`crate::policy::Operator::epoch`]) this breaker has seen.
+    pub epoch: u64,
 }
 
 impl TenantState {
@@ -107,6 +109,7 @@ impl TenantState {
         out.push(code);
         out.extend_from_slice(&threshold.to_le_bytes());
         out.extend_from_slice(&observed.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
         out
     }
 
@@ -149,6 +152,7 @@ impl TenantState {
             0 => None,
             c => Some(Trip { metric: Metric::from_code(c)?, threshold, observed }),
         };
+        let epoch = take_u64(&mut input)?;
         if !input.is_empty() {
             return None;
         }
@@ -162,6 +166,7 @@ impl TenantState {
             reserved_tokens,
             budget,
             breaker: Breaker { state, streak, last_trip_ms, last_trip },
+            epoch,
         })
     }
 }
@@ -205,6 +210,7 @@ mod tests {
             last_trip_ms: 1_699_999_999_000,
             last_trip: Some(Trip { metric: Metric::Tokens60s, threshold: 60_000, observed: 61_234 }),
         };
+        s.epoch = 7;
         assert_eq!(TenantState::decode(&s.encode()), Some(s));
     }
 

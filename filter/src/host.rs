@@ -126,3 +126,31 @@ pub fn http_call_header(name: &str) -> Option<String> {
 pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).unwrap_or(None)
 }
+
+pub fn http_call_with_body(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
+}
+
+/// Registers a shared queue (singleton); its id, or `None` with a log line.
+pub fn register_queue(name: &str) -> Option<u32> {
+    hostcalls::register_shared_queue(name).map_err(|s| log::error!("fusebox: register_shared_queue failed: {s:?}")).ok()
+}
+
+/// The id of a queue another VM registered, if it exists yet.
+pub fn resolve_queue(vm_id: &str, name: &str) -> Option<u32> {
+    hostcalls::resolve_shared_queue(vm_id, name).unwrap_or(None)
+}
+
+pub fn enqueue(queue: u32, value: &[u8]) -> Result<(), Status> {
+    hostcalls::enqueue_shared_queue(queue, Some(value))
+}
+
+/// The next item of a queue, `None` when it is empty (or unreadable).
+pub fn dequeue(queue: u32) -> Option<Vec<u8>> {
+    hostcalls::dequeue_shared_queue(queue).unwrap_or(None)
+}

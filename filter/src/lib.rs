@@ -2,6 +2,7 @@
 //! the HTTP filter (per worker) and the background singleton (`{"singleton": {...}}`).
 //! All policy logic lives in `fusebox-engine`; this crate only translates to and from Envoy.
 
+pub mod events;
 pub mod host;
 pub mod metrics;
 pub mod request;
@@ -52,6 +53,7 @@ impl RootContext for Root {
         match PluginConfig::from_json(&raw) {
             Ok(PluginConfig::Filter(cfg)) => match FilterRoot::new(*cfg, metrics) {
                 Ok(root) => {
+                    root.start();
                     *self = Root::Filter(root);
                     true
                 }
@@ -61,7 +63,7 @@ impl RootContext for Root {
                 }
             },
             Ok(PluginConfig::Singleton(cfg)) => {
-                let s = SingletonRoot::new(cfg, metrics);
+                let mut s = SingletonRoot::new(cfg, metrics);
                 let ok = s.start();
                 *self = Root::Singleton(Box::new(s));
                 ok
@@ -74,8 +76,16 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        match self {
+            Root::Singleton(s) => s.on_tick(),
+            Root::Filter(f) => f.on_tick(),
+            Root::Unconfigured => {}
+        }
+    }
+
+    fn on_queue_ready(&mut self, _queue_id: u32) {
         if let Root::Singleton(s) = self {
-            s.on_tick();
+            s.drain_queue();
         }
     }
 

@@ -50,6 +50,10 @@ pub enum Counter {
     PolicyUpdates,
     PolicyRejected,
     PolicyPollFailures,
+    DeniedKillSwitch,
+    EventsShipped,
+    EventsDropped,
+    EventsShipFailures,
 }
 
 impl Counter {
@@ -76,7 +80,7 @@ impl Counter {
         }
     }
 
-    const ALL: [Counter; 40] = [
+    const ALL: [Counter; 44] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -117,6 +121,10 @@ impl Counter {
         Counter::PolicyUpdates,
         Counter::PolicyRejected,
         Counter::PolicyPollFailures,
+        Counter::DeniedKillSwitch,
+        Counter::EventsShipped,
+        Counter::EventsDropped,
+        Counter::EventsShipFailures,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,6 +169,10 @@ impl Counter {
             Counter::PolicyUpdates => "fusebox.policy.updates",
             Counter::PolicyRejected => "fusebox.policy.rejected",
             Counter::PolicyPollFailures => "fusebox.policy.poll_failures",
+            Counter::DeniedKillSwitch => "fusebox.requests.denied.kill_switch",
+            Counter::EventsShipped => "fusebox.events.shipped",
+            Counter::EventsDropped => "fusebox.events.dropped",
+            Counter::EventsShipFailures => "fusebox.events.ship_failures",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One HTTP request through the filter: identify the tenant, admit or deny, count the response.
 
+use crate::events::Reporter;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::root::ActivePolicy;
@@ -10,6 +11,7 @@ use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::budget::Budget;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::estimate::{RequestEstimate, BYTES_PER_TOKEN};
+use fusebox_engine::event::{minute_of, Event};
 use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity};
 use fusebox_engine::inject::{self, Injection, Rewrite};
 use fusebox_engine::metric::Metric;
@@ -26,6 +28,8 @@ use std::rc::Rc;
 struct Tracked {
     tenant: String,
     key: String,
+    /// The route rule's label, for usage reports.
+    route: String,
     limits: Limits,
     probe: bool,
     warning: Option<String>,
@@ -64,6 +68,7 @@ pub struct Request {
     tracked: Option<Tracked>,
     /// Holding the request body to rewrite it at its end.
     hold: Option<Hold>,
+    reporter: Rc<Reporter>,
 }
 
 /// Why a request body is held until its end.
@@ -76,8 +81,14 @@ struct Hold {
 }
 
 impl Request {
-    pub fn new(config: Rc<FilterConfig>, keys: Rc<Keys>, metrics: Rc<Metrics>, active: Rc<ActivePolicy>) -> Request {
-        Request { config, keys, metrics, active, tracked: None, hold: None }
+    pub fn new(
+        config: Rc<FilterConfig>,
+        keys: Rc<Keys>,
+        metrics: Rc<Metrics>,
+        active: Rc<ActivePolicy>,
+        reporter: Rc<Reporter>,
+    ) -> Request {
+        Request { config, keys, metrics, active, tracked: None, hold: None, reporter }
     }
 }
 
@@ -91,7 +102,8 @@ impl HttpContext for Request {
         if self.is_status_request(&path) {
             return self.serve_status();
         }
-        let mode = self.config.mode_for(&path);
+        let (mode, route) = self.config.route_for(&path);
+        let route = route.to_string();
         if mode == Mode::Pass {
             self.metrics.inc(Counter::RequestsPassed);
             return Action::Continue;
@@ -119,7 +131,7 @@ impl HttpContext for Request {
         let prompt = host::request_header("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
-        let action = self.admit(identity, mode, run, now_ms, prompt);
+        let action = self.admit(identity, mode, run, now_ms, prompt, route);
         if let Some(t) = self.tracked.as_mut() {
             t.api = StreamApi::for_path(&path);
         }
@@ -281,6 +293,20 @@ impl Request {
         }
         for t in transitions {
             self.metrics.inc(Counter::BreakerTransitions);
+            self.reporter.push(
+                Event::Transition {
+                    tenant: tenant.to_string(),
+                    run_id: None,
+                    from: t.from.as_str().to_string(),
+                    to: t.to.as_str().to_string(),
+                    at_ms: t.at_ms,
+                    metric: t.trip.map(|trip| trip.metric.as_str().to_string()),
+                    threshold: t.trip.map(|trip| trip.threshold),
+                    observed: t.trip.map(|trip| trip.observed),
+                    open_until_ms: t.open_until_ms,
+                },
+                t.at_ms,
+            );
             match (t.to, t.trip, t.open_until_ms) {
                 (Phase::Open, Some(trip), Some(until)) => {
                     self.metrics.inc(Counter::BreakerTrips);
@@ -352,7 +378,23 @@ impl Request {
         }
     }
 
-    fn admit(&mut self, identity: Identity, mode: Mode, run: Option<RunHeaders>, now_ms: u64, reserve: u64) -> Action {
+    /// Reports a refusal (by its `x-fusebox-reason`) and sends it.
+    fn refuse(&self, tenant: &str, reply: &reply::Reply, now_ms: u64) {
+        let reason = reply.header("x-fusebox-reason").unwrap_or("denied").to_string();
+        self.reporter
+            .push(Event::Denial { tenant: tenant.to_string(), reason, minute: minute_of(now_ms), count: 1 }, now_ms);
+        host::send_reply(reply);
+    }
+
+    fn admit(
+        &mut self,
+        identity: Identity,
+        mode: Mode,
+        run: Option<RunHeaders>,
+        now_ms: u64,
+        reserve: u64,
+        route: String,
+    ) -> Action {
         let (_tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
         let key = self.keys.tenant(&identity.tenant);
         let admitted = store::update(&self.keys, &key, |s| {
@@ -381,9 +423,10 @@ impl Request {
                     DenyCause::Budget { budget: Budget::TokensDay, .. } => Counter::DeniedBudgetTokensDay,
                     DenyCause::Budget { budget: Budget::CostMonth, .. } => Counter::DeniedBudgetCostMonth,
                     DenyCause::Reserved { .. } => Counter::DeniedReserved,
+                    DenyCause::KillSwitch => Counter::DeniedKillSwitch,
                 });
                 let run_id = run.as_ref().map(|r| r.run_id.as_str());
-                host::send_reply(&reply::denial(&identity.tenant, &denied, run_id));
+                self.refuse(&identity.tenant, &reply::denial(&identity.tenant, &denied, run_id), now_ms);
                 return Action::Pause;
             }
             Some(Decision::Deny(_)) => {
@@ -412,7 +455,11 @@ impl Request {
                     }
                     self.metrics.inc(Counter::denied_run(denied.limit));
                     let retry = limits.run_ttl_s;
-                    host::send_reply(&reply::run_denial(&identity.tenant, &r.run_id, &denied, retry));
+                    self.refuse(
+                        &identity.tenant,
+                        &reply::run_denial(&identity.tenant, &r.run_id, &denied, retry),
+                        now_ms,
+                    );
                     return Action::Pause;
                 }
                 Err(RunRefusal::Denied(_)) => {
@@ -426,6 +473,15 @@ impl Request {
             },
         };
         self.metrics.inc(Counter::RequestsAllowed);
+        if let Some(w) = allowed.and_then(|a| a.warning) {
+            let event = Event::Warning {
+                tenant: identity.tenant.clone(),
+                metric: w.name.to_string(),
+                percent: w.percent,
+                minute: minute_of(now_ms),
+            };
+            self.reporter.push(event, now_ms);
+        }
         host::set_request_header("x-fusebox-tenant", Some(&identity.tenant));
         // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
         host::set_request_header("accept-encoding", None);
@@ -436,6 +492,7 @@ impl Request {
             quota_fields: reply::quota_fields(&quotas),
             tenant: identity.tenant,
             key,
+            route,
             limits,
             scanner: None,
             status: 0,
@@ -474,10 +531,39 @@ impl Request {
                 Ok((transitions, info)) => self.note_update(info, &transitions, &t.tenant),
                 Err(e) => self.store_failed(e),
             }
+            let usage = summary.usage.unwrap_or_default();
+            self.reporter.push(
+                Event::Usage {
+                    tenant: t.tenant.clone(),
+                    model: summary.model.as_str().unwrap_or_default().to_string(),
+                    route: t.route.clone(),
+                    run_id: t.run.as_ref().map(|r| r.run_id.clone()),
+                    status: t.status,
+                    minute: minute_of(now_ms),
+                    requests: 1,
+                    input_tokens: usage.input_tokens,
+                    output_tokens: usage.output_tokens,
+                },
+                now_ms,
+            );
             if let Some(run) = &t.run {
                 match runs::settle(&self.keys, run, &t.limits, outcome.tokens, now_ms) {
                     Ok(Some(trip)) => {
                         self.metrics.inc(Counter::RunTrips);
+                        self.reporter.push(
+                            Event::Transition {
+                                tenant: t.tenant.clone(),
+                                run_id: Some(run.run_id.clone()),
+                                from: "closed".into(),
+                                to: "open".into(),
+                                at_ms: now_ms,
+                                metric: Some(trip.limit.as_str().to_string()),
+                                threshold: Some(trip.threshold),
+                                observed: Some(trip.observed),
+                                open_until_ms: None,
+                            },
+                            now_ms,
+                        );
                         log::info!(
                             "fusebox: tenant '{}' run '{}' tripped: {} {} > {}",
                             t.tenant,

@@ -1,6 +1,8 @@
 //! The filter's per-worker root: its configuration and the policy in force, picked up from the
 //! singleton's publication in shared data.
 
+use crate::events::Reporter;
+use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::request::Request;
 use crate::store::{self, Keys};
@@ -35,6 +37,7 @@ pub struct FilterRoot {
     metrics: Rc<Metrics>,
     active: RefCell<Rc<ActivePolicy>>,
     seen_generation: Cell<Option<u64>>,
+    reporter: Rc<Reporter>,
 }
 
 impl FilterRoot {
@@ -44,12 +47,22 @@ impl FilterRoot {
             log::warn!("fusebox: no route rules and unmatched=pass: this filter passes all traffic untouched");
         }
         Ok(FilterRoot {
+            reporter: Rc::new(Reporter::new(&config.namespace, Rc::clone(&metrics))),
             keys: Rc::new(Keys::new(&config.namespace)),
             config: Rc::new(config),
             metrics,
             active: RefCell::new(Rc::new(active)),
             seen_generation: Cell::new(None),
         })
+    }
+
+    /// Starts the worker's flush timer for events (a request only merges into a local map).
+    pub fn start(&self) {
+        host::set_tick_period(std::time::Duration::from_millis(1000));
+    }
+
+    pub fn on_tick(&self) {
+        self.reporter.flush(host::now_ms());
     }
 
     /// Picks up a policy the singleton published. Checked on every request (one 8-byte
@@ -82,6 +95,7 @@ impl FilterRoot {
             Rc::clone(&self.keys),
             Rc::clone(&self.metrics),
             Rc::clone(&self.active.borrow()),
+            Rc::clone(&self.reporter),
         )
     }
 }

@@ -2,14 +2,30 @@
 //! control service for the policy and publishes each new valid policy to shared data, where
 //! every worker's filter picks it up. If control is down or answers garbage, nothing is
 //! published and the workers keep the last good policy.
+//!
+//! It also ships the workers' events: it drains the shared queue into a bounded backlog and
+//! POSTs batches to control. A batch keeps its id until control acknowledges it, so a retry
+//! after a lost reply is recognised by control and not counted twice.
 
+use crate::events;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::store::{self, Keys};
 use fusebox_engine::config::SingletonConfig;
+use fusebox_engine::event::{Backlog, Batch, Event};
 use fusebox_engine::policy::Policy;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// Events per POST.
+const BATCH_EVENTS: usize = 1000;
+
+/// A batch on its way to control (kept, with its id, until acknowledged).
+struct Outgoing {
+    body: Vec<u8>,
+    events: usize,
+    call: Option<u32>,
+}
 
 pub struct SingletonRoot {
     config: SingletonConfig,
@@ -20,6 +36,14 @@ pub struct SingletonRoot {
     in_flight: Option<u32>,
     /// Whether the last poll reached control; failures are logged on change, not every tick.
     reachable: bool,
+    queue: Option<u32>,
+    backlog: Backlog,
+    outgoing: Option<Outgoing>,
+    source: String,
+    boot_ms: u64,
+    batch_seq: u64,
+    dropped_reported: u64,
+    shipping_ok: bool,
 }
 
 impl SingletonRoot {
@@ -27,10 +51,34 @@ impl SingletonRoot {
         let keys = Keys::new(&config.namespace);
         // Continue the generation after a singleton reload so workers still see a change.
         let generation = store::policy_generation(&keys).unwrap_or(0);
-        SingletonRoot { config, keys, metrics, etag: None, generation, in_flight: None, reachable: true }
+        let backlog = Backlog::new(config.control.max_backlog);
+        SingletonRoot {
+            config,
+            keys,
+            metrics,
+            etag: None,
+            generation,
+            in_flight: None,
+            reachable: true,
+            queue: None,
+            backlog,
+            outgoing: None,
+            source: String::new(),
+            boot_ms: 0,
+            batch_seq: 0,
+            dropped_reported: 0,
+            shipping_ok: true,
+        }
     }
 
-    pub fn start(&self) -> bool {
+    pub fn start(&mut self) -> bool {
+        self.boot_ms = host::now_ms();
+        // Batch ids must be unique across Envoys and restarts: node id plus start time.
+        self.source =
+            host::property_string(&["node", "id"]).filter(|id| !id.is_empty()).unwrap_or_else(|| "envoy".into());
+        if self.config.control.events_path.is_some() {
+            self.queue = host::register_queue(&events::queue_name(&self.config.namespace));
+        }
         log::info!(
             "fusebox: singleton polling cluster '{}' {} every {} ms",
             self.config.control.cluster,
@@ -41,6 +89,100 @@ impl SingletonRoot {
     }
 
     pub fn on_tick(&mut self) {
+        self.drain_queue();
+        self.ship_events();
+        self.poll_policy();
+    }
+
+    /// Moves what the workers queued into the backlog.
+    pub fn drain_queue(&mut self) {
+        let Some(queue) = self.queue else { return };
+        while let Some(bytes) = host::dequeue(queue) {
+            match serde_json::from_slice::<Vec<Event>>(&bytes) {
+                Ok(events) => events.into_iter().for_each(|e| self.backlog.push(e)),
+                Err(e) => log::warn!("fusebox: unreadable event batch from a worker dropped: {e}"),
+            }
+        }
+        let dropped = self.backlog.dropped();
+        if dropped > self.dropped_reported {
+            self.metrics.add(Counter::EventsDropped, dropped - self.dropped_reported);
+            log::warn!("fusebox: event backlog full: {} oldest events dropped so far", dropped);
+            self.dropped_reported = dropped;
+        }
+    }
+
+    fn ship_events(&mut self) {
+        let Some(path) = self.config.control.events_path.clone() else { return };
+        if self.outgoing.as_ref().is_some_and(|o| o.call.is_some()) {
+            return; // one batch at a time; its callback always comes
+        }
+        if self.outgoing.is_none() {
+            if self.backlog.is_empty() {
+                return;
+            }
+            self.batch_seq += 1;
+            let events = self.backlog.take(BATCH_EVENTS);
+            let batch = Batch {
+                batch_id: format!("{}-{}-{}", self.source, self.boot_ms, self.batch_seq),
+                source: self.source.clone(),
+                dropped: self.backlog.dropped(),
+                events,
+            };
+            let Ok(body) = serde_json::to_vec(&batch) else { return };
+            self.outgoing = Some(Outgoing { body, events: batch.events.len(), call: None });
+        }
+        let Some(out) = self.outgoing.as_mut() else { return };
+        let c = &self.config.control;
+        let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", path.as_str()),
+            (":authority", c.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
+        match host::http_call_with_body(&c.cluster, headers, &out.body, Duration::from_millis(c.timeout_ms.max(2000))) {
+            Ok(token) => out.call = Some(token),
+            Err(s) => self.shipping_failed(&format!("cannot call cluster '{}': {s:?}", c.cluster)),
+        }
+    }
+
+    fn shipping_failed(&mut self, why: &str) {
+        self.metrics.inc(Counter::EventsShipFailures);
+        if self.shipping_ok {
+            log::warn!("fusebox: shipping events to control failed, keeping them for a retry: {why}");
+        }
+        self.shipping_ok = false;
+    }
+
+    fn events_response(&mut self) {
+        let Some(out) = self.outgoing.as_mut() else { return };
+        out.call = None;
+        match host::http_call_header(":status").as_deref() {
+            Some(s) if s.starts_with('2') => {
+                self.metrics.add(Counter::EventsShipped, out.events as u64);
+                self.outgoing = None;
+                if !self.shipping_ok {
+                    log::info!("fusebox: shipping events to control works again");
+                }
+                self.shipping_ok = true;
+                // Catch up right away if more is waiting.
+                self.ship_events();
+            }
+            Some(s) if s.starts_with('4') && s != "401" && s != "403" && s != "429" => {
+                // Control will never accept this batch: drop it rather than retry forever.
+                log::error!("fusebox: control refused an event batch ({s}); {} events dropped", out.events);
+                self.metrics.add(Counter::EventsDropped, out.events as u64);
+                self.outgoing = None;
+            }
+            Some(s) => self.shipping_failed(&format!("control answered {s}")),
+            None => self.shipping_failed("control unreachable or timed out"),
+        }
+    }
+
+    fn poll_policy(&mut self) {
         if self.in_flight.is_some() {
             return; // the previous call always completes (or times out) with a callback
         }
@@ -69,6 +211,10 @@ impl SingletonRoot {
     }
 
     pub fn on_http_call_response(&mut self, token: u32, body_size: usize) {
+        if self.outgoing.as_ref().is_some_and(|o| o.call == Some(token)) {
+            self.events_response();
+            return;
+        }
         if self.in_flight != Some(token) {
             return;
         }

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const DEMO_SECRET: &str = "fusebox-demo-secret-change-me";
 pub const DEMO_ISSUER: &str = "https://auth.fusebox.demo";
 pub const DEMO_AUDIENCE: &str = "fusebox";
+/// Admin token of the control service the harness starts (writes need it).
+pub const DEMO_ADMIN_TOKEN: &str = "fusebox-demo-admin-token";
+/// The filter's token for control (reads the policy, posts events), as in `envoy/*.yaml`.
+pub const DEMO_FILTER_TOKEN: &str = "fusebox-demo-filter-token";
 const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 
 /// The workspace root (this crate lives in `<root>/integration`).
@@ -156,8 +160,10 @@ impl Ports {
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub ports: Ports,
-    /// Policy file served by control. Tests get a private copy; `make run` uses the demo file.
+    /// Policy file control's database is seeded with. Tests get a private copy; `make run` uses the demo file.
     pub policy_file: PathBuf,
+    /// Control's SQLite database (kept across [`Stack::restart_control`]).
+    pub db: PathBuf,
     pub envoy_config: PathBuf,
     pub workers: u32,
     /// Inherit stdout/stderr instead of logging to files in the work dir.
@@ -171,6 +177,7 @@ pub struct Stack {
     pub ports: Ports,
     pub dir: PathBuf,
     pub policy_file: PathBuf,
+    pub db: PathBuf,
     children: Vec<(String, Child)>,
     agent: ureq::Agent,
 }
@@ -202,6 +209,7 @@ impl Stack {
             std::fs::write(&policy_file, policy_json).map_err(|e| format!("writing policy: {e}"))?;
             let options = StackOptions {
                 ports: Ports::free(),
+                db: dir.join("control.db"),
                 policy_file,
                 envoy_config: workspace_root().join("envoy").join(envoy_yaml),
                 workers: 2,
@@ -221,6 +229,7 @@ impl Stack {
             ports.control = ports.mock;
             let options = StackOptions {
                 ports,
+                db: dir.join("unused.db"),
                 policy_file: dir.join("unused-policy.json"),
                 envoy_config: workspace_root().join("envoy/demo.yaml"),
                 workers: 2,
@@ -239,13 +248,19 @@ impl Stack {
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{}", self.ports.control))
                 .arg("--policy")
-                .arg(&self.policy_file),
+                .arg(&self.policy_file)
+                .arg("--db")
+                .arg(&self.db)
+                .arg("--admin-token")
+                .arg(DEMO_ADMIN_TOKEN)
+                .arg("--filter-token")
+                .arg(DEMO_FILTER_TOKEN),
             &self.dir,
             foreground,
         )
     }
 
-    /// Starts fusebox-control again (after [`Stack::kill`]) on the same port and policy file,
+    /// Starts fusebox-control again (after [`Stack::kill`]) on the same port and database,
     /// and waits until it answers.
     pub fn restart_control(&mut self) {
         self.kill("fusebox-control");
@@ -286,6 +301,7 @@ impl Stack {
             ports: o.ports.clone(),
             dir: dir.clone(),
             policy_file: o.policy_file.clone(),
+            db: o.db.clone(),
             children: Vec::new(),
             agent,
         };
@@ -423,9 +439,34 @@ impl Stack {
         self.get(&self.url("/fusebox/status"), &[("authorization", &format!("Bearer {token}"))]).json()
     }
 
-    /// Replaces the policy file control serves.
+    /// Replaces the policy control serves (`PUT /v1/policy`); panics if control refuses it.
     pub fn set_policy(&self, json: &str) {
-        std::fs::write(&self.policy_file, json).unwrap_or_else(|e| panic!("writing policy: {e}"));
+        let r = self.control("PUT", "/v1/policy", json);
+        assert_eq!(r.status, 200, "control refused the policy: {}", r.body);
+    }
+
+    pub fn control_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.control)
+    }
+
+    /// A request to fusebox-control with the admin token.
+    pub fn control(&self, method: &str, path: &str, body: &str) -> Resp {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.control_url(path))
+            .header("authorization", format!("Bearer {DEMO_ADMIN_TOKEN}"))
+            .header("content-type", "application/json")
+            .header("x-fusebox-actor", "e2e")
+            .body(body.to_string());
+        match req {
+            Ok(req) => Resp::from(self.agent.run(req)),
+            Err(e) => Resp { status: 0, headers: Vec::new(), body: e.to_string() },
+        }
+    }
+
+    /// `GET` from fusebox-control as JSON.
+    pub fn control_get(&self, path: &str) -> Value {
+        self.control("GET", path, "").json()
     }
 
     /// Waits until Envoy enforces the control policy with version >= `version`.

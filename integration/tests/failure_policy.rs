@@ -19,6 +19,7 @@ fn stack(failure_policy: &str) -> Stack {
     let options = StackOptions {
         ports: Ports::free(),
         policy_file,
+        db: dir.join("control.db"),
         envoy_config: config,
         workers: 1,
         foreground: false,

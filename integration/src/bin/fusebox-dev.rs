@@ -1,8 +1,8 @@
 //! `make run`: the demo stack in the foreground — Envoy (2 workers) with fusebox, fusebox-control
-//! serving `tests/policies/demo.json` (edit it live: changes apply within a couple of seconds),
-//! and the mock LLM. Ctrl-C stops everything.
+//! (a fresh database seeded from `tests/policies/demo.json`; change it live with the CLI or the
+//! admin API) and the mock LLM. Ctrl-C stops everything.
 
-use fusebox_integration::{token, work_dir, workspace_root, Ports, Stack, StackOptions};
+use fusebox_integration::{token, work_dir, workspace_root, Ports, Stack, StackOptions, DEMO_ADMIN_TOKEN};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let options = StackOptions {
         ports: ports.clone(),
         policy_file: root.join("tests/policies/demo.json"),
+        db: dir.join("control.db"),
         envoy_config: root.join("envoy/demo.yaml"),
         workers: 2,
         foreground: false,
@@ -37,20 +38,28 @@ fn main() -> ExitCode {
     println!(
         "\nfusebox demo is up.\n\
          \n  Envoy listener   http://localhost:{}\n  Envoy admin      http://localhost:{}\n  fusebox-control  http://localhost:{}/v1/policy\n  mock LLM         http://localhost:{}\n\
-         \n  policy (edit live): {}\n  logs:               {}\n\
+         \n  control database:  {}\n  logs:              {}\n\
          \nacme (free tier: 2000 tokens per 60 s; each mock answer uses 400) — run it 6 times, the 7th is refused:\n\n  {}\n\
          \nglobex (pro tier) keeps working meanwhile:\n\n  {}\n\
          \nYour own state: curl -s localhost:{}/fusebox/status -H 'authorization: Bearer <token>'\n\
+         \nOperate it (kill switch, tiers, usage, audit) with the CLI:\n\
+         \n  export FUSEBOX_CONTROL_URL=http://localhost:{} FUSEBOX_ADMIN_TOKEN={}\n  \
+         target/debug/fusebox-control breaker open acme --reason demo\n  \
+         target/debug/fusebox-control tenant set globex --tier enterprise\n  \
+         target/debug/fusebox-control usage\n  \
+         target/debug/fusebox-control audit verify\n\n\
          Ctrl-C stops everything.",
         ports.listen,
         ports.admin,
         ports.control,
         ports.mock,
-        root.join("tests/policies/demo.json").display(),
+        dir.join("control.db").display(),
         dir.display(),
         curl(ports.listen, &acme),
         curl(ports.listen, &globex),
         ports.listen,
+        ports.control,
+        DEMO_ADMIN_TOKEN,
     );
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

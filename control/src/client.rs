@@ -1,0 +1,178 @@
+//! The CLI's side of the API: a small blocking HTTP client and readable renderings.
+// Reading a serde_json `Value` by index never panics (a missing key reads as `Null`).
+#![allow(clippy::indexing_slicing)]
+
+use crate::timefmt;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    actor: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>, actor: Option<String>) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Client { base: base.trim_end_matches('/').to_string(), token, actor, agent }
+    }
+
+    /// Sends a request; a non-2xx reply becomes an error carrying the API's message.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut req =
+            ureq::http::Request::builder().method(method).uri(&url).header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(a) = &self.actor {
+            req = req.header("x-fusebox-actor", a);
+        }
+        let payload = body.map(Value::to_string).unwrap_or_default();
+        let req = req.body(payload).map_err(|e| e.to_string())?;
+        let mut resp = self.agent.run(req).map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if (200..300).contains(&status) {
+            Ok(value)
+        } else {
+            let msg = value["error"]["message"].as_str().map_or_else(|| value.to_string(), str::to_string);
+            Err(format!("{method} {path}: {status}: {msg}"))
+        }
+    }
+}
+
+/// Left-aligned text columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn num(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn render_usage(u: &Value) -> String {
+    let mut rows = Vec::new();
+    for t in u["tenants"].as_array().into_iter().flatten() {
+        for m in t["models"].as_array().into_iter().flatten() {
+            let l = &m["usage"];
+            rows.push(vec![
+                num(&t["tenant"]),
+                num(&m["model"]),
+                num(&l["requests"]),
+                num(&l["input_tokens"]),
+                num(&l["output_tokens"]),
+                num(&l["total_tokens"]),
+                format!("{:.6}", l["cost"].as_f64().unwrap_or(0.0)),
+            ]);
+        }
+    }
+    let mut out = format!("usage from {} to {}\n", num(&u["from"]), num(&u["to"]));
+    out.push_str(&table(&["TENANT", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST"], &rows));
+    out
+}
+
+pub fn render_audit(a: &Value) -> String {
+    let rows: Vec<Vec<String>> = a["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            vec![
+                num(&e["seq"]),
+                timefmt::format_ms(e["timestamp_ms"].as_u64().unwrap_or(0)),
+                num(&e["tenant_id"]),
+                num(&e["actor_id"]),
+                num(&e["action"]),
+                num(&e["reason_code"]),
+                num(&e["outcome"]),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "TIME", "TENANT", "ACTOR", "ACTION", "REASON", "OUTCOME"], &rows)
+}
+
+pub fn render_tenant(t: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "tenant   {}", num(&t["tenant"]));
+    let _ = writeln!(out, "tier     {}", num(&t["tier"]));
+    let forced = &t["forced"];
+    if forced.is_object() {
+        let _ = writeln!(
+            out,
+            "forced   {} by {} since {}: {}",
+            num(&forced["state"]),
+            num(&forced["actor"]),
+            timefmt::format_ms(forced["since_s"].as_u64().unwrap_or(0) * 1000),
+            num(&forced["reason"])
+        );
+    }
+    let b = &t["breaker"];
+    if b.is_object() {
+        let _ = writeln!(
+            out,
+            "breaker  {} at {} ({} {} > {})",
+            num(&b["state"]),
+            timefmt::format_ms(b["at_ms"].as_u64().unwrap_or(0)),
+            num(&b["metric"]),
+            num(&b["observed"]),
+            num(&b["threshold"])
+        );
+    } else {
+        let _ = writeln!(out, "breaker  no transition reported");
+    }
+    let tot = &t["totals"];
+    let _ = writeln!(
+        out,
+        "totals   {} requests, {} tokens, cost {}, {} denials, {} trips, {} warnings",
+        num(&tot["requests"]),
+        num(&tot["total_tokens"]),
+        num(&tot["cost"]),
+        num(&tot["denials"]),
+        num(&tot["trips"]),
+        num(&tot["warnings"])
+    );
+    if t["escalated"] == Value::Bool(true) {
+        let _ = writeln!(out, "ESCALATED: repeated trips within the escalation window");
+    }
+    let _ = writeln!(out, "limits   {}", t["limits"]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONG\nxyz  1\n");
+    }
+}

@@ -1,0 +1,280 @@
+//! `POST /v1/events`: batches from the filter's singleton. A batch is stored in one
+//! transaction together with its id, so a batch retried after a lost reply is recognised and
+//! ignored: usage is counted exactly once.
+
+use crate::audit::{self, NewEntry};
+use crate::db::{now_ms, to_sql, Db};
+use crate::error::ApiError;
+use crate::policy_ops;
+use fusebox_engine::event::Event;
+use fusebox_engine::policy::{is_valid_tenant_id, Policy};
+use fusebox_engine::usage::Usage;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Escalation: a tenant that trips this many times within the window is escalated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escalation {
+    pub trips: u64,
+    pub window_s: u64,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Escalation { trips: 3, window_s: 3600 }
+    }
+}
+
+/// A batch as received: events are parsed one by one, so one unknown kind (from a newer
+/// filter) does not cost the rest.
+#[derive(Debug, Deserialize)]
+pub struct RawBatch {
+    pub batch_id: String,
+    pub source: String,
+    #[serde(default)]
+    pub dropped: u64,
+    pub events: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    pub batch_id: String,
+    pub duplicate: bool,
+    pub accepted: u64,
+    pub ignored: u64,
+}
+
+pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
+
+fn is_label(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn valid(e: &Event) -> bool {
+    match e {
+        Event::Usage { tenant, model, route, run_id, .. } => {
+            is_valid_tenant_id(tenant)
+                && model.len() <= 128
+                && is_label(route, 256)
+                && run_id.as_deref().is_none_or(|r| is_label(r, 128))
+        }
+        Event::Denial { tenant, reason, .. } => {
+            is_valid_tenant_id(tenant)
+                && is_label(reason, 32)
+                && reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }
+        Event::Transition { tenant, from, to, .. } => {
+            is_valid_tenant_id(tenant) && is_label(from, 16) && is_label(to, 16)
+        }
+        Event::Warning { tenant, metric, .. } => is_valid_tenant_id(tenant) && is_label(metric, 32),
+    }
+}
+
+pub fn ingest(db: &Db, batch: RawBatch, escalation: Escalation) -> Result<Ingested, ApiError> {
+    if !is_label(&batch.batch_id, 128) {
+        return Err(ApiError::bad_request("batch_id", "1-128 printable characters"));
+    }
+    if !is_label(&batch.source, 256) {
+        return Err(ApiError::bad_request("source", "1-256 printable characters"));
+    }
+    if batch.events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(ApiError::bad_request("events", format!("at most {MAX_EVENTS_PER_BATCH} events per batch")));
+    }
+    let mut out = Ingested { batch_id: batch.batch_id.clone(), ..Ingested::default() };
+    let events: Vec<Event> = batch
+        .events
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value::<Event>(v) {
+            Ok(e) if valid(&e) => Some(e),
+            Ok(_) | Err(_) => {
+                out.ignored += 1;
+                None
+            }
+        })
+        .collect();
+    if out.ignored > 0 {
+        tracing::warn!("batch {}: ignored {} unknown or invalid events", batch.batch_id, out.ignored);
+    }
+    db.write(|tx| {
+        let seen: Option<i64> =
+            tx.query_row("SELECT 1 FROM batches WHERE batch_id = ?1", [&batch.batch_id], |r| r.get(0)).optional()?;
+        if seen.is_some() {
+            out.duplicate = true;
+            return Ok::<_, ApiError>(());
+        }
+        tx.execute(
+            "INSERT INTO batches (batch_id, source, received_ms, events, dropped) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![batch.batch_id, batch.source, to_sql(now_ms()), to_sql(events.len() as u64), to_sql(batch.dropped)],
+        )?;
+        let policy = policy_ops::current(tx)?;
+        for e in &events {
+            store(tx, e, policy.as_ref(), &batch.source, escalation)?;
+            out.accepted += 1;
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn bump_totals(tx: &Transaction<'_>, tenant: &str, column: &str, by: u64) -> rusqlite::Result<()> {
+    // `column` is one of our own constants, never input.
+    tx.execute(
+        &format!(
+            "INSERT INTO tenant_totals (tenant, {column}) VALUES (?1, ?2)
+             ON CONFLICT(tenant) DO UPDATE SET {column} = {column} + excluded.{column}"
+        ),
+        params![tenant, to_sql(by)],
+    )
+    .map(|_| ())
+}
+
+fn store(
+    tx: &Transaction<'_>,
+    e: &Event,
+    policy: Option<&Policy>,
+    source: &str,
+    escalation: Escalation,
+) -> Result<(), ApiError> {
+    match e {
+        Event::Usage { tenant, model, route, run_id, status, minute, requests, input_tokens, output_tokens } => {
+            let usage = Usage { input_tokens: *input_tokens, output_tokens: *output_tokens };
+            let model_opt = (!model.is_empty()).then_some(model.as_str());
+            let cost = policy.map_or(0, |p| p.cost_micros(model_opt, usage));
+            tx.execute(
+                "INSERT INTO usage (minute, tenant, model, route, run_id, status, requests, input_tokens, output_tokens, cost_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    to_sql(*minute),
+                    tenant,
+                    model,
+                    route,
+                    run_id,
+                    status,
+                    to_sql(*requests),
+                    to_sql(*input_tokens),
+                    to_sql(*output_tokens),
+                    to_sql(cost)
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO tenant_totals (tenant, requests, input_tokens, output_tokens, cost_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(tenant) DO UPDATE SET requests = requests + excluded.requests,
+                    input_tokens = input_tokens + excluded.input_tokens,
+                    output_tokens = output_tokens + excluded.output_tokens,
+                    cost_micros = cost_micros + excluded.cost_micros",
+                params![tenant, to_sql(*requests), to_sql(*input_tokens), to_sql(*output_tokens), to_sql(cost)],
+            )?;
+        }
+        Event::Denial { tenant, reason, count, .. } => {
+            tx.execute(
+                "INSERT INTO tenant_denials (tenant, reason, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(tenant, reason) DO UPDATE SET count = count + excluded.count",
+                params![tenant, reason, to_sql(*count)],
+            )?;
+            bump_totals(tx, tenant, "denials", *count)?;
+        }
+        Event::Warning { tenant, metric, percent, minute } => {
+            tx.execute(
+                "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, 'warning', ?2, ?3)",
+                params![
+                    tenant,
+                    to_sql(minute.saturating_mul(1000)),
+                    json!({"metric": metric, "percent": percent}).to_string()
+                ],
+            )?;
+            bump_totals(tx, tenant, "warnings", 1)?;
+        }
+        Event::Transition { tenant, run_id, from, to, at_ms, metric, threshold, observed, open_until_ms } => {
+            let reason_code = match (metric.as_deref(), to.as_str()) {
+                (Some(m), "open") => m.to_string(),
+                (_, "half_open") => "cooldown_elapsed".to_string(),
+                (_, "closed") if from == "half_open" => "probes_passed".to_string(),
+                (_, "closed") => "operator_reset".to_string(),
+                _ => "transition".to_string(),
+            };
+            let details = json!({
+                "from": from, "to": to, "at_ms": at_ms, "metric": metric, "threshold": threshold,
+                "observed": observed, "open_until_ms": open_until_ms, "run_id": run_id, "source": source,
+            });
+            let actor = format!("envoy:{source}");
+            audit::append(
+                tx,
+                NewEntry {
+                    tenant_id: Some(tenant),
+                    actor_id: &actor,
+                    action: if run_id.is_some() { "run.transition" } else { "breaker.transition" },
+                    reason_code: &reason_code,
+                    outcome: to,
+                    details,
+                },
+            )?;
+            if run_id.is_none() {
+                tx.execute(
+                    "INSERT INTO breaker_state (tenant, state, at_ms, metric, threshold, observed, open_until_ms, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT(tenant) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms,
+                        metric = excluded.metric, threshold = excluded.threshold, observed = excluded.observed,
+                        open_until_ms = excluded.open_until_ms, source = excluded.source
+                     WHERE excluded.at_ms >= breaker_state.at_ms",
+                    params![
+                        tenant,
+                        to,
+                        to_sql(*at_ms),
+                        metric,
+                        threshold.map(to_sql),
+                        observed.map(to_sql),
+                        open_until_ms.map(to_sql),
+                        source
+                    ],
+                )?;
+            }
+            if to == "open" {
+                bump_totals(tx, tenant, "trips", 1)?;
+                tx.execute(
+                    "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, 'trip', ?2, ?3)",
+                    params![tenant, to_sql(*at_ms), json!({"metric": metric, "run_id": run_id}).to_string()],
+                )?;
+                escalate_if_repeated(tx, tenant, *at_ms, escalation)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records an escalation when the tenant has tripped `escalation.trips` times within the
+/// window, once per window.
+fn escalate_if_repeated(tx: &Transaction<'_>, tenant: &str, at_ms: u64, esc: Escalation) -> rusqlite::Result<()> {
+    let since = to_sql(at_ms.saturating_sub(esc.window_s.saturating_mul(1000)));
+    let count = |kind: &str| -> rusqlite::Result<u64> {
+        tx.query_row(
+            "SELECT COUNT(*) FROM tenant_events WHERE tenant = ?1 AND kind = ?2 AND at_ms > ?3",
+            params![tenant, kind, since],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(crate::db::from_sql)
+    };
+    let trips = count("trip")?;
+    if trips < esc.trips || count("escalation")? > 0 {
+        return Ok(());
+    }
+    let details = json!({"trips": trips, "window_s": esc.window_s});
+    tx.execute(
+        "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, 'escalation', ?2, ?3)",
+        params![tenant, to_sql(at_ms), details.to_string()],
+    )?;
+    tracing::warn!("tenant '{tenant}' escalated: {trips} trips within {}s", esc.window_s);
+    audit::append(
+        tx,
+        NewEntry {
+            tenant_id: Some(tenant),
+            actor_id: "fusebox-control",
+            action: "tenant.escalated",
+            reason_code: "repeated_trips",
+            outcome: "escalated",
+            details,
+        },
+    )
+    .map(|_| ())
+}

@@ -1,0 +1,279 @@
+//! Policy changes: each one loads the current policy, applies the change, validates the
+//! result with the engine's own schema, stores it as a new version and appends an audit entry
+//! with the before and after of what changed, all in one transaction. A change that does not
+//! validate is refused with the field it names, and the refusal is audited too.
+
+use crate::audit::{self, NewEntry};
+use crate::db::{self, Db};
+use crate::error::ApiError;
+use fusebox_engine::identity::{hex, sha256};
+use fusebox_engine::policy::{Forced, ForcedBreaker, Limits, Policy, TenantPolicy};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// An operator's breaker command (`POST /v1/tenants/{t}/breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerAction {
+    /// Kill switch: refuse every request of the tenant until closed or reset.
+    Open,
+    /// Hold the breaker closed (it resets now and cannot trip; caps and budgets still apply).
+    Close,
+    /// Back to automatic: release any hold and reset the breaker to closed.
+    Reset,
+}
+
+impl BreakerAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            BreakerAction::Open => "open",
+            BreakerAction::Close => "close",
+            BreakerAction::Reset => "reset",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    ReplacePolicy(Box<Policy>),
+    PutTier(String, Box<Limits>),
+    DeleteTier(String),
+    PutTenant(String, Box<TenantPolicy>),
+    DeleteTenant(String),
+    Breaker { tenant: String, action: BreakerAction, reason: String },
+}
+
+impl Change {
+    fn action(&self) -> String {
+        match self {
+            Change::ReplacePolicy(_) => "policy.replace".into(),
+            Change::PutTier(..) => "tier.put".into(),
+            Change::DeleteTier(_) => "tier.delete".into(),
+            Change::PutTenant(..) => "tenant.put".into(),
+            Change::DeleteTenant(_) => "tenant.delete".into(),
+            Change::Breaker { action, .. } => format!("breaker.{}", action.as_str()),
+        }
+    }
+
+    fn tenant(&self) -> Option<&str> {
+        match self {
+            Change::PutTenant(t, _) | Change::DeleteTenant(t) | Change::Breaker { tenant: t, .. } => Some(t),
+            _ => None,
+        }
+    }
+
+    fn reason_code(&self) -> &'static str {
+        match self {
+            Change::Breaker { action: BreakerAction::Open, .. } => "kill_switch",
+            Change::Breaker { action: BreakerAction::Close, .. } => "operator_hold_closed",
+            Change::Breaker { action: BreakerAction::Reset, .. } => "operator_reset",
+            _ => "policy_change",
+        }
+    }
+
+    /// The part of the policy this change touches, for the audit's before/after.
+    fn subject(&self, p: &Policy) -> Value {
+        match self {
+            Change::ReplacePolicy(_) => redacted(p),
+            Change::PutTier(name, _) | Change::DeleteTier(name) => json!(p.tiers.get(name)),
+            Change::PutTenant(t, _) | Change::DeleteTenant(t) | Change::Breaker { tenant: t, .. } => {
+                json!(p.tenants.get(t))
+            }
+        }
+    }
+
+    fn apply(&self, p: &mut Policy, actor: &str) -> Result<(), ApiError> {
+        match self {
+            Change::ReplacePolicy(new) => {
+                refuse_holds(new.tenants.iter())?;
+                let holds: Vec<(String, TenantPolicy)> =
+                    p.tenants.iter().filter(|(_, t)| has_hold(t)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let version = p.version;
+                *p = (**new).clone();
+                p.version = version;
+                for (tenant, old) in holds {
+                    let entry = p.tenants.entry(tenant).or_default();
+                    entry.forced = old.forced;
+                    entry.breaker_epoch = old.breaker_epoch;
+                }
+            }
+            Change::PutTier(name, limits) => {
+                p.tiers.insert(name.clone(), (**limits).clone());
+            }
+            Change::DeleteTier(name) => {
+                if p.tiers.remove(name).is_none() {
+                    return Err(ApiError::not_found(format!("no tier '{name}'")));
+                }
+            }
+            Change::PutTenant(tenant, entry) => {
+                refuse_holds(std::iter::once((tenant, &**entry)))?;
+                let mut entry = (**entry).clone();
+                if let Some(old) = p.tenants.get(tenant) {
+                    entry.forced = old.forced.clone();
+                    entry.breaker_epoch = old.breaker_epoch;
+                }
+                p.tenants.insert(tenant.clone(), entry);
+            }
+            Change::DeleteTenant(tenant) => {
+                let Some(old) = p.tenants.remove(tenant) else {
+                    return Err(ApiError::not_found(format!("tenant '{tenant}' has no policy entry")));
+                };
+                // An operator's hold outlives the overrides: only the breaker endpoint lifts it.
+                if has_hold(&old) {
+                    let kept = TenantPolicy {
+                        forced: old.forced,
+                        breaker_epoch: old.breaker_epoch,
+                        ..TenantPolicy::default()
+                    };
+                    p.tenants.insert(tenant.clone(), kept);
+                }
+            }
+            Change::Breaker { tenant, action, reason } => {
+                if !fusebox_engine::policy::is_valid_tenant_id(tenant) {
+                    return Err(ApiError::bad_request("tenant", "tenant ids are 1-128 of [A-Za-z0-9-_.:@]"));
+                }
+                let entry = p.tenants.entry(tenant.clone()).or_default();
+                let hold = |state| ForcedBreaker {
+                    state,
+                    reason: reason.clone(),
+                    actor: Some(actor.to_string()),
+                    since_s: db::now_ms() / 1000,
+                };
+                match action {
+                    BreakerAction::Open => entry.forced = Some(hold(Forced::Open)),
+                    BreakerAction::Close => {
+                        entry.forced = Some(hold(Forced::Closed));
+                        entry.breaker_epoch += 1;
+                    }
+                    BreakerAction::Reset => {
+                        entry.forced = None;
+                        entry.breaker_epoch += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn has_hold(t: &TenantPolicy) -> bool {
+    t.forced.is_some() || t.breaker_epoch != 0
+}
+
+fn refuse_holds<'a>(mut entries: impl Iterator<Item = (&'a String, &'a TenantPolicy)>) -> Result<(), ApiError> {
+    match entries.find(|(_, t)| has_hold(t)) {
+        Some((tenant, _)) => Err(ApiError::bad_request(
+            format!("tenants.{tenant}.forced"),
+            "breaker holds are set through POST /v1/tenants/{tenant}/breaker",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The policy without secrets (JWT keys, JWKS and API-key digests are replaced by a digest of
+/// the identity section), for the audit log.
+pub fn redacted(p: &Policy) -> Value {
+    let mut v = json!(p);
+    if let Some(obj) = v.as_object_mut() {
+        let identity = obj.get("identity").map(Value::to_string).unwrap_or_default();
+        obj.insert("identity".into(), json!({"sha256": hex(&sha256(identity.as_bytes()))}));
+    }
+    v
+}
+
+/// What a stored change produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub version: u64,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Loads the current policy (the newest stored version).
+pub fn current(conn: &rusqlite::Connection) -> Result<Option<Policy>, ApiError> {
+    match db::latest_policy(conn)? {
+        None => Ok(None),
+        Some((version, doc)) => {
+            let mut p = Policy::from_json(doc.as_bytes())
+                .map_err(|e| ApiError::internal(format!("stored policy version {version} is invalid: {e}")))?;
+            p.version = version;
+            Ok(Some(p))
+        }
+    }
+}
+
+/// Stores `policy` as the first version (seeding an empty database).
+pub fn seed(db: &Db, mut policy: Policy, actor: &str, source: &str) -> Result<Policy, ApiError> {
+    db.write(|tx| {
+        if db::latest_policy(tx)?.is_some() {
+            return Err(ApiError::conflict("the database already has a policy"));
+        }
+        policy.version = 1;
+        let doc = fusebox_engine::policy::to_json(&policy).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
+        db::insert_policy(tx, 1, &doc, actor)?;
+        audit::append(
+            tx,
+            NewEntry {
+                tenant_id: None,
+                actor_id: actor,
+                action: "policy.seed",
+                reason_code: "policy_change",
+                outcome: "applied",
+                details: json!({"source": source, "after": redacted(&policy)}),
+            },
+        )?;
+        Ok(policy)
+    })
+}
+
+/// Appends the audit entry of a change.
+fn record(
+    tx: &rusqlite::Transaction<'_>,
+    change: &Change,
+    actor: &str,
+    outcome: &str,
+    details: Value,
+) -> rusqlite::Result<()> {
+    let entry = NewEntry {
+        tenant_id: change.tenant(),
+        actor_id: actor,
+        action: &change.action(),
+        reason_code: change.reason_code(),
+        outcome,
+        details,
+    };
+    audit::append(tx, entry).map(|_| ())
+}
+
+/// Applies `change` as `actor`: a new policy version, or an audited refusal.
+pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied), ApiError> {
+    let result: Result<(Policy, Applied), ApiError> = db.write(|tx| {
+        let mut policy = current(tx)?.ok_or_else(|| ApiError::internal("no policy stored"))?;
+        let before = change.subject(&policy);
+        change.apply(&mut policy, actor)?;
+        // Validate exactly as the filter will (a round trip through JSON, like the poll).
+        let doc = fusebox_engine::policy::to_json(&policy).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
+        let mut checked = Policy::from_json(doc.as_bytes()).map_err(ApiError::invalid_policy)?;
+        let version = policy.version + 1;
+        checked.version = version;
+        let doc =
+            fusebox_engine::policy::to_json(&checked).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
+        db::insert_policy(tx, version, &doc, actor)?;
+        let after = change.subject(&checked);
+        let details = match change {
+            Change::Breaker { reason, .. } => {
+                json!({"version": version, "before": before, "after": after, "reason": reason})
+            }
+            _ => json!({"version": version, "before": before, "after": after}),
+        };
+        record(tx, change, actor, "applied", details)?;
+        Ok((checked, Applied { version, before, after }))
+    });
+    if let Err(e) = &result {
+        if e.status == 400 || e.status == 404 {
+            // Refused changes are part of the record too.
+            let _ = db.write(|tx| record(tx, change, actor, "rejected", json!({"error": e.to_string()})));
+        }
+    }
+    result
+}

@@ -1,0 +1,331 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! In-process API tests (tower `oneshot`) over an in-memory database.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use fusebox_control::db::Db;
+use fusebox_control::ingest::Escalation;
+use fusebox_control::{app, AppState, Config};
+use fusebox_engine::policy::Policy;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-0123";
+const FILTER: &str = "filter-token-0123";
+
+const POLICY: &str = r#"{"identity": {"jwt": {"issuer": "i", "audiences": ["a"],
+    "keys": [{"alg": "HS256", "secret": "0123456789abcdef"}]}},
+    "tenants": {"acme": {"tokens_60s": 100}},
+    "prices": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}}}"#;
+
+fn service_on(db: Db, escalation: Escalation) -> Router {
+    let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
+    let config = Config {
+        admin_token: Some(ADMIN.into()),
+        filter_token: Some(FILTER.into()),
+        escalation,
+        metrics_max_tenants: 0,
+    };
+    app(AppState::new(db, Some((seed, "test".into())), config).unwrap())
+}
+
+fn service() -> Router {
+    service_on(Db::in_memory().unwrap(), Escalation::default())
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> Resp {
+    let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Resp { status, headers, body }
+}
+
+async fn admin(app: &Router, method: &str, uri: &str, body: &str) -> Resp {
+    call(app, method, uri, Some(ADMIN), &[("x-fusebox-actor", "alice")], body).await
+}
+
+async fn read(app: &Router, uri: &str) -> Resp {
+    call(app, "GET", uri, Some(FILTER), &[], "").await
+}
+
+#[tokio::test]
+async fn policy_is_served_with_version_and_etag_and_honours_if_none_match() {
+    let app = service();
+    let r = read(&app, "/v1/policy").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["version"], 1);
+    assert_eq!(r.json()["tenants"]["acme"]["tokens_60s"], 100);
+    let etag = r.headers["etag"].to_str().unwrap().to_string();
+    let r = call(&app, "GET", "/v1/policy", Some(FILTER), &[("if-none-match", &etag)], "").await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.body.is_empty());
+}
+
+#[tokio::test]
+async fn reads_need_a_token_and_writes_need_the_admin_token() {
+    let app = service();
+    assert_eq!(call(&app, "GET", "/v1/policy", None, &[], "").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "GET", "/v1/policy", Some("wrong"), &[], "").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "GET", "/v1/policy", Some(ADMIN), &[], "").await.status, StatusCode::OK);
+    let body = r#"{"tokens_60s": 5}"#;
+    let r = call(&app, "PUT", "/v1/tenants/acme", Some(FILTER), &[], body).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the filter token cannot write");
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
+    assert_eq!(call(&app, "PUT", "/v1/tenants/acme", None, &[], body).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "GET", "/healthz", None, &[], "").await.status, StatusCode::OK);
+    assert_eq!(read(&app, "/v1/policy").await.json()["version"], 1, "refused writes change nothing");
+}
+
+#[tokio::test]
+async fn writes_are_disabled_without_an_admin_token() {
+    let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
+    let app = app(AppState::new(Db::in_memory().unwrap(), Some((seed, "t".into())), Config::default()).unwrap());
+    let r = call(&app, "PUT", "/v1/tenants/acme", Some("anything"), &[], "{}").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("--admin-token"));
+}
+
+#[tokio::test]
+async fn tier_and_tenant_changes_bump_the_version_and_are_served() {
+    let app = service();
+    let r = admin(&app, "PUT", "/v1/tiers/gold", r#"{"tokens_60s": 5000, "requests_10s": 50}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["version"], 2);
+    let r = admin(&app, "PUT", "/v1/tenants/globex", r#"{"tier": "gold", "tokens_10s": 900}"#).await;
+    assert_eq!(r.json()["version"], 3);
+    assert_eq!(r.json()["before"], Value::Null);
+    assert_eq!(r.json()["after"]["tier"], "gold");
+    let p = read(&app, "/v1/policy").await.json();
+    assert_eq!(p["version"], 3);
+    assert_eq!(p["tiers"]["gold"]["tokens_60s"], 5000);
+    assert_eq!(p["tenants"]["globex"]["tokens_10s"], 900);
+    let t = read(&app, "/v1/tenants/globex").await.json();
+    assert_eq!(t["tier"], "gold");
+    assert_eq!(t["limits"]["tokens_60s"], 5000);
+    assert_eq!(t["limits"]["tokens_10s"], 900);
+    let r = admin(&app, "DELETE", "/v1/tenants/globex", "").await;
+    assert_eq!(r.json()["version"], 4);
+    assert_eq!(read(&app, "/v1/policy").await.json()["tenants"].get("globex"), None);
+    assert_eq!(admin(&app, "DELETE", "/v1/tenants/globex", "").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_invalid_tier_or_override_is_refused_naming_the_field_and_never_served() {
+    let app = service();
+    let r = admin(&app, "PUT", "/v1/tiers/free", r#"{"tokens_60s": 0}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["field"], "tiers.free.tokens_60s");
+    let r = admin(&app, "PUT", "/v1/tenants/acme", r#"{"tokens_6s": 10}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["field"], "tenants.acme.tokens_6s");
+    let r = admin(&app, "PUT", "/v1/tenants/acme", r#"{"tier": "platinum"}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["field"], "tenants.acme.tier");
+    let r = admin(&app, "PUT", "/v1/tiers/free", r#"{"breaker": {"cooldown_s": 60, "max_cooldown_s": 10}}"#).await;
+    assert_eq!(r.json()["error"]["field"], "tiers.free.breaker.max_cooldown_s");
+    let r = admin(&app, "PUT", "/v1/tenants/acme", "not json").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(read(&app, "/v1/policy").await.json()["version"], 1);
+    // The refusals that reached validation are on the record.
+    let audit = read(&app, "/v1/audit").await.json();
+    let rejected = audit["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "rejected").count();
+    assert!(rejected >= 1, "{audit}");
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_reply_and_refuses_a_different_request() {
+    let app = service();
+    let key = [("idempotency-key", "k-1")];
+    let body = r#"{"tokens_60s": 222}"#;
+    let first = call(&app, "PUT", "/v1/tenants/acme", Some(ADMIN), &key, body).await;
+    assert_eq!(first.json()["version"], 2);
+    let again = call(&app, "PUT", "/v1/tenants/acme", Some(ADMIN), &key, body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json(), first.json());
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(read(&app, "/v1/policy").await.json()["version"], 2, "applied once");
+    let other = call(&app, "PUT", "/v1/tenants/acme", Some(ADMIN), &key, r#"{"tokens_60s": 1}"#).await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.json()["error"]["code"], "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn breaker_commands_set_and_release_the_operator_hold() {
+    let app = service();
+    let r = admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "open", "reason": "runaway loop"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let p = read(&app, "/v1/policy").await.json();
+    assert_eq!(p["tenants"]["acme"]["forced"]["state"], "open");
+    assert_eq!(p["tenants"]["acme"]["forced"]["actor"], "admin:alice");
+    assert_eq!(p["tenants"]["acme"]["tokens_60s"], 100, "overrides untouched");
+    // Editing the overrides keeps the hold; only the breaker endpoint releases it.
+    admin(&app, "PUT", "/v1/tenants/acme", r#"{"tokens_60s": 300}"#).await;
+    let p = read(&app, "/v1/policy").await.json();
+    assert_eq!(p["tenants"]["acme"]["forced"]["state"], "open");
+    let r = admin(&app, "PUT", "/v1/tenants/acme", r#"{"forced": {"state": "closed"}}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "reset", "reason": "fixed"}"#).await;
+    let p = read(&app, "/v1/policy").await.json();
+    assert_eq!(p["tenants"]["acme"].get("forced"), None);
+    assert_eq!(p["tenants"]["acme"]["breaker_epoch"], 1);
+    let r = admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "explode"}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A kill switch works for a tenant with no entry yet.
+    admin(&app, "POST", "/v1/tenants/initech/breaker", r#"{"action": "open", "reason": "abuse"}"#).await;
+    assert_eq!(read(&app, "/v1/tenants/initech").await.json()["forced"]["state"], "open");
+    let audit = read(&app, "/v1/audit?tenant=acme").await.json();
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["breaker.open", "tenant.put", "tenant.put", "breaker.reset"]);
+    let first = &audit["entries"][0];
+    assert_eq!(first["reason_code"], "kill_switch");
+    assert_eq!(first["details"]["reason"], "runaway loop");
+    assert_eq!(first["actor_id"], "admin:alice");
+}
+
+fn usage_event(tenant: &str, model: &str, input: u64, output: u64) -> Value {
+    json!({"kind": "usage", "tenant": tenant, "model": model, "route": "/v1/", "status": 200,
+           "minute": 1_795_428_000u64, "requests": 2, "input_tokens": input, "output_tokens": output})
+}
+
+#[tokio::test]
+async fn event_batches_are_counted_once_and_usage_is_priced() {
+    let app = service();
+    let batch = json!({"batch_id": "envoy-1-1", "source": "envoy-1", "events": [
+        usage_event("acme", "gpt-4o-mini", 1000, 500),
+        usage_event("acme", "claude-3", 10, 20),
+        {"kind": "denial", "tenant": "acme", "reason": "tokens_60s", "minute": 1_795_428_000u64, "count": 3},
+        {"kind": "future_kind", "tenant": "acme"},
+    ]})
+    .to_string();
+    let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["accepted"], 3);
+    assert_eq!(r.json()["ignored"], 1);
+    let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await;
+    assert_eq!(r.json()["duplicate"], true);
+    let u = read(&app, "/v1/usage?tenant=acme&from=2026-11-23&to=2026-11-24").await.json();
+    let t = &u["tenants"][0];
+    assert_eq!(t["tenant"], "acme");
+    assert_eq!(t["usage"]["requests"], 4);
+    assert_eq!(t["usage"]["input_tokens"], 1010);
+    assert_eq!(t["usage"]["output_tokens"], 520);
+    assert_eq!(t["usage"]["total_tokens"], 1530);
+    // gpt-4o prices match gpt-4o-mini by prefix: 1000 * 2.5/M + 500 * 10/M; claude has no price.
+    assert_eq!(t["usage"]["cost"], 0.0075);
+    assert_eq!(t["models"].as_array().unwrap().len(), 2);
+    let empty = read(&app, "/v1/usage?tenant=acme&from=2026-11-24&to=2026-11-25").await.json();
+    assert_eq!(empty["tenants"], json!([]));
+    let bad = read(&app, "/v1/usage?from=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json()["error"]["field"], "from");
+    let totals = read(&app, "/v1/tenants/acme").await.json()["totals"].clone();
+    assert_eq!((totals["requests"].as_u64(), totals["denials"].as_u64()), (Some(4), Some(3)));
+    let garbage = call(&app, "POST", "/v1/events", Some(FILTER), &[], "{\"events\": 5}").await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&app, "POST", "/v1/events", None, &[], &batch).await.status, StatusCode::UNAUTHORIZED);
+}
+
+fn trip(at_ms: u64) -> Value {
+    json!({"kind": "transition", "tenant": "acme", "from": "closed", "to": "open", "at_ms": at_ms,
+           "metric": "tokens_60s", "threshold": 100, "observed": 150, "open_until_ms": at_ms + 30_000})
+}
+
+#[tokio::test]
+async fn transitions_are_audited_and_repeated_trips_escalate() {
+    let app = service_on(Db::in_memory().unwrap(), Escalation { trips: 2, window_s: 3600 });
+    let now = fusebox_control::db::now_ms();
+    let batch = json!({"batch_id": "b1", "source": "envoy-1", "events": [trip(now - 5000)]}).to_string();
+    call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await;
+    let t = read(&app, "/v1/tenants/acme").await.json();
+    assert_eq!(t["breaker"]["state"], "open");
+    assert_eq!(t["breaker"]["metric"], "tokens_60s");
+    assert_eq!(t["breaker"]["observed"], 150);
+    assert_eq!(t["escalated"], false);
+    let batch = json!({"batch_id": "b2", "source": "envoy-1", "events": [
+        {"kind": "transition", "tenant": "acme", "from": "open", "to": "half_open", "at_ms": now - 2000},
+        trip(now - 1000),
+        {"kind": "warning", "tenant": "acme", "metric": "tokens_60s", "percent": 80, "minute": now / 60_000 * 60},
+    ]})
+    .to_string();
+    call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await;
+    let t = read(&app, "/v1/tenants/acme").await.json();
+    assert_eq!(t["escalated"], true);
+    assert_eq!(t["totals"]["trips"], 2);
+    let kinds: Vec<&str> = t["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"escalation") && kinds.contains(&"warning"), "{kinds:?}");
+    let audit = read(&app, "/v1/audit?tenant=acme").await.json();
+    let entries = audit["entries"].as_array().unwrap();
+    let trip_entry = entries.iter().find(|e| e["action"] == "breaker.transition").unwrap();
+    assert_eq!(trip_entry["reason_code"], "tokens_60s");
+    assert_eq!(trip_entry["outcome"], "open");
+    assert_eq!(trip_entry["actor_id"], "envoy:envoy-1");
+    assert_eq!(trip_entry["details"]["threshold"], 100);
+    assert!(entries.iter().any(|e| e["action"] == "tenant.escalated"));
+    let m = call(&app, "GET", "/metrics", None, &[], "").await.text();
+    assert!(m.contains("fusebox_tenant_breaker_state{tenant=\"acme\",state=\"open\"} 1"), "{m}");
+    assert!(m.contains("fusebox_tenant_trips_total{tenant=\"acme\"} 2"), "{m}");
+    assert!(m.contains("fusebox_tenant_escalated{tenant=\"acme\"} 1"), "{m}");
+    let v = read(&app, "/v1/audit/verify").await.json();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["entries"].as_u64(), Some(entries.len() as u64 + 1), "the seed entry is not acme's");
+}
+
+#[tokio::test]
+async fn metrics_keep_cardinality_bounded() {
+    let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
+    let config = Config { admin_token: Some(ADMIN.into()), metrics_max_tenants: 3, ..Config::default() };
+    let app = app(AppState::new(Db::in_memory().unwrap(), Some((seed, "t".into())), config).unwrap());
+    let events: Vec<Value> = (0..10).map(|i| usage_event(&format!("t{i}"), "m", 100 * (i + 1), 0)).collect();
+    let batch = json!({"batch_id": "b", "source": "s", "events": events}).to_string();
+    assert_eq!(call(&app, "POST", "/v1/events", Some(ADMIN), &[], &batch).await.status, StatusCode::OK);
+    let m = call(&app, "GET", "/metrics", None, &[], "").await.text();
+    let series = m.lines().filter(|l| l.starts_with("fusebox_tenant_requests_total")).count();
+    assert_eq!(series, 4, "3 tenants + _other:\n{m}");
+    assert!(m.contains("fusebox_tenant_tokens_total{tenant=\"t9\",direction=\"input\"} 1000"), "{m}");
+    // 7 tenants of 100..700 input tokens are summed: 2800.
+    assert!(m.contains("fusebox_tenant_tokens_total{tenant=\"_other\",direction=\"input\"} 2800"), "{m}");
+    assert!(m.contains("fusebox_control_tenants_not_shown 7"));
+}
+
+#[tokio::test]
+async fn a_database_keeps_its_policy_and_versions_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("fusebox-control-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("control.db");
+    let _ = std::fs::remove_file(&path);
+    let app = service_on(Db::open(&path).unwrap(), Escalation::default());
+    admin(&app, "PUT", "/v1/tenants/acme", r#"{"tokens_60s": 777}"#).await;
+    drop(app);
+    // Restarted with a different seed file: the database wins.
+    let app = service_on(Db::open(&path).unwrap(), Escalation::default());
+    let p = read(&app, "/v1/policy").await.json();
+    assert_eq!((p["version"].as_u64(), p["tenants"]["acme"]["tokens_60s"].as_u64()), (Some(2), Some(777)));
+    assert_eq!(read(&app, "/v1/audit/verify").await.json()["entries"], 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,88 @@
+//! Event reporting. Each worker merges its events in a small local backlog and hands them to
+//! the singleton through an Envoy shared queue at most once a second (or every
+//! [`FLUSH_EVENTS`] distinct events), so a request costs a merge into a map, not a hostcall.
+//! The singleton drains the queue into its own bounded backlog and POSTs batches to control
+//! (see `singleton.rs`). Nothing here ever blocks or fails a request.
+
+use crate::host;
+use crate::metrics::{Counter, Metrics};
+use fusebox_engine::event::{Backlog, Event};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// A worker flushes once its backlog holds this many distinct events.
+const FLUSH_EVENTS: usize = 256;
+/// ... or once this long has passed since the last flush.
+const FLUSH_INTERVAL_MS: u64 = 1000;
+/// Events a worker keeps while the queue cannot be reached (the singleton not up yet).
+const WORKER_BACKLOG: usize = 10_000;
+
+/// The shared queue's name for a namespace (the singleton registers it).
+pub fn queue_name(namespace: &str) -> String {
+    format!("{namespace}/v1/events")
+}
+
+pub struct Reporter {
+    backlog: RefCell<Backlog>,
+    queue_name: String,
+    queue: Cell<Option<u32>>,
+    last_flush_ms: Cell<u64>,
+    metrics: Rc<Metrics>,
+    dropped_reported: Cell<u64>,
+}
+
+impl Reporter {
+    pub fn new(namespace: &str, metrics: Rc<Metrics>) -> Reporter {
+        Reporter {
+            backlog: RefCell::new(Backlog::new(WORKER_BACKLOG)),
+            queue_name: queue_name(namespace),
+            queue: Cell::new(None),
+            last_flush_ms: Cell::new(0),
+            metrics,
+            dropped_reported: Cell::new(0),
+        }
+    }
+
+    pub fn push(&self, event: Event, now_ms: u64) {
+        let len = {
+            let mut b = self.backlog.borrow_mut();
+            b.push(event);
+            b.len()
+        };
+        if len >= FLUSH_EVENTS || now_ms.saturating_sub(self.last_flush_ms.get()) >= FLUSH_INTERVAL_MS {
+            self.flush(now_ms);
+        }
+    }
+
+    /// Hands everything pending to the singleton's queue (called on pushes and the worker tick).
+    pub fn flush(&self, now_ms: u64) {
+        self.last_flush_ms.set(now_ms);
+        let dropped = self.backlog.borrow().dropped();
+        if dropped > self.dropped_reported.get() {
+            self.metrics.add(Counter::EventsDropped, dropped - self.dropped_reported.get());
+            self.dropped_reported.set(dropped);
+        }
+        if self.backlog.borrow().is_empty() {
+            return;
+        }
+        let Some(queue) = self.resolve() else { return };
+        let events = self.backlog.borrow_mut().take(usize::MAX);
+        let Ok(bytes) = serde_json::to_vec(&events) else { return };
+        if let Err(s) = host::enqueue(queue, &bytes) {
+            // The singleton went away (reload): look the queue up again next time.
+            log::warn!("fusebox: handing {} events to the singleton failed ({s:?}); dropped", events.len());
+            self.metrics.add(Counter::EventsDropped, events.len() as u64);
+            self.queue.set(None);
+        }
+    }
+
+    fn resolve(&self) -> Option<u32> {
+        if let Some(q) = self.queue.get() {
+            return Some(q);
+        }
+        let vm_id = host::property_string(&["plugin_vm_id"]).unwrap_or_default();
+        let q = host::resolve_queue(&vm_id, &self.queue_name);
+        self.queue.set(q);
+        q
+    }
+}

@@ -1,0 +1,290 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! End-to-end through the real Envoy: the control plane's admin API and CLI change what Envoy
+//! enforces at run time (tier changes, the kill switch), and the audit log catches tampering.
+
+use fusebox_integration::{demo_policy, generous, sibling_binary, token, Stack, DEMO_ADMIN_TOKEN};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn usage(input: u64, output: u64) -> [(&'static str, String); 2] {
+    [("x-mock-input-tokens", input.to_string()), ("x-mock-output-tokens", output.to_string())]
+}
+
+fn chat(stack: &Stack, tenant_token: &str, input: u64, output: u64) -> fusebox_integration::Resp {
+    let u = usage(input, output);
+    let h: Vec<(&str, &str)> = u.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    stack.chat(Some(tenant_token), &h)
+}
+
+fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn version(r: &fusebox_integration::Resp) -> u64 {
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["version"].as_u64().unwrap()
+}
+
+#[test]
+fn a_tier_changed_through_the_api_is_enforced_without_restarting_envoy() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous(), "pro": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let acme = token("acme", None);
+    for _ in 0..3 {
+        assert_eq!(chat(&stack, &acme, 100, 100).status, 200);
+    }
+    let mut free = generous();
+    free["tokens_60s"] = json!(500);
+    let v = version(&stack.control("PUT", "/v1/tiers/free", &free.to_string()));
+    stack.wait_policy_version(v);
+    let denied = chat(&stack, &acme, 100, 100);
+    assert_eq!(denied.status, 429, "600 tokens are over the new 500: {}", denied.body);
+    assert_eq!(denied.json()["error"]["fusebox"]["threshold"], 500);
+    // Moving the tenant to another tier lifts it (after an operator reset of the open breaker).
+    let v = version(&stack.control("PUT", "/v1/tenants/acme", r#"{"tier": "pro"}"#));
+    let v2 =
+        version(&stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "reset", "reason": "moved to pro"}"#));
+    assert!(v2 > v);
+    stack.wait_policy_version(v2);
+    assert_eq!(chat(&stack, &acme, 100, 100).status, 200);
+    assert_eq!(stack.status(&acme)["tier"], "pro");
+    // A bad change never reaches Envoy.
+    let bad = stack.control("PUT", "/v1/tiers/free", r#"{"tokens_60s": -5}"#);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "tiers.free.tokens_60s");
+    assert_eq!(stack.status(&acme)["policy_version"], v2);
+}
+
+#[test]
+fn the_kill_switch_stops_one_tenant_within_two_seconds_and_reset_restores_it() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let (acme, globex) = (token("acme", None), token("globex", None));
+    assert_eq!(chat(&stack, &acme, 1, 1).status, 200);
+    let opened = Instant::now();
+    let r = stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "open", "reason": "runaway agent"}"#);
+    version(&r);
+    let mut last = None;
+    let delay = wait_until("the kill switch to apply", 5, || {
+        let r = chat(&stack, &acme, 1, 1);
+        let stopped = r.status == 429;
+        last = Some(r);
+        stopped
+    });
+    // Reported, not asserted (timing belongs in benchmarks): one poll interval (1 s) at most.
+    println!("kill switch applied {} ms after the API call", delay.as_millis());
+    assert!(opened.elapsed() < Duration::from_secs(5));
+    let denied = last.unwrap();
+    let upstream_when_stopped = stack.mock_stats()["tenants"]["acme"]["requests"].as_u64().unwrap();
+    assert_eq!(denied.header("x-fusebox-reason"), Some("kill_switch"));
+    assert_eq!(denied.header("x-should-retry"), Some("false"));
+    let body = denied.json();
+    assert_eq!(body["error"]["type"], "tenant_kill_switch");
+    assert!(!denied.body.contains("runaway agent"), "the operator's reason stays internal");
+    assert_eq!(chat(&stack, &globex, 1, 1).status, 200, "other tenants are untouched");
+    assert_eq!(stack.status(&acme)["breaker"]["forced"], "open");
+    for _ in 0..5 {
+        assert_eq!(chat(&stack, &acme, 1, 1).status, 429);
+    }
+    let requests_before = stack.mock_stats()["tenants"]["acme"]["requests"].as_u64().unwrap();
+    let v = version(&stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "reset", "reason": "fixed"}"#));
+    stack.wait_policy_version(v);
+    assert_eq!(chat(&stack, &acme, 1, 1).status, 200);
+    assert_eq!(requests_before, upstream_when_stopped, "nothing reached the upstream while killed");
+    let audit = stack.control_get("/v1/audit?tenant=acme");
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["breaker.open", "breaker.reset"]);
+    assert_eq!(audit["entries"][0]["actor_id"], "admin:e2e");
+}
+
+#[test]
+fn a_breaker_held_closed_lets_an_over_limit_tenant_through() {
+    let mut free = generous();
+    free["tokens_60s"] = json!(300);
+    let stack = Stack::start(&demo_policy(json!({"free": free}), json!({})));
+    stack.wait_policy_version(1);
+    let acme = token("acme", None);
+    chat(&stack, &acme, 200, 200);
+    assert_eq!(chat(&stack, &acme, 1, 1).status, 429);
+    let v =
+        version(&stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "close", "reason": "launch day"}"#));
+    stack.wait_policy_version(v);
+    for _ in 0..3 {
+        assert_eq!(chat(&stack, &acme, 200, 200).status, 200);
+    }
+    let status = stack.status(&acme);
+    assert_eq!(status["breaker"]["state"], "closed");
+    assert_eq!(status["breaker"]["forced"], "closed");
+}
+
+fn cli(stack: &Stack, args: &[&str]) -> (bool, String) {
+    let out = Command::new(sibling_binary("fusebox-control").unwrap())
+        .args(args)
+        .env("FUSEBOX_CONTROL_URL", stack.control_url(""))
+        .env("FUSEBOX_ADMIN_TOKEN", DEMO_ADMIN_TOKEN)
+        .env("USER", "carol")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_cli_drives_the_api_with_readable_output() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous(), "pro": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let acme = token("acme", None);
+    let (ok, out) = cli(&stack, &["breaker", "open", "acme", "--reason", "incident 42"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("tenant 'acme' breaker open"), "{out}");
+    wait_until("the CLI's kill switch", 5, || chat(&stack, &acme, 1, 1).status == 429);
+    let (ok, out) = cli(&stack, &["tenant", "show", "acme"]);
+    assert!(ok && out.contains("forced   open by admin:carol") && out.contains("incident 42"), "{out}");
+    let (ok, out) = cli(&stack, &["breaker", "reset", "acme"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&stack, &["tenant", "set", "acme", "--tier", "pro", "--set", "tokens_60s=123456"]);
+    assert!(ok, "{out}");
+    let policy: Value = serde_json::from_str(&cli(&stack, &["policy", "show"]).1).unwrap();
+    assert_eq!(policy["tenants"]["acme"]["tier"], "pro");
+    assert_eq!(policy["tenants"]["acme"]["tokens_60s"], 123456);
+    let (ok, out) = cli(&stack, &["tenant", "set", "acme", "--set", "tokens_60s=0"]);
+    assert!(!ok && out.contains("tenants.acme.tokens_60s"), "a bad value is refused naming the field: {out}");
+    let (ok, out) = cli(&stack, &["tier", "set", "pro", r#"{"tokens_60s": 999999}"#]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&stack, &["audit", "--tenant", "acme"]);
+    assert!(ok && out.contains("breaker.open") && out.contains("admin:carol"), "{out}");
+    let (ok, out) = cli(&stack, &["audit", "verify"]);
+    assert!(ok && out.contains("audit log intact"), "{out}");
+    let (ok, out) = cli(&stack, &["breaker", "open", "acme", "--token", "wrong"]);
+    assert!(!ok && out.contains("401"), "{out}");
+}
+
+#[test]
+fn tampering_with_the_audit_log_in_the_database_file_is_detected() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    for action in ["open", "reset", "open"] {
+        let body = json!({"action": action, "reason": "test"}).to_string();
+        version(&stack.control("POST", "/v1/tenants/acme/breaker", &body));
+    }
+    let v = stack.control_get("/v1/audit/verify");
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_u64()), (Some(true), Some(4)), "{v}");
+    // Edit the reason of entry 2 directly in the file, as someone with disk access could.
+    let db = rusqlite::Connection::open(&stack.db).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    assert!(db.execute("UPDATE audit SET outcome = 'rejected' WHERE seq = 2", []).is_err(), "the table refuses edits");
+    db.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET outcome = 'rejected' WHERE seq = 2;").unwrap();
+    let v = stack.control_get("/v1/audit/verify");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_bad_seq"], 2);
+    let (ok, out) = cli(&stack, &["audit", "verify"]);
+    assert!(!ok && out.contains("BROKEN at entry 2"), "{out}");
+}
+
+/// Waits until control's usage for `tenant` reaches `requests` and returns it.
+fn usage_in_control(stack: &Stack, tenant: &str, requests: u64) -> Value {
+    let mut last = Value::Null;
+    wait_until("usage to reach control", 20, || {
+        last = stack.control_get(&format!("/v1/usage?tenant={tenant}"));
+        last["tenants"][0]["usage"]["requests"].as_u64() >= Some(requests)
+    });
+    last["tenants"][0].clone()
+}
+
+#[test]
+fn usage_reported_to_control_matches_what_the_upstream_served() {
+    let mut policy: Value = serde_json::from_str(&demo_policy(json!({"free": generous()}), json!({}))).unwrap();
+    policy["prices"] = json!({"gpt-4o": {"input_per_mtok": 2.0, "output_per_mtok": 8.0}});
+    let stack = Stack::start(&policy.to_string());
+    stack.wait_policy_version(1);
+    let (acme, globex) = (token("acme", None), token("globex", None));
+    for i in 0..40u64 {
+        assert_eq!(chat(&stack, &acme, 10 + i, 5 + i).status, 200);
+    }
+    let stream = r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    for _ in 0..5 {
+        let r = stack.post(
+            "/v1/chat/completions",
+            Some(&globex),
+            &[("x-mock-input-tokens", "7"), ("x-mock-output-tokens", "9")],
+            stream,
+        );
+        assert_eq!(r.status, 200);
+    }
+    let mock = stack.mock_stats();
+    for (tenant, requests) in [("acme", 40), ("globex", 5)] {
+        let u = usage_in_control(&stack, tenant, requests);
+        let served = &mock["tenants"][tenant];
+        assert_eq!(u["usage"]["requests"], requests, "{u}");
+        assert_eq!(u["usage"]["input_tokens"], served["input_tokens"], "{tenant}: {u}");
+        assert_eq!(u["usage"]["output_tokens"], served["output_tokens"], "{tenant}: {u}");
+    }
+    // acme: input 10..49 = 1180, output 5..44 = 980; priced by the gpt-4o prefix.
+    let acme_usage = usage_in_control(&stack, "acme", 40);
+    assert_eq!(acme_usage["models"][0]["model"], "gpt-4o-mini");
+    let cost = acme_usage["usage"]["cost"].as_f64().unwrap();
+    assert!((cost - (1180.0 * 2.0 + 980.0 * 8.0) / 1e6).abs() < 1e-9, "{cost}");
+    assert!(stack.envoy_counter("fusebox.events.shipped") >= 2);
+    assert_eq!(stack.envoy_counter("fusebox.events.dropped"), 0);
+}
+
+#[test]
+fn trips_reach_control_as_audited_transitions_and_metrics() {
+    let mut free = generous();
+    free["tokens_60s"] = json!(300);
+    let stack = Stack::start(&demo_policy(json!({"free": free}), json!({})));
+    stack.wait_policy_version(1);
+    let acme = token("acme", None);
+    chat(&stack, &acme, 200, 200);
+    assert_eq!(chat(&stack, &acme, 1, 1).status, 429);
+    let mut tenant = Value::Null;
+    wait_until("the trip to reach control", 20, || {
+        tenant = stack.control_get("/v1/tenants/acme");
+        tenant["breaker"]["state"] == "open" && tenant["totals"]["denials"].as_u64() >= Some(1)
+    });
+    assert_eq!(tenant["breaker"]["metric"], "tokens_60s");
+    assert_eq!(tenant["breaker"]["threshold"], 300);
+    assert_eq!(tenant["breaker"]["observed"], 400);
+    let audit = stack.control_get("/v1/audit?tenant=acme");
+    let trip =
+        audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "breaker.transition").unwrap().clone();
+    assert_eq!((trip["outcome"].as_str(), trip["reason_code"].as_str()), (Some("open"), Some("tokens_60s")));
+    assert!(trip["actor_id"].as_str().unwrap().starts_with("envoy:"));
+    let metrics = stack.get(&stack.control_url("/metrics"), &[]).body;
+    assert!(metrics.contains("fusebox_tenant_breaker_state{tenant=\"acme\",state=\"open\"} 1"), "{metrics}");
+    assert!(metrics.contains("fusebox_tenant_denials_total{tenant=\"acme\",reason=\"tokens_60s\"}"), "{metrics}");
+    assert!(stack.control_get("/v1/audit/verify")["ok"].as_bool().unwrap());
+}
+
+#[test]
+fn usage_made_while_control_is_down_is_delivered_once_it_is_back() {
+    let mut stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let acme = token("acme", None);
+    for _ in 0..10 {
+        assert_eq!(chat(&stack, &acme, 3, 4).status, 200);
+    }
+    usage_in_control(&stack, "acme", 10);
+    stack.kill("fusebox-control");
+    for _ in 0..25 {
+        assert_eq!(chat(&stack, &acme, 3, 4).status, 200, "traffic does not depend on control");
+    }
+    // Give the singleton time to try (and fail) to ship.
+    wait_until("a failed shipment", 10, || stack.envoy_counter("fusebox.events.ship_failures") >= 1);
+    stack.restart_control();
+    let u = usage_in_control(&stack, "acme", 35);
+    std::thread::sleep(Duration::from_millis(2500));
+    let u2 = usage_in_control(&stack, "acme", 35);
+    assert_eq!(u2, u, "nothing is counted twice");
+    assert_eq!(u["usage"]["requests"], 35);
+    assert_eq!(u["usage"]["input_tokens"], 105);
+    assert_eq!(u["usage"]["output_tokens"], 140);
+    assert_eq!(stack.envoy_counter("fusebox.events.dropped"), 0);
+}
