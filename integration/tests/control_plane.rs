@@ -158,6 +158,17 @@ fn the_cli_drives_the_api_with_readable_output() {
     assert!(!ok && out.contains("tenants.acme.tokens_60s"), "a bad value is refused naming the field: {out}");
     let (ok, out) = cli(&stack, &["tier", "set", "pro", r#"{"tokens_60s": 999999}"#]);
     assert!(ok, "{out}");
+    let initech = token("initech", None);
+    for _ in 0..3 {
+        assert_eq!(chat(&stack, &initech, 11, 22).status, 200);
+    }
+    usage_in_control(&stack, "initech", 3);
+    let (ok, out) = cli(&stack, &["usage", "--tenant", "initech", "--from", "2020-01-01"]);
+    let line = out.lines().find(|l| l.starts_with("initech")).unwrap_or_default().to_string();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert!(ok && cells.get(..6) == Some(&["initech", "gpt-4o-mini", "3", "33", "66", "99"][..]), "{out}");
+    let (ok, out) = cli(&stack, &["tenant", "list"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("acme") && l.contains("pro")), "{out}");
     let (ok, out) = cli(&stack, &["audit", "--tenant", "acme"]);
     assert!(ok && out.contains("breaker.open") && out.contains("admin:carol"), "{out}");
     let (ok, out) = cli(&stack, &["audit", "verify"]);
