@@ -329,3 +329,49 @@ async fn a_database_keeps_its_policy_and_versions_across_restarts() {
     assert_eq!(read(&app, "/v1/audit/verify").await.json()["entries"], 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn hostile_requests_get_clear_errors_and_change_nothing() {
+    let app = service();
+    // Tenant ids that are not ids.
+    for bad in ["a%20b", "..%2F..%2Fetc", "x%00y", &"a".repeat(200)] {
+        let r = admin(&app, "PUT", &format!("/v1/tenants/{bad}"), "{}").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "tenant");
+    }
+    // A body over the limit is refused before it is parsed.
+    let huge =
+        format!("{{\"batch_id\": \"b\", \"source\": \"s\", \"events\": [], \"pad\": \"{}\"}}", "x".repeat(9 << 20));
+    let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &huge).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Too many events in one batch, and events naming invalid tenants.
+    let many: Vec<Value> = (0..10_001).map(|_| usage_event("acme", "m", 1, 1)).collect();
+    let r = call(
+        &app,
+        "POST",
+        "/v1/events",
+        Some(FILTER),
+        &[],
+        &json!({"batch_id": "m", "source": "s", "events": many}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let sneaky = json!({"batch_id": "n", "source": "s", "events": [usage_event("../../etc", "m", 5, 5), usage_event("acme", "m", 1, 1)]});
+    let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &sneaky.to_string()).await;
+    assert_eq!((r.json()["accepted"].as_u64(), r.json()["ignored"].as_u64()), (Some(1), Some(1)));
+    // Writes with a bearer that is a prefix of the admin token, or the filter token, are refused.
+    for token in [&ADMIN[..ADMIN.len() - 1], FILTER, ""] {
+        let r = call(&app, "POST", "/v1/tenants/acme/breaker", Some(token), &[], r#"{"action": "open"}"#).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    let r = admin(
+        &app,
+        "POST",
+        "/v1/tenants/acme/breaker",
+        &format!(r#"{{"action": "open", "reason": "{}"}}"#, "r".repeat(2000)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(read(&app, "/v1/policy").await.json()["version"], 1, "nothing changed");
+    assert_eq!(read(&app, "/v1/audit/verify").await.json()["ok"], true);
+}

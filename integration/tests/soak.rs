@@ -93,4 +93,21 @@ fn soak_mixed_traffic_stays_exact_and_flat() {
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert_eq!(stack.envoy_counter("fusebox.tokens.input") + stack.envoy_counter("fusebox.tokens.output"), mock_total);
     assert!(rss[1] <= rss[0] + rss[0] / 10, "Envoy memory kept growing after all tenants existed: {rss:?}");
+    // Control's metering got every response exactly once (events arrive within a few seconds).
+    let requests: u64 = tenants.iter().map(|t| mock["tenants"][t]["requests"].as_u64().unwrap_or(0)).sum();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let usage = stack.control_get("/v1/usage");
+        let sum = |field: &str| -> u64 {
+            usage["tenants"].as_array().into_iter().flatten().filter_map(|t| t["usage"][field].as_u64()).sum()
+        };
+        if sum("requests") >= requests {
+            assert_eq!((sum("requests"), sum("total_tokens")), (requests, mock_total), "control's metering");
+            println!("soak: control metered {requests} requests, {mock_total} tokens, exactly");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "control metered {} of {requests} requests", sum("requests"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(stack.envoy_counter("fusebox.events.dropped"), 0);
 }
