@@ -14,8 +14,11 @@ use std::rc::Rc;
 const FLUSH_EVENTS: usize = 256;
 /// ... or once this long has passed since the last flush.
 const FLUSH_INTERVAL_MS: u64 = 1000;
-/// Events a worker keeps while the queue cannot be reached (the singleton not up yet).
+/// Events a worker keeps between flushes.
 const WORKER_BACKLOG: usize = 10_000;
+/// Without a queue to hand events to (no singleton, or one with `events_path: null`), a worker
+/// stops collecting and looks for the queue again this much later.
+const NO_QUEUE_RETRY_MS: u64 = 10_000;
 
 /// The shared queue's name for a namespace (the singleton registers it).
 pub fn queue_name(namespace: &str) -> String {
@@ -29,6 +32,9 @@ pub struct Reporter {
     last_flush_ms: Cell<u64>,
     metrics: Rc<Metrics>,
     dropped_reported: Cell<u64>,
+    /// Not collecting until then (no queue found).
+    idle_until_ms: Cell<u64>,
+    warned_no_queue: Cell<bool>,
 }
 
 impl Reporter {
@@ -40,10 +46,15 @@ impl Reporter {
             last_flush_ms: Cell::new(0),
             metrics,
             dropped_reported: Cell::new(0),
+            idle_until_ms: Cell::new(0),
+            warned_no_queue: Cell::new(false),
         }
     }
 
     pub fn push(&self, event: Event, now_ms: u64) {
+        if now_ms < self.idle_until_ms.get() {
+            return;
+        }
         let len = {
             let mut b = self.backlog.borrow_mut();
             b.push(event);
@@ -65,7 +76,18 @@ impl Reporter {
         if self.backlog.borrow().is_empty() {
             return;
         }
-        let Some(queue) = self.resolve() else { return };
+        let Some(queue) = self.resolve() else {
+            let lost = self.backlog.borrow_mut().take(usize::MAX).len();
+            self.metrics.add(Counter::EventsDropped, lost as u64);
+            self.idle_until_ms.set(now_ms.saturating_add(NO_QUEUE_RETRY_MS));
+            if !self.warned_no_queue.replace(true) {
+                log::warn!(
+                    "fusebox: no event queue '{}' (is the singleton running, with events_path set?); events are not reported",
+                    self.queue_name
+                );
+            }
+            return;
+        };
         let events = self.backlog.borrow_mut().take(usize::MAX);
         let Ok(bytes) = serde_json::to_vec(&events) else { return };
         if let Err(s) = host::enqueue(queue, &bytes) {
