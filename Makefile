@@ -13,7 +13,7 @@ TIER ?= free
 .PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := policy identity json_usage sse
+FUZZ_TARGETS := policy identity json_usage sse events
 
 ## Install the wasm32-wasip1 target if missing.
 wasm-target:
