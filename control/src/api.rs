@@ -478,6 +478,7 @@ async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: By
     require_reader(&state.0.config, &headers)?;
     let batch: RawBatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("", format!("expected an event batch {{batch_id, source, events}}: {e}")))?;
-    let out = state.blocking(move |inner| ingest::ingest(&inner.db, batch, inner.config.escalation)).await?;
+    let policy = state.served().policy;
+    let out = state.blocking(move |inner| ingest::ingest(&inner.db, &policy, batch, inner.config.escalation)).await?;
     Ok(Json(out).into_response())
 }

@@ -99,6 +99,24 @@ pub fn render_usage(u: &Value) -> String {
     out
 }
 
+pub fn render_tenants(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["tenants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            vec![
+                num(&t["tenant"]),
+                num(&t["tier"]),
+                num(&t["breaker"]),
+                num(&t["forced"]),
+                num(&t["totals"]["total_tokens"]),
+            ]
+        })
+        .collect();
+    table(&["TENANT", "TIER", "BREAKER", "FORCED", "TOKENS"], &rows)
+}
+
 pub fn render_audit(a: &Value) -> String {
     let rows: Vec<Vec<String>> = a["entries"]
         .as_array()

@@ -5,7 +5,6 @@
 use crate::audit::{self, NewEntry};
 use crate::db::{now_ms, to_sql, Db};
 use crate::error::ApiError;
-use crate::policy_ops;
 use fusebox_engine::event::Event;
 use fusebox_engine::policy::{is_valid_tenant_id, Policy};
 use fusebox_engine::usage::Usage;
@@ -71,7 +70,8 @@ fn valid(e: &Event) -> bool {
     }
 }
 
-pub fn ingest(db: &Db, batch: RawBatch, escalation: Escalation) -> Result<Ingested, ApiError> {
+/// Stores a batch; usage is priced with `policy` (the one control serves).
+pub fn ingest(db: &Db, policy: &Policy, batch: RawBatch, escalation: Escalation) -> Result<Ingested, ApiError> {
     if !is_label(&batch.batch_id, 128) {
         return Err(ApiError::bad_request("batch_id", "1-128 printable characters"));
     }
@@ -107,9 +107,8 @@ pub fn ingest(db: &Db, batch: RawBatch, escalation: Escalation) -> Result<Ingest
             "INSERT INTO batches (batch_id, source, received_ms, events, dropped) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![batch.batch_id, batch.source, to_sql(now_ms()), to_sql(events.len() as u64), to_sql(batch.dropped)],
         )?;
-        let policy = policy_ops::current(tx)?;
         for e in &events {
-            store(tx, e, policy.as_ref(), &batch.source, escalation)?;
+            store(tx, e, policy, &batch.source, escalation)?;
             out.accepted += 1;
         }
         Ok(())
@@ -132,7 +131,7 @@ fn bump_totals(tx: &Transaction<'_>, tenant: &str, column: &str, by: u64) -> rus
 fn store(
     tx: &Transaction<'_>,
     e: &Event,
-    policy: Option<&Policy>,
+    policy: &Policy,
     source: &str,
     escalation: Escalation,
 ) -> Result<(), ApiError> {
@@ -140,7 +139,7 @@ fn store(
         Event::Usage { tenant, model, route, run_id, status, minute, requests, input_tokens, output_tokens } => {
             let usage = Usage { input_tokens: *input_tokens, output_tokens: *output_tokens };
             let model_opt = (!model.is_empty()).then_some(model.as_str());
-            let cost = policy.map_or(0, |p| p.cost_micros(model_opt, usage));
+            let cost = policy.cost_micros(model_opt, usage);
             tx.execute(
                 "INSERT INTO usage (minute, tenant, model, route, run_id, status, requests, input_tokens, output_tokens, cost_micros)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

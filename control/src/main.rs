@@ -330,23 +330,7 @@ fn run_remote(command: Command) -> Result<(), String> {
                     print!("{}", if json { pretty(&t) + "\n" } else { client::render_tenant(&t) });
                 }
                 TenantCmd::List => {
-                    let list = c.call("GET", "/v1/tenants", None)?;
-                    let rows: Vec<Vec<String>> = list["tenants"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|t| {
-                            let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                            vec![
-                                s(&t["tenant"]),
-                                s(&t["tier"]),
-                                s(&t["breaker"]).replace("null", "-"),
-                                s(&t["forced"]).replace("null", "-"),
-                                t["totals"]["total_tokens"].to_string(),
-                            ]
-                        })
-                        .collect();
-                    print!("{}", client::table(&["TENANT", "TIER", "BREAKER", "FORCED", "TOKENS"], &rows));
+                    print!("{}", client::render_tenants(&c.call("GET", "/v1/tenants", None)?));
                 }
                 TenantCmd::Set { tenant, tier, set, unset } => {
                     let current = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;

@@ -251,13 +251,12 @@ pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied),
         let mut policy = current(tx)?.ok_or_else(|| ApiError::internal("no policy stored"))?;
         let before = change.subject(&policy);
         change.apply(&mut policy, actor)?;
-        // Validate exactly as the filter will (a round trip through JSON, like the poll).
-        let doc = fusebox_engine::policy::to_json(&policy).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
-        let mut checked = Policy::from_json(doc.as_bytes()).map_err(ApiError::invalid_policy)?;
         let version = policy.version + 1;
-        checked.version = version;
-        let doc =
-            fusebox_engine::policy::to_json(&checked).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
+        policy.version = version;
+        // Validate exactly as the filter will (a round trip through JSON, like the poll): the
+        // document stored and served is the one checked.
+        let doc = fusebox_engine::policy::to_json(&policy).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
+        let checked = Policy::from_json(doc.as_bytes()).map_err(ApiError::invalid_policy)?;
         db::insert_policy(tx, version, &doc, actor)?;
         let after = change.subject(&checked);
         let details = match change {

@@ -379,26 +379,25 @@ pub fn metrics(
     }
     let all: Vec<&MetricTenant> = top.iter().chain((!rest.is_empty()).then_some(&other)).collect();
     type Counter = (&'static str, &'static str, fn(&MetricTenant) -> String);
-    let counters: [Counter; 5] = [
+    let counters: [Counter; 4] = [
         ("fusebox_tenant_requests_total", "Responses counted.", |r| r.totals.requests.to_string()),
         ("fusebox_tenant_trips_total", "Breaker trips.", |r| r.totals.trips.to_string()),
         ("fusebox_tenant_warnings_total", "Minutes with a metric past the warn ratio.", |r| {
             r.totals.warnings.to_string()
         }),
         ("fusebox_tenant_cost_total", "Cost from the policy's price table.", |r| cost(r.cost_micros).to_string()),
-        ("fusebox_tenant_tokens_total", "Tokens used.", |_| String::new()),
     ];
     for (name, help, value) in counters {
         header(&mut out, name, "counter", help);
         for r in &all {
-            if name == "fusebox_tenant_tokens_total" {
-                let _ =
-                    writeln!(out, "{name}{{tenant=\"{}\",direction=\"input\"}} {}", r.tenant, r.totals.input_tokens);
-                let _ =
-                    writeln!(out, "{name}{{tenant=\"{}\",direction=\"output\"}} {}", r.tenant, r.totals.output_tokens);
-            } else {
-                let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", r.tenant, value(r));
-            }
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", r.tenant, value(r));
+        }
+    }
+    header(&mut out, "fusebox_tenant_tokens_total", "counter", "Tokens used.");
+    for r in &all {
+        for (direction, n) in [("input", r.totals.input_tokens), ("output", r.totals.output_tokens)] {
+            let _ =
+                writeln!(out, "fusebox_tenant_tokens_total{{tenant=\"{}\",direction=\"{direction}\"}} {n}", r.tenant);
         }
     }
     header(&mut out, "fusebox_tenant_denials_total", "counter", "Requests refused by fusebox, by reason.");

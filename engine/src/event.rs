@@ -109,6 +109,8 @@ pub struct Backlog {
     index: HashMap<MergeKey, u64>,
     max_events: usize,
     dropped: u64,
+    /// `dropped` as of the last [`Backlog::newly_dropped`].
+    dropped_seen: u64,
 }
 
 impl Backlog {
@@ -119,6 +121,7 @@ impl Backlog {
             index: HashMap::new(),
             max_events: max_events.max(1),
             dropped: 0,
+            dropped_seen: 0,
         }
     }
 
@@ -133,6 +136,13 @@ impl Backlog {
     /// Events dropped because the backlog was full, since it was created.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Events dropped since the last call (for a counter).
+    pub fn newly_dropped(&mut self) -> u64 {
+        let new = self.dropped - self.dropped_seen;
+        self.dropped_seen = self.dropped;
+        new
     }
 
     pub fn push(&mut self, event: Event) {
@@ -259,6 +269,11 @@ mod tests {
             })
             .collect();
         assert_eq!(kept, vec![120, 180, 240]);
+        assert_eq!(b.newly_dropped(), 2);
+        for minute in 5..9 {
+            b.push(usage("acme", minute * 60, 1, 1));
+        }
+        assert_eq!((b.dropped(), b.newly_dropped(), b.newly_dropped()), (3, 1, 0));
     }
 
     #[test]

@@ -31,7 +31,6 @@ pub struct Reporter {
     queue: Cell<Option<u32>>,
     last_flush_ms: Cell<u64>,
     metrics: Rc<Metrics>,
-    dropped_reported: Cell<u64>,
     /// Not collecting until then (no queue found).
     idle_until_ms: Cell<u64>,
     warned_no_queue: Cell<bool>,
@@ -45,7 +44,6 @@ impl Reporter {
             queue: Cell::new(None),
             last_flush_ms: Cell::new(0),
             metrics,
-            dropped_reported: Cell::new(0),
             idle_until_ms: Cell::new(0),
             warned_no_queue: Cell::new(false),
         }
@@ -68,11 +66,7 @@ impl Reporter {
     /// Hands everything pending to the singleton's queue (called on pushes and the worker tick).
     pub fn flush(&self, now_ms: u64) {
         self.last_flush_ms.set(now_ms);
-        let dropped = self.backlog.borrow().dropped();
-        if dropped > self.dropped_reported.get() {
-            self.metrics.add(Counter::EventsDropped, dropped - self.dropped_reported.get());
-            self.dropped_reported.set(dropped);
-        }
+        self.metrics.add(Counter::EventsDropped, self.backlog.borrow_mut().newly_dropped());
         if self.backlog.borrow().is_empty() {
             return;
         }

@@ -102,8 +102,8 @@ impl HttpContext for Request {
         if self.is_status_request(&path) {
             return self.serve_status();
         }
-        let (mode, route) = self.config.route_for(&path);
-        let route = route.to_string();
+        let config = Rc::clone(&self.config);
+        let (mode, route) = config.route_for(&path);
         if mode == Mode::Pass {
             self.metrics.inc(Counter::RequestsPassed);
             return Action::Continue;
@@ -131,7 +131,7 @@ impl HttpContext for Request {
         let prompt = host::request_header("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
-        let action = self.admit(identity, mode, run, now_ms, prompt, route);
+        let action = self.admit(identity, mode, run, now_ms, prompt, route.to_string());
         if let Some(t) = self.tracked.as_mut() {
             t.api = StreamApi::for_path(&path);
         }
@@ -536,7 +536,8 @@ impl Request {
                 Event::Usage {
                     tenant: t.tenant.clone(),
                     model: summary.model.as_str().unwrap_or_default().to_string(),
-                    route: t.route.clone(),
+                    // Settlement happens once; the label is not needed after it.
+                    route: std::mem::take(&mut t.route),
                     run_id: t.run.as_ref().map(|r| r.run_id.clone()),
                     status: t.status,
                     minute: minute_of(now_ms),

@@ -31,6 +31,8 @@ pub struct SingletonRoot {
     config: SingletonConfig,
     keys: Keys,
     metrics: Rc<Metrics>,
+    /// `Bearer <token>` for control, if configured (built once).
+    authorization: Option<String>,
     etag: Option<String>,
     generation: u64,
     in_flight: Option<u32>,
@@ -42,7 +44,6 @@ pub struct SingletonRoot {
     source: String,
     boot_ms: u64,
     batch_seq: u64,
-    dropped_reported: u64,
     shipping_ok: bool,
 }
 
@@ -52,10 +53,12 @@ impl SingletonRoot {
         // Continue the generation after a singleton reload so workers still see a change.
         let generation = store::policy_generation(&keys).unwrap_or(0);
         let backlog = Backlog::new(config.control.max_backlog);
+        let authorization = config.control.token.as_ref().map(|t| format!("Bearer {t}"));
         SingletonRoot {
             config,
             keys,
             metrics,
+            authorization,
             etag: None,
             generation,
             in_flight: None,
@@ -66,7 +69,6 @@ impl SingletonRoot {
             source: String::new(),
             boot_ms: 0,
             batch_seq: 0,
-            dropped_reported: 0,
             shipping_ok: true,
         }
     }
@@ -103,16 +105,27 @@ impl SingletonRoot {
                 Err(e) => log::warn!("fusebox: unreadable event batch from a worker dropped: {e}"),
             }
         }
-        let dropped = self.backlog.dropped();
-        if dropped > self.dropped_reported {
-            self.metrics.add(Counter::EventsDropped, dropped - self.dropped_reported);
-            log::warn!("fusebox: event backlog full: {} oldest events dropped so far", dropped);
-            self.dropped_reported = dropped;
+        let newly = self.backlog.newly_dropped();
+        if newly > 0 {
+            self.metrics.add(Counter::EventsDropped, newly);
+            log::warn!("fusebox: event backlog full: {} oldest events dropped so far", self.backlog.dropped());
         }
     }
 
+    /// Headers of a call to control: method, path, authority and the bearer token.
+    fn control_headers<'a>(&'a self, method: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut headers =
+            vec![(":method", method), (":path", path), (":authority", self.config.control.authority.as_str())];
+        if let Some(auth) = &self.authorization {
+            headers.push(("authorization", auth.as_str()));
+        }
+        headers
+    }
+
     fn ship_events(&mut self) {
-        let Some(path) = self.config.control.events_path.clone() else { return };
+        if self.config.control.events_path.is_none() {
+            return;
+        }
         if self.outgoing.as_ref().is_some_and(|o| o.call.is_some()) {
             return; // one batch at a time; its callback always comes
         }
@@ -131,21 +144,23 @@ impl SingletonRoot {
             let Ok(body) = serde_json::to_vec(&batch) else { return };
             self.outgoing = Some(Outgoing { body, events: batch.events.len(), call: None });
         }
-        let Some(out) = self.outgoing.as_mut() else { return };
+        let (Some(out), Some(path)) = (self.outgoing.as_ref(), self.config.control.events_path.as_deref()) else {
+            return;
+        };
         let c = &self.config.control;
-        let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", path.as_str()),
-            (":authority", c.authority.as_str()),
-            ("content-type", "application/json"),
-        ];
-        if let Some(auth) = &auth {
-            headers.push(("authorization", auth.as_str()));
-        }
-        match host::http_call_with_body(&c.cluster, headers, &out.body, Duration::from_millis(c.timeout_ms.max(2000))) {
-            Ok(token) => out.call = Some(token),
-            Err(s) => self.shipping_failed(&format!("cannot call cluster '{}': {s:?}", c.cluster)),
+        let mut headers = self.control_headers("POST", path);
+        headers.push(("content-type", "application/json"));
+        let timeout = Duration::from_millis(c.timeout_ms.max(2000));
+        match host::http_call_with_body(&c.cluster, headers, &out.body, timeout) {
+            Ok(token) => {
+                if let Some(out) = self.outgoing.as_mut() {
+                    out.call = Some(token);
+                }
+            }
+            Err(s) => {
+                let why = format!("cannot call cluster '{}': {s:?}", c.cluster);
+                self.shipping_failed(&why);
+            }
         }
     }
 
@@ -187,18 +202,16 @@ impl SingletonRoot {
             return; // the previous call always completes (or times out) with a callback
         }
         let c = &self.config.control;
-        let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers =
-            vec![(":method", "GET"), (":path", c.policy_path.as_str()), (":authority", c.authority.as_str())];
+        let mut headers = self.control_headers("GET", &c.policy_path);
         if let Some(etag) = &self.etag {
             headers.push(("if-none-match", etag.as_str()));
         }
-        if let Some(auth) = &auth {
-            headers.push(("authorization", auth.as_str()));
-        }
         match host::http_call(&c.cluster, headers, Duration::from_millis(c.timeout_ms)) {
             Ok(token) => self.in_flight = Some(token),
-            Err(s) => self.failed(&format!("cannot call cluster '{}': {s:?}", c.cluster)),
+            Err(s) => {
+                let why = format!("cannot call cluster '{}': {s:?}", c.cluster);
+                self.failed(&why);
+            }
         }
     }
 

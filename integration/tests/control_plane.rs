@@ -104,8 +104,8 @@ fn the_kill_switch_stops_one_tenant_within_two_seconds_and_reset_restores_it() {
     assert_eq!(audit["entries"][0]["actor_id"], "admin:e2e");
 }
 
-#[test]
-fn a_breaker_held_closed_lets_an_over_limit_tenant_through() {
+/// A stack whose free tier allows 300 tokens per 60 s, with acme over it (breaker open).
+fn acme_tripped_on_tokens_60s() -> (Stack, String) {
     let mut free = generous();
     free["tokens_60s"] = json!(300);
     let stack = Stack::start(&demo_policy(json!({"free": free}), json!({})));
@@ -113,6 +113,12 @@ fn a_breaker_held_closed_lets_an_over_limit_tenant_through() {
     let acme = token("acme", None);
     chat(&stack, &acme, 200, 200);
     assert_eq!(chat(&stack, &acme, 1, 1).status, 429);
+    (stack, acme)
+}
+
+#[test]
+fn a_breaker_held_closed_lets_an_over_limit_tenant_through() {
+    let (stack, acme) = acme_tripped_on_tokens_60s();
     let v =
         version(&stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "close", "reason": "launch day"}"#));
     stack.wait_policy_version(v);
@@ -248,13 +254,7 @@ fn usage_reported_to_control_matches_what_the_upstream_served() {
 
 #[test]
 fn trips_reach_control_as_audited_transitions_and_metrics() {
-    let mut free = generous();
-    free["tokens_60s"] = json!(300);
-    let stack = Stack::start(&demo_policy(json!({"free": free}), json!({})));
-    stack.wait_policy_version(1);
-    let acme = token("acme", None);
-    chat(&stack, &acme, 200, 200);
-    assert_eq!(chat(&stack, &acme, 1, 1).status, 429);
+    let (stack, _acme) = acme_tripped_on_tokens_60s();
     let mut tenant = Value::Null;
     wait_until("the trip to reach control", 20, || {
         tenant = stack.control_get("/v1/tenants/acme");
