@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak
+.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak bench bench-tools
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := policy identity json_usage sse events
@@ -29,7 +29,7 @@ envoy: $(ENVOY)
 
 ## The filter, release build (what Envoy loads).
 wasm: wasm-target
-	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter -p fusebox-trapper
+	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter -p fusebox-trapper -p fusebox-bench-noop
 	@ls -l $(WASM) | awk '{print "fusebox_filter.wasm:", $$5, "bytes"}'
 
 ## Native binaries: fusebox-control, mock-llm, fusebox-dev.
@@ -47,6 +47,18 @@ test: envoy build
 	else \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## The benchmark suite (bench/README.md): bare Envoy, a no-op Wasm filter, native jwt_authn +
+## local_ratelimit and fusebox, same load, one run; table on stdout, report in target/bench/.
+bench: envoy wasm bench-tools
+	$(CARGO) build --release -p fusebox-control -p fusebox-integration -p fusebox-bench --bin fusebox-control --bin mock-llm --bin fusebox-bench
+	FUSEBOX_ENVOY=$(abspath $(ENVOY)) target/release/fusebox-bench
+
+## wrk and h2load from Debian's packages, if missing.
+bench-tools:
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client >/dev/null; }
+	@command -v wrk >/dev/null && command -v h2load >/dev/null
 
 ## A demo bearer token; the token is the last line.
 token:

@@ -492,6 +492,33 @@ pub fn mint_hs256(
     if let Some(kid) = kid {
         key = key.with_key_id(kid);
     }
+    key.authenticate(mint_claims(issuer, audience, claims, issued_at_s, valid_for_s)).map_err(|e| e.to_string())
+}
+
+/// Mints an RS256 token with a PEM private key. Used by tests and `make bench`; never by the filter.
+pub fn mint_rs256(
+    private_pem: &str,
+    kid: Option<&str>,
+    issuer: &str,
+    audience: &str,
+    claims: Map<String, Value>,
+    issued_at_s: u64,
+    valid_for_s: u64,
+) -> Result<String, String> {
+    let mut key = RS256KeyPair::from_pem(private_pem).map_err(|e| e.to_string())?;
+    if let Some(kid) = kid {
+        key = key.with_key_id(kid);
+    }
+    key.sign(mint_claims(issuer, audience, claims, issued_at_s, valid_for_s)).map_err(|e| e.to_string())
+}
+
+fn mint_claims(
+    issuer: &str,
+    audience: &str,
+    claims: Map<String, Value>,
+    issued_at_s: u64,
+    valid_for_s: u64,
+) -> JWTClaims<Map<String, Value>> {
     let mut c = Claims::with_custom_claims(claims, Duration::from_secs(valid_for_s))
         .with_issuer(issuer)
         .with_audience(audience);
@@ -499,7 +526,7 @@ pub fn mint_hs256(
     c.issued_at = Some(iat);
     c.invalid_before = Some(iat);
     c.expires_at = Some(iat + Duration::from_secs(valid_for_s));
-    key.authenticate(c).map_err(|e| e.to_string())
+    c
 }
 
 #[cfg(test)]

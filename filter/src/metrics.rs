@@ -216,3 +216,40 @@ impl Metrics {
         self.add(counter, 1);
     }
 }
+
+/// The VM's linear memory, as a gauge summed over every VM that reports it (each adds the
+/// change since its last report), so `fusebox.worker.wasm_memory_bytes` is the total of all
+/// workers. Wasm memory only grows, so the figure is also each VM's peak.
+#[derive(Debug)]
+pub struct MemoryGauge {
+    id: Option<u32>,
+    reported: std::cell::Cell<u64>,
+}
+
+impl MemoryGauge {
+    pub fn define(name: &str) -> MemoryGauge {
+        let id = hostcalls::define_metric(MetricType::Gauge, name)
+            .map_err(|s| log::warn!("fusebox: define_metric {name} failed: {s:?}"))
+            .ok();
+        MemoryGauge { id, reported: std::cell::Cell::new(0) }
+    }
+
+    pub fn report(&self) {
+        let Some(id) = self.id else { return };
+        let now = linear_memory_bytes();
+        let delta = i64::try_from(now).unwrap_or(i64::MAX) - i64::try_from(self.reported.get()).unwrap_or(i64::MAX);
+        if delta != 0 && hostcalls::increment_metric(id, delta).is_ok() {
+            self.reported.set(now);
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn linear_memory_bytes() -> u64 {
+    (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65_536)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn linear_memory_bytes() -> u64 {
+    0
+}

@@ -3,7 +3,7 @@
 
 use crate::events::Reporter;
 use crate::host;
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::{Counter, MemoryGauge, Metrics};
 use crate::request::Request;
 use crate::store::{self, Keys};
 use fusebox_engine::config::{FilterConfig, Mode};
@@ -38,6 +38,7 @@ pub struct FilterRoot {
     active: RefCell<Rc<ActivePolicy>>,
     seen_generation: Cell<Option<u64>>,
     reporter: Rc<Reporter>,
+    memory: MemoryGauge,
 }
 
 impl FilterRoot {
@@ -53,6 +54,7 @@ impl FilterRoot {
             metrics,
             active: RefCell::new(Rc::new(active)),
             seen_generation: Cell::new(None),
+            memory: MemoryGauge::define("fusebox.worker.wasm_memory_bytes"),
         })
     }
 
@@ -63,6 +65,7 @@ impl FilterRoot {
 
     pub fn on_tick(&self) {
         self.reporter.flush(host::now_ms());
+        self.memory.report();
     }
 
     /// Picks up a policy the singleton published. Checked on every request (one 8-byte

@@ -9,7 +9,7 @@
 
 use crate::events;
 use crate::host;
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::{Counter, MemoryGauge, Metrics};
 use crate::store::{self, Keys};
 use fusebox_engine::config::SingletonConfig;
 use fusebox_engine::event::{Backlog, Batch, Event};
@@ -45,6 +45,7 @@ pub struct SingletonRoot {
     boot_ms: u64,
     batch_seq: u64,
     shipping_ok: bool,
+    memory: MemoryGauge,
 }
 
 impl SingletonRoot {
@@ -70,6 +71,7 @@ impl SingletonRoot {
             boot_ms: 0,
             batch_seq: 0,
             shipping_ok: true,
+            memory: MemoryGauge::define("fusebox.singleton.wasm_memory_bytes"),
         }
     }
 
@@ -94,6 +96,7 @@ impl SingletonRoot {
         self.drain_queue();
         self.ship_events();
         self.poll_policy();
+        self.memory.report();
     }
 
     /// Moves what the workers queued into the backlog.

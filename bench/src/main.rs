@@ -1,0 +1,477 @@
+//! `make bench`: fusebox against bare Envoy, a no-op Wasm filter and Envoy's native
+//! jwt_authn + local_ratelimit, in one invocation and with the same load, so that the ratios
+//! compare like with like. See `bench/README.md` for how to read the output.
+#![allow(clippy::print_stdout)]
+
+mod load;
+mod procs;
+mod report;
+mod stream;
+
+use clap::Parser;
+use fusebox_integration::{envoy_binary, free_port, render, sibling_binary, wasm_path, workspace_root};
+use load::{Generator, Load, Run};
+use procs::{Cpus, Proc};
+use report::{Ratio, Summary};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const HS256_SECRET: &str = "fusebox-bench-secret-not-for-production";
+const ISSUER: &str = "https://auth.fusebox.bench";
+const FILTER_TOKEN: &str = "fusebox-bench-filter-token";
+const ADMIN_TOKEN: &str = "fusebox-bench-admin-token";
+
+#[derive(Parser, Debug)]
+#[command(about = "fusebox benchmark suite (make bench)")]
+struct Args {
+    /// Timed runs per scenario; the median is reported.
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5)]
+    rounds: u32,
+    /// Seconds per timed run.
+    #[arg(long, env = "BENCH_SECONDS", default_value_t = 3)]
+    seconds: u64,
+    /// Connections the load generator keeps open (requests in flight).
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 16)]
+    connections: u32,
+    /// Size of the streamed response, in MB (0 skips the stream measurement).
+    #[arg(long, env = "BENCH_STREAM_MB", default_value_t = 100)]
+    stream_mb: u64,
+    /// Run only these scenarios (comma-separated keys, e.g. `noop,fusebox`).
+    #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filters {
+    None,
+    Noop,
+    Native,
+    Fusebox,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tokens {
+    Hs256(u32),
+    Rs256(u32),
+}
+
+struct Scenario {
+    key: &'static str,
+    what: &'static str,
+    filters: Filters,
+    workers: u32,
+    tokens: Tokens,
+    http2: bool,
+}
+
+const fn scenario(key: &'static str, what: &'static str, filters: Filters, tokens: Tokens) -> Scenario {
+    Scenario { key, what, filters, workers: 1, tokens, http2: false }
+}
+
+/// The throughput scenarios, in table order.
+const SCENARIOS: [Scenario; 11] = [
+    scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
+    scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
+    scenario("native", "jwt_authn HS256 + local_ratelimit per tenant", Filters::Native, Tokens::Hs256(10)),
+    scenario("fusebox", "fusebox, HS256, 10 tenants, every feature on", Filters::Fusebox, Tokens::Hs256(10)),
+    scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
+    scenario("fusebox_1k", "fusebox, 1 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(1_000)),
+    scenario("fusebox_100k", "fusebox, 100 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(100_000)),
+    Scenario { workers: 2, ..scenario("noop_2w", "no-op Wasm filter, 2 workers", Filters::Noop, Tokens::Hs256(10)) },
+    Scenario {
+        workers: 2,
+        ..scenario("fusebox_2w", "fusebox, 2 workers, 10 tenants", Filters::Fusebox, Tokens::Hs256(10))
+    },
+    Scenario {
+        http2: true,
+        ..scenario("noop_h2", "no-op Wasm filter, HTTP/2 (h2load)", Filters::Noop, Tokens::Hs256(1))
+    },
+    Scenario {
+        http2: true,
+        ..scenario("fusebox_h2", "fusebox, HTTP/2 (h2load), 1 tenant", Filters::Fusebox, Tokens::Hs256(1))
+    },
+];
+
+/// A started scenario: its Envoy and how to load it.
+struct Running<'a> {
+    scenario: &'a Scenario,
+    envoy: Proc,
+    port: u16,
+    generator: Generator,
+    runs: Vec<Run>,
+}
+
+/// What every proxy config shares.
+struct Env {
+    envoy: PathBuf,
+    wasm: PathBuf,
+    noop_wasm: PathBuf,
+    control_port: u16,
+    dir: PathBuf,
+    cpus: Cpus,
+    agent: ureq::Agent,
+}
+
+impl Env {
+    fn proxy_config(&self, filters: Filters, listen: u16, admin: u16, upstream: u16) -> Result<String, String> {
+        let bench = workspace_root().join("bench/envoy");
+        let read = |p: &str| std::fs::read_to_string(bench.join(p)).map_err(|e| format!("bench/envoy/{p}: {e}"));
+        let fragment = match filters {
+            Filters::None => String::new(),
+            Filters::Noop => read("filters/noop.yaml")?,
+            Filters::Native => read("filters/native.yaml")?,
+            Filters::Fusebox => read("filters/fusebox.yaml")?,
+        };
+        let extensions = if filters == Filters::Fusebox { read("singleton.yaml")? } else { String::new() };
+        // Fragments first: they carry placeholders of their own.
+        Ok(render(
+            &read("proxy.yaml")?,
+            &[
+                ("FILTERS", fragment.trim_end().to_string()),
+                ("EXTENSIONS", extensions.trim_end().to_string()),
+                ("LISTEN_PORT", listen.to_string()),
+                ("ADMIN_PORT", admin.to_string()),
+                ("UPSTREAM_PORT", upstream.to_string()),
+                ("CONTROL_PORT", self.control_port.to_string()),
+                ("WASM", self.wasm.display().to_string()),
+                ("NOOP_WASM", self.noop_wasm.display().to_string()),
+                ("FILTER_TOKEN", FILTER_TOKEN.to_string()),
+            ],
+        ))
+    }
+
+    fn launcher(&self) -> procs::Launcher<'_> {
+        procs::Launcher { envoy: &self.envoy, dir: &self.dir, agent: &self.agent }
+    }
+
+    fn start_proxy(
+        &self,
+        name: &str,
+        filters: Filters,
+        workers: u32,
+        upstream: u16,
+    ) -> Result<(Proc, u16, u16), String> {
+        let (port, admin) = (free_port(), free_port());
+        let config = self.proxy_config(filters, port, admin, upstream)?;
+        let cpus = if workers > 1 { self.cpus.all.as_deref() } else { self.cpus.proxy.as_deref() };
+        let proc = self.launcher().envoy(name, &config, admin, workers, cpus)?;
+        Ok((proc, port, admin))
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("make bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let root = workspace_root();
+    let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
+    let dir = out.join("work");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into();
+    let wasm = wasm_path()?;
+    let env = Env {
+        envoy: envoy_binary()?,
+        noop_wasm: wasm.with_file_name("fusebox_bench_noop.wasm"),
+        wasm,
+        control_port: free_port(),
+        dir: dir.clone(),
+        cpus: Cpus::detect(),
+        agent,
+    };
+    if !env.noop_wasm.is_file() {
+        return Err(format!("{} missing (make bench builds it)", env.noop_wasm.display()));
+    }
+    let (wrk, h2load) = (procs::tool("wrk")?, procs::tool("h2load")?);
+    let rest = env.cpus.rest.as_deref();
+    println!(
+        "fusebox bench: {} rounds x {} s per scenario, {} connections; {}",
+        args.rounds,
+        args.seconds,
+        args.connections,
+        env.cpus.describe()
+    );
+
+    // The shared parts: control (serves bench/policy.json, takes the usage events), the fast
+    // upstream (a direct-response Envoy) and the mock LLM (streams).
+    let _control = start_control(&env, rest)?;
+    let upstream_port = free_port();
+    let _upstream = start_upstream(&env, upstream_port, rest)?;
+    let mock_port = free_port();
+    let mut mock = Proc::spawn(
+        "mock-llm",
+        {
+            let mut c = procs::pinned(rest, &sibling_binary("mock-llm")?);
+            c.arg("--listen").arg(format!("127.0.0.1:{mock_port}"));
+            c
+        },
+        &dir,
+    )?;
+    procs::wait_ok(&env.agent, &format!("http://127.0.0.1:{mock_port}/healthz"), &mut mock, Duration::from_secs(15))?;
+
+    let body_file = dir.join("chat-body.json");
+    std::fs::write(&body_file, CHAT_BODY).map_err(|e| e.to_string())?;
+    let mut running = Vec::new();
+    for s in SCENARIOS.iter().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.key)) {
+        let tokens = mint_tokens(s.tokens)?;
+        let (envoy, port, _admin) = env.start_proxy(s.key, s.filters, s.workers, upstream_port)?;
+        let first = tokens.first().cloned().unwrap_or_default();
+        wait_admitted(&env.agent, port, &first).map_err(|e| format!("{}: {e}", s.key))?;
+        let generator = if s.http2 {
+            Generator::H2load { token: first }
+        } else {
+            let path = dir.join(format!("tokens-{}.txt", s.key));
+            std::fs::write(&path, tokens.join("\n")).map_err(|e| e.to_string())?;
+            Generator::Wrk { tokens: path }
+        };
+        running.push(Running { scenario: s, envoy, port, generator, runs: Vec::new() });
+    }
+
+    let script = root.join("bench/wrk.lua");
+    let load = Load {
+        wrk: &wrk,
+        h2load: &h2load,
+        script: &script,
+        body_file: &body_file,
+        connections: args.connections,
+        cpus: rest,
+        scratch: &dir,
+    };
+    // Warm every scenario once (JIT, connection pools, first-seen tenants), then interleave the
+    // timed rounds, each round in a rotated order, so drift and position affect all alike.
+    for r in &running {
+        load.run(&r.generator, r.port, Duration::from_secs(1))?;
+    }
+    let n = running.len();
+    for round in 0..args.rounds as usize {
+        for i in 0..n {
+            let idx = (i + round) % n;
+            let Some(r) = running.get_mut(idx) else { continue };
+            let result = load.run(&r.generator, r.port, Duration::from_secs(args.seconds))?;
+            r.runs.push(result);
+        }
+        println!("  round {}/{} done", round + 1, args.rounds);
+    }
+    for r in &mut running {
+        if let Some(status) = r.envoy.exited() {
+            return Err(format!("{}: Envoy exited during the runs ({status})", r.scenario.key));
+        }
+    }
+    let summaries: Vec<Summary> =
+        running.iter().map(|r| Summary::of(r.scenario.key, r.scenario.what, r.runs.clone())).collect();
+    drop(running);
+
+    let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Value::Null };
+    let ratios = ratios(&summaries);
+    let bare = summaries.iter().find(|s| s.key == "bare");
+    let mut text = report::table(&summaries, bare);
+    text.push('\n');
+    text.push_str(&report::ratio_lines(&ratios));
+    text.push('\n');
+    text.push_str(&stream_lines(&streams));
+    println!("\n{text}");
+
+    let report = json!({
+        "generated_at_s": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        "envoy": envoy_version(&env.envoy),
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "pinning": env.cpus.describe(),
+        "load": {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections,
+                 "http1": "wrk -t1, tokens rotated per request", "http2": "h2load -t1 -m1"},
+        "scenarios": summaries,
+        "ratios": ratios,
+        "stream": streams,
+    });
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    std::fs::write(out.join("report.txt"), &text).map_err(|e| e.to_string())?;
+    println!("report: {}", out.join("report.json").display());
+
+    let errors: u64 = summaries.iter().map(|s| s.errors).sum();
+    if errors > 0 {
+        return Err(format!("{errors} requests failed during the runs; the figures are not comparable"));
+    }
+    Ok(())
+}
+
+const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"max_tokens":128}"#;
+
+/// What the fast upstream answers: a realistic OpenAI chat completion with usage.
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench0001","object":"chat.completion","created":1763900000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Prince Hamlet feigns madness to avenge his father's murder by his uncle Claudius, and his hesitation ends in a duel that kills nearly everyone, Hamlet included.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":27,"completion_tokens":36,"total_tokens":63,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}"#;
+
+fn start_control(env: &Env, cpus: Option<&str>) -> Result<Proc, String> {
+    let mut cmd = procs::pinned(cpus, &sibling_binary("fusebox-control")?);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", env.control_port))
+        .arg("--policy")
+        .arg(workspace_root().join("bench/policy.json"))
+        .arg("--db")
+        .arg(env.dir.join("control.db"))
+        .arg("--admin-token")
+        .arg(ADMIN_TOKEN)
+        .arg("--filter-token")
+        .arg(FILTER_TOKEN);
+    let mut proc = Proc::spawn("control", cmd, &env.dir)?;
+    let url = format!("http://127.0.0.1:{}/healthz", env.control_port);
+    procs::wait_ok(&env.agent, &url, &mut proc, Duration::from_secs(15))?;
+    Ok(proc)
+}
+
+fn start_upstream(env: &Env, port: u16, cpus: Option<&str>) -> Result<Proc, String> {
+    let template = std::fs::read_to_string(workspace_root().join("bench/envoy/upstream.yaml"))
+        .map_err(|e| format!("bench/envoy/upstream.yaml: {e}"))?;
+    let admin = free_port();
+    let body = serde_json::to_string(COMPLETION).map_err(|e| e.to_string())?;
+    let config =
+        render(&template, &[("LISTEN_PORT", port.to_string()), ("ADMIN_PORT", admin.to_string()), ("BODY", body)]);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).clamp(1, 4) as u32;
+    env.launcher().envoy("upstream", &config, admin, workers, cpus)
+}
+
+fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let rsa = std::fs::read_to_string(workspace_root().join("tests/keys/rs256-private.pem"))
+        .map_err(|e| format!("tests/keys/rs256-private.pem: {e}"))?;
+    let count = match kind {
+        Tokens::Hs256(n) | Tokens::Rs256(n) => n,
+    };
+    (0..count)
+        .map(|i| {
+            let mut claims = serde_json::Map::new();
+            claims.insert("tenant".into(), Value::from(format!("bench-{i}")));
+            let (iat, ttl) = (now.saturating_sub(60), 4 * 3600);
+            match kind {
+                Tokens::Hs256(_) => fusebox_engine::identity::mint_hs256(
+                    HS256_SECRET,
+                    Some("bench-hs"),
+                    ISSUER,
+                    "fusebox",
+                    claims,
+                    iat,
+                    ttl,
+                ),
+                Tokens::Rs256(_) => {
+                    fusebox_engine::identity::mint_rs256(&rsa, Some("bench-rs"), ISSUER, "fusebox", claims, iat, ttl)
+                }
+            }
+        })
+        .collect()
+}
+
+/// Sends one request until it is answered 200 (fusebox scenarios wait for control's policy,
+/// which holds the RS256 key).
+fn wait_admitted(agent: &ureq::Agent, port: u16, token: &str) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        match agent
+            .post(format!("http://127.0.0.1:{port}{}", load::CHAT_PATH))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .send(CHAT_BODY)
+        {
+            Ok(r) if r.status() == 200 => return Ok(()),
+            Ok(mut r) => last = format!("{} {}", r.status(), r.body_mut().read_to_string().unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("a request was never admitted (last answer: {last})"))
+}
+
+fn ratios(s: &[Summary]) -> Vec<Ratio> {
+    let get = |k: &str| s.iter().find(|x| x.key == k);
+    let pairs: [(&'static str, &str, &str, Option<f64>); 8] = [
+        ("fusebox / no-op Wasm", "fusebox", "noop", Some(0.9)),
+        ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.4)),
+        ("no-op Wasm / bare Envoy", "noop", "bare", None),
+        ("fusebox RS256 / HS256", "fusebox_rs256", "fusebox", None),
+        ("fusebox 1k / 10 tenants", "fusebox_1k", "fusebox", None),
+        ("fusebox 100k / 10 tenants", "fusebox_100k", "fusebox", None),
+        ("fusebox / no-op, 2 workers", "fusebox_2w", "noop_2w", None),
+        ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
+    ];
+    pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
+}
+
+/// The 100 MB stream through the no-op filter and through fusebox (3 times each, median).
+fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Value, String> {
+    let token = mint_tokens(Tokens::Hs256(1))?.pop().unwrap_or_default();
+    let mut results = serde_json::Map::new();
+    for (key, filters) in [("noop_stream", Filters::Noop), ("fusebox_stream", Filters::Fusebox)] {
+        let (envoy, port, admin) = env.start_proxy(key, filters, 1, mock_port)?;
+        wait_admitted(&env.agent, port, &token).map_err(|e| format!("{key}: {e}"))?;
+        // Let the filter's 1 s tick report its memory before the first stream.
+        std::thread::sleep(Duration::from_millis(1500));
+        let target = stream::Target {
+            agent: &env.agent,
+            port,
+            admin_port: admin,
+            pid: envoy.pid(),
+            token: &token,
+            fusebox: filters == Filters::Fusebox,
+        };
+        let runs = (0..3).map(|_| stream::run(&target, megabytes)).collect::<Result<Vec<_>, _>>()?;
+        if target.fusebox && runs.iter().any(|r| r.tokens_counted.unwrap_or(0) == 0) {
+            return Err("fusebox did not count the usage at the end of the stream".into());
+        }
+        let mb_per_s = report::median(runs.iter().map(|r| r.mb_per_s).collect());
+        results.insert(key.into(), json!({"mb_per_s": mb_per_s, "runs": runs}));
+    }
+    Ok(Value::Object(results))
+}
+
+fn stream_lines(streams: &Value) -> String {
+    let mut out = String::new();
+    for key in ["noop_stream", "fusebox_stream"] {
+        let Some(s) = streams.get(key) else { continue };
+        let runs = s.get("runs").and_then(Value::as_array).cloned().unwrap_or_default();
+        let last = runs.last().cloned().unwrap_or(Value::Null);
+        let kb = |f: &str| last.get(f).and_then(Value::as_u64).unwrap_or(0);
+        let first_rss = runs.first().and_then(|r| r.get("rss_before_kb")).and_then(Value::as_u64).unwrap_or(0);
+        out.push_str(&format!(
+            "{key:<16} {:>7.0} MB/s over {} MB x{}; Envoy RSS {} -> {} kB (peak {} kB)",
+            s.get("mb_per_s").and_then(Value::as_f64).unwrap_or(0.0),
+            kb("bytes") / 1_000_000,
+            runs.len(),
+            first_rss,
+            kb("rss_after_kb"),
+            kb("rss_peak_kb"),
+        ));
+        if let (Some(before), Some(after)) = (
+            runs.first().and_then(|r| r.get("wasm_before_bytes")).and_then(Value::as_u64),
+            last.get("wasm_after_bytes").and_then(Value::as_u64),
+        ) {
+            out.push_str(&format!("; filter Wasm memory {} -> {} KiB", before / 1024, after / 1024));
+        }
+        out.push('\n');
+    }
+    if let (Some(f), Some(n)) = (
+        streams.pointer("/fusebox_stream/mb_per_s").and_then(Value::as_f64),
+        streams.pointer("/noop_stream/mb_per_s").and_then(Value::as_f64),
+    ) {
+        out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / no-op", f / n.max(1e-9)));
+    }
+    out
+}
+
+fn envoy_version(envoy: &Path) -> String {
+    std::process::Command::new(envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
