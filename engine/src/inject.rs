@@ -68,8 +68,24 @@ fn clamp_allowance(request: &mut Map<String, Value>, max: u64) -> bool {
     changed
 }
 
+/// Whether `rewrite` could change `body`, by a byte search that is much cheaper than parsing:
+/// false only when no field it touches is named in the body (nor could be, behind a `\u`
+/// escape in a name). Lets the common request skip the JSON parse and re-serialisation.
+pub fn may_change(body: &[u8], rewrite: Rewrite) -> bool {
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    if !rewrite.stream_usage && rewrite.max_output.is_none() {
+        return false;
+    }
+    has(b"\\u")
+        || (rewrite.stream_usage && has(b"\"stream\""))
+        || (rewrite.max_output.is_some() && ALLOWANCE_FIELDS.iter().any(|f| has(f.as_bytes())))
+}
+
 /// Applies `rewrite` to a JSON request body.
 pub fn rewrite(body: &[u8], rewrite: Rewrite) -> Injection {
+    if !may_change(body, rewrite) {
+        return Injection::Unchanged;
+    }
     let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
         return Injection::NotJson;
     };
@@ -93,6 +109,23 @@ pub fn ensure_stream_usage(body: &[u8]) -> Injection {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn bodies_without_the_fields_skip_the_parse() {
+        let usage = Rewrite { stream_usage: true, max_output: None };
+        let clamp = Rewrite { stream_usage: false, max_output: Some(10) };
+        let plain = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(!may_change(plain, usage));
+        assert!(!may_change(plain, clamp));
+        assert!(!may_change(br#"{"max_tokens":5}"#, Rewrite::default()));
+        assert!(may_change(br#"{"stream":true}"#, usage));
+        assert!(may_change(br#"{"max_output_tokens":500}"#, clamp));
+        // An escaped name could spell any field: parse to be sure.
+        let escaped = br#"{"stream":true,"model":"m"}"#;
+        assert!(may_change(escaped, usage));
+        assert!(matches!(rewrite(escaped, usage), Injection::Rewritten { stream_usage_added: true, .. }));
+        assert_eq!(rewrite(plain, usage), Injection::Unchanged);
+    }
 
     fn rewritten(body: &str) -> Value {
         match ensure_stream_usage(body.as_bytes()) {
@@ -130,9 +163,11 @@ mod tests {
 
     #[test]
     fn non_json_bodies_are_left_alone() {
-        assert_eq!(ensure_stream_usage(b"not json"), Injection::NotJson);
-        assert_eq!(ensure_stream_usage(b"[1]"), Injection::NotJson);
-        assert_eq!(ensure_stream_usage(b""), Injection::NotJson);
+        assert_eq!(ensure_stream_usage(br#"not json "stream""#), Injection::NotJson);
+        assert_eq!(ensure_stream_usage(br#"["stream"]"#), Injection::NotJson);
+        // Without the field's name there is nothing to change, JSON or not.
+        assert_eq!(ensure_stream_usage(b"not json"), Injection::Unchanged);
+        assert_eq!(ensure_stream_usage(b""), Injection::Unchanged);
     }
 
     #[test]

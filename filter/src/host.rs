@@ -17,21 +17,44 @@ pub fn now_ms() -> u64 {
     }
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).unwrap_or_else(|s| {
-        log::debug!("fusebox: reading request header {name} failed: {s:?}");
-        None
-    })
+/// A header map read in one hostcall (one crossing instead of one per header: hostcalls are
+/// most of what a filter costs). Values are kept as bytes because a client may send any octet
+/// and proxy-wasm's string getters panic on non-UTF-8, which would trap the VM; such a value
+/// reads as lossy UTF-8 here and then fails validation like any other bad value.
+#[derive(Debug, Default)]
+pub struct Headers(Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    /// The first value of `name` (lower-case, as Envoy stores names).
+    pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+}
+
+fn headers(map: MapType) -> Headers {
+    // Names are safe to read as strings: Envoy's codecs refuse non-token header names.
+    Headers(hostcalls::get_map_bytes(map).unwrap_or_else(|s| {
+        log::warn!("fusebox: reading {map:?} failed: {s:?}");
+        Vec::new()
+    }))
+}
+
+pub fn request_headers() -> Headers {
+    headers(MapType::HttpRequestHeaders)
+}
+
+pub fn response_headers() -> Headers {
+    headers(MapType::HttpResponseHeaders)
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
         log::warn!("fusebox: setting request header {name} failed: {s:?}");
     }
-}
-
-pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).unwrap_or(None)
 }
 
 pub fn add_response_header(name: &str, value: &str) {
@@ -120,7 +143,9 @@ pub fn http_call(cluster: &str, headers: Vec<(&str, &str)>, timeout: Duration) -
 }
 
 pub fn http_call_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).unwrap_or(None)
+    // Bytes, not the string getter: control's reply must not be able to trap the singleton.
+    let value = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).unwrap_or(None)?;
+    String::from_utf8(value).ok()
 }
 
 pub fn http_call_body(size: usize) -> Option<Vec<u8>> {

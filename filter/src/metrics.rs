@@ -127,6 +127,21 @@ impl Counter {
         Counter::EventsShipFailures,
     ];
 
+    /// Counters moved on (almost) every request: added up in the worker and flushed to Envoy on
+    /// its 1 s tick, since a hostcall costs more than the rest of the bookkeeping. The others
+    /// are rare and go to Envoy at once.
+    fn is_batched(self) -> bool {
+        matches!(
+            self,
+            Counter::RequestsAllowed
+                | Counter::RequestsPassed
+                | Counter::TokensInput
+                | Counter::TokensOutput
+                | Counter::CostMicros
+                | Counter::ToolCalls
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Counter::RequestsAllowed => "fusebox.requests.allowed",
@@ -182,11 +197,13 @@ impl Counter {
 pub struct Metrics {
     /// Indexed by `Counter as usize`; `None` where defining the metric failed.
     ids: Vec<Option<u32>>,
+    /// Batched counts not yet flushed, by the same index.
+    pending: std::cell::RefCell<Vec<u64>>,
 }
 
 impl Metrics {
     pub fn define() -> Metrics {
-        let ids = Counter::ALL
+        let ids: Vec<Option<u32>> = Counter::ALL
             .iter()
             .map(|c| match hostcalls::define_metric(MetricType::Counter, c.name()) {
                 Ok(id) => Some(id),
@@ -196,7 +213,17 @@ impl Metrics {
                 }
             })
             .collect();
-        Metrics { ids }
+        Metrics { pending: std::cell::RefCell::new(vec![0; ids.len()]), ids }
+    }
+
+    /// Sends the batched counts to Envoy (the worker's tick).
+    pub fn flush(&self) {
+        let mut pending = self.pending.borrow_mut();
+        for (i, n) in pending.iter_mut().enumerate().filter(|(_, n)| **n > 0) {
+            if let Some(Some(id)) = self.ids.get(i) {
+                send(*id, std::mem::take(n));
+            }
+        }
     }
 
     pub fn add(&self, counter: Counter, n: u64) {
@@ -206,14 +233,23 @@ impl Metrics {
         if n == 0 {
             return;
         }
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        if let Err(s) = hostcalls::increment_metric(*id, n) {
-            log::debug!("fusebox: increment_metric {} failed: {s:?}", counter.name());
+        if counter.is_batched() {
+            if let Some(p) = self.pending.borrow_mut().get_mut(counter as usize) {
+                *p = p.saturating_add(n);
+            }
+        } else {
+            send(*id, n);
         }
     }
 
     pub fn inc(&self, counter: Counter) {
         self.add(counter, 1);
+    }
+}
+
+fn send(id: u32, n: u64) {
+    if let Err(s) = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) {
+        log::debug!("fusebox: increment_metric {id} failed: {s:?}");
     }
 }
 

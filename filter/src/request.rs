@@ -96,11 +96,14 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let headers = host::request_headers();
         // Never let a client assert its own tenant, whatever the route.
-        host::set_request_header("x-fusebox-tenant", None);
-        let path = host::request_header(":path").unwrap_or_default();
+        if headers.contains("x-fusebox-tenant") {
+            host::set_request_header("x-fusebox-tenant", None);
+        }
+        let path = headers.get(":path").unwrap_or_default();
         if self.is_status_request(&path) {
-            return self.serve_status();
+            return self.serve_status(&headers);
         }
         let config = Rc::clone(&self.config);
         let (mode, route) = config.route_for(&path);
@@ -109,7 +112,7 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         let now_ms = host::now_ms();
-        let identity = match self.identify(now_ms) {
+        let identity = match self.identify(&headers, now_ms) {
             Ok(id) => id,
             Err(reply) if mode == Mode::Enforce => {
                 self.metrics.inc(Counter::Unauthenticated);
@@ -118,7 +121,7 @@ impl HttpContext for Request {
             }
             Err(_) => return Action::Continue,
         };
-        let run = match run_headers() {
+        let run = match run_headers(&headers) {
             Ok(run) => run,
             Err(reply) if mode == Mode::Enforce => {
                 host::send_reply(&reply);
@@ -128,14 +131,19 @@ impl HttpContext for Request {
         };
         // Proxy-Wasm cannot hold the headers while reading the body, so admission happens now
         // and reserves the prompt's size; the output allowance is added once the body is read.
-        let prompt = host::request_header("content-length")
+        let prompt = headers
+            .get("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
         let action = self.admit(identity, mode, run, now_ms, prompt, route.to_string());
         if let Some(t) = self.tracked.as_mut() {
             t.api = StreamApi::for_path(&path);
+            // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
+            if headers.contains("accept-encoding") {
+                host::set_request_header("accept-encoding", None);
+            }
         }
-        let post = host::request_header(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+        let post = headers.get(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
         if action == Action::Continue && post && !end_of_stream {
             let stream_usage = self.config.inject_stream_usage && inject::is_chat_completions(&path);
             let clamp = self.tracked.as_ref().is_some_and(|t| t.in_flight && t.limits.clamp_max_tokens);
@@ -176,10 +184,11 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if let Some(t) = self.tracked.as_mut() {
-            t.status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-            let encoding = host::response_header("content-encoding");
+            let headers = host::response_headers();
+            t.status = headers.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let encoding = headers.get("content-encoding");
             if encoding.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("identity")) {
-                t.scanner = Some(BodyScanner::for_content_type(host::response_header("content-type").as_deref()));
+                t.scanner = Some(BodyScanner::for_content_type(headers.get("content-type").as_deref()));
             } else {
                 // We asked for identity; an upstream that compresses anyway cannot be counted.
                 self.metrics.inc(Counter::UsageEncoded);
@@ -241,9 +250,9 @@ impl HttpContext for Request {
 }
 
 /// Reads and checks the agent run headers.
-fn run_headers() -> Result<Option<RunHeaders>, reply::Reply> {
-    let Some(run_id) = host::request_header("x-agent-run-id") else { return Ok(None) };
-    let parent = host::request_header("x-agent-parent-run-id");
+fn run_headers(headers: &host::Headers) -> Result<Option<RunHeaders>, reply::Reply> {
+    let Some(run_id) = headers.get("x-agent-run-id").map(|v| v.into_owned()) else { return Ok(None) };
+    let parent = headers.get("x-agent-parent-run-id").map(|v| v.into_owned());
     let bad = |name: &str| {
         reply::bad_request("invalid_run_id", &format!("{name} must be 1-128 characters of [A-Za-z0-9-_.:@]"))
     };
@@ -262,10 +271,10 @@ impl Request {
         self.config.status_path.as_deref().is_some_and(|s| s == bare)
     }
 
-    fn identify(&self, now_ms: u64) -> Result<Identity, reply::Reply> {
+    fn identify(&self, headers: &host::Headers, now_ms: u64) -> Result<Identity, reply::Reply> {
         let verifier = &self.active.verifier;
-        let authorization = host::request_header("authorization");
-        let api_key = verifier.accepts_api_keys().then(|| host::request_header("x-api-key")).flatten();
+        let authorization = headers.get("authorization");
+        let api_key = verifier.accepts_api_keys().then(|| headers.get("x-api-key")).flatten();
         let envoy_jwt = verifier.jwt_authn().and_then(|cfg| {
             let claim = |name: &str| {
                 host::property_string(&["metadata", "filter_metadata", &cfg.filter, &cfg.payload_key, name])
@@ -326,7 +335,10 @@ impl Request {
 
     /// Rewrites a held request body as `hold` asks; returns the new body if it changed.
     fn rewrite_body(&self, hold: Hold, body: &[u8], body_size: usize) -> Option<Vec<u8>> {
-        let max_output = self.tracked.as_ref().filter(|_| hold.clamp).and_then(|t| {
+        // Only a body that names an allowance can need clamping: skip the state read otherwise.
+        let names_allowance =
+            hold.clamp && inject::may_change(body, Rewrite { stream_usage: false, max_output: Some(0) });
+        let max_output = self.tracked.as_ref().filter(|_| names_allowance).and_then(|t| {
             let state: TenantState = store::read(&t.key).ok()?;
             admission::output_room(&state, &t.limits, host::now_ms())
         });
@@ -483,8 +495,6 @@ impl Request {
             self.reporter.push(event, now_ms);
         }
         host::set_request_header("x-fusebox-tenant", Some(&identity.tenant));
-        // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
-        host::set_request_header("accept-encoding", None);
         host::set_filter_state("fusebox_tenant", &identity.tenant);
         self.tracked = Some(Tracked {
             probe: allowed.is_some_and(|a| a.probe),
@@ -610,9 +620,9 @@ impl Request {
     }
 
     /// `GET <status_path>`: the caller's own breaker state and windows.
-    fn serve_status(&mut self) -> Action {
+    fn serve_status(&mut self, headers: &host::Headers) -> Action {
         let now_ms = host::now_ms();
-        let identity = match self.identify(now_ms) {
+        let identity = match self.identify(headers, now_ms) {
             Ok(id) => id,
             Err(reply) => {
                 host::send_reply(&reply);

@@ -14,6 +14,11 @@ use std::rc::Rc;
 
 /// Verified tokens remembered per worker (two generations of this many).
 const TOKEN_CACHE_ENTRIES: usize = 4096;
+/// How often a worker looks for a newly published policy: the delay a kill switch or a
+/// lowered limit adds on top of the singleton's poll.
+const POLICY_CHECK_MS: u64 = 100;
+/// Events, batched counters and the memory gauge go out every this many policy checks (1 s).
+const FLUSH_EVERY_TICKS: u64 = 10;
 
 /// A policy ready to use: parsed, validated, keys built, with its own token cache (a new
 /// policy may have rotated keys, so its cache starts empty).
@@ -39,6 +44,7 @@ pub struct FilterRoot {
     seen_generation: Cell<Option<u64>>,
     reporter: Rc<Reporter>,
     memory: MemoryGauge,
+    ticks: Cell<u64>,
 }
 
 impl FilterRoot {
@@ -55,22 +61,30 @@ impl FilterRoot {
             active: RefCell::new(Rc::new(active)),
             seen_generation: Cell::new(None),
             memory: MemoryGauge::define("fusebox.worker.wasm_memory_bytes"),
+            ticks: Cell::new(0),
         })
     }
 
-    /// Starts the worker's flush timer for events (a request only merges into a local map).
+    /// Starts the worker's timer: policy checks, and flushing what requests only collect
+    /// locally (events, busy counters), so that a request costs no hostcall for them.
     pub fn start(&self) {
-        host::set_tick_period(std::time::Duration::from_millis(1000));
+        host::set_tick_period(std::time::Duration::from_millis(POLICY_CHECK_MS));
+        self.refresh_policy();
     }
 
     pub fn on_tick(&self) {
-        self.reporter.flush(host::now_ms());
-        self.memory.report();
+        self.refresh_policy();
+        let ticks = self.ticks.get().wrapping_add(1);
+        self.ticks.set(ticks);
+        if ticks % FLUSH_EVERY_TICKS == 0 {
+            self.reporter.flush(host::now_ms());
+            self.metrics.flush();
+            self.memory.report();
+        }
     }
 
-    /// Picks up a policy the singleton published. Checked on every request (one 8-byte
-    /// shared-data read) so that, once published, a policy applies to the very next request
-    /// on every worker: a kill switch or a lowered limit must not wait for a timer.
+    /// Picks up a policy the singleton published (one 8-byte shared-data read per check, on
+    /// the tick rather than per request: hostcalls are the filter's main cost).
     fn refresh_policy(&self) {
         let Some(generation) = store::policy_generation(&self.keys) else { return };
         if self.seen_generation.get() == Some(generation) {
@@ -92,7 +106,6 @@ impl FilterRoot {
     }
 
     pub fn new_request(&self) -> Request {
-        self.refresh_policy();
         Request::new(
             Rc::clone(&self.config),
             Rc::clone(&self.keys),

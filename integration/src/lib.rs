@@ -503,6 +503,13 @@ impl Stack {
             .sum()
     }
 
+    /// A per-request counter (requests allowed/passed, tokens, cost, tool calls) once the
+    /// workers have flushed it: they add those up locally and hand them to Envoy every second.
+    pub fn flushed_counter(&self, name: &str) -> u64 {
+        std::thread::sleep(Duration::from_millis(1200));
+        self.envoy_counter(name)
+    }
+
     pub fn log(&self, file: &str) -> String {
         std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
     }

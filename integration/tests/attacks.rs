@@ -140,3 +140,60 @@ fn every_forged_stale_or_malformed_credential_is_refused_before_the_upstream() {
     assert_eq!(mock["all"]["requests"], 1, "no refused request reached the upstream");
     assert_eq!(stack.envoy_counter("fusebox.requests.unauthenticated"), cases.len() as u64);
 }
+
+/// Sends raw bytes as one HTTP/1.1 request on a new connection; the response's status code.
+fn raw_status(port: u16, head: &[u8], body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut req =
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n"
+            .to_vec();
+    req.extend_from_slice(head);
+    req.extend_from_slice(format!("content-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    conn.write_all(&req).unwrap();
+    // The status line is enough; do not wait for the connection to close.
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while !out.windows(2).any(|w| w == b"\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn header_values_that_are_not_utf8_get_clear_answers_and_never_trap_a_worker() {
+    // proxy-wasm's string getters panic on such values; one request used to kill its worker's VM.
+    let stack = Stack::start(&fusebox_integration::demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let good = fusebox_integration::token("bytes", None);
+    let auth = format!("authorization: Bearer {good}\r\n");
+    let body = r#"{"model":"m","messages":[]}"#;
+    let with_auth = |extra: &[u8]| [auth.as_bytes(), extra].concat();
+    // Several of each, on new connections, so that every worker sees them.
+    for _ in 0..6 {
+        assert_eq!(raw_status(stack.ports.listen, b"authorization: Bearer \xff\xfe.\xff\r\n", body), 401);
+        assert_eq!(raw_status(stack.ports.listen, &with_auth(b"x-agent-run-id: run-\xff\r\n"), body), 400);
+        assert_eq!(raw_status(stack.ports.listen, &with_auth(b"x-fusebox-tenant: \xff\r\n"), body), 200);
+        assert_eq!(raw_status(stack.ports.listen, &with_auth(b"accept-encoding: gzip\xff\r\n"), body), 200);
+        // The upstream's answer carries a non-UTF-8 content-type: still read and counted.
+        assert_eq!(raw_status(stack.ports.listen, &with_auth(b"x-mock-binary-header: 1\r\n"), body), 200);
+        // A header name that is not a token never reaches the filter: Envoy refuses it.
+        assert_eq!(raw_status(stack.ports.listen, &with_auth(b"x-\xffname: 1\r\n"), body), 400);
+    }
+    for _ in 0..20 {
+        assert_eq!(stack.chat(Some(&good), &[]).status, 200, "every worker still serves");
+    }
+    let mock = stack.mock_stats();
+    assert_eq!(mock["tenants"]["bytes"]["requests"], 6 * 3 + 20, "only the admitted requests went up");
+    assert!(!stack.log("envoy.log").contains("panicked"), "no VM trapped");
+    // Counted, binary content-type included: the filter's token counters (flushed on the
+    // workers' 1 s tick) equal what the mock served.
+    let served = mock["all"]["input_tokens"].as_u64().unwrap();
+    assert!(served > 0);
+    assert_eq!(stack.flushed_counter("fusebox.tokens.input"), served);
+}

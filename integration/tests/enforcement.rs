@@ -143,7 +143,7 @@ fn pass_through_routes_are_not_enforced() {
     let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     let r = stack.get(&stack.url("/healthz"), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(stack.envoy_counter("fusebox.requests.passed"), 1);
+    assert_eq!(stack.flushed_counter("fusebox.requests.passed"), 1);
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn counts_are_exact_across_two_workers_under_concurrent_load() {
         assert_eq!(observed(&status, "tokens_60s"), expected, "tenant {tenant}: {status}");
     }
     assert_eq!(stats["all"]["requests"], (clients * per_client) as u64);
-    assert_eq!(stack.envoy_counter("fusebox.tokens.input"), total_input);
+    assert_eq!(stack.flushed_counter("fusebox.tokens.input"), total_input);
     assert_eq!(stack.envoy_counter("fusebox.store.errors"), 0);
 }
 

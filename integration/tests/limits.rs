@@ -151,7 +151,7 @@ fn monthly_cost_budget_uses_the_price_table() {
     assert_eq!(denied.status, 429);
     assert_eq!(denied.header("x-fusebox-reason"), Some("budget_cost_month"));
     assert_eq!(denied.json()["error"]["fusebox"]["observed"], 0.08);
-    assert_eq!(stack.envoy_counter("fusebox.cost.micros"), 80_000);
+    assert_eq!(stack.flushed_counter("fusebox.cost.micros"), 80_000);
 }
 
 #[test]

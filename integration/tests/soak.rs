@@ -91,7 +91,10 @@ fn soak_mixed_traffic_stays_exact_and_flat() {
         rss
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert_eq!(stack.envoy_counter("fusebox.tokens.input") + stack.envoy_counter("fusebox.tokens.output"), mock_total);
+    assert_eq!(
+        stack.flushed_counter("fusebox.tokens.input") + stack.envoy_counter("fusebox.tokens.output"),
+        mock_total
+    );
     assert!(rss[1] <= rss[0] + rss[0] / 10, "Envoy memory kept growing after all tenants existed: {rss:?}");
     // Control's metering got every response exactly once (events arrive within a few seconds).
     let requests: u64 = tenants.iter().map(|t| mock["tenants"][t]["requests"].as_u64().unwrap_or(0)).sum();

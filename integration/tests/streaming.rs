@@ -41,7 +41,7 @@ fn streamed_usage_of_all_three_apis_is_counted_exactly() {
     assert_eq!(expected, 3 * (321 + 123));
     assert_eq!(mock["all"]["with_accept_encoding"], 0, "the upstream is asked for an uncompressed body");
     assert_eq!(tokens_60s(&stack.status(&t)), expected);
-    assert_eq!(stack.envoy_counter("fusebox.usage.tool_calls"), 6);
+    assert_eq!(stack.flushed_counter("fusebox.usage.tool_calls"), 6);
     assert_eq!(stack.envoy_counter("fusebox.usage.malformed"), 0);
 }
 

@@ -5,7 +5,8 @@
 //! Per-request knobs (headers): `x-mock-input-tokens`, `x-mock-output-tokens`,
 //! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks`,
 //! `x-mock-chunk-bytes` and `x-mock-chunk-delay-ms` (stream shape and size), `x-mock-status`,
-//! `x-mock-body` (a deliberately broken body) and `x-mock-abort-after` (reset mid-stream). `GET /mock/stats` reports what it
+//! `x-mock-body` (a deliberately broken body), `x-mock-abort-after` (reset mid-stream) and
+//! `x-mock-binary-header` (a JSON answer whose content-type is not UTF-8). `GET /mock/stats` reports what it
 //! answered, per tenant as seen in the `x-fusebox-tenant` header Envoy adds, so tests can compare
 //! exact totals; it also records whether chat streams asked for usage.
 
@@ -291,7 +292,14 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         }
     }
     if !stream {
-        return Json(json_body(&answer)).into_response();
+        let mut response = Json(json_body(&answer)).into_response();
+        if headers.contains_key("x-mock-binary-header") {
+            // A header value that is not UTF-8 (obs-text), as a careless upstream may send.
+            if let Ok(v) = header::HeaderValue::from_bytes(b"application/json; note=\xff\xfe") {
+                response.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+        }
+        return response;
     }
     let delay = Duration::from_millis(header_u64(&headers, "x-mock-chunk-delay-ms").unwrap_or(0));
     let mut events = sse_events(&answer, include_usage);
