@@ -7,6 +7,7 @@ mod load;
 mod procs;
 mod report;
 mod stream;
+mod upstream;
 
 use clap::Parser;
 use fusebox_integration::{envoy_binary, free_port, render, sibling_binary, wasm_path, workspace_root};
@@ -43,12 +44,17 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Internal: be the fast upstream on this port (the bench starts itself this way).
+    #[arg(long, hide = true)]
+    serve_upstream: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Filters {
     None,
     Noop,
+    /// The no-op filter making 20 hostcalls a request.
+    NoopX20,
     Native,
     Fusebox,
 }
@@ -73,9 +79,10 @@ const fn scenario(key: &'static str, what: &'static str, filters: Filters, token
 }
 
 /// The throughput scenarios, in table order.
-const SCENARIOS: [Scenario; 11] = [
+const SCENARIOS: [Scenario; 12] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
+    scenario("noop_x20", "no-op Wasm filter making 20 header reads", Filters::NoopX20, Tokens::Hs256(10)),
     scenario("native", "jwt_authn HS256 + local_ratelimit per tenant", Filters::Native, Tokens::Hs256(10)),
     scenario("fusebox", "fusebox, HS256, 10 tenants, every feature on", Filters::Fusebox, Tokens::Hs256(10)),
     scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
@@ -123,6 +130,7 @@ impl Env {
         let fragment = match filters {
             Filters::None => String::new(),
             Filters::Noop => read("filters/noop.yaml")?,
+            Filters::NoopX20 => read("filters/noop_x20.yaml")?,
             Filters::Native => read("filters/native.yaml")?,
             Filters::Fusebox => read("filters/fusebox.yaml")?,
         };
@@ -164,7 +172,12 @@ impl Env {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    let result = match args.serve_upstream {
+        Some(port) => upstream::serve(port, COMPLETION),
+        None => run(args),
+    };
+    if let Err(e) = result {
         eprintln!("make bench: {e}");
         std::process::exit(1);
     }
@@ -280,6 +293,9 @@ fn run(args: Args) -> Result<(), String> {
     text.push('\n');
     text.push_str(&report::ratio_lines(&ratios));
     text.push('\n');
+    let costs = costs(&summaries);
+    text.push_str(&cost_lines(&costs));
+    text.push('\n');
     text.push_str(&stream_lines(&streams));
     println!("\n{text}");
 
@@ -292,6 +308,7 @@ fn run(args: Args) -> Result<(), String> {
                  "http1": "wrk -t1, tokens rotated per request", "http2": "h2load -t1 -m1"},
         "scenarios": summaries,
         "ratios": ratios,
+        "costs_us": costs,
         "stream": streams,
     });
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default())
@@ -331,14 +348,21 @@ fn start_control(env: &Env, cpus: Option<&str>) -> Result<Proc, String> {
 }
 
 fn start_upstream(env: &Env, port: u16, cpus: Option<&str>) -> Result<Proc, String> {
-    let template = std::fs::read_to_string(workspace_root().join("bench/envoy/upstream.yaml"))
-        .map_err(|e| format!("bench/envoy/upstream.yaml: {e}"))?;
-    let admin = free_port();
-    let body = serde_json::to_string(COMPLETION).map_err(|e| e.to_string())?;
-    let config =
-        render(&template, &[("LISTEN_PORT", port.to_string()), ("ADMIN_PORT", admin.to_string()), ("BODY", body)]);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).clamp(1, 4) as u32;
-    env.launcher().envoy("upstream", &config, admin, workers, cpus)
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = procs::pinned(cpus, &exe);
+    cmd.arg("--serve-upstream").arg(port.to_string());
+    let mut proc = Proc::spawn("upstream", cmd, &env.dir)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = proc.exited() {
+            return Err(format!("the upstream exited ({status})"));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the upstream did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(proc)
 }
 
 fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
@@ -405,6 +429,39 @@ fn ratios(s: &[Summary]) -> Vec<Ratio> {
         ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
     ];
     pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
+}
+
+/// Microseconds of one worker's time per request that `key` adds over `base`, from the
+/// throughput of a single saturated worker (1 / req/s).
+fn added_us(s: &[Summary], key: &str, base: &str) -> Option<f64> {
+    let rate = |k: &str| s.iter().find(|x| x.key == k).map(|x| x.rps).filter(|r| *r > 0.0);
+    Some(1e6 / rate(key)? - 1e6 / rate(base)?)
+}
+
+/// The cost model the ratios come from: what a hostcall costs here, and what each layer adds.
+fn costs(s: &[Summary]) -> Value {
+    json!({
+        "hostcall_us": added_us(s, "noop_x20", "noop").map(|us| us / 19.0),
+        "noop_over_bare_us": added_us(s, "noop", "bare"),
+        "native_over_bare_us": added_us(s, "native", "bare"),
+        "fusebox_over_noop_us": added_us(s, "fusebox", "noop"),
+        "fusebox_over_bare_us": added_us(s, "fusebox", "bare"),
+    })
+}
+
+fn cost_lines(costs: &Value) -> String {
+    let mut out = String::from("worker time per request (1 / req/s of one saturated worker):\n");
+    for (k, label) in [
+        ("hostcall_us", "one hostcall (noop_x20 vs noop, / 19)"),
+        ("noop_over_bare_us", "a no-op Wasm filter over bare Envoy"),
+        ("native_over_bare_us", "native jwt_authn + local_ratelimit over bare"),
+        ("fusebox_over_noop_us", "fusebox over the no-op Wasm filter"),
+    ] {
+        if let Some(v) = costs.get(k).and_then(Value::as_f64) {
+            out.push_str(&format!("  {label:<46} {v:>6.1} us\n"));
+        }
+    }
+    out
 }
 
 /// The 100 MB stream through the no-op filter and through fusebox (3 times each, median).
