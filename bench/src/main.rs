@@ -512,7 +512,17 @@ fn stream_lines(streams: &Value) -> String {
             runs.first().and_then(|r| r.get("wasm_before_bytes")).and_then(Value::as_u64),
             last.get("wasm_after_bytes").and_then(Value::as_u64),
         ) {
-            out.push_str(&format!("; filter Wasm memory {} -> {} KiB", before / 1024, after / 1024));
+            let each: Vec<String> = runs
+                .iter()
+                .filter_map(|r| r.get("wasm_after_bytes").and_then(Value::as_u64))
+                .map(|b| (b / 1024).to_string())
+                .collect();
+            out.push_str(&format!(
+                "; filter Wasm memory {} -> {} KiB (after each stream: {})",
+                before / 1024,
+                after / 1024,
+                each.join(", ")
+            ));
         }
         out.push('\n');
     }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 /// The filter's gauge of its workers' Wasm linear memory.
 pub const WASM_MEMORY_STAT: &str = "wasmcustom.fusebox.worker.wasm_memory_bytes";
 const OUTPUT_TOKENS_STAT: &str = "wasmcustom.fusebox.tokens.output";
-/// Bytes of filler per SSE event, so one event is about 330 bytes on the wire, like a
+/// Bytes of filler per SSE event, so one event is about 355 bytes on the wire, like a
 /// chat completion chunk carrying a few tokens.
 const EVENT_FILLER_BYTES: u64 = 200;
-const EVENT_BYTES: u64 = 330;
+const EVENT_BYTES: u64 = 355;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamRun {
