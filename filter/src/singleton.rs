@@ -46,7 +46,15 @@ pub struct SingletonRoot {
     batch_seq: u64,
     shipping_ok: bool,
     memory: MemoryGauge,
+    /// Ticks left at the start-up cadence (see [`START_TICK_MS`]); 0 once the first policy is in.
+    fast_ticks_left: u32,
 }
+
+/// Until control's first policy arrives, poll this often (for at most [`START_FAST_TICKS`]
+/// ticks): after a start or a hot restart the workers enforce the fallback policy from the
+/// Envoy configuration until then, so that window should be short.
+const START_TICK_MS: u64 = 50;
+const START_FAST_TICKS: u32 = 40;
 
 impl SingletonRoot {
     pub fn new(config: SingletonConfig, metrics: Rc<Metrics>) -> SingletonRoot {
@@ -72,6 +80,7 @@ impl SingletonRoot {
             batch_seq: 0,
             shipping_ok: true,
             memory: MemoryGauge::define("fusebox.singleton.wasm_memory_bytes"),
+            fast_ticks_left: START_FAST_TICKS,
         }
     }
 
@@ -89,10 +98,22 @@ impl SingletonRoot {
             self.config.control.policy_path,
             self.config.control.poll_interval_ms
         );
-        host::set_tick_period(Duration::from_millis(self.config.control.poll_interval_ms))
+        host::set_tick_period(Duration::from_millis(START_TICK_MS.min(self.config.control.poll_interval_ms)))
+    }
+
+    /// Leaves the start-up cadence for the configured poll interval.
+    fn settle_cadence(&mut self) {
+        if self.fast_ticks_left > 0 {
+            self.fast_ticks_left = 0;
+            host::set_tick_period(Duration::from_millis(self.config.control.poll_interval_ms));
+        }
     }
 
     pub fn on_tick(&mut self) {
+        if self.fast_ticks_left == 1 {
+            self.settle_cadence(); // control is slow to answer: stop polling fast
+        }
+        self.fast_ticks_left = self.fast_ticks_left.saturating_sub(1);
         self.drain_queue();
         self.ship_events();
         self.poll_policy();
@@ -270,6 +291,7 @@ impl SingletonRoot {
             Ok(()) => {
                 self.generation = generation;
                 self.etag = host::http_call_header("etag");
+                self.settle_cadence();
                 log::info!("fusebox: published policy version {version} (generation {generation})");
             }
             Err(s) => log::error!("fusebox: publishing the policy failed: {s:?}"),

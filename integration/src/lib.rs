@@ -180,6 +180,7 @@ pub struct Stack {
     pub db: PathBuf,
     children: Vec<(String, Child)>,
     agent: ureq::Agent,
+    workers: u32,
 }
 
 fn spawn(name: &str, cmd: &mut Command, dir: &Path, foreground: bool) -> Result<Child, String> {
@@ -304,6 +305,7 @@ impl Stack {
             db: o.db.clone(),
             children: Vec::new(),
             agent,
+            workers: o.workers,
         };
         let p = &o.ports;
         let mock = spawn(
@@ -331,16 +333,9 @@ impl Stack {
         );
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&envoy);
-        cmd.arg("-c")
-            .arg(&config_path)
-            .arg("--concurrency")
-            .arg(o.workers.to_string())
-            .arg("--use-dynamic-base-id")
-            .arg("--log-level")
-            .arg("info")
-            .arg("--component-log-level")
-            .arg("wasm:info");
+        let mut cmd = stack.envoy_command(&envoy);
+        // The base id is written down for a hot restart (`Stack::hot_restart_envoy`).
+        cmd.arg("--use-dynamic-base-id").arg("--base-id-path").arg(dir.join("base-id"));
         if !o.foreground {
             cmd.arg("--log-path").arg(dir.join("envoy.log"));
         }
@@ -348,6 +343,55 @@ impl Stack {
         stack.children.push(("envoy".into(), envoy_child));
         stack.wait_ready()?;
         Ok(stack)
+    }
+
+    fn envoy_command(&self, envoy: &Path) -> Command {
+        let mut cmd = Command::new(envoy);
+        cmd.arg("-c")
+            .arg(self.dir.join("envoy.yaml"))
+            .arg("--concurrency")
+            .arg(self.workers.to_string())
+            .arg("--log-level")
+            .arg("info")
+            .arg("--component-log-level")
+            .arg("wasm:info");
+        cmd
+    }
+
+    /// Hot-restarts Envoy (`--restart-epoch 1`, same base id and config): the new process
+    /// takes over the listeners and the old one drains and exits. Returns once the old one has
+    /// exited and the new one is ready.
+    pub fn hot_restart_envoy(&mut self) {
+        let base_id = std::fs::read_to_string(self.dir.join("base-id")).unwrap_or_default();
+        let envoy = envoy_binary().unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = self.envoy_command(&envoy);
+        cmd.arg("--base-id")
+            .arg(base_id.trim())
+            .arg("--restart-epoch")
+            .arg("1")
+            .arg("--drain-time-s")
+            .arg("1")
+            .arg("--parent-shutdown-time-s")
+            .arg("3")
+            .arg("--log-path")
+            .arg(self.dir.join("envoy-1.log"));
+        let child = spawn("envoy-1", &mut cmd, &self.dir, false).unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let old_exited = self.children.iter_mut().any(|(n, c)| n == "envoy" && !matches!(c.try_wait(), Ok(None)));
+            if old_exited {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the old Envoy did not hand over; logs in {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.children.retain(|(n, _)| n != "envoy");
+        self.children.push(("envoy".into(), child));
+        let ready = format!("http://127.0.0.1:{}/ready", self.ports.admin);
+        while !self.agent.get(&ready).call().is_ok_and(|r| r.status() == 200) {
+            assert!(Instant::now() < deadline, "the new Envoy is not ready; logs in {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
