@@ -1,0 +1,41 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! What operators see in Envoy's own tools: fusebox's metrics at `/stats/prometheus` with the
+//! denial reason as a label (`stats_tags` in envoy/demo.yaml), and its memory gauges.
+
+use fusebox_integration::{demo_policy, generous, token, Stack};
+use serde_json::json;
+
+#[test]
+fn denials_reach_prometheus_with_the_reason_as_a_label() {
+    let mut tier = generous();
+    tier["requests_10s"] = json!(1);
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("labelled", None);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 429);
+    let prom = stack.get(&format!("http://127.0.0.1:{}/stats/prometheus", stack.ports.admin), &[]).body;
+    let denied: Vec<&str> = prom.lines().filter(|l| l.contains("fusebox_requests_denied{")).collect();
+    assert!(
+        denied.iter().any(|l| l.contains(r#"fusebox_reason="requests_10s""#) && l.ends_with(" 1")),
+        "one labelled series per reason: {denied:?}"
+    );
+    assert!(!prom.contains("fusebox_requests_denied_requests_10s"), "the reason is a label, not part of the name");
+    // The workers' Wasm memory is reported (a gauge; wasm memory only grows, so also the peak).
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let memory = prom_value(&stack, "fusebox_worker_wasm_memory_bytes");
+    assert!(memory >= 2 * 65_536, "two workers with at least a page each: {memory}");
+    assert!(prom_value(&stack, "fusebox_singleton_wasm_memory_bytes") >= 65_536);
+}
+
+/// The value of an untagged series in `/stats/prometheus` (0 when absent).
+fn prom_value(stack: &Stack, name: &str) -> u64 {
+    let prom = stack.get(&format!("http://127.0.0.1:{}/stats/prometheus", stack.ports.admin), &[]).body;
+    prom.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (series, value) = l.split_once(' ')?;
+            (series.trim_end_matches("{}") == name).then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
