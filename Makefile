@@ -27,6 +27,12 @@ $(ENVOY):
 
 envoy: $(ENVOY)
 
+## The official OpenAI Python SDK, for the client-compatibility test.
+OPENAI_SDK := $(VENV)/.openai-sdk
+$(OPENAI_SDK): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai
+	@touch $@
+
 ## The filter, release build (what Envoy loads).
 wasm: wasm-target
 	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter -p fusebox-trapper -p fusebox-bench-noop
@@ -41,7 +47,7 @@ run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
 ## Unit tests, control tests and real-Envoy end-to-end tests.
-test: envoy build
+test: envoy $(OPENAI_SDK) build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
