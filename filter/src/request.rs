@@ -407,7 +407,13 @@ impl Request {
         reserve: u64,
         route: String,
     ) -> Action {
-        let (_tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
+        let (tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
+        // For access logs (`%FILTER_STATE(wasm.fusebox_tenant:PLAIN)%` and kin), allowed or not.
+        host::set_filter_state("fusebox_tenant", &identity.tenant);
+        host::set_filter_state("fusebox_tier", &tier);
+        if let Some(r) = &run {
+            host::set_filter_state("fusebox_run_id", &r.run_id);
+        }
         let key = self.keys.tenant(&identity.tenant);
         let admitted = store::update(&self.keys, &key, |s| {
             let (decision, transitions) = admission::admit(s, &limits, now_ms, reserve);
@@ -495,7 +501,6 @@ impl Request {
             self.reporter.push(event, now_ms);
         }
         host::set_request_header("x-fusebox-tenant", Some(&identity.tenant));
-        host::set_filter_state("fusebox_tenant", &identity.tenant);
         self.tracked = Some(Tracked {
             probe: allowed.is_some_and(|a| a.probe),
             warning: allowed.and_then(|a| a.warning).map(|w| w.to_string()),

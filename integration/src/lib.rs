@@ -354,7 +354,10 @@ impl Stack {
             .arg("--log-level")
             .arg("info")
             .arg("--component-log-level")
-            .arg("wasm:info");
+            .arg("wasm:info")
+            // Tests read the logs (and the access log on stdout): flush them often.
+            .arg("--file-flush-interval-msec")
+            .arg("200");
         cmd
     }
 

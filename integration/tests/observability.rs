@@ -28,6 +28,31 @@ fn denials_reach_prometheus_with_the_reason_as_a_label() {
     assert!(prom_value(&stack, "fusebox_singleton_wasm_memory_bytes") >= 65_536);
 }
 
+#[test]
+fn access_logs_name_the_tenant_tier_run_and_refusal_reason() {
+    let mut tier = generous();
+    tier["requests_10s"] = json!(1);
+    let stack =
+        Stack::start(&demo_policy(json!({"free": generous(), "tight": tier}), json!({"lone": {"tier": "tight"}})));
+    stack.wait_policy_version(1);
+    let t = token("lone", None);
+    assert_eq!(stack.chat(Some(&t), &[("x-agent-run-id", "run-42")]).status, 200);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 429);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wanted = [
+        "\"POST /v1/chat/completions\" 200 tenant=lone tier=tight run=run-42 reason=-",
+        "\"POST /v1/chat/completions\" 429 tenant=lone tier=tight run=- reason=requests_10s",
+    ];
+    loop {
+        let log = stack.log("envoy.out");
+        if wanted.iter().all(|w| log.contains(w)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "access log lacks {wanted:?}:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The value of an untagged series in `/stats/prometheus` (0 when absent).
 fn prom_value(stack: &Stack, name: &str) -> u64 {
     let prom = stack.get(&format!("http://127.0.0.1:{}/stats/prometheus", stack.ports.admin), &[]).body;
