@@ -2,7 +2,7 @@
 //! What operators see in Envoy's own tools: fusebox's metrics at `/stats/prometheus` with the
 //! denial reason as a label (`stats_tags` in envoy/demo.yaml), and its memory gauges.
 
-use fusebox_integration::{demo_policy, generous, token, Stack};
+use fusebox_integration::{demo_policy, generous, token, workspace_root, Stack};
 use serde_json::json;
 
 #[test]
@@ -50,6 +50,46 @@ fn access_logs_name_the_tenant_tier_run_and_refusal_reason() {
         }
         assert!(std::time::Instant::now() < deadline, "access log lacks {wanted:?}:\n{log}");
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_metric_the_grafana_dashboard_queries_exists_in_envoy_or_control() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    assert_eq!(stack.chat(Some(&token("graphed", None)), &[]).status, 200);
+    let envoy = stack.get(&format!("http://127.0.0.1:{}/stats/prometheus", stack.ports.admin), &[]).body;
+    let control = stack.get(&stack.control_url("/metrics"), &[]).body;
+    let path = workspace_root().join("envoy/grafana/fusebox-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    let mut names = std::collections::BTreeSet::new();
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} has no query", panel["title"]);
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            // Metric names: `fusebox_` followed by [a-z0-9_], not a label value inside quotes.
+            let mut rest = expr;
+            while let Some(at) = rest.find("fusebox_") {
+                let tail = &rest[at..];
+                let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+                let quoted = rest[..at].ends_with('"');
+                if !quoted && !tail[..end].starts_with("fusebox_reason") {
+                    names.insert(tail[..end].to_string());
+                }
+                rest = &tail[end..];
+            }
+        }
+    }
+    assert!(names.len() >= 20, "{names:?}");
+    for name in &names {
+        let declared = format!("# TYPE {name} ");
+        assert!(
+            envoy.contains(&declared) || control.contains(&declared),
+            "the dashboard queries {name}, which nobody exports"
+        );
     }
 }
 
