@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak bench bench-tools
+.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := policy identity json_usage sse events
@@ -47,7 +47,7 @@ run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
 ## Unit tests, control tests and real-Envoy end-to-end tests.
-test: envoy $(OPENAI_SDK) build
+test: envoy $(OPENAI_SDK) browser build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -59,6 +59,12 @@ test: envoy $(OPENAI_SDK) build
 bench: envoy wasm bench-tools
 	$(CARGO) build --release -p fusebox-control -p fusebox-integration -p fusebox-bench --bin fusebox-control --bin mock-llm --bin fusebox-bench
 	FUSEBOX_ENVOY=$(abspath $(ENVOY)) target/release/fusebox-bench
+
+## Headless Chromium and chromedriver (Debian) for the dashboard test, if missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null
 
 ## wrk and h2load from Debian's packages, if missing.
 bench-tools:

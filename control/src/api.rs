@@ -112,6 +112,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/usage", get(get_usage))
         .route("/v1/audit", get(get_audit))
         .route("/v1/audit/verify", get(get_audit_verify))
+        .route("/dashboard", get(dashboard_page))
+        .route("/v1/dashboard", get(get_dashboard))
         .layer(DefaultBodyLimit::max(8 << 20))
         .with_state(state)
 }
@@ -207,6 +209,27 @@ async fn get_tenant(
         .blocking(move |inner| {
             report::tenant(&inner.db.conn(), &policy, &tenant, db::now_ms(), inner.config.escalation)
         })
+        .await
+        .map(Json)
+}
+
+/// The operator page; it reads `/v1/dashboard` with the token the operator enters.
+async fn dashboard_page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::dashboard::PAGE,
+    )
+        .into_response()
+}
+
+async fn get_dashboard(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let policy = state.served().policy;
+    state
+        .blocking(move |inner| crate::dashboard::view(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation))
         .await
         .map(Json)
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod client;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod ingest;

@@ -26,7 +26,7 @@ pub struct ReportedBreaker {
     pub source: String,
 }
 
-fn reported_breaker(conn: &Connection, tenant: &str) -> rusqlite::Result<Option<ReportedBreaker>> {
+pub(crate) fn reported_breaker(conn: &Connection, tenant: &str) -> rusqlite::Result<Option<ReportedBreaker>> {
     conn.query_row(
         "SELECT state, at_ms, metric, threshold, observed, open_until_ms, source FROM breaker_state WHERE tenant = ?1",
         [tenant],
@@ -57,7 +57,7 @@ pub struct Totals {
     pub warnings: u64,
 }
 
-fn totals(conn: &Connection, tenant: &str) -> rusqlite::Result<Totals> {
+pub(crate) fn totals(conn: &Connection, tenant: &str) -> rusqlite::Result<Totals> {
     conn.query_row(
         "SELECT requests, input_tokens, output_tokens, cost_micros, denials, trips, warnings FROM tenant_totals WHERE tenant = ?1",
         [tenant],
@@ -80,7 +80,7 @@ fn totals(conn: &Connection, tenant: &str) -> rusqlite::Result<Totals> {
     .map(Option::unwrap_or_default)
 }
 
-fn escalated(conn: &Connection, tenant: &str, now_ms: u64, esc: Escalation) -> rusqlite::Result<bool> {
+pub(crate) fn escalated(conn: &Connection, tenant: &str, now_ms: u64, esc: Escalation) -> rusqlite::Result<bool> {
     let since = to_sql(now_ms.saturating_sub(esc.window_s.saturating_mul(1000)));
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM tenant_events WHERE tenant = ?1 AND kind = 'escalation' AND at_ms > ?2)",

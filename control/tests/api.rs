@@ -375,3 +375,48 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(read(&app, "/v1/policy").await.json()["version"], 1, "nothing changed");
     assert_eq!(read(&app, "/v1/audit/verify").await.json()["ok"], true);
 }
+
+#[tokio::test]
+async fn the_dashboard_puts_tenants_that_need_attention_first_with_usage_against_limits() {
+    let app = service();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let minute = now_ms / 1000 / 60 * 60;
+    let usage = |tenant: &str, input: u64| {
+        json!({"kind": "usage", "tenant": tenant, "model": "gpt-4o", "route": "/v1/", "status": 200,
+               "minute": minute, "requests": 1, "input_tokens": input, "output_tokens": 0})
+    };
+    let batch = json!({"batch_id": "envoy-1-9", "source": "envoy-1", "events": [
+        usage("quiet", 10), usage("busy", 500), usage("acme", 40),
+        {"kind": "transition", "tenant": "acme", "from": "closed", "to": "open", "at_ms": now_ms,
+         "metric": "tokens_60s", "threshold": 100, "observed": 150, "open_until_ms": now_ms + 30_000},
+    ]});
+    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch.to_string()).await.status, StatusCode::OK);
+    let held = admin(&app, "POST", "/v1/tenants/quiet/breaker", r#"{"action":"open","reason":"<b>runaway</b>"}"#).await;
+    assert_eq!(held.status, StatusCode::OK, "{}", held.text());
+
+    assert_eq!(call(&app, "GET", "/v1/dashboard", None, &[], "").await.status, StatusCode::UNAUTHORIZED);
+    let d = read(&app, "/v1/dashboard").await.json();
+    let order: Vec<&str> = d["tenants"].as_array().unwrap().iter().map(|t| t["tenant"].as_str().unwrap()).collect();
+    assert_eq!(order, ["acme", "quiet", "busy"], "open and held first, then by tokens today");
+    let acme = &d["tenants"][0];
+    assert_eq!(acme["state"], "open");
+    assert_eq!(acme["breaker"]["metric"], "tokens_60s");
+    assert_eq!(
+        acme["usage"][0],
+        json!({"name": "tokens_60s", "used": 40, "limit": 100,
+        "note": "tokens in this minute and the last (control sees usage by the minute)"})
+    );
+    assert_eq!(d["tenants"][1]["state"], "kill_switch");
+    assert_eq!(d["tenants"][1]["forced"]["reason"], "<b>runaway</b>");
+    assert_eq!(d["tenants"][2]["usage"][2]["used"], 500, "tokens today");
+    assert_eq!(d["recent_trips"][0]["tenant"], "acme");
+    let actions: Vec<&str> =
+        d["recent_audit"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"breaker.transition") && actions.contains(&"breaker.open"), "{actions:?}");
+
+    // The page itself needs no token (it asks for one) and writes what it shows as text.
+    let page = call(&app, "GET", "/dashboard", None, &[], "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().contains("/v1/dashboard") && !page.text().contains("innerHTML"));
+}

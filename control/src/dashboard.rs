@@ -1,0 +1,139 @@
+//! The operator dashboard: one page (`GET /dashboard`, static HTML and script, no build step)
+//! and the one document it shows (`GET /v1/dashboard`): every tenant with its tier, breaker,
+//! operator hold and usage against the thresholds control can judge, plus recent trips and
+//! audit entries.
+
+use crate::audit;
+use crate::db::{from_sql, to_sql};
+use crate::error::ApiError;
+use crate::ingest::Escalation;
+use crate::report::{escalated, reported_breaker, totals};
+use fusebox_engine::budget::{civil_date, days_from_civil};
+use fusebox_engine::policy::{Forced, Policy};
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// The page itself: plain HTML with an inline script that reads `/v1/dashboard`.
+pub const PAGE: &str = include_str!("dashboard.html");
+
+/// Tenants shown (the ones that need attention first); the rest are counted.
+const MAX_TENANTS: usize = 200;
+const RECENT: u64 = 20;
+
+/// Unix seconds of 00:00 UTC today and of the 1st of this month.
+fn period_starts(now_s: u64) -> (u64, u64) {
+    let days = (now_s / 86_400) as i64;
+    let (y, m, _) = civil_date(days);
+    let month_start = days_from_civil(y, m, 1).max(0) as u64 * 86_400;
+    (now_s - now_s % 86_400, month_start)
+}
+
+/// Tokens, requests and cost of `tenant` in minutes starting at or after `from_s`.
+fn usage_since(conn: &Connection, tenant: &str, from_s: u64) -> rusqlite::Result<(u64, u64, u64)> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(requests), 0), COALESCE(SUM(cost_micros), 0)
+         FROM usage WHERE tenant = ?1 AND minute >= ?2",
+        params![tenant, to_sql(from_s)],
+        |r| Ok((from_sql(r.get(0)?), from_sql(r.get(1)?), from_sql(r.get(2)?))),
+    )
+}
+
+/// One usage line: what was used against its limit (`null` when the tier sets none).
+fn gauge(name: &str, used: Value, limit: Option<Value>, note: &str) -> Value {
+    json!({"name": name, "used": used, "limit": limit, "note": note})
+}
+
+/// `GET /v1/dashboard`.
+pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) -> Result<Value, ApiError> {
+    let now_s = now_ms / 1000;
+    let (day_start, month_start) = period_starts(now_s);
+    // The current minute and the one before it: control sees usage by the minute.
+    let recent_start = (now_s / 60).saturating_sub(1) * 60;
+    let mut names: BTreeSet<String> = policy.tenants.keys().cloned().collect();
+    let mut stmt = conn.prepare("SELECT tenant FROM tenant_totals UNION SELECT tenant FROM breaker_state")?;
+    for t in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        names.insert(t?);
+    }
+    let mut tenants = Vec::with_capacity(names.len().min(MAX_TENANTS));
+    for t in &names {
+        let (tier, limits) = policy.limits_for(t, None);
+        let forced = policy.tenants.get(t).and_then(|e| e.forced.as_ref());
+        let breaker = reported_breaker(conn, t)?;
+        let (tokens_recent, requests_recent, _) = usage_since(conn, t, recent_start)?;
+        let (tokens_day, _, _) = usage_since(conn, t, day_start)?;
+        let (_, _, cost_month) = usage_since(conn, t, month_start)?;
+        let state = match (forced, &breaker) {
+            (Some(f), _) if matches!(f.state, Forced::Open) => "kill_switch".to_string(),
+            (Some(_), _) => "held_closed".to_string(),
+            (None, Some(b)) => b.state.clone(),
+            (None, None) => "closed".to_string(),
+        };
+        tenants.push(json!({
+            "tenant": t,
+            "tier": tier,
+            "state": state,
+            "forced": forced,
+            "breaker": breaker,
+            "escalated": escalated(conn, t, now_ms, esc)?,
+            "totals": totals(conn, t)?,
+            "usage": [
+                gauge("tokens_60s", tokens_recent.into(), limits.tokens_60s.map(Value::from),
+                      "tokens in this minute and the last (control sees usage by the minute)"),
+                gauge("requests", requests_recent.into(), None, "requests in this minute and the last"),
+                gauge("budget_tokens_day", tokens_day.into(), limits.budget_tokens_day.map(Value::from),
+                      "tokens since 00:00 UTC"),
+                gauge("budget_cost_month", (cost_month as f64 / 1e6).into(), limits.budget_cost_month.map(Value::from),
+                      "cost since the 1st, from the policy's prices"),
+            ],
+        }));
+    }
+    // Attention first: held or open breakers, escalations, then by tokens today.
+    let rank = |v: &Value| {
+        let state = v.get("state").and_then(Value::as_str).unwrap_or("");
+        let urgent =
+            matches!(state, "kill_switch" | "open" | "half_open") || v.get("escalated") == Some(&Value::Bool(true));
+        let tokens = v.pointer("/usage/2/used").and_then(Value::as_u64).unwrap_or(0);
+        (!urgent, std::cmp::Reverse(tokens))
+    };
+    tenants.sort_by_key(rank);
+    let hidden = tenants.len().saturating_sub(MAX_TENANTS);
+    tenants.truncate(MAX_TENANTS);
+    let mut trips = conn.prepare(
+        "SELECT tenant, at_ms, details FROM tenant_events WHERE kind = 'trip' ORDER BY at_ms DESC, id DESC LIMIT ?1",
+    )?;
+    let trips = trips
+        .query_map([to_sql(RECENT)], |r| {
+            let details: String = r.get(2)?;
+            Ok(json!({
+                "tenant": r.get::<_, String>(0)?,
+                "at_ms": from_sql(r.get(1)?),
+                "details": serde_json::from_str::<Value>(&details).unwrap_or(Value::Null),
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut audit_entries = audit::list(conn, None, RECENT)?;
+    audit_entries.reverse();
+    Ok(json!({
+        "generated_at_ms": now_ms,
+        "policy_version": policy.version,
+        "tenants": tenants,
+        "tenants_not_shown": hidden,
+        "recent_trips": trips,
+        "recent_audit": audit_entries,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_at_midnight_and_on_the_first() {
+        // 2026-11-23T14:05:00Z
+        let now = 1_795_442_700;
+        let (day, month) = period_starts(now);
+        assert_eq!(day, 1_795_392_000, "2026-11-23T00:00:00Z");
+        assert_eq!(month, 1_793_491_200, "2026-11-01T00:00:00Z");
+    }
+}

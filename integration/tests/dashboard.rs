@@ -1,0 +1,224 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! The operator dashboard in real headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! installed by `make test`), driven over WebDriver against a live stack: it shows the tenants,
+//! their breakers and usage, and its kill-switch button stops a tenant at Envoy. Screenshots go
+//! to `target/dashboard*.png`.
+
+use fusebox_integration::{demo_policy, free_port, generous, token, workspace_root, Stack, DEMO_ADMIN_TOKEN};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A chromedriver process and one browser session, both ended on drop.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+}
+
+fn find_tool(name: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: `make test` installs Debian's chromium and chromium-driver"))
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new(find_tool("chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !agent
+            .get(format!("{base}/status"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+            .is_some_and(|v| v["value"]["ready"] == true)
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let chromium = find_tool("chromium");
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium.display().to_string(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }}}});
+        let mut b = Browser { driver, base, session: String::new(), agent };
+        let created = b.post("/session", &caps);
+        b.session = created["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_string();
+        b
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Value {
+        let mut r = self.agent.post(format!("{}{path}", self.base)).send_json(body).unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        v["value"].clone()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let mut r = self.agent.get(format!("{}{path}", self.base)).call().unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        v["value"].clone()
+    }
+
+    fn s(&self, path: &str) -> String {
+        format!("/session/{}{path}", self.session)
+    }
+
+    fn goto(&self, url: &str) {
+        self.post(&self.s("/url"), &json!({"url": url}));
+    }
+
+    /// The element matching a CSS selector, if there is one now.
+    fn find(&self, css: &str) -> Option<String> {
+        let v = self.post(&self.s("/element"), &json!({"using": "css selector", "value": css}));
+        // W3C WebDriver names the reference `element-6066-...`; an error comes back as `error`.
+        v.as_object()?.iter().find(|(k, _)| k.starts_with("element-"))?.1.as_str().map(str::to_string)
+    }
+
+    /// Waits for an element whose attribute has a value; returns the element.
+    fn wait_attr(&self, css: &str, attr: &str, value: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(e) = self.find(css) {
+                if self.get(&self.s(&format!("/element/{e}/attribute/{attr}"))) == json!(value) {
+                    return e;
+                }
+            }
+            assert!(Instant::now() < deadline, "{css} never had {attr}={value}: {}", self.text("body"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn text(&self, css: &str) -> String {
+        self.find(css)
+            .map(|e| self.get(&self.s(&format!("/element/{e}/text"))))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css).unwrap_or_else(|| panic!("{css} not found"));
+        self.post(&self.s(&format!("/element/{e}/click")), &json!({}));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).unwrap_or_else(|| panic!("{css} not found"));
+        self.post(&self.s(&format!("/element/{e}/value")), &json!({"text": text}));
+    }
+
+    fn screenshot(&self, name: &str) {
+        let png = b64decode(self.get(&self.s("/screenshot")).as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let dir = workspace_root().join("target");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.agent.delete(format!("{}/session/{}", self.base, self.session)).call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn b64decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, d)| acc | (u32::from(*d) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
+    let mut tier = generous();
+    tier["tokens_60s"] = json!(500);
+    // calm may send as much as it likes: only the kill switch can refuse it.
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({"calm": {"tokens_60s": 100_000_000}})));
+    stack.wait_policy_version(1);
+    let (calm, noisy) = (token("calm", None), token("noisy", None));
+    assert_eq!(stack.chat(Some(&calm), &[]).status, 200);
+    // 400 tokens a response: the second trips tokens_60s, the third is refused.
+    for _ in 0..2 {
+        assert_eq!(stack.chat(Some(&noisy), &[]).status, 200);
+    }
+    assert_eq!(stack.chat(Some(&noisy), &[]).status, 429);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.control_get("/v1/tenants/noisy")["breaker"]["state"] != "open" {
+        assert!(Instant::now() < deadline, "the trip never reached control");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let browser = Browser::start();
+    browser.goto(&format!("{}#token={DEMO_ADMIN_TOKEN}", stack.control_url("/dashboard")));
+    browser.wait_attr("body", "data-loaded", "true");
+    browser.wait_attr(r#"tr[data-tenant="noisy"]"#, "data-state", "open");
+    let noisy_row = browser.text(r#"tr[data-tenant="noisy"]"#);
+    assert!(noisy_row.contains("last trip: tokens_60s"), "{noisy_row}");
+    assert!(noisy_row.contains("tokens_60s: 800 / 500"), "usage against the limit: {noisy_row}");
+    browser.wait_attr(r#"tr[data-tenant="calm"]"#, "data-state", "closed");
+    assert!(browser.text("#trips").contains("noisy"));
+    assert!(browser.text("#audit").contains("breaker.transition"));
+    browser.screenshot("dashboard.png");
+
+    // The kill switch, from the page: control holds calm open and Envoy refuses calm.
+    browser.type_into(r#"tr[data-tenant="calm"] input.reason"#, "browser test");
+    browser.click(r#"tr[data-tenant="calm"] button.kill"#);
+    browser.wait_attr(r#"tr[data-tenant="calm"]"#, "data-state", "kill_switch");
+    assert!(browser.text("#status").contains("Kill switch set for calm"));
+    let held = stack.control_get("/v1/tenants/calm");
+    assert_eq!(held["forced"]["state"], "open");
+    assert_eq!(held["forced"]["reason"], "browser test");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = stack.chat(Some(&calm), &[]);
+        if r.status == 429 {
+            assert_eq!(r.header("x-fusebox-reason"), Some("kill_switch"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "Envoy never applied the kill switch");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    browser.screenshot("dashboard-kill-switch.png");
+
+    // A token that may only read cannot pull the switch: the page says so.
+    // (A new URL, not just a new fragment, so that the page loads afresh with this token.)
+    browser.goto(&format!("{}?as=reader#token=fusebox-demo-filter-token", stack.control_url("/dashboard")));
+    browser.wait_attr("body", "data-loaded", "true");
+    browser.click(r#"tr[data-tenant="noisy"] button.kill"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.text("#status").contains("open noisy: 40") {
+        assert!(Instant::now() < deadline, "no refusal shown: {}", browser.text("#status"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(stack.control_get("/v1/tenants/noisy")["forced"].is_null());
+}
