@@ -27,6 +27,22 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     pub mode: Mode,
+    /// Requests on this route are judged by this tier of the policy (not the tenant's own), in
+    /// windows and a breaker of their own: e.g. embeddings with limits apart from chat. The
+    /// tenant's operator hold (kill switch) still applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+}
+
+/// What the route rules say about a request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMatch<'a> {
+    pub mode: Mode,
+    /// The matching rule's prefix or path, `*` when none matches (usage is reported per
+    /// label, never per raw path).
+    pub label: &'a str,
+    /// The route's own tier, if it names one.
+    pub tier: Option<&'a str>,
 }
 
 impl RouteRule {
@@ -83,6 +99,14 @@ impl FilterConfig {
             if r.prefix.is_some() == r.path.is_some() {
                 return Err(field_error(format!("routes[{i}]"), "set exactly one of 'prefix' or 'path'"));
             }
+            if let Some(tier) = &r.tier {
+                if !cfg.policy.tiers.contains_key(tier) {
+                    return Err(field_error(
+                        format!("routes[{i}].tier"),
+                        format!("tier '{tier}' is not in the filter's policy (define it there too)"),
+                    ));
+                }
+            }
         }
         if let Some(p) = &cfg.status_path {
             if !p.starts_with('/') {
@@ -95,16 +119,19 @@ impl FilterConfig {
 
     /// The mode for a request path (query string is ignored).
     pub fn mode_for(&self, path: &str) -> Mode {
-        self.route_for(path).0
+        self.route_for(path).mode
     }
 
-    /// The mode and a bounded label for a request path: the matching rule's prefix or path,
-    /// `*` when none matches (usage is reported per label, never per raw path).
-    pub fn route_for(&self, path: &str) -> (Mode, &str) {
+    /// What the first matching rule says about a request path (query string is ignored).
+    pub fn route_for(&self, path: &str) -> RouteMatch<'_> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         match self.routes.iter().find(|r| r.matches(path)) {
-            Some(r) => (r.mode, r.prefix.as_deref().or(r.path.as_deref()).unwrap_or("*")),
-            None => (self.unmatched, "*"),
+            Some(r) => RouteMatch {
+                mode: r.mode,
+                label: r.prefix.as_deref().or(r.path.as_deref()).unwrap_or("*"),
+                tier: r.tier.as_deref(),
+            },
+            None => RouteMatch { mode: self.unmatched, label: "*", tier: None },
         }
     }
 }
@@ -244,6 +271,31 @@ mod tests {
         assert_eq!(cfg.mode_for("/healthz"), Mode::Pass);
         assert_eq!(cfg.mode_for("/healthz/deep"), Mode::Pass);
         assert_eq!(cfg.mode_for("/other"), Mode::Pass);
+    }
+
+    #[test]
+    fn a_route_can_name_a_tier_of_its_own_which_the_policy_must_have() {
+        let cfg = filter(
+            r#", "routes": [{"prefix": "/v1/embeddings", "mode": "enforce", "tier": "pro"},
+                            {"prefix": "/v1/", "mode": "enforce"}]"#,
+        )
+        .unwrap();
+        let m = cfg.route_for("/v1/embeddings?x=1");
+        assert_eq!((m.mode, m.label, m.tier), (Mode::Enforce, "/v1/embeddings", Some("pro")));
+        assert_eq!(cfg.route_for("/v1/chat/completions").tier, None);
+        let err = filter(r#", "routes": [{"prefix": "/v1/", "mode": "enforce", "tier": "gold"}]"#).unwrap_err();
+        assert_eq!(err.field, "routes[0].tier");
+        // The route's tier replaces the tenant's thresholds but keeps its operator hold.
+        let policy = crate::policy::Policy::from_json(
+            policy_json(r#", "tenants": {"acme": {"tier": "free", "tokens_60s": 7, "forced": {"state": "open"}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let pro = policy.route_limits("acme", "pro").unwrap();
+        assert_eq!(pro.tokens_60s, policy.tiers["pro"].tokens_60s);
+        assert_ne!(pro.tokens_60s, Some(7));
+        assert_eq!(pro.operator.forced, Some(crate::policy::Forced::Open), "the kill switch covers every route");
+        assert!(policy.route_limits("acme", "gold").is_none());
     }
 
     #[test]

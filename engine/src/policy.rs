@@ -697,6 +697,15 @@ impl Policy {
 
     /// The limits that apply to `tenant`: its policy entry over its tier, where the tier is the
     /// one set for the tenant, else the verified tier claim, else the default tier.
+    /// Limits for a request on a route with a tier of its own: that tier's thresholds, with the
+    /// tenant's operator hold (a kill switch stops every route). `None` if the policy has no
+    /// such tier (the caller then uses the tenant's own limits).
+    pub fn route_limits(&self, tenant: &str, tier: &str) -> Option<Limits> {
+        let mut limits = self.tiers.get(tier)?.clone();
+        limits.operator = self.limits_for(tenant, None).1.operator;
+        Some(limits)
+    }
+
     pub fn limits_for(&self, tenant: &str, claimed_tier: Option<&str>) -> (String, Limits) {
         let entry = self.tenants.get(tenant);
         let tier = entry

@@ -54,6 +54,12 @@ struct Tracked {
     settled: bool,
 }
 
+/// The matched route rule: its label (for usage reports) and its own tier, if any.
+struct Route {
+    label: String,
+    tier: Option<String>,
+}
+
 /// `x-agent-run-id` and `x-agent-parent-run-id` of a request.
 struct RunHeaders {
     run_id: String,
@@ -106,7 +112,8 @@ impl HttpContext for Request {
             return self.serve_status(&headers);
         }
         let config = Rc::clone(&self.config);
-        let (mode, route) = config.route_for(&path);
+        let matched = config.route_for(&path);
+        let mode = matched.mode;
         if mode == Mode::Pass {
             self.metrics.inc(Counter::RequestsPassed);
             return Action::Continue;
@@ -135,7 +142,8 @@ impl HttpContext for Request {
             .get("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
-        let action = self.admit(identity, mode, run, now_ms, prompt, route.to_string());
+        let route = Route { label: matched.label.to_string(), tier: matched.tier.map(str::to_string) };
+        let action = self.admit(identity, mode, run, now_ms, prompt, route);
         if let Some(t) = self.tracked.as_mut() {
             t.api = StreamApi::for_path(&path);
             // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
@@ -405,16 +413,24 @@ impl Request {
         run: Option<RunHeaders>,
         now_ms: u64,
         reserve: u64,
-        route: String,
+        route: Route,
     ) -> Action {
-        let (tier, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
+        // A route with a tier of its own is judged by that tier, in a state of its own.
+        let route_limits =
+            route.tier.as_deref().and_then(|t| Some((t, self.active.policy.route_limits(&identity.tenant, t)?)));
+        let (tier, limits, key) = match route_limits {
+            Some((t, limits)) => (t.to_string(), limits, self.keys.route_tenant(&identity.tenant, t)),
+            None => {
+                let (t, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
+                (t, limits, self.keys.tenant(&identity.tenant))
+            }
+        };
         // For access logs (`%FILTER_STATE(wasm.fusebox_tenant:PLAIN)%` and kin), allowed or not.
         host::set_filter_state("fusebox_tenant", &identity.tenant);
         host::set_filter_state("fusebox_tier", &tier);
         if let Some(r) = &run {
             host::set_filter_state("fusebox_run_id", &r.run_id);
         }
-        let key = self.keys.tenant(&identity.tenant);
         let admitted = store::update(&self.keys, &key, |s| {
             let (decision, transitions) = admission::admit(s, &limits, now_ms, reserve);
             (decision, transitions, admission::quotas(s, &limits, now_ms))
@@ -507,7 +523,7 @@ impl Request {
             quota_fields: reply::quota_fields(&quotas),
             tenant: identity.tenant,
             key,
-            route,
+            route: route.label,
             limits,
             scanner: None,
             status: 0,

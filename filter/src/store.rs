@@ -72,6 +72,12 @@ impl Keys {
         format!("{}{tenant}", self.tenant_prefix)
     }
 
+    /// The state of a tenant's requests on a route with a tier of its own (`#` cannot occur in
+    /// a tenant id, so this never collides with a tenant's own key).
+    pub fn route_tenant(&self, tenant: &str, tier: &str) -> String {
+        format!("{}{tenant}#{tier}", self.tenant_prefix)
+    }
+
     /// A run slot's key, always under its verified tenant.
     pub fn run(&self, tenant: &str, slot: u64) -> String {
         format!("{}{tenant}/{slot}", self.run_prefix)

@@ -65,6 +65,35 @@ fn every_envoy_yaml_validates_with_the_real_envoy() {
     }
 }
 
+#[test]
+fn per_route_example_enforces_chat_and_embeddings_apart_and_leaves_admin_paths_alone() {
+    use fusebox_integration::{demo_policy, token, Stack};
+    let tiers = serde_json::json!({
+        "free": {"tokens_60s": 100_000, "requests_10s": 100},
+        "embeddings": {"tokens_60s": 100_000, "requests_10s": 2},
+    });
+    let stack = Stack::start_with_envoy(&demo_policy(tiers, serde_json::json!({})), "per-route.yaml");
+    stack.wait_policy_version(1);
+    let t = token("split", None);
+    let embed = |stack: &Stack| {
+        stack.post("/v1/embeddings", Some(&t), &[], r#"{"model":"text-embedding-3-small","input":"hi"}"#)
+    };
+    assert_eq!(embed(&stack).status, 200);
+    assert_eq!(embed(&stack).status, 200);
+    let third = embed(&stack);
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert_eq!(third.header("x-fusebox-reason"), Some("requests_10s"));
+    // The embeddings tier's breaker is its own: chat is untouched.
+    for _ in 0..3 {
+        assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    }
+    // The filter is off on the admin paths: no token needed, the upstream answers.
+    let admin = stack.get(&stack.url("/admin/anything"), &[]);
+    assert_eq!(admin.status, 404, "the mock's answer, not fusebox's 401: {}", admin.body);
+    let mock = stack.mock_stats();
+    assert_eq!(mock["tenants"]["split"]["requests"], 5, "2 embeddings and 3 chats went up");
+}
+
 /// The first JSON document in `text` after `marker`.
 fn json_after(text: &str, marker: &str) -> serde_json::Value {
     let at = text.find(marker).unwrap_or_else(|| panic!("{marker} not found"));

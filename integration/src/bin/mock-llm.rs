@@ -67,6 +67,8 @@ enum Api {
     Chat,
     Responses,
     Messages,
+    /// OpenAI embeddings: input tokens only, never streamed.
+    Embeddings,
 }
 
 /// What one answer contains.
@@ -113,6 +115,11 @@ fn json_body(a: &Answer) -> Value {
             "content": anthropic_content(a.tool_calls), "stop_reason": "end_turn",
             "usage": {"input_tokens": input, "output_tokens": output}
         }),
+        Api::Embeddings => json!({
+            "object": "list", "model": a.model,
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0125, -0.0431, 0.0078]}],
+            "usage": {"prompt_tokens": input, "total_tokens": input}
+        }),
     }
 }
 
@@ -150,6 +157,8 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
     let (input, output) = (a.input, a.output);
     let mut out = Vec::new();
     match a.api {
+        // Embeddings never stream (`complete` answers them as JSON).
+        Api::Embeddings => {}
         Api::Chat => {
             let chunk = |choices: Value, usage: Value| {
                 event(
@@ -248,14 +257,18 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         api,
         model: request.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string(),
         input: header_u64(&headers, "x-mock-input-tokens").unwrap_or(state.args.input_tokens),
-        output: header_u64(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens),
+        output: if api == Api::Embeddings {
+            0
+        } else {
+            header_u64(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens)
+        },
         tool_calls: header_u64(&headers, "x-mock-tool-calls").unwrap_or(0),
         chunks: header_u64(&headers, "x-mock-chunks").unwrap_or(3),
         filler: "x".repeat(
             header_u64(&headers, "x-mock-chunk-bytes").and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(64 << 20),
         ),
     };
-    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = api != Api::Embeddings && request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage =
         api != Api::Chat || request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     if let Some(ms) = header_u64(&headers, "x-mock-latency-ms") {
@@ -348,6 +361,10 @@ async fn main() -> Result<(), String> {
         .route(
             "/v1/messages",
             post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Messages, h, b)),
+        )
+        .route(
+            "/v1/embeddings",
+            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Embeddings, h, b)),
         )
         .with_state(state);
     let listener =
