@@ -93,6 +93,36 @@ fn every_metric_the_grafana_dashboard_queries_exists_in_envoy_or_control() {
     }
 }
 
+#[test]
+fn spans_carry_the_tenant_tier_run_and_refusal_reason_as_tags() {
+    let mut tier = generous();
+    tier["requests_10s"] = json!(1);
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("traced", None);
+    assert_eq!(stack.chat(Some(&t), &[("x-agent-run-id", "run-7")]).status, 200);
+    assert_eq!(stack.chat(Some(&t), &[]).status, 429);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let spans = stack.get(&format!("http://127.0.0.1:{}/mock/spans", stack.ports.mock), &[]).json();
+        let ours: Vec<&serde_json::Value> = spans
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| &s["tags"])
+            .filter(|t| t["fusebox.tenant"] == "traced" && t["fusebox.tier"] == "free")
+            .collect();
+        // Tags whose value is empty are left out: the admitted span has no reason, the refused one no run.
+        let admitted = ours.iter().any(|t| t["fusebox.run_id"] == "run-7" && t.get("fusebox.reason").is_none());
+        let refused = ours.iter().any(|t| t["fusebox.reason"] == "requests_10s" && t["http.status_code"] == "429");
+        if admitted && refused {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "spans lack fusebox's tags: {spans}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The value of an untagged series in `/stats/prometheus` (0 when absent).
 fn prom_value(stack: &Stack, name: &str) -> u64 {
     let prom = stack.get(&format!("http://127.0.0.1:{}/stats/prometheus", stack.ports.admin), &[]).body;

@@ -6,7 +6,8 @@
 //! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks`,
 //! `x-mock-chunk-bytes` and `x-mock-chunk-delay-ms` (stream shape and size), `x-mock-status`,
 //! `x-mock-body` (a deliberately broken body), `x-mock-abort-after` (reset mid-stream) and
-//! `x-mock-binary-header` (a JSON answer whose content-type is not UTF-8). `GET /mock/stats` reports what it
+//! `x-mock-binary-header` (a JSON answer whose content-type is not UTF-8). It is also the demo's
+//! Zipkin collector: `POST /api/v2/spans` keeps what Envoy reports, `GET /mock/spans` returns it. `GET /mock/stats` reports what it
 //! answered, per tenant as seen in the `x-fusebox-tenant` header Envoy adds, so tests can compare
 //! exact totals; it also records whether chat streams asked for usage.
 
@@ -60,6 +61,8 @@ struct Stats {
 struct AppState {
     args: Args,
     stats: Arc<Mutex<Stats>>,
+    /// Spans Envoy reported (the demo bootstrap uses the mock as its Zipkin collector).
+    spans: Arc<Mutex<Vec<Value>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -344,10 +347,27 @@ async fn stats(State(state): State<AppState>) -> Json<Value> {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
-    let state = AppState { args: args.clone(), stats: Arc::default() };
+    let state = AppState { args: args.clone(), stats: Arc::default(), spans: Arc::default() };
     let app = Router::new()
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .route("/mock/stats", get(stats))
+        // A Zipkin v2 collector (JSON): Envoy's spans, kept for the tests (`GET /mock/spans`).
+        .route(
+            "/api/v2/spans",
+            post(|State(s): State<AppState>, Json(spans): Json<Vec<Value>>| async move {
+                let mut kept = s.spans.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend(spans);
+                let excess = kept.len().saturating_sub(10_000);
+                kept.drain(..excess);
+                StatusCode::ACCEPTED
+            }),
+        )
+        .route(
+            "/mock/spans",
+            get(|State(s): State<AppState>| async move {
+                Json(Value::Array(s.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()))
+            }),
+        )
         // Lets tests point the filter's control cluster here to see garbage refused.
         .route("/v1/policy", get(|| async { Json(json!({"not": "a policy"})) }))
         .route(
