@@ -344,6 +344,11 @@ async fn stats(State(state): State<AppState>) -> Json<Value> {
     Json(serde_json::to_value(&*stats).unwrap_or(Value::Null))
 }
 
+/// `POST` handler answering as `api`.
+fn answers(api: Api) -> axum::routing::MethodRouter<AppState> {
+    post(move |State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, api, h, b))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
@@ -370,22 +375,10 @@ async fn main() -> Result<(), String> {
         )
         // Lets tests point the filter's control cluster here to see garbage refused.
         .route("/v1/policy", get(|| async { Json(json!({"not": "a policy"})) }))
-        .route(
-            "/v1/chat/completions",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Chat, h, b)),
-        )
-        .route(
-            "/v1/responses",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Responses, h, b)),
-        )
-        .route(
-            "/v1/messages",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Messages, h, b)),
-        )
-        .route(
-            "/v1/embeddings",
-            post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| complete(s, Api::Embeddings, h, b)),
-        )
+        .route("/v1/chat/completions", answers(Api::Chat))
+        .route("/v1/responses", answers(Api::Responses))
+        .route("/v1/messages", answers(Api::Messages))
+        .route("/v1/embeddings", answers(Api::Embeddings))
         .with_state(state);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
