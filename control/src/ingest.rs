@@ -63,8 +63,11 @@ fn valid(e: &Event) -> bool {
                 && is_label(reason, 32)
                 && reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }
-        Event::Transition { tenant, from, to, .. } => {
-            is_valid_tenant_id(tenant) && is_label(from, 16) && is_label(to, 16)
+        Event::Transition { tenant, from, to, scope, .. } => {
+            is_valid_tenant_id(tenant)
+                && is_label(from, 16)
+                && is_label(to, 16)
+                && scope.as_deref().is_none_or(|s| is_label(s, 32))
         }
         Event::Warning { tenant, metric, .. } => is_valid_tenant_id(tenant) && is_label(metric, 32),
     }
@@ -185,7 +188,7 @@ fn store(
             )?;
             bump_totals(tx, tenant, "warnings", 1)?;
         }
-        Event::Transition { tenant, run_id, from, to, at_ms, metric, threshold, observed, open_until_ms } => {
+        Event::Transition { tenant, run_id, from, to, at_ms, metric, threshold, observed, open_until_ms, scope } => {
             let reason_code = match (metric.as_deref(), to.as_str()) {
                 (Some(m), "open") => m.to_string(),
                 (_, "half_open") => "cooldown_elapsed".to_string(),
@@ -196,6 +199,7 @@ fn store(
             let details = json!({
                 "from": from, "to": to, "at_ms": at_ms, "metric": metric, "threshold": threshold,
                 "observed": observed, "open_until_ms": open_until_ms, "run_id": run_id, "source": source,
+                "scope": scope,
             });
             let actor = format!("envoy:{source}");
             audit::append(
@@ -209,7 +213,8 @@ fn store(
                     details,
                 },
             )?;
-            if run_id.is_none() {
+            // The tenant's own breaker only: a run's or a route tier's is its own.
+            if run_id.is_none() && scope.is_none() {
                 tx.execute(
                     "INSERT INTO breaker_state (tenant, state, at_ms, metric, threshold, observed, open_until_ms, source)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -233,7 +238,11 @@ fn store(
                 bump_totals(tx, tenant, "trips", 1)?;
                 tx.execute(
                     "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, 'trip', ?2, ?3)",
-                    params![tenant, to_sql(*at_ms), json!({"metric": metric, "run_id": run_id}).to_string()],
+                    params![
+                        tenant,
+                        to_sql(*at_ms),
+                        json!({"metric": metric, "run_id": run_id, "scope": scope}).to_string()
+                    ],
                 )?;
                 escalate_if_repeated(tx, tenant, *at_ms, escalation)?;
             }

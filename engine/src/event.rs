@@ -47,6 +47,10 @@ pub enum Event {
         observed: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         open_until_ms: Option<u64>,
+        /// The route tier whose breaker this is (a route rule with a `tier` of its own); `None`
+        /// for the tenant's own breaker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
     },
     /// A tenant passed its tier's warn ratio on a metric (highest percent seen in the minute).
     Warning { tenant: String, metric: String, percent: u64, minute: u64 },
@@ -246,6 +250,7 @@ mod tests {
             threshold: Some(10),
             observed: Some(11),
             open_until_ms: Some(30_001),
+            scope: None,
         };
         b.push(t.clone());
         b.push(t);

@@ -30,6 +30,8 @@ struct Tracked {
     key: String,
     /// The route rule's label, for usage reports.
     route: String,
+    /// The route tier whose state this request is counted in (`None`: the tenant's own).
+    scope: Option<String>,
     limits: Limits,
     probe: bool,
     warning: Option<String>,
@@ -303,7 +305,9 @@ impl Request {
         log::warn!("fusebox: shared-data update failed ({e:?}); request not counted");
     }
 
-    fn note_update(&self, info: UpdateInfo, transitions: &[Transition], tenant: &str) {
+    /// Counts and reports what an update of a tenant's state did; `scope` names the route tier
+    /// whose breaker it was (`None`: the tenant's own).
+    fn note_update(&self, info: UpdateInfo, transitions: &[Transition], tenant: &str, scope: Option<&str>) {
         if info.corrupt {
             self.metrics.inc(Counter::StoreCorrupt);
             log::warn!("fusebox: state of tenant '{tenant}' was unreadable and was reset");
@@ -321,14 +325,19 @@ impl Request {
                     threshold: t.trip.map(|trip| trip.threshold),
                     observed: t.trip.map(|trip| trip.observed),
                     open_until_ms: t.open_until_ms,
+                    scope: scope.map(str::to_string),
                 },
                 t.at_ms,
             );
+            let whose = match scope {
+                Some(s) => format!("tenant '{tenant}' route tier '{s}'"),
+                None => format!("tenant '{tenant}'"),
+            };
             match (t.to, t.trip, t.open_until_ms) {
                 (Phase::Open, Some(trip), Some(until)) => {
                     self.metrics.inc(Counter::BreakerTrips);
                     log::info!(
-                        "fusebox: tenant '{tenant}' breaker {} -> open: {} {} > {}, open for {}s",
+                        "fusebox: {whose} breaker {} -> open: {} {} > {}, open for {}s",
                         t.from.as_str(),
                         trip.metric,
                         trip.observed,
@@ -336,7 +345,7 @@ impl Request {
                         until.saturating_sub(t.at_ms).div_ceil(1000)
                     );
                 }
-                _ => log::info!("fusebox: tenant '{tenant}' breaker {} -> {}", t.from.as_str(), t.to.as_str()),
+                _ => log::info!("fusebox: {whose} breaker {} -> {}", t.from.as_str(), t.to.as_str()),
             }
         }
     }
@@ -418,11 +427,13 @@ impl Request {
         // A route with a tier of its own is judged by that tier, in a state of its own.
         let route_limits =
             route.tier.as_deref().and_then(|t| Some((t, self.active.policy.route_limits(&identity.tenant, t)?)));
-        let (tier, limits, key) = match route_limits {
-            Some((t, limits)) => (t.to_string(), limits, self.keys.route_tenant(&identity.tenant, t)),
+        let (tier, limits, key, scope) = match route_limits {
+            Some((t, limits)) => {
+                (t.to_string(), limits, self.keys.route_tenant(&identity.tenant, t), Some(t.to_string()))
+            }
             None => {
                 let (t, limits) = self.active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
-                (t, limits, self.keys.tenant(&identity.tenant))
+                (t, limits, self.keys.tenant(&identity.tenant), None)
             }
         };
         // For access logs (`%FILTER_STATE(wasm.fusebox_tenant:PLAIN)%` and kin), allowed or not.
@@ -438,7 +449,7 @@ impl Request {
         let mut quotas = Vec::new();
         let decision = match admitted {
             Ok(((decision, transitions, q), info)) => {
-                self.note_update(info, &transitions, &identity.tenant);
+                self.note_update(info, &transitions, &identity.tenant, scope.as_deref());
                 quotas = q;
                 Some(decision)
             }
@@ -524,6 +535,7 @@ impl Request {
             tenant: identity.tenant,
             key,
             route: route.label,
+            scope,
             limits,
             scanner: None,
             status: 0,
@@ -559,7 +571,7 @@ impl Request {
             };
             let now_ms = host::now_ms();
             match store::update(&self.keys, &t.key, |s| admission::settle(s, &t.limits, outcome, now_ms)) {
-                Ok((transitions, info)) => self.note_update(info, &transitions, &t.tenant),
+                Ok((transitions, info)) => self.note_update(info, &transitions, &t.tenant, t.scope.as_deref()),
                 Err(e) => self.store_failed(e),
             }
             let usage = summary.usage.unwrap_or_default();
@@ -593,6 +605,7 @@ impl Request {
                                 threshold: Some(trip.threshold),
                                 observed: Some(trip.observed),
                                 open_until_ms: None,
+                                scope: None,
                             },
                             now_ms,
                         );

@@ -92,6 +92,21 @@ fn per_route_example_enforces_chat_and_embeddings_apart_and_leaves_admin_paths_a
     assert_eq!(admin.status, 404, "the mock's answer, not fusebox's 401: {}", admin.body);
     let mock = stack.mock_stats();
     assert_eq!(mock["tenants"]["split"]["requests"], 5, "2 embeddings and 3 chats went up");
+    // Control audits the embeddings trip as that route tier's, and does not show the tenant's
+    // own breaker as open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let audit = stack.control_get("/v1/audit?tenant=split");
+        let scoped = audit["entries"].as_array().into_iter().flatten().any(|e| {
+            e["action"] == "breaker.transition" && e["outcome"] == "open" && e["details"]["scope"] == "embeddings"
+        });
+        if scoped {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scoped trip in the audit log: {audit}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(stack.control_get("/v1/tenants/split")["breaker"].is_null(), "the tenant's own breaker never moved");
 }
 
 /// The first JSON document in `text` after `marker`.
