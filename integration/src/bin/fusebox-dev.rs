@@ -47,7 +47,8 @@ fn main() -> ExitCode {
          target/debug/fusebox-control breaker open acme --reason demo\n  \
          target/debug/fusebox-control tenant set globex --tier enterprise\n  \
          target/debug/fusebox-control usage\n  \
-         target/debug/fusebox-control audit verify\n\n\
+         target/debug/fusebox-control audit verify\n\
+         \nor in the browser: http://localhost:{}/dashboard#token={}\n\n\
          Ctrl-C stops everything.",
         ports.listen,
         ports.admin,
@@ -58,6 +59,8 @@ fn main() -> ExitCode {
         curl(ports.listen, &acme),
         curl(ports.listen, &globex),
         ports.listen,
+        ports.control,
+        DEMO_ADMIN_TOKEN,
         ports.control,
         DEMO_ADMIN_TOKEN,
     );
