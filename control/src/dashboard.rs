@@ -7,12 +7,11 @@ use crate::audit;
 use crate::db::{from_sql, to_sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
-use crate::report::{escalated, reported_breaker, totals};
+use crate::report::{escalated, event_row, known_tenants, reported_breaker, totals};
 use fusebox_engine::budget::{civil_date, days_from_civil};
 use fusebox_engine::policy::{Forced, Policy};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 
 /// The page itself: plain HTML with an inline script that reads `/v1/dashboard`.
 pub const PAGE: &str = include_str!("dashboard.html");
@@ -50,11 +49,7 @@ pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) ->
     let (day_start, month_start) = period_starts(now_s);
     // The current minute and the one before it: control sees usage by the minute.
     let recent_start = (now_s / 60).saturating_sub(1) * 60;
-    let mut names: BTreeSet<String> = policy.tenants.keys().cloned().collect();
-    let mut stmt = conn.prepare("SELECT tenant FROM tenant_totals UNION SELECT tenant FROM breaker_state")?;
-    for t in stmt.query_map([], |r| r.get::<_, String>(0))? {
-        names.insert(t?);
-    }
+    let names = known_tenants(conn, policy)?;
     let mut tenants = Vec::with_capacity(names.len().min(MAX_TENANTS));
     for t in &names {
         let (tier, limits) = policy.limits_for(t, None);
@@ -102,16 +97,7 @@ pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) ->
     let mut trips = conn.prepare(
         "SELECT tenant, at_ms, details FROM tenant_events WHERE kind = 'trip' ORDER BY at_ms DESC, id DESC LIMIT ?1",
     )?;
-    let trips = trips
-        .query_map([to_sql(RECENT)], |r| {
-            let details: String = r.get(2)?;
-            Ok(json!({
-                "tenant": r.get::<_, String>(0)?,
-                "at_ms": from_sql(r.get(1)?),
-                "details": serde_json::from_str::<Value>(&details).unwrap_or(Value::Null),
-            }))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let trips = trips.query_map([to_sql(RECENT)], |r| event_row(r, "tenant"))?.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut audit_entries = audit::list(conn, None, RECENT)?;
     audit_entries.reverse();
     Ok(json!({

@@ -103,16 +103,7 @@ pub fn tenant(
     let mut stmt = conn.prepare(
         "SELECT kind, at_ms, details FROM tenant_events WHERE tenant = ?1 ORDER BY at_ms DESC, id DESC LIMIT 20",
     )?;
-    let events = stmt
-        .query_map([tenant], |r| {
-            let details: String = r.get(2)?;
-            Ok(json!({
-                "kind": r.get::<_, String>(0)?,
-                "at_ms": from_sql(r.get(1)?),
-                "details": serde_json::from_str::<Value>(&details).unwrap_or(Value::Null),
-            }))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let events = stmt.query_map([tenant], |r| event_row(r, "kind"))?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(json!({
         "tenant": tenant,
         "policy_version": policy.version,
@@ -127,14 +118,29 @@ pub fn tenant(
     }))
 }
 
-/// `GET /v1/tenants`: every tenant with a policy entry or reported traffic.
-pub fn tenants(conn: &Connection, policy: &Policy) -> Result<Value, ApiError> {
+/// A `tenant_events` row `(<first>, at_ms, details)` as JSON, `first` naming its first column.
+pub(crate) fn event_row(r: &rusqlite::Row<'_>, first: &str) -> rusqlite::Result<Value> {
+    let details: String = r.get(2)?;
+    let mut row = serde_json::Map::new();
+    row.insert(first.to_string(), Value::String(r.get(0)?));
+    row.insert("at_ms".into(), from_sql(r.get(1)?).into());
+    row.insert("details".into(), serde_json::from_str::<Value>(&details).unwrap_or(Value::Null));
+    Ok(Value::Object(row))
+}
+
+/// Every tenant with a policy entry or reported traffic.
+pub(crate) fn known_tenants(conn: &Connection, policy: &Policy) -> rusqlite::Result<BTreeSet<String>> {
     let mut names: BTreeSet<String> = policy.tenants.keys().cloned().collect();
     let mut stmt = conn.prepare("SELECT tenant FROM tenant_totals UNION SELECT tenant FROM breaker_state")?;
     for t in stmt.query_map([], |r| r.get::<_, String>(0))? {
         names.insert(t?);
     }
-    let list = names
+    Ok(names)
+}
+
+/// `GET /v1/tenants`: every tenant with a policy entry or reported traffic.
+pub fn tenants(conn: &Connection, policy: &Policy) -> Result<Value, ApiError> {
+    let list = known_tenants(conn, policy)?
         .iter()
         .map(|t| {
             let (tier, _) = policy.limits_for(t, None);
