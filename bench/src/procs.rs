@@ -148,19 +148,8 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// One stat from an Envoy admin endpoint (`/stats?filter=`), by its full name.
-pub fn envoy_stat(agent: &ureq::Agent, admin_port: u16, name: &str) -> Option<u64> {
-    let url = format!("http://127.0.0.1:{admin_port}/stats?filter={name}");
-    let body = agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
-    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
-}
-
 /// A tool on `PATH`, or an error saying how `make bench` installs it.
 pub fn tool(name: &str) -> Result<PathBuf, String> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    fusebox_integration::on_path(name)
         .ok_or_else(|| format!("{name} not found on PATH (`make bench` installs it with apt-get)"))
 }

@@ -2,7 +2,8 @@
 //! Envoy hold while it passes (it must not grow with the stream's size).
 
 use crate::load::CHAT_PATH;
-use crate::procs::{envoy_stat, proc_status_kb};
+use crate::procs::proc_status_kb;
+use fusebox_integration::envoy_stat;
 use serde::Serialize;
 use std::io::Read;
 use std::time::{Duration, Instant};

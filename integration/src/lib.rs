@@ -59,6 +59,19 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, String> {
     Err(format!("{name} not found next to {} (run `cargo build --workspace`)", exe.display()))
 }
 
+/// A program on `PATH`, if there is one.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// One stat from an Envoy admin endpoint, by its full name (`/stats` lists listener copies and
+/// the like under longer names; this takes only the exact one).
+pub fn envoy_stat(agent: &ureq::Agent, admin_port: u16, name: &str) -> Option<u64> {
+    let url = format!("http://127.0.0.1:{admin_port}/stats?filter={name}");
+    let body = agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
+}
+
 /// A port that is free now, chosen below Linux's ephemeral range (32768+) so that the outgoing
 /// connections of concurrently running tests cannot take it before our child binds it.
 pub fn free_port() -> u16 {
@@ -548,6 +561,11 @@ impl Stack {
             .filter(|(k, _)| k.ends_with(name))
             .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
             .sum()
+    }
+
+    /// One Envoy stat by its exact name (see [`envoy_stat`]).
+    pub fn envoy_stat(&self, name: &str) -> Option<u64> {
+        envoy_stat(&self.agent, self.ports.admin, name)
     }
 
     /// A per-request counter (requests allowed/passed, tokens, cost, tool calls) once the

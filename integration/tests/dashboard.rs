@@ -4,7 +4,7 @@
 //! their breakers and usage, and its kill-switch button stops a tenant at Envoy. Screenshots go
 //! to `target/dashboard*.png`.
 
-use fusebox_integration::{demo_policy, free_port, generous, token, workspace_root, Stack, DEMO_ADMIN_TOKEN};
+use fusebox_integration::{demo_policy, free_port, generous, on_path, token, workspace_root, Stack, DEMO_ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,11 +18,7 @@ struct Browser {
 }
 
 fn find_tool(name: &str) -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    on_path(name)
         .unwrap_or_else(|| panic!("{name} not found: `make test` installs Debian's chromium and chromium-driver"))
 }
 

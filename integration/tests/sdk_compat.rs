@@ -27,8 +27,7 @@ fn sdk_call(stack: &Stack, token: &str, max_retries: u32) -> Value {
 /// 429s Envoy answered on the proxy listener so far: every attempt the SDK made that fusebox refused.
 fn refusals(stack: &Stack) -> u64 {
     // Exactly this name: the listener keeps a copy under `listener.<address>.http.llm...`.
-    let stats = stack.get(&format!("http://127.0.0.1:{}/stats?filter=downstream_rq_4xx", stack.ports.admin), &[]).body;
-    stats.lines().find_map(|l| l.strip_prefix("http.llm.downstream_rq_4xx: ")?.trim().parse().ok()).unwrap_or(0)
+    stack.envoy_stat("http.llm.downstream_rq_4xx").unwrap_or(0)
 }
 
 #[test]
