@@ -10,6 +10,7 @@ mod stream;
 mod upstream;
 
 use clap::Parser;
+use fusebox_engine::identity::{mint, MintKey};
 use fusebox_integration::{envoy_binary, free_port, render, sibling_binary, wasm_path, workspace_root};
 use load::{Generator, Load, Run};
 use procs::{Cpus, Proc};
@@ -369,28 +370,16 @@ fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let rsa = std::fs::read_to_string(workspace_root().join("tests/keys/rs256-private.pem"))
         .map_err(|e| format!("tests/keys/rs256-private.pem: {e}"))?;
-    let count = match kind {
-        Tokens::Hs256(n) | Tokens::Rs256(n) => n,
+    let (count, key, kid) = match kind {
+        Tokens::Hs256(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs"),
+        Tokens::Rs256(n) => (n, MintKey::Rs256Pem(&rsa), "bench-rs"),
     };
+    let (iat, ttl) = (now.saturating_sub(60), 4 * 3600);
     (0..count)
         .map(|i| {
             let mut claims = serde_json::Map::new();
             claims.insert("tenant".into(), Value::from(format!("bench-{i}")));
-            let (iat, ttl) = (now.saturating_sub(60), 4 * 3600);
-            match kind {
-                Tokens::Hs256(_) => fusebox_engine::identity::mint_hs256(
-                    HS256_SECRET,
-                    Some("bench-hs"),
-                    ISSUER,
-                    "fusebox",
-                    claims,
-                    iat,
-                    ttl,
-                ),
-                Tokens::Rs256(_) => {
-                    fusebox_engine::identity::mint_rs256(&rsa, Some("bench-rs"), ISSUER, "fusebox", claims, iat, ttl)
-                }
-            }
+            mint(key, Some(kid), ISSUER, "fusebox", claims, iat, ttl)
         })
         .collect()
 }

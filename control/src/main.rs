@@ -7,7 +7,7 @@ use fusebox_control::client::{self, Client};
 use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
 use fusebox_control::{app, AppState, Config};
-use fusebox_engine::identity::{hex, mint_hs256, sha256};
+use fusebox_engine::identity::{hex, mint, sha256, MintKey};
 use fusebox_engine::policy::{JwtKey, Policy};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -232,7 +232,7 @@ fn token(policy: &Policy, tenant: &str, tier: Option<&str>, ttl: u64) -> Result<
         claims.insert(claim.clone(), tier.into());
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
-    mint_hs256(secret, kid, &jwt.issuer, audience, claims, now, ttl)
+    mint(MintKey::Hs256(secret), kid, &jwt.issuer, audience, claims, now, ttl)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {

@@ -478,26 +478,18 @@ fn map_error(e: &jwt_simple::Error) -> IdentityError {
     }
 }
 
-/// Mints an HS256 token. Used by the demo (`make token`) and by tests; never by the filter.
-pub fn mint_hs256(
-    secret: &str,
-    kid: Option<&str>,
-    issuer: &str,
-    audience: &str,
-    claims: Map<String, Value>,
-    issued_at_s: u64,
-    valid_for_s: u64,
-) -> Result<String, String> {
-    let mut key = HS256Key::from_bytes(secret.as_bytes());
-    if let Some(kid) = kid {
-        key = key.with_key_id(kid);
-    }
-    key.authenticate(mint_claims(issuer, audience, claims, issued_at_s, valid_for_s)).map_err(|e| e.to_string())
+/// The key a token is minted with.
+#[derive(Debug, Clone, Copy)]
+pub enum MintKey<'a> {
+    /// An HS256 shared secret.
+    Hs256(&'a str),
+    /// An RS256 private key, PKCS#8 PEM.
+    Rs256Pem(&'a str),
 }
 
-/// Mints an RS256 token with a PEM private key. Used by tests and `make bench`; never by the filter.
-pub fn mint_rs256(
-    private_pem: &str,
+/// Mints a token. Used by the demo (`make token`), tests and `make bench`; never by the filter.
+pub fn mint(
+    key: MintKey<'_>,
     kid: Option<&str>,
     issuer: &str,
     audience: &str,
@@ -505,11 +497,24 @@ pub fn mint_rs256(
     issued_at_s: u64,
     valid_for_s: u64,
 ) -> Result<String, String> {
-    let mut key = RS256KeyPair::from_pem(private_pem).map_err(|e| e.to_string())?;
-    if let Some(kid) = kid {
-        key = key.with_key_id(kid);
+    let claims = mint_claims(issuer, audience, claims, issued_at_s, valid_for_s);
+    match key {
+        MintKey::Hs256(secret) => {
+            let mut key = HS256Key::from_bytes(secret.as_bytes());
+            if let Some(kid) = kid {
+                key = key.with_key_id(kid);
+            }
+            key.authenticate(claims)
+        }
+        MintKey::Rs256Pem(pem) => {
+            let mut key = RS256KeyPair::from_pem(pem).map_err(|e| e.to_string())?;
+            if let Some(kid) = kid {
+                key = key.with_key_id(kid);
+            }
+            key.sign(claims)
+        }
     }
-    key.sign(mint_claims(issuer, audience, claims, issued_at_s, valid_for_s)).map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())
 }
 
 fn mint_claims(
@@ -549,11 +554,12 @@ mod tests {
 
     /// A one-minute token for tenant "a", signed as given.
     fn minted(secret: &str, kid: Option<&str>, issuer: &str, audience: &str) -> String {
-        mint_hs256(secret, kid, issuer, audience, claims(json!({"tenant": "a"})), NOW, 60).unwrap()
+        mint(MintKey::Hs256(secret), kid, issuer, audience, claims(json!({"tenant": "a"})), NOW, 60).unwrap()
     }
 
     fn token(c: Value) -> String {
-        mint_hs256(DEMO_SECRET, Some("demo"), "https://auth.example", "fusebox", claims(c), NOW - 10, 3600).unwrap()
+        mint(MintKey::Hs256(DEMO_SECRET), Some("demo"), "https://auth.example", "fusebox", claims(c), NOW - 10, 3600)
+            .unwrap()
     }
 
     #[test]
@@ -696,6 +702,24 @@ mod tests {
         let pair = RS256KeyPair::from_pem(&fixture("rs256-private.pem")).unwrap().with_key_id("r1");
         let t = pair.sign(claims_for("acme")).unwrap();
         assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "acme");
+    }
+
+    #[test]
+    fn a_minted_rs256_token_verifies_against_the_public_key() {
+        let v = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": fixture("rs256-public.pem")}]));
+        let private = fixture("rs256-private.pem");
+        let t = mint(
+            MintKey::Rs256Pem(&private),
+            Some("r1"),
+            "https://auth.example",
+            "fusebox",
+            claims(json!({"tenant": "acme"})),
+            NOW,
+            600,
+        )
+        .unwrap();
+        assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "acme");
+        assert!(mint(MintKey::Rs256Pem("not a key"), None, "i", "a", claims(json!({})), NOW, 60).is_err());
     }
 
     #[test]

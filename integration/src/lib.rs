@@ -105,8 +105,16 @@ pub fn token(tenant: &str, tier: Option<&str>) -> String {
     if let Some(t) = tier {
         claims.insert("tier".into(), t.into());
     }
-    fusebox_engine::identity::mint_hs256(DEMO_SECRET, Some("demo"), DEMO_ISSUER, DEMO_AUDIENCE, claims, now_s(), 3600)
-        .unwrap_or_default()
+    fusebox_engine::identity::mint(
+        fusebox_engine::identity::MintKey::Hs256(DEMO_SECRET),
+        Some("demo"),
+        DEMO_ISSUER,
+        DEMO_AUDIENCE,
+        claims,
+        now_s(),
+        3600,
+    )
+    .unwrap_or_default()
 }
 
 /// A policy with the demo identity (the key [`token`] signs with) and the given tiers and tenants.

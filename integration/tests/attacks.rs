@@ -2,7 +2,7 @@
 //! The identity attack matrix, end to end: every forged, stale or malformed credential gets a
 //! 401 with a precise code, and no such request reaches the upstream.
 
-use fusebox_engine::identity::mint_hs256;
+use fusebox_engine::identity::{mint, MintKey};
 use fusebox_integration::{generous, now_s, workspace_root, Stack, DEMO_AUDIENCE, DEMO_ISSUER, DEMO_SECRET};
 use serde_json::{json, Value};
 
@@ -81,8 +81,8 @@ fn every_forged_stale_or_malformed_credential_is_refused_before_the_upstream() {
             "HS256 keyed with the RS256 public key",
             format!(
                 "Bearer {}",
-                mint_hs256(
-                    &rsa_public,
+                mint(
+                    MintKey::Hs256(&rsa_public),
                     Some("rsa"),
                     DEMO_ISSUER,
                     DEMO_AUDIENCE,

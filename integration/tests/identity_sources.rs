@@ -45,8 +45,8 @@ fn envoy_jwt_authn_payload_identifies_the_tenant() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(stack.mock_stats()["tenants"]["authn-tenant"]["requests"], 1);
     // jwt_authn itself refuses a bad token before fusebox sees the request.
-    let forged = fusebox_engine::identity::mint_hs256(
-        "not-the-demo-secret-at-all",
+    let forged = fusebox_engine::identity::mint(
+        fusebox_engine::identity::MintKey::Hs256("not-the-demo-secret-at-all"),
         Some("demo"),
         DEMO_ISSUER,
         DEMO_AUDIENCE,
@@ -72,8 +72,8 @@ fn rotating_jwt_keys_in_the_policy_retires_the_old_key_at_once() {
     };
     let mint = |kid: &str, secret: &str| {
         let claims = json!({"tenant": "rotating"}).as_object().cloned().unwrap();
-        fusebox_engine::identity::mint_hs256(
-            secret,
+        fusebox_engine::identity::mint(
+            fusebox_engine::identity::MintKey::Hs256(secret),
             Some(kid),
             DEMO_ISSUER,
             DEMO_AUDIENCE,
