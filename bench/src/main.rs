@@ -219,7 +219,7 @@ fn run(args: Args) -> Result<(), String> {
     );
 
     // The shared parts: control (serves bench/policy.json, takes the usage events), the fast
-    // upstream (a direct-response Envoy) and the mock LLM (streams).
+    // keep-alive upstream (this binary, `--serve-upstream`) and the mock LLM (streams).
     let _control = start_control(&env, rest)?;
     let upstream_port = free_port();
     let _upstream = start_upstream(&env, upstream_port, rest)?;
@@ -287,7 +287,7 @@ fn run(args: Args) -> Result<(), String> {
         running.iter().map(|r| Summary::of(r.scenario.key, r.scenario.what, r.runs.clone())).collect();
     drop(running);
 
-    let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Value::Null };
+    let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Vec::new() };
     let ratios = ratios(&summaries);
     let bare = summaries.iter().find(|s| s.key == "bare");
     let mut text = report::table(&summaries, bare);
@@ -454,9 +454,9 @@ fn cost_lines(costs: &Value) -> String {
 }
 
 /// The 100 MB stream through the no-op filter and through fusebox (3 times each, median).
-fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Value, String> {
+fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stream::Summary>, String> {
     let token = mint_tokens(Tokens::Hs256(1))?.pop().unwrap_or_default();
-    let mut results = serde_json::Map::new();
+    let mut results = Vec::new();
     for (key, filters) in [("noop_stream", Filters::Noop), ("fusebox_stream", Filters::Fusebox)] {
         let (envoy, port, admin) = env.start_proxy(key, filters, 1, mock_port)?;
         wait_admitted(&env.agent, port, &token).map_err(|e| format!("{key}: {e}"))?;
@@ -475,50 +475,15 @@ fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Value, S
             return Err("fusebox did not count the usage at the end of the stream".into());
         }
         let mb_per_s = report::median(runs.iter().map(|r| r.mb_per_s).collect());
-        results.insert(key.into(), json!({"mb_per_s": mb_per_s, "runs": runs}));
+        results.push(stream::Summary { key, mb_per_s, runs });
     }
-    Ok(Value::Object(results))
+    Ok(results)
 }
 
-fn stream_lines(streams: &Value) -> String {
-    let mut out = String::new();
-    for key in ["noop_stream", "fusebox_stream"] {
-        let Some(s) = streams.get(key) else { continue };
-        let runs = s.get("runs").and_then(Value::as_array).cloned().unwrap_or_default();
-        let last = runs.last().cloned().unwrap_or(Value::Null);
-        let kb = |f: &str| last.get(f).and_then(Value::as_u64).unwrap_or(0);
-        let first_rss = runs.first().and_then(|r| r.get("rss_before_kb")).and_then(Value::as_u64).unwrap_or(0);
-        out.push_str(&format!(
-            "{key:<16} {:>7.0} MB/s over {} MB x{}; Envoy RSS {} -> {} kB (peak {} kB)",
-            s.get("mb_per_s").and_then(Value::as_f64).unwrap_or(0.0),
-            kb("bytes") / 1_000_000,
-            runs.len(),
-            first_rss,
-            kb("rss_after_kb"),
-            kb("rss_peak_kb"),
-        ));
-        if let (Some(before), Some(after)) = (
-            runs.first().and_then(|r| r.get("wasm_before_bytes")).and_then(Value::as_u64),
-            last.get("wasm_after_bytes").and_then(Value::as_u64),
-        ) {
-            let each: Vec<String> = runs
-                .iter()
-                .filter_map(|r| r.get("wasm_after_bytes").and_then(Value::as_u64))
-                .map(|b| (b / 1024).to_string())
-                .collect();
-            out.push_str(&format!(
-                "; filter Wasm memory {} -> {} KiB (after each stream: {})",
-                before / 1024,
-                after / 1024,
-                each.join(", ")
-            ));
-        }
-        out.push('\n');
-    }
-    if let (Some(f), Some(n)) = (
-        streams.pointer("/fusebox_stream/mb_per_s").and_then(Value::as_f64),
-        streams.pointer("/noop_stream/mb_per_s").and_then(Value::as_f64),
-    ) {
+fn stream_lines(streams: &[stream::Summary]) -> String {
+    let mut out: String = streams.iter().map(|s| s.line() + "\n").collect();
+    let rate = |key: &str| streams.iter().find(|s| s.key == key).map(|s| s.mb_per_s);
+    if let (Some(f), Some(n)) = (rate("fusebox_stream"), rate("noop_stream")) {
         out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / no-op", f / n.max(1e-9)));
     }
     out

@@ -32,6 +32,42 @@ pub struct StreamRun {
     pub tokens_counted: Option<u64>,
 }
 
+/// The runs through one proxy, and their median throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub key: &'static str,
+    pub mb_per_s: f64,
+    pub runs: Vec<StreamRun>,
+}
+
+impl Summary {
+    /// One line for the table.
+    pub fn line(&self) -> String {
+        let (Some(first), Some(last)) = (self.runs.first(), self.runs.last()) else { return String::new() };
+        let mut out = format!(
+            "{:<16} {:>7.0} MB/s over {} MB x{}; Envoy RSS {} -> {} kB (peak {} kB)",
+            self.key,
+            self.mb_per_s,
+            last.bytes / 1_000_000,
+            self.runs.len(),
+            first.rss_before_kb,
+            last.rss_after_kb,
+            last.rss_peak_kb,
+        );
+        if let (Some(before), Some(after)) = (first.wasm_before_bytes, last.wasm_after_bytes) {
+            let each: Vec<String> =
+                self.runs.iter().filter_map(|r| r.wasm_after_bytes).map(|b| (b / 1024).to_string()).collect();
+            out.push_str(&format!(
+                "; filter Wasm memory {} -> {} KiB (after each stream: {})",
+                before / 1024,
+                after / 1024,
+                each.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 pub struct Target<'a> {
     pub agent: &'a ureq::Agent,
     pub port: u16,
