@@ -9,7 +9,7 @@ use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};
 use fusebox_engine::breaker::{Phase, ProbeEnd, Transition};
 use fusebox_engine::budget::Budget;
-use fusebox_engine::config::{FilterConfig, Mode};
+use fusebox_engine::config::{FilterConfig, Mode, RouteMatch};
 use fusebox_engine::estimate::{RequestEstimate, BYTES_PER_TOKEN};
 use fusebox_engine::event::{minute_of, Event};
 use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity};
@@ -54,12 +54,6 @@ struct Tracked {
     /// The stream was ended with an error event; what the upstream still sends is dropped.
     terminated: bool,
     settled: bool,
-}
-
-/// The matched route rule: its label (for usage reports) and its own tier, if any.
-struct Route {
-    label: String,
-    tier: Option<String>,
 }
 
 /// `x-agent-run-id` and `x-agent-parent-run-id` of a request.
@@ -144,8 +138,7 @@ impl HttpContext for Request {
             .get("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
-        let route = Route { label: matched.label.to_string(), tier: matched.tier.map(str::to_string) };
-        let action = self.admit(identity, mode, run, now_ms, prompt, route);
+        let action = self.admit(identity, matched, run, now_ms, prompt);
         if let Some(t) = self.tracked.as_mut() {
             t.api = StreamApi::for_path(&path);
             // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
@@ -418,15 +411,14 @@ impl Request {
     fn admit(
         &mut self,
         identity: Identity,
-        mode: Mode,
+        route: RouteMatch<'_>,
         run: Option<RunHeaders>,
         now_ms: u64,
         reserve: u64,
-        route: Route,
     ) -> Action {
+        let mode = route.mode;
         // A route with a tier of its own is judged by that tier, in a state of its own.
-        let route_limits =
-            route.tier.as_deref().and_then(|t| Some((t, self.active.policy.route_limits(&identity.tenant, t)?)));
+        let route_limits = route.tier.and_then(|t| Some((t, self.active.policy.route_limits(&identity.tenant, t)?)));
         let (tier, limits, key, scope) = match route_limits {
             Some((t, limits)) => {
                 (t.to_string(), limits, self.keys.route_tenant(&identity.tenant, t), Some(t.to_string()))
@@ -534,7 +526,7 @@ impl Request {
             quota_fields: reply::quota_fields(&quotas),
             tenant: identity.tenant,
             key,
-            route: route.label,
+            route: route.label.to_string(),
             scope,
             limits,
             scanner: None,
