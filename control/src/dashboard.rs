@@ -28,13 +28,32 @@ fn period_starts(now_s: u64) -> (u64, u64) {
     (now_s - now_s % 86_400, month_start)
 }
 
-/// Tokens, requests and cost of `tenant` in minutes starting at or after `from_s`.
-fn usage_since(conn: &Connection, tenant: &str, from_s: u64) -> rusqlite::Result<(u64, u64, u64)> {
+/// What the dashboard shows of a tenant's usage, from minutes starting at or after each bound.
+struct Usage {
+    tokens_recent: u64,
+    requests_recent: u64,
+    tokens_day: u64,
+    cost_month_micros: u64,
+}
+
+/// One pass over the tenant's usage rows for the three periods the dashboard shows.
+fn usage(conn: &Connection, tenant: &str, recent_s: u64, day_s: u64, month_s: u64) -> rusqlite::Result<Usage> {
+    let from = recent_s.min(day_s).min(month_s);
     conn.query_row(
-        "SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(requests), 0), COALESCE(SUM(cost_micros), 0)
-         FROM usage WHERE tenant = ?1 AND minute >= ?2",
-        params![tenant, to_sql(from_s)],
-        |r| Ok((from_sql(r.get(0)?), from_sql(r.get(1)?), from_sql(r.get(2)?))),
+        "SELECT COALESCE(SUM(CASE WHEN minute >= ?2 THEN input_tokens + output_tokens END), 0),
+                COALESCE(SUM(CASE WHEN minute >= ?2 THEN requests END), 0),
+                COALESCE(SUM(CASE WHEN minute >= ?3 THEN input_tokens + output_tokens END), 0),
+                COALESCE(SUM(CASE WHEN minute >= ?4 THEN cost_micros END), 0)
+         FROM usage WHERE tenant = ?1 AND minute >= ?5",
+        params![tenant, to_sql(recent_s), to_sql(day_s), to_sql(month_s), to_sql(from)],
+        |r| {
+            Ok(Usage {
+                tokens_recent: from_sql(r.get(0)?),
+                requests_recent: from_sql(r.get(1)?),
+                tokens_day: from_sql(r.get(2)?),
+                cost_month_micros: from_sql(r.get(3)?),
+            })
+        },
     )
 }
 
@@ -55,9 +74,7 @@ pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) ->
         let (tier, limits) = policy.limits_for(t, None);
         let forced = policy.tenants.get(t).and_then(|e| e.forced.as_ref());
         let breaker = reported_breaker(conn, t)?;
-        let (tokens_recent, requests_recent, _) = usage_since(conn, t, recent_start)?;
-        let (tokens_day, _, _) = usage_since(conn, t, day_start)?;
-        let (_, _, cost_month) = usage_since(conn, t, month_start)?;
+        let u = usage(conn, t, recent_start, day_start, month_start)?;
         let state = match (forced, &breaker) {
             (Some(f), _) if matches!(f.state, Forced::Open) => "kill_switch".to_string(),
             (Some(_), _) => "held_closed".to_string(),
@@ -73,12 +90,12 @@ pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) ->
             "escalated": escalated(conn, t, now_ms, esc)?,
             "totals": totals(conn, t)?,
             "usage": [
-                gauge("tokens_60s", tokens_recent.into(), limits.tokens_60s.map(Value::from),
+                gauge("tokens_60s", u.tokens_recent.into(), limits.tokens_60s.map(Value::from),
                       "tokens in this minute and the last (control sees usage by the minute)"),
-                gauge("requests", requests_recent.into(), None, "requests in this minute and the last"),
-                gauge("budget_tokens_day", tokens_day.into(), limits.budget_tokens_day.map(Value::from),
+                gauge("requests", u.requests_recent.into(), None, "requests in this minute and the last"),
+                gauge("budget_tokens_day", u.tokens_day.into(), limits.budget_tokens_day.map(Value::from),
                       "tokens since 00:00 UTC"),
-                gauge("budget_cost_month", (cost_month as f64 / 1e6).into(), limits.budget_cost_month.map(Value::from),
+                gauge("budget_cost_month", (u.cost_month_micros as f64 / 1e6).into(), limits.budget_cost_month.map(Value::from),
                       "cost since the 1st, from the policy's prices"),
             ],
         }));
