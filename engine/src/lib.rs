@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod breaker;
+mod codec;
 pub mod budget;
 pub mod config;
 pub mod estimate;
@@ -16,7 +17,6 @@ pub mod metric;
 pub mod policy;
 pub mod reply;
 pub mod run;
-pub mod sse;
 pub mod state;
 pub mod usage;
 pub mod window;

@@ -9,7 +9,7 @@
 //! `run_ttl_s` of inactivity. Other runs of the tenant are untouched.
 
 use crate::policy::{is_valid_tenant_id, Limits};
-use crate::state::{take_u32, take_u64, take_u8};
+use crate::codec::{take_u32, take_u64, take_u8};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,6 +1,7 @@
 //! Per-tenant state as it lives in Envoy shared data: usage windows plus the breaker,
 //! in one compact binary value so one read and one compare-and-swap cover a request.
 
+use crate::codec::{take_u32, take_u64, take_u8};
 use crate::breaker::{Breaker, BreakerState, Trip};
 use crate::budget::BudgetState;
 use crate::metric::Metric;
@@ -169,24 +170,6 @@ impl TenantState {
             epoch,
         })
     }
-}
-
-fn take<const L: usize>(input: &mut &[u8]) -> Option<[u8; L]> {
-    let (head, rest) = input.split_first_chunk::<L>()?;
-    *input = rest;
-    Some(*head)
-}
-
-pub(crate) fn take_u8(input: &mut &[u8]) -> Option<u8> {
-    take::<1>(input).map(|[b]| b)
-}
-
-pub(crate) fn take_u32(input: &mut &[u8]) -> Option<u32> {
-    take::<4>(input).map(u32::from_le_bytes)
-}
-
-pub(crate) fn take_u64(input: &mut &[u8]) -> Option<u64> {
-    take::<8>(input).map(u64::from_le_bytes)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! every API here repeats the event type inside the JSON.
 
 use crate::json::{Finish, JsonScanner};
-use crate::usage::{Findings, Summary};
+use super::findings::{Findings, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Line {
@@ -199,7 +199,11 @@ impl SseScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::tests::{fixture, scan_every_split, usage};
+    use crate::usage::testkit::{self, fixture, usage};
+
+    fn scan_every_split(body: &[u8], _content_type: &str) -> Summary {
+        testkit::scan_every_split(body, SseScanner::default, SseScanner::feed, SseScanner::finish)
+    }
 
     const SSE: &str = "text/event-stream";
 
