@@ -1,7 +1,8 @@
 //! Plugin configuration, as written in Envoy YAML (`configuration` of the Wasm filter or of
 //! the `envoy.bootstrap.wasm` singleton).
 
-use crate::policy::{field_error, parse_json, Policy, PolicyError};
+use crate::policy::Policy;
+use crate::strict::{field_error, parse_json, PolicyError};
 use serde::{Deserialize, Serialize};
 
 /// What the filter does with a request on a matched route.
@@ -253,7 +254,7 @@ impl PluginConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::tests::policy_json;
+    use crate::testkit::policy_json;
 
     fn filter(extra: &str) -> Result<FilterConfig, PolicyError> {
         FilterConfig::from_json(format!(r#"{{"policy": {}{extra}}}"#, policy_json("")).as_bytes())

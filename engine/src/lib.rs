@@ -5,12 +5,13 @@
 
 pub mod admission;
 pub mod breaker;
-mod codec;
 pub mod budget;
+mod codec;
 pub mod config;
 pub mod estimate;
 pub mod event;
 pub mod identity;
+pub mod ids;
 pub mod inject;
 pub mod json;
 pub mod metric;
@@ -18,5 +19,8 @@ pub mod policy;
 pub mod reply;
 pub mod run;
 pub mod state;
+pub mod strict;
+#[cfg(test)]
+mod testkit;
 pub mod usage;
 pub mod window;

@@ -1,9 +1,9 @@
 //! Per-tenant state as it lives in Envoy shared data: usage windows plus the breaker,
 //! in one compact binary value so one read and one compare-and-swap cover a request.
 
-use crate::codec::{take_u32, take_u64, take_u8};
 use crate::breaker::{Breaker, BreakerState, Trip};
 use crate::budget::BudgetState;
+use crate::codec::{take_u32, take_u64, take_u8};
 use crate::metric::Metric;
 use crate::window::{Ring, SecondRing};
 

@@ -6,8 +6,8 @@
 //! streams; comments (`: ping`) and other fields (`event:`, `id:`, `retry:`) are ignored, since
 //! every API here repeats the event type inside the JSON.
 
-use crate::json::{Finish, JsonScanner};
 use super::findings::{Findings, Summary};
+use crate::json::{Finish, JsonScanner};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Line {

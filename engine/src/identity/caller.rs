@@ -1,0 +1,58 @@
+//! Who a request is, once verified, and what it presented.
+
+use super::error::IdentityError;
+use crate::ids::is_valid_tenant_id;
+
+/// How a caller was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Jwt,
+    ApiKey,
+    EnvoyJwtAuthn,
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant: String,
+    /// Tier from the verified tier claim or key entry, if any (the policy may override it).
+    pub tier: Option<String>,
+    /// `exp` of a JWT (unix seconds); `None` for API keys and Envoy-verified payloads.
+    pub expires_at_s: Option<u64>,
+    pub source: Source,
+}
+
+/// What a request presents; the filter reads these from headers and metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials<'a> {
+    pub authorization: Option<&'a str>,
+    pub api_key: Option<&'a str>,
+    /// Claims from Envoy's `jwt_authn` metadata, when that source is configured and present.
+    pub envoy_jwt: Option<EnvoyJwt>,
+}
+
+/// Tenant and tier claims of a payload Envoy's `jwt_authn` already verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvoyJwt {
+    pub tenant: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// The bearer token of an `Authorization` value.
+pub(crate) fn bearer(authorization: Option<&str>) -> Result<&str, IdentityError> {
+    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(IdentityError::MissingCredentials)?;
+    let (scheme, token) = value.split_once(' ').ok_or(IdentityError::UnsupportedScheme)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(IdentityError::UnsupportedScheme);
+    }
+    Ok(token.trim())
+}
+
+/// A tenant id from a verified source, if it is one fusebox accepts.
+pub(crate) fn checked_tenant(tenant: &str) -> Result<String, IdentityError> {
+    if is_valid_tenant_id(tenant) {
+        Ok(tenant.to_string())
+    } else {
+        Err(IdentityError::InvalidTenant)
+    }
+}

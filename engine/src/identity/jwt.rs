@@ -1,0 +1,214 @@
+//! Bearer JWTs: the keys of one policy (HS256, RS256, ES256, JWK sets) and the claims checks
+//! (`iss`, `aud`, `exp` required, `nbf`) against a clock the caller passes in.
+
+use super::caller::{bearer, checked_tenant, Identity, Source};
+use super::config::{JwtConfig, JwtKey};
+use super::error::IdentityError;
+use crate::strict::{field_error, PolicyError};
+use jwt_simple::prelude::*;
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+
+enum KeyKind {
+    Hs(HS256Key),
+    Rs(Box<RS256PublicKey>),
+    Es(Box<ES256PublicKey>),
+}
+
+impl KeyKind {
+    fn alg(&self) -> &'static str {
+        match self {
+            KeyKind::Hs(_) => "HS256",
+            KeyKind::Rs(_) => "RS256",
+            KeyKind::Es(_) => "ES256",
+        }
+    }
+
+    fn verify(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<JWTClaims<Map<String, Value>>, jwt_simple::Error> {
+        match self {
+            KeyKind::Hs(k) => k.verify_token(token, Some(options)),
+            KeyKind::Rs(k) => k.verify_token(token, Some(options)),
+            KeyKind::Es(k) => k.verify_token(token, Some(options)),
+        }
+    }
+}
+
+struct VerifyKey {
+    kid: Option<String>,
+    key: KeyKind,
+}
+
+/// Verifies bearer JWTs against one policy's JWT settings. Build once per policy.
+pub struct JwtVerifier {
+    keys: Vec<VerifyKey>,
+    issuer: String,
+    audiences: Vec<String>,
+    tenant_claim: String,
+    tier_claim: Option<String>,
+    leeway_s: u64,
+    max_token_bytes: usize,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier").field("keys", &self.keys.len()).field("issuer", &self.issuer).finish()
+    }
+}
+
+/// Builds the keys of a JWK set: RSA keys as RS256, P-256 keys as ES256, each with its `kid`.
+fn jwks_keys(jwks: &Value) -> Result<Vec<VerifyKey>, PolicyError> {
+    let Some(keys) = jwks.get("keys").and_then(Value::as_array) else {
+        return Err(field_error("identity.jwt.jwks", "must be an object with a 'keys' array"));
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for (i, jwk) in keys.iter().enumerate() {
+        let at = format!("identity.jwt.jwks.keys[{i}]");
+        let text = jwk.to_string();
+        let key = match jwk.get("kty").and_then(Value::as_str) {
+            Some("RSA") => KeyKind::Rs(Box::new(
+                RS256PublicKey::from_jwk(&text).map_err(|e| field_error(&at, format!("invalid RSA JWK: {e}")))?,
+            )),
+            Some("EC") => KeyKind::Es(Box::new(
+                ES256PublicKey::from_jwk(&text).map_err(|e| field_error(&at, format!("invalid P-256 JWK: {e}")))?,
+            )),
+            other => return Err(field_error(at, format!("unsupported kty {other:?} (RSA or EC P-256)"))),
+        };
+        let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_string);
+        out.push(VerifyKey { kid, key });
+    }
+    Ok(out)
+}
+
+impl JwtVerifier {
+    pub fn new(cfg: &JwtConfig) -> Result<JwtVerifier, PolicyError> {
+        let mut keys = Vec::with_capacity(cfg.keys.len());
+        for (i, k) in cfg.keys.iter().enumerate() {
+            let at = format!("identity.jwt.keys[{i}]");
+            let key = match k {
+                JwtKey::HS256 { secret, .. } => {
+                    if secret.len() < 12 {
+                        return Err(field_error(at, "HS256 secret must be at least 12 bytes"));
+                    }
+                    KeyKind::Hs(HS256Key::from_bytes(secret.as_bytes()))
+                }
+                JwtKey::RS256 { pem, .. } => KeyKind::Rs(Box::new(
+                    RS256PublicKey::from_pem(pem)
+                        .map_err(|e| field_error(&at, format!("invalid RS256 public key: {e}")))?,
+                )),
+                JwtKey::ES256 { pem, .. } => KeyKind::Es(Box::new(
+                    ES256PublicKey::from_pem(pem)
+                        .map_err(|e| field_error(&at, format!("invalid ES256 public key: {e}")))?,
+                )),
+            };
+            keys.push(VerifyKey { kid: k.kid().map(str::to_string), key });
+        }
+        if let Some(jwks) = &cfg.jwks {
+            keys.extend(jwks_keys(jwks)?);
+        }
+        Ok(JwtVerifier {
+            keys,
+            issuer: cfg.issuer.clone(),
+            audiences: cfg.audiences.clone(),
+            tenant_claim: cfg.tenant_claim.clone(),
+            tier_claim: cfg.tier_claim.clone(),
+            leeway_s: u64::from(cfg.leeway_s),
+            max_token_bytes: cfg.max_token_bytes,
+        })
+    }
+
+    /// Verifies the value of an `Authorization` header at time `now_s` (unix seconds).
+    pub fn verify_authorization(&self, authorization: Option<&str>, now_s: u64) -> Result<Identity, IdentityError> {
+        self.verify_token(bearer(authorization)?, now_s)
+    }
+
+    /// Verifies a compact JWT at time `now_s`.
+    pub fn verify_token(&self, token: &str, now_s: u64) -> Result<Identity, IdentityError> {
+        if token.len() > self.max_token_bytes {
+            return Err(IdentityError::TokenTooLarge);
+        }
+        let meta = Token::decode_metadata(token).map_err(|_| IdentityError::MalformedToken)?;
+        let alg = meta.algorithm();
+        let kid = meta.key_id();
+        let mut candidates = self.keys.iter().filter(|k| k.key.alg() == alg).peekable();
+        if candidates.peek().is_none() {
+            return Err(IdentityError::UnknownKey);
+        }
+        // With a kid in the token and in the policy, only that key may verify it.
+        let by_kid: Vec<&VerifyKey> = match kid {
+            Some(kid) => {
+                let named: Vec<&VerifyKey> =
+                    self.keys.iter().filter(|k| k.key.alg() == alg && k.kid.as_deref() == Some(kid)).collect();
+                if named.is_empty() {
+                    candidates.filter(|k| k.kid.is_none()).collect()
+                } else {
+                    named
+                }
+            }
+            None => candidates.collect(),
+        };
+        if by_kid.is_empty() {
+            return Err(IdentityError::UnknownKey);
+        }
+        let mut last = IdentityError::BadSignature;
+        for k in by_kid {
+            match k.key.verify(token, self.options(now_s)) {
+                Ok(claims) => return self.identity_from(claims),
+                Err(e) => {
+                    last = map_error(&e);
+                    if last != IdentityError::BadSignature {
+                        // Claims errors do not depend on which key verified the signature.
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn options(&self, now_s: u64) -> VerificationOptions {
+        VerificationOptions {
+            allowed_issuers: Some(HashSet::from([self.issuer.clone()])),
+            allowed_audiences: Some(self.audiences.iter().cloned().collect()),
+            time_tolerance: Some(Duration::from_secs(self.leeway_s)),
+            max_token_length: Some(self.max_token_bytes),
+            artificial_time: Some(UnixTimeStamp::from_secs(now_s)),
+            ..VerificationOptions::default()
+        }
+    }
+
+    fn identity_from(&self, claims: JWTClaims<Map<String, Value>>) -> Result<Identity, IdentityError> {
+        let expires_at_s = claims.expires_at.ok_or(IdentityError::MissingExpiry)?.as_secs();
+        let tenant = match claims.custom.get(&self.tenant_claim) {
+            Some(Value::String(s)) => checked_tenant(s)?,
+            Some(_) => return Err(IdentityError::InvalidTenant),
+            None => return Err(IdentityError::MissingTenant),
+        };
+        let tier =
+            self.tier_claim.as_ref().and_then(|c| claims.custom.get(c)).and_then(Value::as_str).map(str::to_string);
+        Ok(Identity { tenant, tier, expires_at_s: Some(expires_at_s), source: Source::Jwt })
+    }
+
+    /// Seconds of clock skew tolerated on `exp`.
+    pub fn leeway_s(&self) -> u64 {
+        self.leeway_s
+    }
+}
+
+fn map_error(e: &jwt_simple::Error) -> IdentityError {
+    match e.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => IdentityError::Expired,
+        Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => IdentityError::NotYetValid,
+        Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => IdentityError::WrongIssuer,
+        Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => {
+            IdentityError::WrongAudience
+        }
+        Some(JWTError::TokenTooLong) => IdentityError::TokenTooLarge,
+        Some(JWTError::InvalidAuthenticationTag) | Some(JWTError::InvalidSignature) => IdentityError::BadSignature,
+        Some(JWTError::AlgorithmMismatch) => IdentityError::UnknownKey,
+        _ => IdentityError::MalformedToken,
+    }
+}

@@ -1,0 +1,325 @@
+//! Tests of the identity sources together: tokens minted here, verified through a policy.
+
+use super::*;
+use crate::policy::Policy;
+use crate::testkit::{policy_json, DEMO_SECRET};
+use jwt_simple::prelude::*;
+use serde_json::json;
+use serde_json::{Map, Value};
+
+const NOW: u64 = 1_800_000_000;
+
+fn verifier() -> JwtVerifier {
+    let p = Policy::from_json(policy_json("").as_bytes()).unwrap();
+    JwtVerifier::new(p.identity.jwt.as_ref().unwrap()).unwrap()
+}
+
+fn claims(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+/// A one-minute token for tenant "a", signed as given.
+fn minted(secret: &str, kid: Option<&str>, issuer: &str, audience: &str) -> String {
+    mint(MintKey::Hs256(secret), kid, issuer, audience, claims(json!({"tenant": "a"})), NOW, 60).unwrap()
+}
+
+fn token(c: Value) -> String {
+    mint(MintKey::Hs256(DEMO_SECRET), Some("demo"), "https://auth.example", "fusebox", claims(c), NOW - 10, 3600)
+        .unwrap()
+}
+
+#[test]
+fn valid_token_yields_tenant_and_tier() {
+    let t = token(json!({"tenant": "acme", "tier": "pro"}));
+    let id = verifier().verify_authorization(Some(&format!("Bearer {t}")), NOW).unwrap();
+    assert_eq!(id.tenant, "acme");
+    assert_eq!(id.tier.as_deref(), Some("pro"));
+    assert_eq!(id.expires_at_s, Some(NOW - 10 + 3600));
+}
+
+#[test]
+fn missing_header_is_missing_credentials() {
+    assert_eq!(verifier().verify_authorization(None, NOW), Err(IdentityError::MissingCredentials));
+    assert_eq!(verifier().verify_authorization(Some("  "), NOW), Err(IdentityError::MissingCredentials));
+}
+
+#[test]
+fn basic_auth_is_an_unsupported_scheme() {
+    assert_eq!(verifier().verify_authorization(Some("Basic YTpi"), NOW), Err(IdentityError::UnsupportedScheme));
+}
+
+#[test]
+fn expired_token_is_rejected() {
+    let t = token(json!({"tenant": "acme"}));
+    assert_eq!(verifier().verify_token(&t, NOW + 3600 + 31), Err(IdentityError::Expired));
+    assert!(verifier().verify_token(&t, NOW + 3600 + 10).is_ok(), "within leeway");
+}
+
+#[test]
+fn token_used_before_nbf_is_rejected() {
+    let t = token(json!({"tenant": "acme"}));
+    assert_eq!(verifier().verify_token(&t, NOW - 100), Err(IdentityError::NotYetValid));
+}
+
+#[test]
+fn wrong_secret_fails_the_signature() {
+    let t = minted("another-secret-of-length", Some("demo"), "https://auth.example", "fusebox");
+    assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::BadSignature));
+}
+
+#[test]
+fn wrong_issuer_and_audience_are_rejected() {
+    let t = minted(DEMO_SECRET, None, "https://evil", "fusebox");
+    assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongIssuer));
+    let t = minted(DEMO_SECRET, None, "https://auth.example", "other");
+    assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::WrongAudience));
+}
+
+#[test]
+fn tampered_payload_fails_the_signature() {
+    let t = token(json!({"tenant": "acme"}));
+    let parts: Vec<&str> = t.split('.').collect();
+    let forged = Base64UrlSafeNoPadding::encode_to_string(
+        serde_json::to_vec(
+            &json!({"tenant": "victim", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
+    assert_eq!(verifier().verify_token(&tampered, NOW), Err(IdentityError::BadSignature));
+}
+
+#[test]
+fn alg_none_is_rejected() {
+    let header = Base64UrlSafeNoPadding::encode_to_string(br#"{"alg":"none","typ":"JWT"}"#).unwrap();
+    let body = Base64UrlSafeNoPadding::encode_to_string(
+        serde_json::to_vec(
+            &json!({"tenant": "acme", "iss": "https://auth.example", "aud": "fusebox", "exp": NOW + 60}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(verifier().verify_token(&format!("{header}.{body}."), NOW), Err(IdentityError::UnknownKey));
+}
+
+#[test]
+fn garbage_is_a_malformed_token() {
+    assert_eq!(verifier().verify_token("not.a.jwt", NOW), Err(IdentityError::MalformedToken));
+    assert_eq!(verifier().verify_token("%%%", NOW), Err(IdentityError::MalformedToken));
+    assert_eq!(verifier().verify_token("", NOW), Err(IdentityError::MalformedToken));
+}
+
+#[test]
+fn oversized_token_is_rejected_before_parsing() {
+    assert_eq!(verifier().verify_token(&"a".repeat(9000), NOW), Err(IdentityError::TokenTooLarge));
+}
+
+#[test]
+fn missing_or_unsafe_tenant_claims_are_rejected() {
+    assert_eq!(verifier().verify_token(&token(json!({"sub": "x"})), NOW), Err(IdentityError::MissingTenant));
+    assert_eq!(verifier().verify_token(&token(json!({"tenant": 42})), NOW), Err(IdentityError::InvalidTenant));
+    assert_eq!(verifier().verify_token(&token(json!({"tenant": "a\r\nb"})), NOW), Err(IdentityError::InvalidTenant));
+}
+
+#[test]
+fn unknown_kid_with_only_named_keys_is_an_unknown_key() {
+    let t = minted(DEMO_SECRET, Some("rotated-away"), "https://auth.example", "fusebox");
+    assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::UnknownKey));
+}
+
+#[test]
+fn token_without_exp_is_rejected() {
+    let mut c = claims_for("a");
+    c.expires_at = None;
+    let t = HS256Key::from_bytes(DEMO_SECRET.as_bytes()).authenticate(c).unwrap();
+    assert_eq!(verifier().verify_token(&t, NOW), Err(IdentityError::MissingExpiry));
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/keys").join(name)).unwrap()
+}
+
+fn asymmetric_verifier(keys: Value) -> JwtVerifier {
+    let cfg: JwtConfig = serde_json::from_value(json!({
+        "issuer": "https://auth.example", "audiences": ["fusebox"], "keys": keys
+    }))
+    .unwrap();
+    JwtVerifier::new(&cfg).unwrap()
+}
+
+fn claims_for(tenant: &str) -> JWTClaims<Map<String, Value>> {
+    let mut c = Claims::with_custom_claims(claims(json!({"tenant": tenant})), Duration::from_secs(600))
+        .with_issuer("https://auth.example")
+        .with_audience("fusebox");
+    c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+    c.invalid_before = Some(UnixTimeStamp::from_secs(NOW));
+    c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
+    c
+}
+
+#[test]
+fn rs256_token_verifies_against_the_public_key() {
+    let v = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": fixture("rs256-public.pem")}]));
+    let pair = RS256KeyPair::from_pem(&fixture("rs256-private.pem")).unwrap().with_key_id("r1");
+    let t = pair.sign(claims_for("acme")).unwrap();
+    assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "acme");
+}
+
+#[test]
+fn a_minted_rs256_token_verifies_against_the_public_key() {
+    let v = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": fixture("rs256-public.pem")}]));
+    let private = fixture("rs256-private.pem");
+    let t = mint(
+        MintKey::Rs256Pem(&private),
+        Some("r1"),
+        "https://auth.example",
+        "fusebox",
+        claims(json!({"tenant": "acme"})),
+        NOW,
+        600,
+    )
+    .unwrap();
+    assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "acme");
+    assert!(mint(MintKey::Rs256Pem("not a key"), None, "i", "a", claims(json!({})), NOW, 60).is_err());
+}
+
+#[test]
+fn es256_token_verifies_against_the_public_key() {
+    let v = asymmetric_verifier(json!([{"alg": "ES256", "pem": fixture("es256-public.pem")}]));
+    let pair = ES256KeyPair::from_pem(&fixture("es256-private.pem")).unwrap();
+    let t = pair.sign(claims_for("globex")).unwrap();
+    assert_eq!(v.verify_token(&t, NOW).unwrap().tenant, "globex");
+}
+
+#[test]
+fn hs256_token_keyed_with_the_rsa_public_key_is_refused() {
+    // Algorithm confusion: the attacker uses the (public) RSA key bytes as an HMAC secret.
+    let public = fixture("rs256-public.pem");
+    let forged = HS256Key::from_bytes(public.as_bytes()).with_key_id("r1").authenticate(claims_for("victim")).unwrap();
+    let rsa_only = asymmetric_verifier(json!([{"alg": "RS256", "kid": "r1", "pem": public}]));
+    assert_eq!(rsa_only.verify_token(&forged, NOW), Err(IdentityError::UnknownKey));
+    let mixed = asymmetric_verifier(json!([
+        {"alg": "RS256", "kid": "r1", "pem": public},
+        {"alg": "HS256", "secret": DEMO_SECRET}
+    ]));
+    assert_eq!(mixed.verify_token(&forged, NOW), Err(IdentityError::BadSignature));
+}
+
+#[test]
+fn es256_token_signed_by_another_key_fails_the_signature() {
+    let v = asymmetric_verifier(json!([{"alg": "ES256", "pem": fixture("es256-public.pem")}]));
+    let other = ES256KeyPair::generate();
+    assert_eq!(v.verify_token(&other.sign(claims_for("acme")).unwrap(), NOW), Err(IdentityError::BadSignature));
+}
+
+#[test]
+fn a_key_that_is_not_a_public_key_is_refused_at_policy_load() {
+    let cfg: JwtConfig = serde_json::from_value(json!({
+        "issuer": "i", "audiences": ["a"], "keys": [{"alg": "RS256", "pem": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}]
+    }))
+    .unwrap();
+    let err = JwtVerifier::new(&cfg).unwrap_err();
+    assert_eq!(err.field, "identity.jwt.keys[0]");
+}
+
+#[test]
+fn jwks_keys_verify_by_kid_and_a_rotated_out_kid_is_unknown() {
+    let rsa = RS256KeyPair::from_pem(&fixture("rs256-private.pem")).unwrap().with_key_id("2024-a");
+    let ec = ES256KeyPair::from_pem(&fixture("es256-private.pem")).unwrap().with_key_id("2024-b");
+    let mut rsa_jwk: Value = serde_json::from_str(&rsa.public_key().to_jwk()).unwrap();
+    rsa_jwk["kid"] = json!("2024-a");
+    let mut ec_jwk: Value = serde_json::from_str(&ec.public_key().to_jwk()).unwrap();
+    ec_jwk["kid"] = json!("2024-b");
+    let cfg: JwtConfig = serde_json::from_value(json!({
+        "issuer": "https://auth.example", "audiences": ["fusebox"], "jwks": {"keys": [rsa_jwk, ec_jwk]}
+    }))
+    .unwrap();
+    let v = JwtVerifier::new(&cfg).unwrap();
+    assert_eq!(v.verify_token(&rsa.sign(claims_for("acme")).unwrap(), NOW).unwrap().tenant, "acme");
+    assert_eq!(v.verify_token(&ec.sign(claims_for("globex")).unwrap(), NOW).unwrap().tenant, "globex");
+    let retired = RS256KeyPair::from_pem(&fixture("rs256-private.pem")).unwrap().with_key_id("2023-z");
+    assert_eq!(v.verify_token(&retired.sign(claims_for("acme")).unwrap(), NOW), Err(IdentityError::UnknownKey));
+}
+
+#[test]
+fn a_bad_jwk_is_refused_naming_its_index() {
+    let cfg: JwtConfig = serde_json::from_value(json!({
+        "issuer": "i", "audiences": ["a"], "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}
+    }))
+    .unwrap();
+    assert_eq!(JwtVerifier::new(&cfg).unwrap_err().field, "identity.jwt.jwks.keys[0]");
+}
+
+fn full_verifier(extra: Value) -> Verifier {
+    let mut identity = json!({
+        "jwt": {"issuer": "https://auth.example", "audiences": ["fusebox"],
+                "keys": [{"alg": "HS256", "kid": "demo", "secret": DEMO_SECRET}]},
+        "api_keys": [{"sha256": hex(&sha256(b"sk-live-acme-0001")), "tenant": "acme", "tier": "pro", "name": "ci"}]
+    });
+    identity.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    Verifier::new(&serde_json::from_value(identity).unwrap()).unwrap()
+}
+
+#[test]
+fn api_key_in_x_api_key_or_bearer_identifies_its_tenant() {
+    let v = full_verifier(json!({}));
+    let mut cache = TokenCache::new(8);
+    let by_header = Credentials { api_key: Some("sk-live-acme-0001"), ..Credentials::default() };
+    let id = v.identify(&by_header, &mut cache, NOW).unwrap();
+    assert_eq!((id.tenant.as_str(), id.tier.as_deref(), id.source), ("acme", Some("pro"), Source::ApiKey));
+    let by_bearer = Credentials { authorization: Some("Bearer sk-live-acme-0001"), ..Credentials::default() };
+    assert_eq!(v.identify(&by_bearer, &mut cache, NOW).unwrap().tenant, "acme");
+    let wrong = Credentials { api_key: Some("sk-live-acme-0002"), ..Credentials::default() };
+    assert_eq!(v.identify(&wrong, &mut cache, NOW), Err(IdentityError::UnknownApiKey));
+}
+
+#[test]
+fn bearer_jwt_still_works_next_to_api_keys() {
+    let v = full_verifier(json!({}));
+    let t = token(json!({"tenant": "globex"}));
+    let c = Credentials { authorization: Some(&format!("Bearer {t}")), ..Credentials::default() };
+    let id = v.identify(&c, &mut TokenCache::new(8), NOW).unwrap();
+    assert_eq!((id.tenant.as_str(), id.source), ("globex", Source::Jwt));
+}
+
+#[test]
+fn envoy_jwt_authn_payload_is_used_only_when_configured() {
+    let env = EnvoyJwt { tenant: Some("initech".into()), tier: None };
+    let c = Credentials { envoy_jwt: Some(env.clone()), ..Credentials::default() };
+    let without = full_verifier(json!({}));
+    assert_eq!(without.identify(&c, &mut TokenCache::new(8), NOW), Err(IdentityError::MissingCredentials));
+    let with = full_verifier(json!({"jwt_authn": {}}));
+    let id = with.identify(&c, &mut TokenCache::new(8), NOW).unwrap();
+    assert_eq!((id.tenant.as_str(), id.source), ("initech", Source::EnvoyJwtAuthn));
+    let bad =
+        Credentials { envoy_jwt: Some(EnvoyJwt { tenant: Some("a b".into()), tier: None }), ..Credentials::default() };
+    assert_eq!(with.identify(&bad, &mut TokenCache::new(8), NOW), Err(IdentityError::InvalidTenant));
+}
+
+#[test]
+fn cached_tokens_skip_verification_until_they_expire() {
+    let v = full_verifier(json!({}));
+    let mut cache = TokenCache::new(8);
+    let t = token(json!({"tenant": "acme"}));
+    let auth = format!("Bearer {t}");
+    let c = Credentials { authorization: Some(&auth), ..Credentials::default() };
+    v.identify(&c, &mut cache, NOW).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert!(cache.get(&sha256(t.as_bytes()), NOW).is_some());
+    // exp = NOW - 10 + 3600, plus 30 s leeway: gone after that, and then refused.
+    assert!(cache.get(&sha256(t.as_bytes()), NOW - 10 + 3600 + 31).is_none());
+    assert_eq!(v.identify(&c, &mut cache, NOW + 3700), Err(IdentityError::Expired));
+}
+
+#[test]
+fn the_token_cache_stays_bounded() {
+    let mut cache = TokenCache::new(4);
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    for i in 0..100u8 {
+        cache.insert([i; 32], id.clone(), u64::MAX);
+        assert!(cache.len() <= 8);
+    }
+    assert!(cache.get(&[99; 32], 0).is_some());
+    assert!(cache.get(&[0; 32], 0).is_none());
+}

@@ -1,0 +1,93 @@
+//! All of a policy's identity sources together, tried in the documented order.
+
+use super::cache::TokenCache;
+use super::caller::{bearer, checked_tenant, Credentials, Identity, Source};
+use super::config::{IdentityConfig, JwtAuthnConfig};
+use super::digest::sha256;
+use super::error::IdentityError;
+use super::jwt::JwtVerifier;
+use crate::strict::{field_error, PolicyError};
+use std::collections::HashMap;
+
+/// All of a policy's identity sources. Build once per policy.
+#[derive(Debug)]
+pub struct Verifier {
+    jwt: Option<JwtVerifier>,
+    /// Digest -> (tenant, tier).
+    api_keys: HashMap<[u8; 32], (String, Option<String>)>,
+    jwt_authn: Option<JwtAuthnConfig>,
+}
+
+impl Verifier {
+    pub fn new(cfg: &IdentityConfig) -> Result<Verifier, PolicyError> {
+        let jwt = cfg.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+        let mut api_keys = HashMap::with_capacity(cfg.api_keys.len());
+        for (i, k) in cfg.api_keys.iter().enumerate() {
+            let at = format!("identity.api_keys[{i}].sha256");
+            let digest = parse_digest(&k.sha256.to_ascii_lowercase())
+                .ok_or_else(|| field_error(&at, "must be 64 hex digits (the SHA-256 of the key)"))?;
+            if api_keys.insert(digest, (k.tenant.clone(), k.tier.clone())).is_some() {
+                return Err(field_error(at, "the same key is listed twice"));
+            }
+        }
+        Ok(Verifier { jwt, api_keys, jwt_authn: cfg.jwt_authn.clone() })
+    }
+
+    /// Whether API keys are configured, so the filter reads `x-api-key` only then.
+    pub fn accepts_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// The `jwt_authn` source, so the filter knows which metadata to read.
+    pub fn jwt_authn(&self) -> Option<&JwtAuthnConfig> {
+        self.jwt_authn.as_ref()
+    }
+
+    fn api_key(&self, key: &str) -> Result<Identity, IdentityError> {
+        let (tenant, tier) = self.api_keys.get(&sha256(key.trim().as_bytes())).ok_or(IdentityError::UnknownApiKey)?;
+        Ok(Identity { tenant: tenant.clone(), tier: tier.clone(), expires_at_s: None, source: Source::ApiKey })
+    }
+
+    /// Identifies a request, consulting `cache` for JWTs verified before.
+    pub fn identify(&self, c: &Credentials, cache: &mut TokenCache, now_s: u64) -> Result<Identity, IdentityError> {
+        if let (Some(_), Some(env)) = (&self.jwt_authn, &c.envoy_jwt) {
+            let tenant = checked_tenant(env.tenant.as_deref().ok_or(IdentityError::MissingTenant)?)?;
+            return Ok(Identity { tenant, tier: env.tier.clone(), expires_at_s: None, source: Source::EnvoyJwtAuthn });
+        }
+        if let Some(key) = c.api_key.filter(|_| !self.api_keys.is_empty()) {
+            return self.api_key(key);
+        }
+        let token = bearer(c.authorization)?;
+        match &self.jwt {
+            Some(jwt) if looks_like_jwt(token) || self.api_keys.is_empty() => {
+                let digest = sha256(token.as_bytes());
+                if let Some(id) = cache.get(&digest, now_s) {
+                    return Ok(id);
+                }
+                let id = jwt.verify_token(token, now_s)?;
+                let valid_until = id.expires_at_s.unwrap_or(now_s).saturating_add(jwt.leeway_s());
+                cache.insert(digest, id.clone(), valid_until);
+                Ok(id)
+            }
+            _ if !self.api_keys.is_empty() => self.api_key(token),
+            _ => Err(IdentityError::MissingCredentials),
+        }
+    }
+}
+
+/// A compact JWS has three base64url parts; an API key does not.
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3 && token.starts_with("eyJ")
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let s = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,257 @@
+//! The policy document: identity settings, tiers of limits, per-tenant overrides, prices.
+//!
+//! Parsing is strict (see `crate::strict`), so a bad policy is refused by the control service
+//! and never reaches Envoy.
+
+use super::limits::{Limits, TenantPolicy};
+use super::prices::{self, Price};
+use super::tiers::{default_tier_name, default_tiers};
+use crate::identity::{IdentityConfig, Verifier};
+use crate::ids::{is_valid_tenant_id, is_valid_tier_name};
+use crate::strict::{field_error, parse_json, PolicyError};
+use crate::usage::Usage;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Set by the control service; increases on every change.
+    #[serde(default)]
+    pub version: u64,
+    pub identity: IdentityConfig,
+    /// Tier for tenants with neither a policy entry nor a tier claim.
+    #[serde(default = "default_tier_name")]
+    pub default_tier: String,
+    #[serde(default = "default_tiers")]
+    pub tiers: BTreeMap<String, Limits>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantPolicy>,
+    /// Prices by model name prefix (longest match wins; `*` for anything else).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// Serializes a policy (as control serves it); `None` only if serialization fails.
+pub fn to_json(policy: &Policy) -> Option<String> {
+    serde_json::to_string(policy).ok()
+}
+
+impl Policy {
+    /// Parses and validates a policy document.
+    pub fn from_json(json: &[u8]) -> Result<Policy, PolicyError> {
+        let policy: Policy = parse_json(json)?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.tiers.is_empty() {
+            return Err(field_error("tiers", "at least one tier is required"));
+        }
+        for (name, limits) in &self.tiers {
+            if !is_valid_tier_name(name) {
+                return Err(field_error(format!("tiers.{name}"), "tier names are 1-32 of [A-Za-z0-9_-]"));
+            }
+            limits.validate(&format!("tiers.{name}"))?;
+        }
+        if !self.tiers.contains_key(&self.default_tier) {
+            return Err(field_error("default_tier", format!("unknown tier '{}'", self.default_tier)));
+        }
+        for (id, t) in &self.tenants {
+            let at = format!("tenants.{id}");
+            if !is_valid_tenant_id(id) {
+                return Err(field_error(at, "tenant ids are 1-128 of [A-Za-z0-9-_.:@]"));
+            }
+            let tier_name = t.tier.as_deref().unwrap_or(&self.default_tier);
+            let Some(base) = self.tiers.get(tier_name) else {
+                return Err(field_error(format!("{at}.tier"), format!("unknown tier '{tier_name}'")));
+            };
+            t.apply(base).validate(&at)?;
+        }
+        prices::validate(&self.prices)?;
+        self.identity.validate(|t| self.tiers.contains_key(t))?;
+        // Keys and digests are checked by building them, so an unusable one is refused here.
+        Verifier::new(&self.identity).map(|_| ())
+    }
+
+    /// Cost of `usage` on `model`, in millionths of the currency (0 when no price matches).
+    pub fn cost_micros(&self, model: Option<&str>, usage: Usage) -> u64 {
+        prices::cost_micros(&self.prices, model, usage)
+    }
+
+    /// Limits for a request on a route with a tier of its own: that tier's thresholds, with the
+    /// tenant's operator hold (a kill switch stops every route). `None` if the policy has no
+    /// such tier (the caller then uses the tenant's own limits).
+    pub fn route_limits(&self, tenant: &str, tier: &str) -> Option<Limits> {
+        let mut limits = self.tiers.get(tier)?.clone();
+        limits.operator = self.limits_for(tenant, None).1.operator;
+        Some(limits)
+    }
+
+    /// The limits that apply to `tenant`: its policy entry over its tier, where the tier is the
+    /// one set for the tenant, else the verified tier claim, else the default tier.
+    pub fn limits_for(&self, tenant: &str, claimed_tier: Option<&str>) -> (String, Limits) {
+        let entry = self.tenants.get(tenant);
+        let tier = entry
+            .and_then(|t| t.tier.as_deref())
+            .filter(|t| self.tiers.contains_key(*t))
+            .or_else(|| claimed_tier.filter(|t| self.tiers.contains_key(*t)))
+            .unwrap_or(&self.default_tier);
+        let base = self.tiers.get(tier).cloned().unwrap_or_else(Limits::unlimited);
+        let limits = match entry {
+            Some(e) => e.apply(&base),
+            None => base,
+        };
+        (tier.to_string(), limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::Metric;
+    use crate::policy::MAX_THRESHOLD;
+    use crate::testkit::policy_json;
+
+    #[test]
+    fn minimal_policy_gets_the_shipped_tiers() {
+        let p = Policy::from_json(policy_json("").as_bytes()).unwrap();
+        assert_eq!(p.tiers.keys().collect::<Vec<_>>(), ["enterprise", "free", "pro"]);
+        assert_eq!(p.default_tier, "free");
+        assert_eq!(p.limits_for("acme", None).1.tokens_60s, Some(60_000));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_path() {
+        let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_6s": 5}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tiers.free.tokens_6s");
+        assert!(err.message.starts_with("unknown field `tokens_6s`"), "{err}");
+    }
+
+    #[test]
+    fn zero_threshold_is_rejected_naming_the_field() {
+        let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_60s": 0}}"#).as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("tiers.free.tokens_60s: must be between 1 and {MAX_THRESHOLD} (omit it for no limit)")
+        );
+    }
+
+    #[test]
+    fn impossible_breaker_settings_are_rejected() {
+        let err = Policy::from_json(
+            policy_json(r#", "tiers": {"free": {"breaker": {"cooldown_s": 60, "max_cooldown_s": 10}}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "tiers.free.breaker.max_cooldown_s");
+    }
+
+    #[test]
+    fn negative_threshold_is_a_type_error_on_that_field() {
+        let err = Policy::from_json(policy_json(r#", "tiers": {"free": {"tokens_60s": -1}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tiers.free.tokens_60s");
+    }
+
+    #[test]
+    fn error_ratio_outside_zero_to_one_is_rejected() {
+        let err =
+            Policy::from_json(policy_json(r#", "tiers": {"free": {"error_ratio": 1.5}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tiers.free.error_ratio");
+        let err = Policy::from_json(policy_json(r#", "tenants": {"a": {"concurrency": 0}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tenants.a.concurrency");
+    }
+
+    #[test]
+    fn cost_uses_the_longest_matching_price_prefix() {
+        let p = Policy::from_json(
+            policy_json(
+                r#", "prices": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10},
+                               "gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+                               "*": {"input_per_mtok": 1, "output_per_mtok": 1}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let u = Usage { input_tokens: 1000, output_tokens: 100 };
+        assert_eq!(p.cost_micros(Some("gpt-4o-2024-08-06"), u), 3500);
+        assert_eq!(p.cost_micros(Some("gpt-4o-mini-2024-07-18"), u), 210);
+        assert_eq!(p.cost_micros(Some("claude"), u), 1100);
+        assert_eq!(p.cost_micros(None, u), 1100);
+        let no_prices = Policy::from_json(policy_json("").as_bytes()).unwrap();
+        assert_eq!(no_prices.cost_micros(Some("gpt-4o"), u), 0);
+    }
+
+    #[test]
+    fn error_ratio_threshold_is_in_percent() {
+        let p = Policy::from_json(policy_json(r#", "tiers": {"free": {"error_ratio": 0.25}}"#).as_bytes()).unwrap();
+        assert_eq!(p.limits_for("a", None).1.threshold(Metric::ErrorRatio), Some(25));
+    }
+
+    #[test]
+    fn default_tier_must_exist() {
+        let err = Policy::from_json(policy_json(r#", "default_tier": "gold""#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "default_tier");
+    }
+
+    #[test]
+    fn tenant_with_unknown_tier_is_rejected() {
+        let err = Policy::from_json(policy_json(r#", "tenants": {"acme": {"tier": "gold"}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.field, "tenants.acme.tier");
+    }
+
+    #[test]
+    fn a_policy_without_any_identity_source_is_rejected() {
+        let err = Policy::from_json(br#"{"identity": {}}"#).unwrap_err();
+        assert_eq!(err.field, "identity");
+    }
+
+    #[test]
+    fn api_key_entries_are_checked() {
+        let json = r#"{"identity": {"api_keys": [{"sha256": "abc", "tenant": "acme"}]}}"#;
+        assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, "identity.api_keys[0].sha256");
+        let digest = "a".repeat(64);
+        let json =
+            format!(r#"{{"identity": {{"api_keys": [{{"sha256": "{digest}", "tenant": "acme", "tier": "gold"}}]}}}}"#);
+        assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, "identity.api_keys[0].tier");
+        let json = format!(
+            r#"{{"identity": {{"api_keys": [{{"sha256": "{digest}", "tenant": "acme"}}, {{"sha256": "{digest}", "tenant": "evil"}}]}}}}"#
+        );
+        assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, "identity.api_keys[1].sha256");
+    }
+
+    #[test]
+    fn short_hmac_secret_is_rejected() {
+        let json = r#"{"identity": {"jwt": {"issuer": "i", "audiences": ["a"], "keys": [{"alg": "HS256", "secret": "short"}]}}}"#;
+        let err = Policy::from_json(json.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "identity.jwt.keys[0]");
+    }
+
+    #[test]
+    fn trailing_garbage_is_rejected() {
+        assert!(Policy::from_json(format!("{} x", policy_json("")).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn tenant_override_wins_over_tier_and_tier_over_claim() {
+        let p = Policy::from_json(
+            policy_json(r#", "tenants": {"acme": {"tier": "pro", "tokens_60s": 5000, "breaker": {"cooldown_s": 3}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let (tier, l) = p.limits_for("acme", Some("enterprise"));
+        assert_eq!(tier, "pro");
+        assert_eq!(l.tokens_60s, Some(5000));
+        assert_eq!(l.tokens_10s, Some(200_000));
+        assert_eq!(l.breaker.cooldown_s, 3);
+        assert_eq!(p.limits_for("other", Some("enterprise")).0, "enterprise");
+        assert_eq!(p.limits_for("other", Some("platinum")).0, "free");
+    }
+
+    #[test]
+    fn policy_serializes_back_to_an_equal_policy() {
+        let p = Policy::from_json(policy_json(r#", "tenants": {"acme": {"tokens_10s": 7}}"#).as_bytes()).unwrap();
+        let again = Policy::from_json(&serde_json::to_vec(&p).unwrap()).unwrap();
+        assert_eq!(p, again);
+    }
+}

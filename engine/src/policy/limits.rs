@@ -1,0 +1,197 @@
+//! The limits a tier holds and the overrides a tenant entry holds, each limit declared once
+//! (see `overridable.rs`), with the checks the schema cannot express.
+
+use super::operator::{ForcedBreaker, Operator};
+use super::overridable::overridable;
+use crate::budget::Budget;
+use crate::metric::Metric;
+use crate::strict::{field_error, parse_json, PolicyError};
+
+/// The largest threshold accepted; beyond it a limit is meaningless (use no limit instead).
+pub const MAX_THRESHOLD: u64 = 1 << 40;
+
+overridable! {
+    #[derive(Copy, Eq)]
+    pub struct BreakerSettings {}
+    /// Partial breaker settings in a tenant override.
+    #[derive(Copy, Eq)]
+    pub struct BreakerOverride {}
+    overridable {
+        /// First cooldown after a trip, in seconds.
+        cooldown_s: u32 = 30,
+        /// Cap for the doubling cooldown on repeated trips.
+        max_cooldown_s: u32 = 300,
+        /// Probes admitted in HALF_OPEN; this many clean probes close the breaker.
+        half_open_probes: u32 = 2,
+    }
+}
+
+overridable! {
+    /// A tier's limits. An absent threshold means the metric is not limited.
+    pub struct Limits {
+        pub breaker: BreakerSettings,
+        /// What an operator set on this tenant's breaker (from its policy entry, never from a tier).
+        #[serde(skip)]
+        pub operator: Operator,
+    }
+    /// A tenant's entry: its tier and any limits that differ from the tier's.
+    pub struct TenantPolicy {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub tier: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub breaker: Option<BreakerOverride>,
+        /// Set by control's breaker endpoint (`open` = kill switch); absent = automatic.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub forced: Option<ForcedBreaker>,
+        /// Set by control: see [`Operator::epoch`].
+        #[serde(default, skip_serializing_if = "is_zero")]
+        pub breaker_epoch: u64,
+    }
+    overridable {
+        tokens_10s: u64,
+        tokens_60s: u64,
+        requests_10s: u64,
+        /// Tool calls (OpenAI tool_calls, Responses function calls, Anthropic tool_use) per 60 s.
+        tool_calls_60s: u64,
+        /// Share (0-1] of completed responses in the last 60 s that may be upstream errors.
+        error_ratio: f64,
+        /// Completed responses in the window before `error_ratio` is judged.
+        error_min_requests: u32 = 20,
+        /// Requests in flight at once; more are refused (without tripping the breaker).
+        concurrency: u64,
+        /// Tokens per UTC day; once used up, requests are refused until midnight UTC.
+        budget_tokens_day: u64,
+        /// Cost per UTC calendar month, in the currency of `prices`.
+        budget_cost_month: f64,
+        /// Agent runs (`x-agent-run-id`): requests per run tree.
+        run_steps: u64,
+        /// Sub-agent nesting below the root run (root = 0).
+        run_depth: u64,
+        /// Wall-clock seconds since the run tree's first request.
+        run_duration_s: u64,
+        /// Tokens used by the whole run tree.
+        run_tokens: u64,
+        /// A run's record is forgotten after this many seconds without a request.
+        run_ttl_s: u64 = 3600,
+        /// End the tenant's SSE streams in flight, with a final error event, when its breaker opens.
+        terminate_streams: bool = false,
+        /// Lower a request's `max_tokens` (and kin) to what remains of its token windows.
+        clamp_max_tokens: bool = false,
+        /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
+        warn_ratio: f64 = 0.5,
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Limits {
+    /// Parses a tier strictly (as `PUT /v1/tiers/{tier}` receives it); values are checked when
+    /// the policy holding it is validated.
+    pub fn from_json(json: &[u8]) -> Result<Limits, PolicyError> {
+        parse_json(json)
+    }
+
+    /// No thresholds at all (defaults for everything else).
+    pub fn unlimited() -> Limits {
+        Limits::default()
+    }
+
+    /// A budget's limit in its unit (tokens, or cost in millionths of the currency).
+    pub fn budget_limit(&self, budget: Budget) -> Option<u64> {
+        match budget {
+            Budget::TokensDay => self.budget_tokens_day,
+            // Validated finite and positive; far below u64::MAX after scaling.
+            Budget::CostMonth => self.budget_cost_month.map(|c| (c * 1e6).round() as u64),
+        }
+    }
+
+    /// Threshold in the metric's unit (the error ratio in whole percent).
+    pub fn threshold(&self, metric: Metric) -> Option<u64> {
+        match metric {
+            Metric::Tokens10s => self.tokens_10s,
+            Metric::Tokens60s => self.tokens_60s,
+            Metric::Requests10s => self.requests_10s,
+            Metric::ToolCalls60s => self.tool_calls_60s,
+            // A ratio in (0, 1] is at most 100 percent: the conversion cannot overflow.
+            Metric::ErrorRatio => self.error_ratio.map(|r| (r * 100.0).round() as u64),
+            Metric::Concurrency => self.concurrency,
+        }
+    }
+
+    pub(crate) fn validate(&self, at: &str) -> Result<(), PolicyError> {
+        if let Some(r) = self.error_ratio {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(field_error(format!("{at}.error_ratio"), "must be greater than 0 and at most 1"));
+            }
+        }
+        if let Some(c) = self.budget_cost_month {
+            if !(c > 0.0 && c <= 1e12) {
+                return Err(field_error(format!("{at}.budget_cost_month"), "must be greater than 0 and at most 1e12"));
+            }
+        }
+        for (name, v) in
+            [("run_steps", self.run_steps), ("run_duration_s", self.run_duration_s), ("run_tokens", self.run_tokens)]
+        {
+            if v == Some(0) {
+                return Err(field_error(format!("{at}.{name}"), "must be at least 1 (omit it for no limit)"));
+            }
+        }
+        if self.run_ttl_s == 0 || self.run_ttl_s > 7 * 86_400 {
+            return Err(field_error(format!("{at}.run_ttl_s"), "must be between 1 and 604800"));
+        }
+        if self.budget_tokens_day == Some(0) {
+            return Err(field_error(format!("{at}.budget_tokens_day"), "must be at least 1 (omit it for no budget)"));
+        }
+        if self.error_min_requests == 0 {
+            return Err(field_error(format!("{at}.error_min_requests"), "must be at least 1"));
+        }
+        for m in Metric::ALL.into_iter().filter(|m| *m != Metric::ErrorRatio) {
+            if let Some(t) = self.threshold(m) {
+                if t == 0 || t > MAX_THRESHOLD {
+                    return Err(field_error(
+                        format!("{at}.{m}"),
+                        format!("must be between 1 and {MAX_THRESHOLD} (omit it for no limit)"),
+                    ));
+                }
+            }
+        }
+        if !(self.warn_ratio > 0.0 && self.warn_ratio <= 1.0) {
+            return Err(field_error(format!("{at}.warn_ratio"), "must be greater than 0 and at most 1"));
+        }
+        let b = &self.breaker;
+        if b.cooldown_s == 0 {
+            return Err(field_error(format!("{at}.breaker.cooldown_s"), "must be at least 1"));
+        }
+        if b.max_cooldown_s < b.cooldown_s || b.max_cooldown_s > 86_400 {
+            return Err(field_error(
+                format!("{at}.breaker.max_cooldown_s"),
+                "must be at least cooldown_s and at most 86400",
+            ));
+        }
+        if b.half_open_probes == 0 || b.half_open_probes > 1000 {
+            return Err(field_error(format!("{at}.breaker.half_open_probes"), "must be between 1 and 1000"));
+        }
+        Ok(())
+    }
+}
+
+impl TenantPolicy {
+    /// Parses a tenant entry strictly (as `PUT /v1/tenants/{t}` receives it); the whole policy
+    /// is validated once the entry is in place.
+    pub fn from_json(json: &[u8]) -> Result<TenantPolicy, PolicyError> {
+        parse_json(json)
+    }
+
+    /// This entry's limits: `base` (its tier's) with what the entry overrides.
+    pub(crate) fn apply(&self, base: &Limits) -> Limits {
+        let mut l = base.clone();
+        self.override_fields(&mut l);
+        if let Some(b) = &self.breaker {
+            b.override_fields(&mut l.breaker);
+        }
+        l.operator = Operator { forced: self.forced.as_ref().map(|f| f.state), epoch: self.breaker_epoch };
+        l
+    }
+}
