@@ -136,7 +136,8 @@ fn a_broken_filter_configuration_is_refused_by_envoy() {
     let template = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
     let broken = template.replace(r#""unmatched": "pass","#, r#""unmatched": "sometimes","#);
     assert_ne!(broken, template);
-    let path = render_into(&work_dir(), "broken.yaml", &broken);
+    let dir = work_dir();
+    let path = render_into(&dir, "broken.yaml", &broken);
     let output = validate(&path).expect_err("envoy accepted a broken fusebox configuration");
     assert!(output.contains("fusebox: invalid configuration: unmatched"), "{output}");
 }

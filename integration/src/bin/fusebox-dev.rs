@@ -16,7 +16,9 @@ fn curl(port: u16, token: &str) -> String {
 fn main() -> ExitCode {
     let root = workspace_root();
     let ports = Ports::from_env();
-    let dir = work_dir();
+    let mut dir = work_dir();
+    // The demo's database and logs stay for the user to read after Ctrl-C.
+    dir.keep();
     let options = StackOptions {
         ports: ports.clone(),
         policy_file: root.join("tests/policies/demo.json"),
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
         foreground: false,
         start_control: true,
     };
-    let mut stack = match Stack::start_with(options, dir.clone()) {
+    let mut stack = match Stack::start_with(options, dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fusebox-dev: {e}");
@@ -54,8 +56,8 @@ fn main() -> ExitCode {
         ports.admin,
         ports.control,
         ports.mock,
-        dir.join("control.db").display(),
-        dir.display(),
+        stack.dir.join("control.db").display(),
+        stack.dir.display(),
         curl(ports.listen, &acme),
         curl(ports.listen, &globex),
         ports.listen,
@@ -97,7 +99,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some((name, status)) => {
-            eprintln!("fusebox-dev: {name} exited ({status}); logs in {}", dir.display());
+            eprintln!("fusebox-dev: {name} exited ({status}); logs in {}", stack.dir.display());
             ExitCode::FAILURE
         }
     }

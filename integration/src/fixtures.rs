@@ -1,0 +1,72 @@
+//! What tests send and expect: the demo identity, tokens, policies and templates.
+
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const DEMO_SECRET: &str = "fusebox-demo-secret-change-me";
+pub const DEMO_ISSUER: &str = "https://auth.fusebox.demo";
+pub const DEMO_AUDIENCE: &str = "fusebox";
+/// Admin token of the control service the harness starts (writes need it).
+pub const DEMO_ADMIN_TOKEN: &str = "fusebox-demo-admin-token";
+/// The filter's token for control (reads the policy, posts events), as in `envoy/*.yaml`.
+pub const DEMO_FILTER_TOKEN: &str = "fusebox-demo-filter-token";
+pub(crate) const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+
+pub fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A demo bearer token (HS256, demo key) for `tenant`.
+pub fn token(tenant: &str, tier: Option<&str>) -> String {
+    let mut claims = serde_json::Map::new();
+    claims.insert("tenant".into(), tenant.into());
+    if let Some(t) = tier {
+        claims.insert("tier".into(), t.into());
+    }
+    fusebox_engine::identity::mint(
+        fusebox_engine::identity::MintKey::Hs256(DEMO_SECRET),
+        Some("demo"),
+        DEMO_ISSUER,
+        DEMO_AUDIENCE,
+        claims,
+        now_s(),
+        3600,
+    )
+    .unwrap_or_default()
+}
+
+/// A policy with the demo identity (the key [`token`] signs with) and the given tiers and tenants.
+pub fn demo_policy(tiers: Value, tenants: Value) -> String {
+    serde_json::json!({
+        "identity": {"jwt": {
+            "issuer": DEMO_ISSUER,
+            "audiences": [DEMO_AUDIENCE],
+            "keys": [{"alg": "HS256", "kid": "demo", "secret": DEMO_SECRET}]
+        }},
+        "default_tier": "free",
+        "tiers": tiers,
+        "tenants": tenants,
+    })
+    .to_string()
+}
+
+/// Limits so high that only the test's own limits matter.
+pub fn generous() -> Value {
+    serde_json::json!({"tokens_10s": 100_000_000u64, "tokens_60s": 100_000_000u64, "requests_10s": 100_000})
+}
+
+/// A metric's observed value in a status document (`u64::MAX` when absent, so asserts fail).
+pub fn observed(status: &Value, metric: &str) -> u64 {
+    status
+        .pointer("/breaker/metrics")
+        .and_then(Value::as_array)
+        .and_then(|ms| ms.iter().find(|m| m.get("metric").and_then(Value::as_str) == Some(metric)))
+        .and_then(|m| m.get("observed"))
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX)
+}
+
+/// Fills `${NAME}` placeholders.
+pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+    vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
+}

@@ -1,0 +1,321 @@
+#![allow(clippy::panic)] // test harness: a stack that cannot start must fail the test loudly
+
+//! Starting and stopping a stack: Envoy with the built filter, fusebox-control and the mock
+//! LLM as child processes, restarts and hot restarts, and teardown on drop.
+
+use crate::fixtures::{render, DEMO_ADMIN_TOKEN, DEMO_FILTER_TOKEN};
+use crate::paths::{envoy_binary, sibling_binary, wasm_path, work_dir, workspace_root, WorkDir};
+use crate::ports::Ports;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub ports: Ports,
+    /// Policy file control's database is seeded with. Tests get a private copy; `make run` uses the demo file.
+    pub policy_file: PathBuf,
+    /// Control's SQLite database (kept across [`Stack::restart_control`]).
+    pub db: PathBuf,
+    pub envoy_config: PathBuf,
+    pub workers: u32,
+    /// Inherit stdout/stderr instead of logging to files in the work dir.
+    pub foreground: bool,
+    /// Start fusebox-control (off: Envoy's control cluster points at whatever is on `ports.control`).
+    pub start_control: bool,
+}
+
+/// A running Envoy + control + mock LLM.
+pub struct Stack {
+    pub ports: Ports,
+    pub dir: WorkDir,
+    pub policy_file: PathBuf,
+    pub db: PathBuf,
+    children: Vec<(String, Child)>,
+    pub(crate) agent: ureq::Agent,
+    workers: u32,
+}
+
+fn spawn(name: &str, cmd: &mut Command, dir: &Path, foreground: bool) -> Result<Child, String> {
+    if !foreground {
+        let log = |suffix: &str| {
+            std::fs::File::create(dir.join(format!("{name}.{suffix}")))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
+        };
+        cmd.stdout(log("out")).stderr(log("err"));
+    }
+    cmd.stdin(Stdio::null());
+    cmd.spawn().map_err(|e| format!("starting {name}: {e}"))
+}
+
+impl Stack {
+    /// Starts a test stack on free ports with a private copy of `policy_json`.
+    pub fn start(policy_json: &str) -> Stack {
+        Stack::start_with_envoy(policy_json, "demo.yaml")
+    }
+
+    /// Like [`Stack::start`], with another Envoy bootstrap from `envoy/`.
+    pub fn start_with_envoy(policy_json: &str, envoy_yaml: &str) -> Stack {
+        retry_start(|| {
+            let dir = work_dir();
+            let policy_file = dir.join("policy.json");
+            std::fs::write(&policy_file, policy_json).map_err(|e| format!("writing policy: {e}"))?;
+            let options = StackOptions {
+                ports: Ports::free(),
+                db: dir.join("control.db"),
+                policy_file,
+                envoy_config: workspace_root().join("envoy").join(envoy_yaml),
+                workers: 2,
+                foreground: false,
+                start_control: true,
+            };
+            Stack::start_with(options, dir)
+        })
+    }
+
+    /// Starts a test stack whose control cluster points at the mock LLM, which answers
+    /// `GET /v1/policy` with a document that is not a valid policy.
+    pub fn start_with_garbage_control() -> Stack {
+        retry_start(|| {
+            let dir = work_dir();
+            let mut ports = Ports::free();
+            ports.control = ports.mock;
+            let options = StackOptions {
+                ports,
+                db: dir.join("unused.db"),
+                policy_file: dir.join("unused-policy.json"),
+                envoy_config: workspace_root().join("envoy/demo.yaml"),
+                workers: 2,
+                foreground: false,
+                start_control: false,
+            };
+            Stack::start_with(options, dir)
+        })
+    }
+
+    fn spawn_control(&self, control_bin: &Path, foreground: bool) -> Result<Child, String> {
+        spawn(
+            "control",
+            Command::new(control_bin)
+                .arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.ports.control))
+                .arg("--policy")
+                .arg(&self.policy_file)
+                .arg("--db")
+                .arg(&self.db)
+                .arg("--admin-token")
+                .arg(DEMO_ADMIN_TOKEN)
+                .arg("--filter-token")
+                .arg(DEMO_FILTER_TOKEN),
+            &self.dir,
+            foreground,
+        )
+    }
+
+    /// Starts fusebox-control again (after [`Stack::kill`]) on the same port and database,
+    /// and waits until it answers.
+    pub fn restart_control(&mut self) {
+        self.kill("fusebox-control");
+        self.children.retain(|(n, _)| n != "fusebox-control");
+        let bin = sibling_binary("fusebox-control").unwrap_or_else(|e| panic!("{e}"));
+        let child = self.spawn_control(&bin, false).unwrap_or_else(|e| panic!("{e}"));
+        self.children.push(("fusebox-control".into(), child));
+        let url = format!("http://127.0.0.1:{}/healthz", self.ports.control);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+            assert!(Instant::now() < deadline, "fusebox-control did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pid of the running Envoy.
+    pub fn envoy_pid(&self) -> Option<u32> {
+        self.children.iter().find(|(n, _)| n == "envoy").map(|(_, c)| c.id())
+    }
+
+    /// Kills one component (`mock-llm`, `fusebox-control`, `envoy`) and waits for it to exit.
+    pub fn kill(&mut self, name: &str) {
+        for (n, child) in self.children.iter_mut() {
+            if n == name {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Starts a stack in `dir`; when it cannot start, `dir` is kept for its logs.
+    pub fn start_with(o: StackOptions, dir: WorkDir) -> Result<Stack, String> {
+        let envoy = envoy_binary()?;
+        let wasm = wasm_path()?;
+        let control_bin = sibling_binary("fusebox-control")?;
+        let mock_bin = sibling_binary("mock-llm")?;
+        let agent = Stack::start_client();
+        let mut stack = Stack {
+            ports: o.ports.clone(),
+            dir,
+            policy_file: o.policy_file.clone(),
+            db: o.db.clone(),
+            children: Vec::new(),
+            agent,
+            workers: o.workers,
+        };
+        if let Err(e) = stack.launch(&o, &envoy, &wasm, &control_bin, &mock_bin) {
+            stack.dir.keep();
+            return Err(e);
+        }
+        Ok(stack)
+    }
+
+    fn launch(
+        &mut self,
+        o: &StackOptions,
+        envoy: &Path,
+        wasm: &Path,
+        control_bin: &Path,
+        mock_bin: &Path,
+    ) -> Result<(), String> {
+        let p = &o.ports;
+        let mock = spawn(
+            "mock",
+            Command::new(mock_bin).arg("--listen").arg(format!("127.0.0.1:{}", p.mock)),
+            &self.dir,
+            o.foreground,
+        )?;
+        self.children.push(("mock-llm".into(), mock));
+        if o.start_control {
+            let control = self.spawn_control(control_bin, o.foreground)?;
+            self.children.push(("fusebox-control".into(), control));
+        }
+        let template =
+            std::fs::read_to_string(&o.envoy_config).map_err(|e| format!("{}: {e}", o.envoy_config.display()))?;
+        let config = render(
+            &template,
+            &[
+                ("LISTEN_PORT", p.listen.to_string()),
+                ("ADMIN_PORT", p.admin.to_string()),
+                ("CONTROL_PORT", p.control.to_string()),
+                ("MOCK_PORT", p.mock.to_string()),
+                ("WASM", wasm.display().to_string()),
+            ],
+        );
+        let config_path = self.dir.join("envoy.yaml");
+        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        let mut cmd = self.envoy_command(envoy);
+        // The base id is written down for a hot restart (`Stack::hot_restart_envoy`).
+        cmd.arg("--use-dynamic-base-id").arg("--base-id-path").arg(self.dir.join("base-id"));
+        if !o.foreground {
+            cmd.arg("--log-path").arg(self.dir.join("envoy.log"));
+        }
+        let envoy_child = spawn("envoy", &mut cmd, &self.dir, o.foreground)?;
+        self.children.push(("envoy".into(), envoy_child));
+        self.wait_ready()
+    }
+
+    fn envoy_command(&self, envoy: &Path) -> Command {
+        let mut cmd = Command::new(envoy);
+        cmd.arg("-c")
+            .arg(self.dir.join("envoy.yaml"))
+            .arg("--concurrency")
+            .arg(self.workers.to_string())
+            .arg("--log-level")
+            .arg("info")
+            .arg("--component-log-level")
+            .arg("wasm:info")
+            // Tests read the logs (and the access log on stdout): flush them often.
+            .arg("--file-flush-interval-msec")
+            .arg("200");
+        cmd
+    }
+
+    /// Hot-restarts Envoy (`--restart-epoch 1`, same base id and config): the new process
+    /// takes over the listeners and the old one drains and exits. Returns once the old one has
+    /// exited and the new one is ready.
+    pub fn hot_restart_envoy(&mut self) {
+        let base_id = std::fs::read_to_string(self.dir.join("base-id")).unwrap_or_default();
+        let envoy = envoy_binary().unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = self.envoy_command(&envoy);
+        cmd.arg("--base-id")
+            .arg(base_id.trim())
+            .arg("--restart-epoch")
+            .arg("1")
+            .arg("--drain-time-s")
+            .arg("1")
+            .arg("--parent-shutdown-time-s")
+            .arg("3")
+            .arg("--log-path")
+            .arg(self.dir.join("envoy-1.log"));
+        let child = spawn("envoy-1", &mut cmd, &self.dir, false).unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let old_exited = self.children.iter_mut().any(|(n, c)| n == "envoy" && !matches!(c.try_wait(), Ok(None)));
+            if old_exited {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the old Envoy did not hand over; logs in {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.children.retain(|(n, _)| n != "envoy");
+        self.children.push(("envoy".into(), child));
+        let ready = format!("http://127.0.0.1:{}/ready", self.ports.admin);
+        while !self.agent.get(&ready).call().is_ok_and(|r| r.status() == 200) {
+            assert!(Instant::now() < deadline, "the new Envoy is not ready; logs in {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let checks = [
+            format!("http://127.0.0.1:{}/healthz", self.ports.mock),
+            format!("http://127.0.0.1:{}/healthz", self.ports.control),
+            format!("http://127.0.0.1:{}/ready", self.ports.admin),
+        ];
+        for url in &checks {
+            loop {
+                if let Some((name, status)) = self.exited() {
+                    return Err(format!("{name} exited ({status}) during start-up; logs in {}", self.dir.display()));
+                }
+                if self.agent.get(url).call().is_ok_and(|r| r.status() == 200) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{url} not ready after 30s; logs in {}", self.dir.display()));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first child that has exited, if any.
+    pub fn exited(&mut self) -> Option<(String, String)> {
+        self.children.iter_mut().find_map(|(name, c)| match c.try_wait() {
+            Ok(Some(status)) => Some((name.clone(), status.to_string())),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts a stack, trying again on other free ports if a port was taken between choosing it
+/// and the child binding it.
+fn retry_start(start: impl Fn() -> Result<Stack, String>) -> Stack {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match start() {
+            Ok(stack) => return stack,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{last}")
+}
