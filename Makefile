@@ -10,10 +10,14 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: run test token wasm build envoy wasm-target lint fmt clean fuzz soak bench bench-tools browser
+.PHONY: help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := policy identity json_usage sse events
+
+## This list of targets.
+help:
+	@awk '/^## /{if(doc=="")doc=substr($$0,4); next} /^[a-z][a-z-]*:/{if(doc!=""){split($$0,t,":"); printf "  make %-12s %s\n", t[1], doc}; doc=""; next} {doc=""}' $(MAKEFILE_LIST)
 
 ## Install the wasm32-wasip1 target if missing.
 wasm-target:
@@ -46,13 +50,17 @@ build: wasm
 run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
-## Unit tests, control tests and real-Envoy end-to-end tests.
-test: envoy $(OPENAI_SDK) browser build
+## Lints, unit tests, control tests and real-Envoy end-to-end tests (what CI runs).
+test: lint envoy $(OPENAI_SDK) browser build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## Native unit tests only (engine, filter, control, harness): the fast loop while editing.
+check:
+	$(CARGO) test --workspace --lib --quiet
 
 ## The benchmark suite (bench/README.md): bare Envoy, a no-op Wasm filter, native jwt_authn +
 ## local_ratelimit and fusebox, same load, one run; table on stdout, report in target/bench/.
@@ -90,14 +98,23 @@ fuzz:
 		if ls fuzz/artifacts/$$t/crash-* >/dev/null 2>&1; then echo "crash found: fuzz/artifacts/$$t"; exit 1; fi; \
 	done
 
-## Formatting and clippy, native and for the wasm target.
-lint: wasm-target
+## rustfmt and clippy, if the toolchain lacks them.
+lint-tools:
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+## Formatting, clippy (native and for the wasm target, warnings are errors) and no import
+## circles between files.
+lint: wasm-target lint-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p fusebox-filter --target wasm32-wasip1 -- -D warnings
+	python3 scripts/import-cycles.py
 
+## Format the workspace.
 fmt:
 	$(CARGO) fmt --all
 
+## Remove build output.
 clean:
 	$(CARGO) clean

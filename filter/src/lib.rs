@@ -2,6 +2,7 @@
 //! the HTTP filter (per worker) and the background singleton (`{"singleton": {...}}`).
 //! All policy logic lives in `fusebox-engine`; this crate only translates to and from Envoy.
 
+pub mod active;
 pub mod events;
 pub mod host;
 pub mod metrics;
@@ -49,6 +50,7 @@ impl RootContext for Root {
             log::error!("fusebox: no plugin configuration; expected the filter config or {{\"singleton\": ...}}");
             return false;
         };
+        log::info!("fusebox {} ({}) loading its configuration", env!("CARGO_PKG_VERSION"), env!("FUSEBOX_GIT_HASH"));
         let metrics = Rc::new(Metrics::define());
         match PluginConfig::from_json(&raw) {
             Ok(PluginConfig::Filter(cfg)) => match FilterRoot::new(*cfg, metrics) {

@@ -1,9 +1,9 @@
 //! One HTTP request through the filter: identify the tenant, admit or deny, count the response.
 
+use crate::active::ActivePolicy;
 use crate::events::Reporter;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
-use crate::root::ActivePolicy;
 use crate::runs::{self, AdmittedRun, RunRefusal};
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::admission::{self, Decision, DenyCause, Settlement};

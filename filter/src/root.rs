@@ -1,39 +1,22 @@
 //! The filter's per-worker root: its configuration and the policy in force, picked up from the
 //! singleton's publication in shared data.
 
+use crate::active::ActivePolicy;
 use crate::events::Reporter;
 use crate::host;
 use crate::metrics::{Counter, MemoryGauge, Metrics};
 use crate::request::Request;
 use crate::store::{self, Keys};
 use fusebox_engine::config::{FilterConfig, Mode};
-use fusebox_engine::identity::{TokenCache, Verifier};
 use fusebox_engine::policy::{Policy, PolicyError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// Verified tokens remembered per worker (two generations of this many).
-const TOKEN_CACHE_ENTRIES: usize = 4096;
 /// How often a worker looks for a newly published policy: the delay a kill switch or a
 /// lowered limit adds on top of the singleton's poll.
 const POLICY_CHECK_MS: u64 = 100;
 /// Events, batched counters and the memory gauge go out every this many policy checks (1 s).
 const FLUSH_EVERY_TICKS: u64 = 10;
-
-/// A policy ready to use: parsed, validated, keys built, with its own token cache (a new
-/// policy may have rotated keys, so its cache starts empty).
-pub struct ActivePolicy {
-    pub policy: Policy,
-    pub verifier: Verifier,
-    pub token_cache: RefCell<TokenCache>,
-}
-
-impl ActivePolicy {
-    pub fn new(policy: Policy) -> Result<ActivePolicy, PolicyError> {
-        let verifier = Verifier::new(&policy.identity)?;
-        Ok(ActivePolicy { policy, verifier, token_cache: RefCell::new(TokenCache::new(TOKEN_CACHE_ENTRIES)) })
-    }
-}
 
 /// Per-plugin state shared by all of a worker's requests.
 pub struct FilterRoot {
