@@ -5,6 +5,7 @@
 use crate::audit::{self, NewEntry};
 use crate::db::{now_ms, to_sql, Db};
 use crate::error::ApiError;
+use fusebox_engine::breaker::Phase;
 use fusebox_engine::event::Event;
 use fusebox_engine::policy::{is_valid_tenant_id, Policy};
 use fusebox_engine::usage::Usage;
@@ -63,11 +64,9 @@ fn valid(e: &Event) -> bool {
                 && is_label(reason, 32)
                 && reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }
-        Event::Transition { tenant, from, to, scope, .. } => {
-            is_valid_tenant_id(tenant)
-                && is_label(from, 16)
-                && is_label(to, 16)
-                && scope.as_deref().is_none_or(|s| is_label(s, 32))
+        // The states are typed: an unknown name does not parse, so the event is ignored.
+        Event::Transition { tenant, scope, .. } => {
+            is_valid_tenant_id(tenant) && scope.as_deref().is_none_or(|s| is_label(s, 32))
         }
         Event::Warning { tenant, metric, .. } => is_valid_tenant_id(tenant) && is_label(metric, 32),
     }
@@ -189,12 +188,12 @@ fn store(
             bump_totals(tx, tenant, "warnings", 1)?;
         }
         Event::Transition { tenant, run_id, from, to, at_ms, metric, threshold, observed, open_until_ms, scope } => {
-            let reason_code = match (metric.as_deref(), to.as_str()) {
-                (Some(m), "open") => m.to_string(),
-                (_, "half_open") => "cooldown_elapsed".to_string(),
-                (_, "closed") if from == "half_open" => "probes_passed".to_string(),
-                (_, "closed") => "operator_reset".to_string(),
-                _ => "transition".to_string(),
+            let reason_code = match (metric.as_deref(), to) {
+                (Some(m), Phase::Open) => m.to_string(),
+                (_, Phase::HalfOpen) => "cooldown_elapsed".to_string(),
+                (_, Phase::Closed) if *from == Phase::HalfOpen => "probes_passed".to_string(),
+                (_, Phase::Closed) => "operator_reset".to_string(),
+                (None, Phase::Open) => "transition".to_string(),
             };
             let details = json!({
                 "from": from, "to": to, "at_ms": at_ms, "metric": metric, "threshold": threshold,
@@ -209,7 +208,7 @@ fn store(
                     actor_id: &actor,
                     action: if run_id.is_some() { "run.transition" } else { "breaker.transition" },
                     reason_code: &reason_code,
-                    outcome: to,
+                    outcome: to.as_str(),
                     details,
                 },
             )?;
@@ -224,7 +223,7 @@ fn store(
                      WHERE excluded.at_ms >= breaker_state.at_ms",
                     params![
                         tenant,
-                        to,
+                        to.as_str(),
                         to_sql(*at_ms),
                         metric,
                         threshold.map(to_sql),
@@ -234,7 +233,7 @@ fn store(
                     ],
                 )?;
             }
-            if to == "open" {
+            if *to == Phase::Open {
                 bump_totals(tx, tenant, "trips", 1)?;
                 tx.execute(
                     "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, 'trip', ?2, ?3)",

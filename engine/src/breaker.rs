@@ -6,7 +6,7 @@
 
 use crate::metric::Metric;
 use crate::policy::BreakerSettings;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a breaker opened: the metric that crossed its threshold and by how much.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,7 +32,7 @@ pub enum BreakerState {
 }
 
 /// The state names used in replies, events and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Closed,

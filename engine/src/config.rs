@@ -17,22 +17,77 @@ pub enum Mode {
     Pass,
 }
 
-/// A path rule; the first matching rule wins.
+/// Which request paths a rule matches (query string ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Paths starting with this.
+    Prefix(String),
+    /// Exactly this path.
+    Exact(String),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+        }
+    }
+
+    /// The rule's prefix or path: how usage is labelled (never by the raw path).
+    pub fn label(&self) -> &str {
+        match self {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) => p,
+        }
+    }
+}
+
+/// A path rule; the first matching rule wins. Written as `{"prefix": ...}` or `{"path": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RouteRuleJson", into = "RouteRuleJson")]
 pub struct RouteRule {
-    /// Matches paths starting with this (query string ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// Matches exactly this path (query string ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub matches: PathMatch,
     pub mode: Mode,
     /// Requests on this route are judged by this tier of the policy (not the tenant's own), in
     /// windows and a breaker of their own: e.g. embeddings with limits apart from chat. The
     /// tenant's operator hold (kill switch) still applies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+}
+
+/// A route rule as written in the plugin configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteRuleJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tier: Option<String>,
+}
+
+impl TryFrom<RouteRuleJson> for RouteRule {
+    type Error = &'static str;
+
+    fn try_from(r: RouteRuleJson) -> Result<RouteRule, Self::Error> {
+        let matches = match (r.prefix, r.path) {
+            (Some(p), None) => PathMatch::Prefix(p),
+            (None, Some(p)) => PathMatch::Exact(p),
+            _ => return Err("set exactly one of 'prefix' or 'path'"),
+        };
+        Ok(RouteRule { matches, mode: r.mode, tier: r.tier })
+    }
+}
+
+impl From<RouteRule> for RouteRuleJson {
+    fn from(r: RouteRule) -> RouteRuleJson {
+        let (prefix, path) = match r.matches {
+            PathMatch::Prefix(p) => (Some(p), None),
+            PathMatch::Exact(p) => (None, Some(p)),
+        };
+        RouteRuleJson { prefix, path, mode: r.mode, tier: r.tier }
+    }
 }
 
 /// What the route rules say about a request path.
@@ -44,16 +99,6 @@ pub struct RouteMatch<'a> {
     pub label: &'a str,
     /// The route's own tier, if it names one.
     pub tier: Option<&'a str>,
-}
-
-impl RouteRule {
-    fn matches(&self, path: &str) -> bool {
-        match (&self.prefix, &self.path) {
-            (Some(p), _) => path.starts_with(p.as_str()),
-            (None, Some(p)) => path == p,
-            (None, None) => false,
-        }
-    }
 }
 
 fn default_namespace() -> String {
@@ -85,7 +130,7 @@ pub struct FilterConfig {
     #[serde(default = "default_status_path")]
     pub status_path: Option<String>,
     /// Add `stream_options.include_usage` to streamed OpenAI chat requests that lack it, so that
-    /// no stream goes uncounted (requires buffering the request body, at most 1 MiB).
+    /// no stream goes uncounted (requires holding the request body, at most `inject::MAX_REWRITE_BYTES`).
     #[serde(default = "default_true")]
     pub inject_stream_usage: bool,
     /// Policy used until (and whenever) no policy from the control service is available.
@@ -97,9 +142,6 @@ impl FilterConfig {
         let cfg: FilterConfig = parse_json(json)?;
         validate_namespace(&cfg.namespace)?;
         for (i, r) in cfg.routes.iter().enumerate() {
-            if r.prefix.is_some() == r.path.is_some() {
-                return Err(field_error(format!("routes[{i}]"), "set exactly one of 'prefix' or 'path'"));
-            }
             if let Some(tier) = &r.tier {
                 if !cfg.policy.tiers.contains_key(tier) {
                     return Err(field_error(
@@ -126,12 +168,8 @@ impl FilterConfig {
     /// What the first matching rule says about a request path (query string is ignored).
     pub fn route_for(&self, path: &str) -> RouteMatch<'_> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        match self.routes.iter().find(|r| r.matches(path)) {
-            Some(r) => RouteMatch {
-                mode: r.mode,
-                label: r.prefix.as_deref().or(r.path.as_deref()).unwrap_or("*"),
-                tier: r.tier.as_deref(),
-            },
+        match self.routes.iter().find(|r| r.matches.matches(path)) {
+            Some(r) => RouteMatch { mode: r.mode, label: r.matches.label(), tier: r.tier.as_deref() },
             None => RouteMatch { mode: self.unmatched, label: "*", tier: None },
         }
     }
@@ -303,6 +341,25 @@ mod tests {
     fn rule_needs_exactly_one_matcher() {
         let err = filter(r#", "routes": [{"mode": "enforce"}]"#).unwrap_err();
         assert_eq!(err.field, "routes[0]");
+        assert!(err.message.starts_with("set exactly one of 'prefix' or 'path'"), "{err}");
+        let both = filter(r#", "routes": [{"prefix": "/v1/", "path": "/v1/x", "mode": "enforce"}]"#).unwrap_err();
+        assert_eq!(both.field, "routes[0]");
+        assert!(both.message.starts_with("set exactly one of 'prefix' or 'path'"), "{both}");
+        let unknown = filter(r#", "routes": [{"prefix": "/v1/", "mode": "enforce", "prefx": 1}]"#).unwrap_err();
+        assert!(unknown.message.starts_with("unknown field `prefx`"), "{unknown}");
+    }
+
+    #[test]
+    fn a_route_rule_is_written_back_as_it_was_read() {
+        let cfg =
+            filter(r#", "routes": [{"path": "/healthz", "mode": "pass"}, {"prefix": "/v1/", "mode": "enforce"}]"#)
+                .unwrap();
+        assert_eq!(cfg.routes[0].matches, PathMatch::Exact("/healthz".into()));
+        let json = serde_json::to_value(&cfg.routes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"path": "/healthz", "mode": "pass"}, {"prefix": "/v1/", "mode": "enforce"}])
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! traffic, not with its rate. The backlog is bounded: when full, the oldest event is dropped
 //! and counted, and traffic never waits for it.
 
+use crate::admission::Warning;
+use crate::breaker::{Phase, Transition};
+use crate::run::RunDenied;
+use crate::usage::Summary;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
@@ -36,9 +40,10 @@ pub enum Event {
         tenant: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         run_id: Option<String>,
-        from: String,
-        to: String,
+        from: Phase,
+        to: Phase,
         at_ms: u64,
+        /// What tripped it: a tenant metric (`tokens_60s`) or a run limit (`run_steps`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metric: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +59,83 @@ pub enum Event {
     },
     /// A tenant passed its tier's warn ratio on a metric (highest percent seen in the minute).
     Warning { tenant: String, metric: String, percent: u64, minute: u64 },
+}
+
+impl Event {
+    /// A response that ended: one request with the tokens its body reported.
+    pub fn usage(a: &UsageOf<'_>, summary: &Summary, now_ms: u64) -> Event {
+        let usage = summary.usage.unwrap_or_default();
+        Event::Usage {
+            tenant: a.tenant.to_string(),
+            model: summary.model.as_str().unwrap_or_default().to_string(),
+            route: a.route.to_string(),
+            run_id: a.run_id.map(str::to_string),
+            // 0: no response headers came (reset, timeout).
+            status: a.status.unwrap_or(0),
+            minute: minute_of(now_ms),
+            requests: 1,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+        }
+    }
+
+    /// A refusal, by its `x-fusebox-reason`.
+    pub fn denial(tenant: &str, reason: &str, now_ms: u64) -> Event {
+        Event::Denial { tenant: tenant.to_string(), reason: reason.to_string(), minute: minute_of(now_ms), count: 1 }
+    }
+
+    /// A breaker transition of `tenant`'s own breaker, or of its route tier `scope`'s.
+    pub fn transition(tenant: &str, scope: Option<&str>, t: &Transition) -> Event {
+        Event::Transition {
+            tenant: tenant.to_string(),
+            run_id: None,
+            from: t.from,
+            to: t.to,
+            at_ms: t.at_ms,
+            metric: t.trip.map(|trip| trip.metric.as_str().to_string()),
+            threshold: t.trip.map(|trip| trip.threshold),
+            observed: t.trip.map(|trip| trip.observed),
+            open_until_ms: t.open_until_ms,
+            scope: scope.map(str::to_string),
+        }
+    }
+
+    /// An agent run that went over one of its limits (it stays refused until it expires).
+    pub fn run_trip(tenant: &str, run_id: &str, trip: &RunDenied, now_ms: u64) -> Event {
+        Event::Transition {
+            tenant: tenant.to_string(),
+            run_id: Some(run_id.to_string()),
+            from: Phase::Closed,
+            to: Phase::Open,
+            at_ms: now_ms,
+            metric: Some(trip.limit.as_str().to_string()),
+            threshold: Some(trip.threshold),
+            observed: Some(trip.observed),
+            open_until_ms: None,
+            scope: None,
+        }
+    }
+
+    /// A warn-ratio crossing.
+    pub fn warning(tenant: &str, w: Warning, now_ms: u64) -> Event {
+        Event::Warning {
+            tenant: tenant.to_string(),
+            metric: w.name.to_string(),
+            percent: w.percent,
+            minute: minute_of(now_ms),
+        }
+    }
+}
+
+/// Whose usage an [`Event::usage`] reports.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageOf<'a> {
+    pub tenant: &'a str,
+    /// The route rule's label.
+    pub route: &'a str,
+    pub run_id: Option<&'a str>,
+    /// The response status; `None` when no response headers came.
+    pub status: Option<u16>,
 }
 
 /// What two events must share to be merged into one.
@@ -243,8 +325,8 @@ mod tests {
         let t = Event::Transition {
             tenant: "acme".into(),
             run_id: None,
-            from: "closed".into(),
-            to: "open".into(),
+            from: Phase::Closed,
+            to: Phase::Open,
             at_ms: 1,
             metric: Some("tokens_60s".into()),
             threshold: Some(10),
@@ -324,5 +406,36 @@ mod tests {
         let json = serde_json::to_string(&batch).unwrap();
         assert!(json.contains(r#""kind":"usage""#), "{json}");
         assert_eq!(serde_json::from_str::<Batch>(&json).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_transition_goes_on_the_wire_with_the_state_names_control_reads() {
+        let t = Transition {
+            from: Phase::HalfOpen,
+            to: Phase::Open,
+            at_ms: 5,
+            trip: Some(crate::breaker::Trip { metric: crate::metric::Metric::Tokens60s, threshold: 10, observed: 11 }),
+            open_until_ms: Some(9),
+        };
+        let json = serde_json::to_value(Event::transition("acme", Some("embeddings"), &t)).unwrap();
+        assert_eq!(json["from"], "half_open");
+        assert_eq!(json["to"], "open");
+        assert_eq!(json["metric"], "tokens_60s");
+        assert_eq!(json["scope"], "embeddings");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert!(matches!(back, Event::Transition { from: Phase::HalfOpen, to: Phase::Open, .. }));
+        let unknown =
+            serde_json::json!({"kind": "transition", "tenant": "a", "from": "ajar", "to": "open", "at_ms": 1});
+        assert!(serde_json::from_value::<Event>(unknown).is_err(), "an unknown state name is refused");
+    }
+
+    #[test]
+    fn a_run_trip_is_a_closed_to_open_transition_naming_the_run_and_its_limit() {
+        let trip = RunDenied { limit: crate::run::RunLimit::Steps, threshold: 3, observed: 4 };
+        let e = Event::run_trip("acme", "run-1", &trip, 7_000);
+        let Event::Transition { run_id, from, to, metric, observed, at_ms, .. } = e else { panic!("{e:?}") };
+        assert_eq!(run_id.as_deref(), Some("run-1"));
+        assert_eq!((from, to, at_ms, observed), (Phase::Closed, Phase::Open, 7_000, Some(4)));
+        assert_eq!(metric.as_deref(), Some("run_steps"));
     }
 }

@@ -3,6 +3,7 @@
 //! All policy logic lives in `fusebox-engine`; this crate only translates to and from Envoy.
 
 pub mod active;
+pub mod counter;
 pub mod events;
 pub mod host;
 pub mod metrics;

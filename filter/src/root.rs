@@ -5,7 +5,7 @@ use crate::active::ActivePolicy;
 use crate::events::Reporter;
 use crate::host;
 use crate::metrics::{Counter, MemoryGauge, Metrics};
-use crate::request::Request;
+use crate::request::{Request, Worker};
 use crate::store::{self, Keys};
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::policy::{Policy, PolicyError};
@@ -20,12 +20,9 @@ const FLUSH_EVERY_TICKS: u64 = 10;
 
 /// Per-plugin state shared by all of a worker's requests.
 pub struct FilterRoot {
-    config: Rc<FilterConfig>,
-    keys: Rc<Keys>,
-    metrics: Rc<Metrics>,
+    worker: Rc<Worker>,
     active: RefCell<Rc<ActivePolicy>>,
     seen_generation: Cell<Option<u64>>,
-    reporter: Rc<Reporter>,
     memory: MemoryGauge,
     ticks: Cell<u64>,
 }
@@ -36,11 +33,14 @@ impl FilterRoot {
         if config.routes.is_empty() && config.unmatched == Mode::Pass {
             log::warn!("fusebox: no route rules and unmatched=pass: this filter passes all traffic untouched");
         }
-        Ok(FilterRoot {
-            reporter: Rc::new(Reporter::new(&config.namespace, Rc::clone(&metrics))),
-            keys: Rc::new(Keys::new(&config.namespace)),
-            config: Rc::new(config),
+        let worker = Worker {
+            reporter: Reporter::new(&config.namespace, Rc::clone(&metrics)),
+            keys: Keys::new(&config.namespace),
+            config,
             metrics,
+        };
+        Ok(FilterRoot {
+            worker: Rc::new(worker),
             active: RefCell::new(Rc::new(active)),
             seen_generation: Cell::new(None),
             memory: MemoryGauge::define("fusebox.worker.wasm_memory_bytes"),
@@ -60,8 +60,8 @@ impl FilterRoot {
         let ticks = self.ticks.get().wrapping_add(1);
         self.ticks.set(ticks);
         if ticks % FLUSH_EVERY_TICKS == 0 {
-            self.reporter.flush(host::now_ms());
-            self.metrics.flush();
+            self.worker.reporter.flush(host::now_ms());
+            self.worker.metrics.flush();
             self.memory.report();
         }
     }
@@ -69,32 +69,26 @@ impl FilterRoot {
     /// Picks up a policy the singleton published (one 8-byte shared-data read per check, on
     /// the tick rather than per request: hostcalls are the filter's main cost).
     fn refresh_policy(&self) {
-        let Some(generation) = store::policy_generation(&self.keys) else { return };
+        let Some(generation) = store::policy_generation(&self.worker.keys) else { return };
         if self.seen_generation.get() == Some(generation) {
             return;
         }
         self.seen_generation.set(Some(generation));
-        let Some(json) = store::published_policy(&self.keys) else { return };
+        let Some(json) = store::published_policy(&self.worker.keys) else { return };
         match Policy::from_json(&json).and_then(ActivePolicy::new) {
             Ok(active) => {
                 log::info!("fusebox: policy version {} active", active.policy.version);
                 *self.active.borrow_mut() = Rc::new(active);
-                self.metrics.inc(Counter::PolicyUpdates);
+                self.worker.metrics.inc(Counter::PolicyUpdates);
             }
             Err(e) => {
                 log::error!("fusebox: published policy rejected, keeping the current one: {e}");
-                self.metrics.inc(Counter::PolicyRejected);
+                self.worker.metrics.inc(Counter::PolicyRejected);
             }
         }
     }
 
     pub fn new_request(&self) -> Request {
-        Request::new(
-            Rc::clone(&self.config),
-            Rc::clone(&self.keys),
-            Rc::clone(&self.metrics),
-            Rc::clone(&self.active.borrow()),
-            Rc::clone(&self.reporter),
-        )
+        Request::new(Rc::clone(&self.worker), Rc::clone(&self.active.borrow()))
     }
 }

@@ -13,7 +13,6 @@ use crate::budget::{seconds_to_reset, Budget};
 use crate::metric::Metric;
 use crate::policy::{Forced, Limits};
 use crate::state::TenantState;
-use serde::Serialize;
 
 /// A metric or budget past the tier's warn ratio, for `x-fusebox-warning: tokens_60s=54%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +74,8 @@ fn warn_level(threshold: u64, warn_ratio: f64) -> u64 {
 }
 
 /// Metrics whose sliding windows trip the breaker when over their threshold.
-const WINDOWED: [Metric; 4] = [Metric::Tokens10s, Metric::Tokens60s, Metric::Requests10s, Metric::ToolCalls60s];
+pub(super) const WINDOWED: [Metric; 4] =
+    [Metric::Tokens10s, Metric::Tokens60s, Metric::Requests10s, Metric::ToolCalls60s];
 /// The windows a finished response can push over (requests are judged at admission).
 const SETTLED: [Metric; 3] = [Metric::Tokens10s, Metric::Tokens60s, Metric::ToolCalls60s];
 
@@ -116,7 +116,7 @@ fn error_violation(state: &TenantState, limits: &Limits, now_s: u64) -> Option<V
         .then_some(Violation { trip: Trip { metric: Metric::ErrorRatio, threshold, observed }, drain_s: 0 })
 }
 
-const BUDGETS: [Budget; 2] = [Budget::TokensDay, Budget::CostMonth];
+pub(super) const BUDGETS: [Budget; 2] = [Budget::TokensDay, Budget::CostMonth];
 
 fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> {
     let windows = WINDOWED.into_iter().map(|m| (m.as_str(), limits.threshold(m), state.observe(m, now_s)));
@@ -148,7 +148,7 @@ fn exhausted_budget(state: &TenantState, limits: &Limits, now_s: u64) -> Option<
     })
 }
 
-fn retry_after_s(until_ms: u64, now_ms: u64) -> u64 {
+pub(super) fn retry_after_s(until_ms: u64, now_ms: u64) -> u64 {
     until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
 }
 
@@ -327,157 +327,11 @@ pub fn open_denial(state: &TenantState, now_ms: u64) -> Option<Denied> {
     }
 }
 
-/// Tokens left in the tightest token window once usage and every reservation (this request's
-/// own prompt included) are taken out; `None` when no token window is limited.
-pub fn output_room(state: &TenantState, limits: &Limits, now_ms: u64) -> Option<u64> {
-    let now_s = now_ms / 1000;
-    [Metric::Tokens10s, Metric::Tokens60s]
-        .into_iter()
-        .filter_map(|m| {
-            let used = state.observe(m, now_s).saturating_add(state.reserved_tokens);
-            limits.threshold(m).map(|t| t.saturating_sub(used))
-        })
-        .min()
-}
-
-/// Where a tenant stands against one quota-like limit, for the IETF `RateLimit` fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    pub metric: Metric,
-    pub limit: u64,
-    pub remaining: u64,
-    /// Seconds until the window has fully drained.
-    pub reset_s: u64,
-}
-
-/// The tenant's standing against each limited window, in a fixed order.
-pub fn quotas(state: &TenantState, limits: &Limits, now_ms: u64) -> Vec<Quota> {
-    let now_s = now_ms / 1000;
-    WINDOWED
-        .into_iter()
-        .filter_map(|metric| {
-            let limit = limits.threshold(metric)?;
-            let observed = state.observe(metric, now_s);
-            Some(Quota {
-                metric,
-                limit,
-                remaining: limit.saturating_sub(observed),
-                reset_s: state.drain_s(metric, now_s, 0),
-            })
-        })
-        .collect()
-}
-
-/// One metric as shown to a tenant by the status endpoint.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MetricStatus {
-    pub metric: Metric,
-    pub observed: u64,
-    pub threshold: Option<u64>,
-}
-
-/// A budget as shown to a tenant by the status endpoint (cost in millionths of the currency).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct BudgetStatus {
-    pub budget: Budget,
-    pub used: u64,
-    pub limit: Option<u64>,
-    pub resets_in_s: u64,
-}
-
-/// A read-only view of a tenant's state at `now_ms`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Snapshot {
-    pub state: Phase,
-    /// Set while an operator holds the breaker open (kill switch) or closed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forced: Option<Forced>,
-    pub retry_after_s: Option<u64>,
-    pub last_trip: Option<Trip>,
-    pub metrics: Vec<MetricStatus>,
-    pub budgets: Vec<BudgetStatus>,
-    /// Token estimates held by requests in flight.
-    pub reserved_tokens: u64,
-}
-
-pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
-    let now_s = now_ms / 1000;
-    let retry_after_s = match state.breaker.state {
-        BreakerState::Open { until_ms } if until_ms > now_ms => Some(retry_after_s(until_ms, now_ms)),
-        _ => None,
-    };
-    let phase = match (limits.operator.forced, state.breaker.state) {
-        (Some(Forced::Open), _) => Phase::Open,
-        (Some(Forced::Closed), _) => Phase::Closed,
-        (None, BreakerState::Open { until_ms }) if until_ms <= now_ms => Phase::HalfOpen,
-        (None, _) => state.breaker.phase(),
-    };
-    Snapshot {
-        state: phase,
-        forced: limits.operator.forced,
-        retry_after_s,
-        last_trip: state.breaker.last_trip,
-        metrics: Metric::ALL
-            .into_iter()
-            .map(|metric| MetricStatus {
-                metric,
-                observed: state.observe(metric, now_s),
-                threshold: limits.threshold(metric),
-            })
-            .collect(),
-        budgets: BUDGETS
-            .into_iter()
-            .map(|budget| BudgetStatus {
-                budget,
-                used: state.budget.used(budget, now_s),
-                limit: limits.budget_limit(budget),
-                resets_in_s: seconds_to_reset(budget, now_s),
-            })
-            .collect(),
-        reserved_tokens: state.reserved_tokens,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::status::snapshot;
+    use super::super::testkit::*;
     use super::*;
-    use crate::policy::BreakerSettings;
-
-    const T0: u64 = 1_800_000_000_000;
-
-    fn limits() -> Limits {
-        Limits {
-            tokens_10s: Some(1000),
-            tokens_60s: Some(3000),
-            requests_10s: Some(5),
-            warn_ratio: 0.5,
-            breaker: BreakerSettings { cooldown_s: 2, max_cooldown_s: 60, half_open_probes: 1 },
-            ..Limits::unlimited()
-        }
-    }
-
-    /// A completed, clean response of `tokens`, released from in-flight.
-    fn done(tokens: u64) -> Settlement {
-        Settlement { tokens, completed: true, release: true, ..Settlement::default() }
-    }
-
-    fn probe_done(tokens: u64) -> Settlement {
-        Settlement { probe: Some(ProbeEnd::Completed), ..done(tokens) }
-    }
-
-    fn allow(state: &mut TenantState, l: &Limits, now: u64) -> Allowed {
-        match admit(state, l, now, 0).0 {
-            Decision::Allow(a) => a,
-            Decision::Deny(d) => panic!("denied: {d:?}"),
-        }
-    }
-
-    fn deny(state: &mut TenantState, l: &Limits, now: u64) -> Denied {
-        match admit(state, l, now, 0).0 {
-            Decision::Deny(d) => d,
-            Decision::Allow(a) => panic!("allowed: {a:?}"),
-        }
-    }
 
     #[test]
     fn tokens_over_threshold_trip_the_breaker_at_settlement() {
@@ -593,34 +447,6 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_reports_state_and_windows() {
-        let l = limits();
-        let mut s = TenantState::default();
-        allow(&mut s, &l, T0);
-        settle(&mut s, &l, done(1200), T0);
-        let snap = snapshot(&s, &l, T0 + 500);
-        assert_eq!(snap.state, Phase::Open);
-        assert_eq!(snap.retry_after_s, Some(10));
-        assert_eq!(snap.metrics[1], MetricStatus { metric: Metric::Tokens60s, observed: 1200, threshold: Some(3000) });
-    }
-
-    #[test]
-    fn quotas_report_what_remains_of_each_limited_window() {
-        let l = limits();
-        let mut s = TenantState::default();
-        allow(&mut s, &l, T0);
-        settle(&mut s, &l, done(400), T0);
-        let q = quotas(&s, &l, T0 + 2000);
-        assert_eq!(
-            q.iter().map(|q| q.metric).collect::<Vec<_>>(),
-            [Metric::Tokens10s, Metric::Tokens60s, Metric::Requests10s]
-        );
-        assert_eq!(q[0], Quota { metric: Metric::Tokens10s, limit: 1000, remaining: 600, reset_s: 8 });
-        assert_eq!(q[1].reset_s, 58);
-        assert_eq!(q[2].remaining, 4);
-    }
-
-    #[test]
     fn reservations_of_requests_in_flight_hold_back_new_ones_without_tripping() {
         let l = limits(); // tokens_10s 1000
         let mut s = TenantState::default();
@@ -640,17 +466,6 @@ mod tests {
         settle(&mut s, &l, Settlement { reserved: 600, ..done(100) }, T0 + 1);
         assert_eq!(s.reserved_tokens, 600);
         assert!(matches!(admit(&mut s, &l, T0 + 2, 600).0, Decision::Allow(_)));
-    }
-
-    #[test]
-    fn output_room_is_what_the_tightest_window_has_left() {
-        let l = limits(); // 1000 per 10 s, 3000 per 60 s
-        let mut s = TenantState::default();
-        assert!(matches!(admit(&mut s, &l, T0, 150).0, Decision::Allow(_)));
-        settle(&mut s, &l, Settlement { reserved: 150, ..done(700) }, T0);
-        assert!(matches!(admit(&mut s, &l, T0, 100).0, Decision::Allow(_)));
-        assert_eq!(output_room(&s, &l, T0), Some(200));
-        assert_eq!(output_room(&s, &Limits::unlimited(), T0), None);
     }
 
     #[test]

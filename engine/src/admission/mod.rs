@@ -1,0 +1,15 @@
+//! Admission: the decision when a request arrives (`decision.rs`), the record a worker keeps
+//! of an admitted request until it settles (`record.rs`), and read-only views of a tenant's
+//! standing (`status.rs`).
+
+mod decision;
+mod record;
+mod status;
+#[cfg(test)]
+mod testkit;
+
+pub use decision::{
+    admit, open_denial, settle, Allowed, Decision, Denied, DenyCause, Settlement, Warning, KILL_SWITCH_RETRY_S,
+};
+pub use record::{Admitted, InFlight};
+pub use status::{output_room, quotas, snapshot, BudgetStatus, MetricStatus, Quota, Snapshot};

@@ -1,0 +1,150 @@
+//! Admission of an identified request: the tenant's (or its route tier's) state first, then its
+//! agent run; a refusal is counted, reported and sent, an admission becomes a [`Counting`].
+
+use super::identify::RunHeaders;
+use super::lifecycle::Counting;
+use super::report;
+use super::Worker;
+use crate::active::ActivePolicy;
+use crate::host;
+use crate::metrics::Counter;
+use crate::runs::{self, AdmittedRun, RunRefusal};
+use crate::store;
+use fusebox_engine::admission::{self, Admitted, Allowed, Decision};
+use fusebox_engine::config::{Mode, RouteMatch};
+use fusebox_engine::event::Event;
+use fusebox_engine::identity::Identity;
+use fusebox_engine::policy::Limits;
+use fusebox_engine::reply::{self, StreamApi};
+
+/// A request as it arrives at admission.
+pub struct Arrival<'a> {
+    pub identity: Identity,
+    pub route: RouteMatch<'a>,
+    pub run: Option<RunHeaders>,
+    pub now_ms: u64,
+    /// Tokens to reserve at once (the prompt's size).
+    pub prompt: u64,
+    pub api: StreamApi,
+}
+
+/// Whose limits judge a request, and where its state is kept.
+struct Judged {
+    tier: String,
+    limits: Limits,
+    key: String,
+    /// The route tier, when the route has one of its own.
+    scope: Option<String>,
+}
+
+/// A route with a tier of its own is judged by that tier, in a state of its own; any other
+/// request by the tenant's limits.
+fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &RouteMatch<'_>) -> Judged {
+    let tenant = &identity.tenant;
+    match route.tier.and_then(|t| Some((t, active.policy.route_limits(tenant, t)?))) {
+        Some((t, limits)) => {
+            Judged { tier: t.to_string(), limits, key: worker.keys.route_tenant(tenant, t), scope: Some(t.to_string()) }
+        }
+        None => {
+            let (tier, limits) = active.policy.limits_for(tenant, identity.tier.as_deref());
+            Judged { tier, limits, key: worker.keys.tenant(tenant), scope: None }
+        }
+    }
+}
+
+/// Admits a request, or refuses it (the reply is sent) and returns `None`.
+pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<Counting> {
+    let enforce = a.route.mode == Mode::Enforce;
+    let j = judged(worker, active, &a.identity, &a.route);
+    let tenant = a.identity.tenant;
+    // For access logs (`%FILTER_STATE(wasm.fusebox_tenant:PLAIN)%` and kin), allowed or not.
+    host::set_filter_state("fusebox_tenant", &tenant);
+    host::set_filter_state("fusebox_tier", &j.tier);
+    if let Some(r) = &a.run {
+        host::set_filter_state("fusebox_run_id", &r.run_id);
+    }
+    let admitted = store::update(&worker.keys, &j.key, |s| {
+        let (decision, transitions) = admission::admit(s, &j.limits, a.now_ms, a.prompt);
+        (decision, transitions, admission::quotas(s, &j.limits, a.now_ms))
+    });
+    let (allowed, quotas) = match admitted {
+        Ok(((decision, transitions, quotas), info)) => {
+            report::update(worker, info, &transitions, &tenant, j.scope.as_deref());
+            match decision {
+                Decision::Allow(allowed) => (Some(allowed), quotas),
+                Decision::Deny(denied) if enforce => {
+                    worker.metrics.inc(Counter::for_denial(denied.cause));
+                    let run_id = a.run.as_ref().map(|r| r.run_id.as_str());
+                    refuse(worker, &tenant, &reply::denial(&tenant, &denied, run_id), a.now_ms);
+                    return None;
+                }
+                Decision::Deny(_) => {
+                    worker.metrics.inc(Counter::WouldDeny);
+                    (None, quotas)
+                }
+            }
+        }
+        Err(e) => {
+            // Our bookkeeping failing must not take the tenant's traffic down.
+            report::store_failed(worker, e);
+            (None, Vec::new())
+        }
+    };
+    let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt);
+    let run = match a.run {
+        None => None,
+        Some(r) => admit_run(worker, &j.key, &admitted, &r, enforce, a.now_ms)?,
+    };
+    worker.metrics.inc(Counter::RequestsAllowed);
+    if let Some(w) = allowed.and_then(|a: Allowed| a.warning) {
+        worker.reporter.push(Event::warning(&admitted.tenant, w, a.now_ms), a.now_ms);
+    }
+    host::set_request_header("x-fusebox-tenant", Some(&admitted.tenant));
+    let mut counting = Counting::new(admitted, j.key, run, a.api);
+    counting.warning = allowed.and_then(|a| a.warning).map(|w| w.to_string());
+    counting.quota_fields = reply::quota_fields(&quotas);
+    Some(counting)
+}
+
+/// Admits the request's agent run step. `Ok(None)`: the request goes on without a run (observe
+/// mode, or the run's records could not be read); `None`: refused, and what the tenant's
+/// admission took is given back.
+fn admit_run(
+    worker: &Worker,
+    key: &str,
+    admitted: &Admitted,
+    r: &RunHeaders,
+    enforce: bool,
+    now_ms: u64,
+) -> Option<Option<AdmittedRun>> {
+    let tenant = &admitted.tenant;
+    let limits = &admitted.limits;
+    match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), limits, now_ms) {
+        Ok(run) => Some(Some(run)),
+        Err(RunRefusal::Denied(denied)) if enforce => {
+            if let Err(e) =
+                store::update(&worker.keys, key, |s| admission::settle(s, limits, admitted.release(), now_ms))
+            {
+                report::store_failed(worker, e);
+            }
+            worker.metrics.inc(Counter::denied_run(denied.limit));
+            refuse(worker, tenant, &reply::run_denial(tenant, &r.run_id, &denied, limits.run_ttl_s), now_ms);
+            None
+        }
+        Err(RunRefusal::Denied(_)) => {
+            worker.metrics.inc(Counter::WouldDeny);
+            Some(None)
+        }
+        Err(RunRefusal::Store(e)) => {
+            report::store_failed(worker, e);
+            Some(None)
+        }
+    }
+}
+
+/// Reports a refusal (by its `x-fusebox-reason`) and sends it.
+fn refuse(worker: &Worker, tenant: &str, reply: &reply::Reply, now_ms: u64) {
+    let reason = reply.header("x-fusebox-reason").unwrap_or("denied");
+    worker.reporter.push(Event::denial(tenant, reason, now_ms), now_ms);
+    host::send_reply(reply);
+}

@@ -1,0 +1,256 @@
+//! One HTTP request through the filter: identify the tenant, admit or refuse, count the
+//! response. The callbacks here only move the request along its [`Lifecycle`]; each step
+//! lives in its own file (`identify`, `admit`, `rewrite`, `settle`, `status`), and every
+//! decision is the engine's.
+
+mod admit;
+mod identify;
+mod lifecycle;
+mod report;
+mod rewrite;
+mod settle;
+mod status;
+
+use crate::active::ActivePolicy;
+use crate::events::Reporter;
+use crate::host;
+use crate::metrics::{Counter, Metrics};
+use crate::store::{self, Keys};
+use fusebox_engine::admission;
+use fusebox_engine::breaker::ProbeEnd;
+use fusebox_engine::config::{FilterConfig, Mode};
+use fusebox_engine::estimate::BYTES_PER_TOKEN;
+use fusebox_engine::inject;
+use fusebox_engine::reply::{self, StreamApi};
+use fusebox_engine::state::TenantState;
+use fusebox_engine::usage::BodyScanner;
+use identify::RunHeaders;
+use lifecycle::{Counting, Flow, Hold, Lifecycle, RequestBody, Response};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+/// What every request of a worker shares (built once per configuration).
+pub struct Worker {
+    pub config: FilterConfig,
+    pub keys: Keys,
+    pub metrics: Rc<Metrics>,
+    pub reporter: Reporter,
+}
+
+pub struct Request {
+    worker: Rc<Worker>,
+    /// The policy in force when the request arrived (kept for its whole life).
+    active: Rc<ActivePolicy>,
+    lifecycle: Lifecycle,
+}
+
+impl Request {
+    pub fn new(worker: Rc<Worker>, active: Rc<ActivePolicy>) -> Request {
+        Request { worker, active, lifecycle: Lifecycle::Untracked }
+    }
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let headers = host::request_headers();
+        // Never let a client assert its own tenant, whatever the route.
+        if headers.contains("x-fusebox-tenant") {
+            host::set_request_header("x-fusebox-tenant", None);
+        }
+        let path = headers.get(":path").unwrap_or_default();
+        let worker = Rc::clone(&self.worker);
+        if status::is_status_request(&worker.config, &path) {
+            return status::serve(&worker, &self.active, &headers);
+        }
+        let matched = worker.config.route_for(&path);
+        let mode = matched.mode;
+        if mode == Mode::Pass {
+            worker.metrics.inc(Counter::RequestsPassed);
+            return Action::Continue;
+        }
+        let now_ms = host::now_ms();
+        let identity = match identify::identify(&self.active, &headers, now_ms) {
+            Ok(id) => id,
+            Err(reply) if mode == Mode::Enforce => {
+                worker.metrics.inc(Counter::Unauthenticated);
+                host::send_reply(&reply);
+                return Action::Pause;
+            }
+            Err(_) => return Action::Continue,
+        };
+        let run = match RunHeaders::from_headers(&headers) {
+            Ok(run) => run,
+            Err(reply) if mode == Mode::Enforce => {
+                host::send_reply(&reply);
+                return Action::Pause;
+            }
+            Err(_) => None,
+        };
+        // Proxy-Wasm cannot hold the headers while reading the body, so admission happens now
+        // and reserves the prompt's size; the output allowance is added once the body is read.
+        let prompt = headers
+            .get("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
+        let request = admit::Arrival { identity, route: matched, run, now_ms, prompt, api: StreamApi::for_path(&path) };
+        let Some(counting) = admit::admit(&worker, &self.active, request) else {
+            return Action::Pause; // refused: the reply is sent
+        };
+        let mut counting = Box::new(counting);
+        // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
+        if headers.contains("accept-encoding") {
+            host::set_request_header("accept-encoding", None);
+        }
+        let post = headers.get(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+        if post && !end_of_stream {
+            let stream_usage = worker.config.inject_stream_usage && inject::is_chat_completions(&path);
+            let clamp = counting.in_flight() && counting.admitted.limits.clamp_max_tokens;
+            if let Some(hold) = Hold::needed(stream_usage, clamp) {
+                // The body may change; its length is no longer known.
+                host::set_request_header("content-length", None);
+                counting.body = RequestBody::Held(hold);
+            }
+        }
+        self.lifecycle = Lifecycle::Counting(counting);
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let worker = Rc::clone(&self.worker);
+        let Some(c) = self.lifecycle.counting() else { return Action::Continue };
+        let RequestBody::Held(hold) = c.body else {
+            feed_estimate(&worker, c, body_size, end_of_stream);
+            return Action::Continue;
+        };
+        if body_size > inject::MAX_REWRITE_BYTES {
+            // Too large to hold: let it through unchanged (and from here on, as it passes).
+            c.body = RequestBody::Passing;
+            worker.metrics.inc(Counter::InjectSkipped);
+            feed_estimate(&worker, c, body_size, end_of_stream);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // buffer until the whole (bounded) body is here
+        }
+        c.body = RequestBody::Passing;
+        if let Some(body) = host::request_body(body_size) {
+            let final_body = rewrite::rewrite(&worker, c, hold, &body, body_size).unwrap_or(body);
+            c.admitted.estimate.feed(&final_body);
+        }
+        reserve_rest(&worker, c);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(c) = self.lifecycle.counting() else { return Action::Continue };
+        let headers = host::response_headers();
+        let status = headers.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let encoding = headers.get("content-encoding");
+        let scanner = if encoding.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("identity")) {
+            Some(BodyScanner::for_content_type(headers.get("content-type").as_deref()))
+        } else {
+            // We asked for identity; an upstream that compresses anyway cannot be counted.
+            self.worker.metrics.inc(Counter::UsageEncoded);
+            log::warn!("fusebox: response for tenant '{}' is {encoding:?}-encoded; not counted", c.admitted.tenant);
+            None
+        };
+        c.response = Response::Reading { status, scanner, flow: Flow::Passing };
+        if let Some(w) = &c.warning {
+            host::add_response_header("x-fusebox-warning", w);
+        }
+        for (name, value) in c.quota_fields.iter().flatten() {
+            host::set_response_header(name, value);
+        }
+        if end_of_stream {
+            self.settle(ProbeEnd::Completed);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
+        let worker = Rc::clone(&self.worker);
+        let Some(c) = self.lifecycle.counting() else { return Action::Continue };
+        if let Response::Reading { scanner, flow, .. } = &mut c.response {
+            // Count everything the upstream sends, even what the client no longer gets.
+            if body_size > 0 {
+                if let (Some(scanner), Some(chunk)) = (scanner.as_mut(), host::response_body(body_size)) {
+                    scanner.feed(&chunk);
+                }
+            }
+            let is_sse = matches!(scanner, Some(BodyScanner::Sse(_)));
+            if *flow == Flow::Terminated {
+                host::replace_response_body(body_size, b"");
+            } else if body_size > 0 && c.admitted.limits.terminate_streams && is_sse {
+                if let Some(denied) = store::read::<TenantState>(&c.key)
+                    .ok()
+                    .and_then(|state| admission::open_denial(&state, host::now_ms()))
+                {
+                    // The client gets a well-formed final event; its SDK stops and hangs up.
+                    let end = reply::stream_termination(c.api, &c.admitted.tenant, &denied);
+                    host::replace_response_body(body_size, &end);
+                    *flow = Flow::Terminated;
+                    worker.metrics.inc(Counter::StreamsTerminated);
+                    log::info!("fusebox: tenant '{}' breaker is open: ending its stream in flight", c.admitted.tenant);
+                }
+            }
+        }
+        if end_of_stream {
+            self.settle(ProbeEnd::Completed);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.settle(ProbeEnd::Completed);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // Runs for every stream, including resets and timeouts: release what is still held.
+        self.settle(ProbeEnd::Abandoned);
+    }
+}
+
+impl Request {
+    fn settle(&mut self, end: ProbeEnd) {
+        if let Some(c) = self.lifecycle.settle() {
+            settle::settle(&self.worker, &self.active, *c, end);
+        }
+    }
+}
+
+/// Feeds a passing request body chunk to the estimate; reserves the rest at its end.
+fn feed_estimate(worker: &Worker, c: &mut Counting, chunk_size: usize, end_of_stream: bool) {
+    if !c.in_flight() {
+        return;
+    }
+    if chunk_size > 0 {
+        if let Some(chunk) = host::request_body(chunk_size) {
+            c.admitted.estimate.feed(&chunk);
+        }
+    }
+    if end_of_stream {
+        reserve_rest(worker, c);
+    }
+}
+
+/// Adds to the reservation what the whole body says beyond what admission reserved.
+fn reserve_rest(worker: &Worker, c: &mut Counting) {
+    let extra = c.admitted.extra_reservation();
+    if extra == 0 {
+        return;
+    }
+    match store::update(&worker.keys, &c.key, |s: &mut TenantState| {
+        s.reserved_tokens = s.reserved_tokens.saturating_add(extra);
+    }) {
+        Ok(_) => c.admitted.reserved_more(extra),
+        Err(e) => {
+            worker.metrics.inc(Counter::StoreErrors);
+            log::warn!("fusebox: reserving the output allowance failed ({e:?})");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The end of a counted request: what its response body said goes into the tenant's state,
+//! its run's totals, the metrics and control's usage ledger.
+
+use super::lifecycle::{Counting, Response};
+use super::report;
+use super::Worker;
+use crate::active::ActivePolicy;
+use crate::host;
+use crate::metrics::Counter;
+use crate::runs;
+use crate::store;
+use fusebox_engine::admission;
+use fusebox_engine::breaker::ProbeEnd;
+use fusebox_engine::event::{Event, UsageOf};
+use fusebox_engine::usage::{BodyScanner, Summary};
+
+pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd) {
+    let status = c.response.status();
+    let summary = match c.response {
+        Response::Reading { scanner: Some(mut scanner), .. } => BodyScanner::finish(&mut scanner),
+        _ => Summary::default(),
+    };
+    let a = &c.admitted;
+    record_metrics(worker, &summary, status, end, &a.tenant);
+    let cost_micros = summary.usage.map_or(0, |u| active.policy.cost_micros(summary.model.as_str(), u));
+    worker.metrics.add(Counter::CostMicros, cost_micros);
+    let settlement = a.settlement(status, &summary, end, cost_micros);
+    let now_ms = host::now_ms();
+    match store::update(&worker.keys, &c.key, |s| admission::settle(s, &a.limits, settlement, now_ms)) {
+        Ok((transitions, info)) => report::update(worker, info, &transitions, &a.tenant, a.scope.as_deref()),
+        Err(e) => report::store_failed(worker, e),
+    }
+    let run_id = c.run.as_ref().map(|r| r.run_id.as_str());
+    let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status };
+    worker.reporter.push(Event::usage(&whose, &summary, now_ms), now_ms);
+    let Some(run) = &c.run else { return };
+    match runs::settle(&worker.keys, run, &a.limits, settlement.tokens, now_ms) {
+        Ok(Some(trip)) => {
+            worker.metrics.inc(Counter::RunTrips);
+            worker.reporter.push(Event::run_trip(&a.tenant, &run.run_id, &trip, now_ms), now_ms);
+            log::info!(
+                "fusebox: tenant '{}' run '{}' tripped: {} {} > {}",
+                a.tenant,
+                run.run_id,
+                trip.limit.as_str(),
+                trip.observed,
+                trip.threshold
+            );
+        }
+        Ok(None) => {}
+        Err(e) => report::store_failed(worker, e),
+    }
+}
+
+/// Records in metrics what a response body said.
+fn record_metrics(worker: &Worker, summary: &Summary, status: Option<u16>, end: ProbeEnd, tenant: &str) {
+    let m = &worker.metrics;
+    m.add(Counter::ToolCalls, u64::from(summary.tool_calls));
+    m.add(Counter::UsageAnomalies, u64::from(summary.anomalies.total()));
+    if summary.error {
+        m.inc(Counter::UpstreamErrorEvents);
+    }
+    if summary.malformed && end == ProbeEnd::Completed {
+        m.inc(Counter::UsageMalformed);
+        log::warn!("fusebox: response for tenant '{tenant}' is not well-formed; counted what was readable");
+    }
+    match summary.usage {
+        Some(u) => {
+            m.add(Counter::TokensInput, u.input_tokens);
+            m.add(Counter::TokensOutput, u.output_tokens);
+        }
+        None if status.is_some_and(|s| (200..300).contains(&s)) && !summary.malformed => m.inc(Counter::UsageMissing),
+        None => {}
+    }
+}
