@@ -134,3 +134,20 @@ fn prom_value(stack: &Stack, name: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[test]
+fn the_filter_logs_its_version_and_commit_when_it_loads() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("git runs in the checkout");
+    let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
+    assert_eq!(head.len(), 12, "a commit hash: {head:?}");
+    let line = format!("fusebox {} ({head}) loading its configuration", env!("CARGO_PKG_VERSION"));
+    let log = stack.log("envoy.log");
+    // Each worker's filter and the singleton say it once.
+    assert!(log.matches(&line).count() >= 3, "{line:?} in:\n{log}");
+}

@@ -1,0 +1,162 @@
+//! The read endpoints: health, the policy (with `ETag`), tenants, usage, audit, the dashboard
+//! and Prometheus metrics.
+
+use super::auth::require_reader;
+use super::state::AppState;
+use crate::audit;
+use crate::db;
+use crate::error::ApiError;
+use crate::report::{self, UsageQuery};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fusebox_engine::policy::is_valid_tenant_id;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"ok": true, "policy_version": state.served().policy.version}))
+}
+
+pub(super) async fn get_policy(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let served = state.served();
+    let etag = HeaderValue::from_str(&served.etag).map_err(|e| ApiError::internal(e.to_string()))?;
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == served.etag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::ETAG, etag), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        served.body,
+    )
+        .into_response())
+}
+
+pub(super) fn valid_tenant(tenant: &str) -> Result<(), ApiError> {
+    if is_valid_tenant_id(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("tenant", "tenant ids are 1-128 of [A-Za-z0-9-_.:@]"))
+    }
+}
+
+pub(super) async fn get_tenant(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    valid_tenant(&tenant)?;
+    let policy = state.served().policy;
+    state
+        .blocking(move |inner| {
+            report::tenant(&inner.db.conn(), &policy, &tenant, db::now_ms(), inner.config.escalation)
+        })
+        .await
+        .map(Json)
+}
+
+/// The operator page; it reads `/v1/dashboard` with the token the operator enters.
+pub(super) async fn dashboard_page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::dashboard::PAGE,
+    )
+        .into_response()
+}
+
+pub(super) async fn get_dashboard(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let policy = state.served().policy;
+    state
+        .blocking(move |inner| crate::dashboard::view(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn list_tenants(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let policy = state.served().policy;
+    state.blocking(move |inner| report::tenants(&inner.db.conn(), &policy)).await.map(Json)
+}
+
+pub(super) async fn get_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let time = |name: &str, default: u64| match q.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => crate::timefmt::parse(v).map_err(|e| ApiError::bad_request(name, e)),
+    };
+    let query = UsageQuery {
+        tenant: q.get("tenant").filter(|t| !t.is_empty()).cloned(),
+        model: q.get("model").filter(|m| !m.is_empty()).cloned(),
+        from_s: time("from", 0)?,
+        to_s: time("to", db::now_ms() / 1000 + 60)?,
+    };
+    if let Some(t) = &query.tenant {
+        valid_tenant(t)?;
+    }
+    if query.to_s < query.from_s {
+        return Err(ApiError::bad_request("to", "must not be before 'from'"));
+    }
+    state.blocking(move |inner| report::usage(&inner.db.conn(), &query)).await.map(Json)
+}
+
+#[derive(Deserialize)]
+pub(super) struct AuditQuery {
+    tenant: Option<String>,
+    limit: Option<u64>,
+}
+
+pub(super) async fn get_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    state
+        .blocking(move |inner| {
+            let entries = audit::list(&inner.db.conn(), q.tenant.as_deref(), limit)?;
+            Ok(json!({ "entries": entries }))
+        })
+        .await
+        .map(Json)
+}
+
+pub(super) async fn get_audit_verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    let v = state.blocking(|inner| Ok(audit::verify(&inner.db.conn())?)).await?;
+    if !v.ok {
+        tracing::error!("audit log verification failed: {:?}", v.error);
+    }
+    // A broken chain is an answer, not a server error: 200 with ok=false.
+    Ok(Json(v).into_response())
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let policy = state.served().policy;
+    let text = state
+        .blocking(move |inner| {
+            let max = match inner.config.metrics_max_tenants {
+                0 => report::DEFAULT_METRICS_MAX_TENANTS,
+                n => n,
+            };
+            report::metrics(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation, max)
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

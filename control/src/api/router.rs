@@ -1,0 +1,31 @@
+//! The routes of the control API (DESIGN.md, "Control service API").
+
+use super::events::post_events;
+use super::reads::{
+    dashboard_page, get_audit, get_audit_verify, get_dashboard, get_policy, get_tenant, get_usage, healthz,
+    list_tenants, metrics,
+};
+use super::state::AppState;
+use super::writes::{delete_tenant, delete_tier, post_breaker, put_policy, put_tenant, put_tier};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/policy", get(get_policy).put(put_policy))
+        .route("/v1/tiers/{tier}", put(put_tier).delete(delete_tier))
+        .route("/v1/tenants", get(list_tenants))
+        .route("/v1/tenants/{tenant}", get(get_tenant).put(put_tenant).delete(delete_tenant))
+        .route("/v1/tenants/{tenant}/breaker", post(post_breaker))
+        .route("/v1/events", post(post_events))
+        .route("/v1/usage", get(get_usage))
+        .route("/v1/audit", get(get_audit))
+        .route("/v1/audit/verify", get(get_audit_verify))
+        .route("/dashboard", get(dashboard_page))
+        .route("/v1/dashboard", get(get_dashboard))
+        .layer(DefaultBodyLimit::max(8 << 20))
+        .with_state(state)
+}

@@ -1,0 +1,88 @@
+//! The service's state: its configuration, the database, and the policy as served (kept in
+//! memory, replaced on every change).
+
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::ingest::Escalation;
+use crate::policy_ops;
+use axum::body::Bytes;
+use fusebox_engine::policy::Policy;
+use std::sync::{Arc, RwLock};
+
+/// How the service is run (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Required for every write; without it the admin API is disabled.
+    pub admin_token: Option<String>,
+    /// For the filter: read the policy and post events (the admin token works too).
+    pub filter_token: Option<String>,
+    pub escalation: Escalation,
+    pub metrics_max_tenants: usize,
+}
+
+/// The policy as served to filters, kept in memory and replaced on every change.
+#[derive(Debug, Clone)]
+pub(super) struct Served {
+    pub(super) policy: Arc<Policy>,
+    pub(super) body: Bytes,
+    pub(super) etag: String,
+}
+
+impl Served {
+    fn new(policy: Policy) -> Result<Served, ApiError> {
+        let body =
+            fusebox_engine::policy::to_json(&policy).ok_or_else(|| ApiError::internal("cannot encode policy"))?;
+        Ok(Served { etag: format!("\"v{}\"", policy.version), policy: Arc::new(policy), body: Bytes::from(body) })
+    }
+}
+
+pub struct Inner {
+    pub db: Db,
+    served: RwLock<Served>,
+    pub(super) config: Config,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub(super) Arc<Inner>);
+
+impl AppState {
+    /// Opens the service over `db`, seeding it with `seed` if it holds no policy yet.
+    pub fn new(db: Db, seed: Option<(Policy, String)>, config: Config) -> Result<AppState, String> {
+        let stored = policy_ops::current(&db.conn()).map_err(|e| e.to_string())?;
+        let policy = match (stored, seed) {
+            (Some(p), seed) => {
+                if let Some((_, source)) = seed {
+                    tracing::info!("database already holds policy version {}; not importing {source}", p.version);
+                }
+                p
+            }
+            (None, Some((p, source))) => {
+                let p = policy_ops::seed(&db, p, "fusebox-control", &source).map_err(|e| e.to_string())?;
+                tracing::info!("database seeded with policy from {source} (version 1)");
+                p
+            }
+            (None, None) => return Err("the database holds no policy: pass --policy FILE to seed it".into()),
+        };
+        let served = Served::new(policy).map_err(|e| e.to_string())?;
+        Ok(AppState(Arc::new(Inner { db, served: RwLock::new(served), config })))
+    }
+
+    pub(super) fn served(&self) -> Served {
+        self.0.served.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn publish(&self, policy: Policy) -> Result<(), ApiError> {
+        let served = Served::new(policy)?;
+        *self.0.served.write().unwrap_or_else(|p| p.into_inner()) = served;
+        Ok(())
+    }
+
+    /// Runs blocking database work off the async threads.
+    pub(super) async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let inner = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| ApiError::internal(e.to_string()))?
+    }
+}

@@ -1,0 +1,181 @@
+//! The admin writes: each one authorized, idempotent by `Idempotency-Key`, applied as one
+//! policy change (validated by the engine, audited) and then served.
+
+use super::auth::{actor, require_admin};
+use super::idempotency;
+use super::reads::valid_tenant;
+use super::state::AppState;
+use crate::error::ApiError;
+use crate::policy_ops::{self, BreakerAction, Change};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fusebox_engine::policy::{Limits, Policy, PolicyError, TenantPolicy};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Parses a JSON body strictly, prefixing the failing field with `at`.
+fn parse_body<T>(body: &[u8], at: &str, parse: impl Fn(&[u8]) -> Result<T, PolicyError>) -> Result<T, ApiError> {
+    parse(body).map_err(|e| {
+        let field = match (at.is_empty(), e.field.is_empty()) {
+            (true, _) => e.field,
+            (false, true) => at.to_string(),
+            (false, false) => format!("{at}.{}", e.field),
+        };
+        ApiError::invalid_policy(PolicyError { field, message: e.message })
+    })
+}
+
+fn json_response(status: u16, body: &Value, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(body)).into_response();
+    if replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Runs an admin write: authorization, `Idempotency-Key`, the change, the new policy served.
+async fn write(
+    state: AppState,
+    headers: HeaderMap,
+    method: Method,
+    path: String,
+    body: Bytes,
+    change: impl FnOnce(&[u8]) -> Result<Change, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    require_admin(&state.0.config, &headers)?;
+    let actor = actor(&headers);
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 128 => Some(k.to_string()),
+        Some(_) => return Err(ApiError::bad_request("Idempotency-Key", "1-128 visible ASCII characters")),
+    };
+    let fingerprint = idempotency::fingerprint(&method, &path, &body);
+    let state2 = state.clone();
+    let result = state
+        .blocking(move |inner| {
+            if let Some(key) = &key {
+                if let Some(r) = idempotency::remembered(inner, key)? {
+                    if r.fingerprint != fingerprint {
+                        return Err(ApiError::unprocessable(
+                            "idempotency_key_reused",
+                            "this Idempotency-Key was used for a different request",
+                        ));
+                    }
+                    let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                    return Ok((r.status, body, true, None));
+                }
+            }
+            let change = change(&body)?;
+            let (status, reply, policy) = match policy_ops::apply(&inner.db, &change, &actor) {
+                Ok((policy, applied)) => (200, json!(applied), Some(policy)),
+                Err(e) if e.status < 500 => (e.status, e.body(), None),
+                Err(e) => return Err(e),
+            };
+            if let Some(key) = &key {
+                idempotency::remember(inner, key, &fingerprint, status, &reply)?;
+            }
+            Ok((status, reply, false, policy))
+        })
+        .await?;
+    let (status, reply, replayed, policy) = result;
+    if let Some(policy) = policy {
+        tracing::info!("policy version {} stored ({method} {path})", policy.version);
+        state2.publish(policy)?;
+    }
+    Ok(json_response(status, &reply, replayed))
+}
+
+pub(super) async fn put_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write(state, headers, Method::PUT, "/v1/policy".into(), body, |b| {
+        let policy = Policy::from_json(b).map_err(ApiError::invalid_policy)?;
+        Ok(Change::ReplacePolicy(Box::new(policy)))
+    })
+    .await
+}
+
+pub(super) async fn put_tier(
+    State(state): State<AppState>,
+    Path(tier): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = format!("/v1/tiers/{tier}");
+    write(state, headers, Method::PUT, path, body, move |b| {
+        let limits = parse_body(b, &format!("tiers.{tier}"), Limits::from_json)?;
+        Ok(Change::PutTier(tier, Box::new(limits)))
+    })
+    .await
+}
+
+pub(super) async fn delete_tier(
+    State(state): State<AppState>,
+    Path(tier): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = format!("/v1/tiers/{tier}");
+    write(state, headers, Method::DELETE, path, Bytes::new(), move |_| Ok(Change::DeleteTier(tier))).await
+}
+
+pub(super) async fn put_tenant(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    valid_tenant(&tenant)?;
+    let path = format!("/v1/tenants/{tenant}");
+    write(state, headers, Method::PUT, path, body, move |b| {
+        let entry = parse_body(b, &format!("tenants.{tenant}"), TenantPolicy::from_json)?;
+        Ok(Change::PutTenant(tenant, Box::new(entry)))
+    })
+    .await
+}
+
+pub(super) async fn delete_tenant(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    valid_tenant(&tenant)?;
+    let path = format!("/v1/tenants/{tenant}");
+    write(state, headers, Method::DELETE, path, Bytes::new(), move |_| Ok(Change::DeleteTenant(tenant))).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakerCommand {
+    action: BreakerAction,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(super) async fn post_breaker(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    valid_tenant(&tenant)?;
+    let path = format!("/v1/tenants/{tenant}/breaker");
+    write(state, headers, Method::POST, path, body, move |b| {
+        let cmd: BreakerCommand = serde_json::from_slice(b).map_err(|e| {
+            ApiError::bad_request(
+                "",
+                format!("expected {{\"action\": \"open\"|\"close\"|\"reset\", \"reason\": \"...\"}}: {e}"),
+            )
+        })?;
+        if cmd.reason.len() > 1024 {
+            return Err(ApiError::bad_request("reason", "at most 1024 characters"));
+        }
+        Ok(Change::Breaker { tenant, action: cmd.action, reason: cmd.reason })
+    })
+    .await
+}

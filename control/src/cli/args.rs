@@ -1,0 +1,203 @@
+//! The command line: `serve`, the local helpers (`validate`, `token`, `hash-key`) and the
+//! operator commands that call a running control service.
+
+use clap::{Args, Parser, Subcommand};
+use fusebox_control::client::Client;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "fusebox-control", version, about = "fusebox control service and operator CLI")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct Remote {
+    /// Base URL of fusebox-control.
+    #[arg(long, global = true, env = "FUSEBOX_CONTROL_URL", default_value = "http://127.0.0.1:8090")]
+    pub(crate) url: String,
+    /// Admin bearer token (reads also accept the filter token).
+    #[arg(long, global = true, env = "FUSEBOX_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Name recorded as the actor in the audit log (default: $USER).
+    #[arg(long, global = true, env = "USER")]
+    pub(crate) actor: Option<String>,
+}
+
+impl Remote {
+    pub(crate) fn client(&self) -> Client {
+        Client::new(&self.url, self.token.clone(), self.actor.clone())
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Serve the control API.
+    Serve(ServeArgs),
+    /// Check a policy file with the same validation Envoy's filter uses.
+    Validate {
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Print a demo bearer token signed with the policy's first HS256 key (last line = token).
+    Token {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        tier: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Print the SHA-256 digest of an API key (read from stdin), for `identity.api_keys[].sha256`.
+    HashKey,
+    /// Show or replace the whole policy.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create or replace a tier's limits.
+    Tier {
+        #[command(subcommand)]
+        action: TierCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a tenant, set its tier or overrides, or remove its entry.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Force a tenant's breaker open (kill switch) or closed, or reset it to automatic.
+    Breaker {
+        action: BreakerVerb,
+        tenant: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Usage per tenant and model over a time range.
+    Usage {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// 2026-11-23, 2026-11-23T10:00:00Z or unix seconds (default: all time).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the JSON reply instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The audit log, or `audit verify` to check its hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: Option<AuditCmd>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    #[arg(long, env = "FUSEBOX_CONTROL_LISTEN", default_value = "127.0.0.1:8090")]
+    pub(crate) listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "FUSEBOX_DB", default_value = "fusebox-control.db")]
+    pub(crate) db: PathBuf,
+    /// Policy file (JSON) to seed an empty database with; ignored once the database has one.
+    #[arg(long, env = "FUSEBOX_POLICY")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Token required for every write (admin API disabled without it).
+    #[arg(long, env = "FUSEBOX_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// File holding the admin token (first line).
+    #[arg(long, env = "FUSEBOX_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// Token for the filter: reads the policy and posts events (reads need a token once any is set).
+    #[arg(long, alias = "read-token", env = "FUSEBOX_FILTER_TOKEN", hide_env_values = true)]
+    pub(crate) filter_token: Option<String>,
+    /// A tenant tripping this many times within --escalate-window-s is escalated.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) escalate_trips: u64,
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) escalate_window_s: u64,
+    /// Per-tenant metric series are limited to this many tenants (the rest are summed).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) metrics_max_tenants: usize,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PolicyCmd {
+    /// Print the policy control serves.
+    Show,
+    /// Replace the policy with a file (operator holds are kept).
+    Apply { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TierCmd {
+    /// Set a tier's limits from JSON (`{"tokens_60s": 60000, ...}`) or a file (`@limits.json`).
+    Set {
+        tier: String,
+        limits: String,
+    },
+    Delete {
+        tier: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TenantCmd {
+    /// The tenant's tier, limits, hold, last reported breaker state and totals.
+    Show {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every tenant with an entry or reported traffic.
+    List,
+    /// Change a tenant's entry: `--tier pro`, `--set tokens_60s=90000`, `--unset tokens_60s`.
+    Set {
+        tenant: String,
+        #[arg(long)]
+        tier: Option<String>,
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+        #[arg(long = "unset", value_name = "FIELD")]
+        unset: Vec<String>,
+    },
+    /// Remove the tenant's overrides (back to its tier; an operator hold stays).
+    Delete { tenant: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum BreakerVerb {
+    Open,
+    Close,
+    Reset,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Check the hash chain; exits non-zero if it is broken.
+    Verify,
+}

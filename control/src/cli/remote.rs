@@ -1,0 +1,131 @@
+//! The operator commands: each one call to a running control service, its answer printed as
+//! a table or JSON.
+// Reading a serde_json `Value` by index never panics (a missing key reads as `Null`).
+#![allow(clippy::indexing_slicing)]
+
+use super::args::{AuditCmd, BreakerVerb, Command, PolicyCmd, TenantCmd, TierCmd};
+use fusebox_control::client;
+use serde_json::{json, Value};
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn json_arg(text: &str) -> Result<Value, String> {
+    let raw = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
+        None => text.to_string(),
+    };
+    serde_json::from_str(&raw).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// A `--set` value: JSON if it parses (numbers, booleans, objects), else a string.
+fn field_value(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+fn query(pairs: &[(&str, &Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", v.replace('+', "%2B").replace(' ', "%20"))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+pub(crate) fn run_remote(command: Command) -> Result<(), String> {
+    match command {
+        Command::Policy { action, remote } => {
+            let c = remote.client();
+            match action {
+                PolicyCmd::Show => println!("{}", pretty(&c.call("GET", "/v1/policy", None)?)),
+                PolicyCmd::Apply { file } => {
+                    let doc = json_arg(&format!("@{}", file.display()))?;
+                    let r = c.call("PUT", "/v1/policy", Some(&doc))?;
+                    println!("policy version {}", r["version"]);
+                }
+            }
+        }
+        Command::Tier { action, remote } => {
+            let c = remote.client();
+            let r = match action {
+                TierCmd::Set { tier, limits } => {
+                    c.call("PUT", &format!("/v1/tiers/{tier}"), Some(&json_arg(&limits)?))?
+                }
+                TierCmd::Delete { tier } => c.call("DELETE", &format!("/v1/tiers/{tier}"), None)?,
+            };
+            println!("policy version {}", r["version"]);
+        }
+        Command::Tenant { action, remote } => {
+            let c = remote.client();
+            match action {
+                TenantCmd::Show { tenant, json } => {
+                    let t = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;
+                    print!("{}", if json { pretty(&t) + "\n" } else { client::render_tenant(&t) });
+                }
+                TenantCmd::List => {
+                    print!("{}", client::render_tenants(&c.call("GET", "/v1/tenants", None)?));
+                }
+                TenantCmd::Set { tenant, tier, set, unset } => {
+                    let current = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;
+                    let mut entry = current["entry"].as_object().cloned().unwrap_or_default();
+                    // Holds belong to the breaker endpoint; the API refuses them here.
+                    entry.remove("forced");
+                    entry.remove("breaker_epoch");
+                    if let Some(tier) = tier {
+                        entry.insert("tier".into(), json!(tier));
+                    }
+                    for kv in &set {
+                        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set {kv}: expected FIELD=VALUE"))?;
+                        entry.insert(k.to_string(), field_value(v));
+                    }
+                    for k in &unset {
+                        entry.remove(k);
+                    }
+                    let r = c.call("PUT", &format!("/v1/tenants/{tenant}"), Some(&Value::Object(entry)))?;
+                    println!("policy version {}: {}", r["version"], r["after"]);
+                }
+                TenantCmd::Delete { tenant } => {
+                    let r = c.call("DELETE", &format!("/v1/tenants/{tenant}"), None)?;
+                    println!("policy version {}", r["version"]);
+                }
+            }
+        }
+        Command::Breaker { action, tenant, reason, remote } => {
+            let verb = match action {
+                BreakerVerb::Open => "open",
+                BreakerVerb::Close => "close",
+                BreakerVerb::Reset => "reset",
+            };
+            let body = json!({"action": verb, "reason": reason});
+            let r = remote.client().call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
+            println!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
+        }
+        Command::Usage { tenant, model, from, to, json, remote } => {
+            let q = query(&[("tenant", &tenant), ("model", &model), ("from", &from), ("to", &to)]);
+            let u = remote.client().call("GET", &format!("/v1/usage{q}"), None)?;
+            print!("{}", if json { pretty(&u) + "\n" } else { client::render_usage(&u) });
+        }
+        Command::Audit { action: Some(AuditCmd::Verify), remote, .. } => {
+            let v = remote.client().call("GET", "/v1/audit/verify", None)?;
+            if v["ok"] == Value::Bool(true) {
+                println!("audit log intact: {} entries, head {}", v["entries"], v["head"].as_str().unwrap_or("-"));
+            } else {
+                return Err(format!(
+                    "audit log BROKEN at entry {}: {}",
+                    v["first_bad_seq"],
+                    v["error"].as_str().unwrap_or("unknown")
+                ));
+            }
+        }
+        Command::Audit { action: None, tenant, limit, remote } => {
+            let q = query(&[("tenant", &tenant), ("limit", &Some(limit.to_string()))]);
+            print!("{}", client::render_audit(&remote.client().call("GET", &format!("/v1/audit{q}"), None)?));
+        }
+        _ => return Err("not a remote command".into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `fusebox-control serve`: the control API on a socket until Ctrl-C.
+
+use super::args::ServeArgs;
+use super::local::load;
+use fusebox_control::db::Db;
+use fusebox_control::ingest::Escalation;
+use fusebox_control::{app, AppState, Config};
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
+    let admin_token = match (&args.admin_token, &args.admin_token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(raw.lines().next().unwrap_or("").trim().to_string()).filter(|t| !t.is_empty())
+        }
+        (None, None) => None,
+    };
+    if admin_token.is_none() {
+        tracing::warn!("no admin token: the admin API is disabled (read-only service)");
+    }
+    let seed = match &args.policy {
+        Some(path) => Some((load(path)?, path.display().to_string())),
+        None => None,
+    };
+    let db = Db::open(&args.db)?;
+    let config = Config {
+        admin_token,
+        filter_token: args.filter_token.clone(),
+        escalation: Escalation { trips: args.escalate_trips.max(1), window_s: args.escalate_window_s.max(1) },
+        metrics_max_tenants: args.metrics_max_tenants,
+    };
+    let state = AppState::new(db, seed, config)?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
+    tracing::info!("fusebox-control listening on http://{} (database {})", args.listen, args.db.display());
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
