@@ -3,18 +3,22 @@
 //! compare like with like. See `bench/README.md` for how to read the output.
 #![allow(clippy::print_stdout)]
 
+mod figures;
 mod load;
 mod procs;
 mod report;
+mod scenarios;
 mod stream;
 mod upstream;
 
 use clap::Parser;
+use figures::{cost_lines, costs, ratios, stream_lines};
 use fusebox_engine::identity::{mint, MintKey};
 use fusebox_integration::{envoy_binary, free_port, render, sibling_binary, wasm_path, workspace_root};
 use load::{Generator, Load, Run};
 use procs::{Cpus, Proc};
-use report::{Ratio, Summary};
+use report::Summary;
+use scenarios::{Filters, Scenario, Tokens, SCENARIOS};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,60 +53,6 @@ struct Args {
     #[arg(long, hide = true)]
     serve_upstream: Option<u16>,
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Filters {
-    None,
-    Noop,
-    /// The no-op filter making 20 hostcalls a request.
-    NoopX20,
-    Native,
-    Fusebox,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tokens {
-    Hs256(u32),
-    Rs256(u32),
-}
-
-struct Scenario {
-    key: &'static str,
-    what: &'static str,
-    filters: Filters,
-    workers: u32,
-    tokens: Tokens,
-    http2: bool,
-}
-
-const fn scenario(key: &'static str, what: &'static str, filters: Filters, tokens: Tokens) -> Scenario {
-    Scenario { key, what, filters, workers: 1, tokens, http2: false }
-}
-
-/// The throughput scenarios, in table order.
-const SCENARIOS: [Scenario; 12] = [
-    scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
-    scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
-    scenario("noop_x20", "no-op Wasm filter making 20 header reads", Filters::NoopX20, Tokens::Hs256(10)),
-    scenario("native", "jwt_authn HS256 + local_ratelimit per tenant", Filters::Native, Tokens::Hs256(10)),
-    scenario("fusebox", "fusebox, HS256, 10 tenants, every feature on", Filters::Fusebox, Tokens::Hs256(10)),
-    scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
-    scenario("fusebox_1k", "fusebox, 1 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(1_000)),
-    scenario("fusebox_100k", "fusebox, 100 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(100_000)),
-    Scenario { workers: 2, ..scenario("noop_2w", "no-op Wasm filter, 2 workers", Filters::Noop, Tokens::Hs256(10)) },
-    Scenario {
-        workers: 2,
-        ..scenario("fusebox_2w", "fusebox, 2 workers, 10 tenants", Filters::Fusebox, Tokens::Hs256(10))
-    },
-    Scenario {
-        http2: true,
-        ..scenario("noop_h2", "no-op Wasm filter, HTTP/2 (h2load)", Filters::Noop, Tokens::Hs256(1))
-    },
-    Scenario {
-        http2: true,
-        ..scenario("fusebox_h2", "fusebox, HTTP/2 (h2load), 1 tenant", Filters::Fusebox, Tokens::Hs256(1))
-    },
-];
 
 /// A started scenario: its Envoy and how to load it.
 struct Running<'a> {
@@ -405,54 +355,6 @@ fn wait_admitted(agent: &ureq::Agent, port: u16, token: &str) -> Result<(), Stri
     Err(format!("a request was never admitted (last answer: {last})"))
 }
 
-fn ratios(s: &[Summary]) -> Vec<Ratio> {
-    let get = |k: &str| s.iter().find(|x| x.key == k);
-    let pairs: [(&'static str, &str, &str, Option<f64>); 8] = [
-        ("fusebox / no-op Wasm", "fusebox", "noop", Some(0.9)),
-        ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.4)),
-        ("no-op Wasm / bare Envoy", "noop", "bare", None),
-        ("fusebox RS256 / HS256", "fusebox_rs256", "fusebox", None),
-        ("fusebox 1k / 10 tenants", "fusebox_1k", "fusebox", None),
-        ("fusebox 100k / 10 tenants", "fusebox_100k", "fusebox", None),
-        ("fusebox / no-op, 2 workers", "fusebox_2w", "noop_2w", None),
-        ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
-    ];
-    pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
-}
-
-/// Microseconds of one worker's time per request that `key` adds over `base`, from the
-/// throughput of a single saturated worker (1 / req/s).
-fn added_us(s: &[Summary], key: &str, base: &str) -> Option<f64> {
-    let rate = |k: &str| s.iter().find(|x| x.key == k).map(|x| x.rps).filter(|r| *r > 0.0);
-    Some(1e6 / rate(key)? - 1e6 / rate(base)?)
-}
-
-/// The cost model the ratios come from: what a hostcall costs here, and what each layer adds.
-fn costs(s: &[Summary]) -> Value {
-    json!({
-        "hostcall_us": added_us(s, "noop_x20", "noop").map(|us| us / 19.0),
-        "noop_over_bare_us": added_us(s, "noop", "bare"),
-        "native_over_bare_us": added_us(s, "native", "bare"),
-        "fusebox_over_noop_us": added_us(s, "fusebox", "noop"),
-        "fusebox_over_bare_us": added_us(s, "fusebox", "bare"),
-    })
-}
-
-fn cost_lines(costs: &Value) -> String {
-    let mut out = String::from("worker time per request (1 / req/s of one saturated worker):\n");
-    for (k, label) in [
-        ("hostcall_us", "one hostcall (noop_x20 vs noop, / 19)"),
-        ("noop_over_bare_us", "a no-op Wasm filter over bare Envoy"),
-        ("native_over_bare_us", "native jwt_authn + local_ratelimit over bare"),
-        ("fusebox_over_noop_us", "fusebox over the no-op Wasm filter"),
-    ] {
-        if let Some(v) = costs.get(k).and_then(Value::as_f64) {
-            out.push_str(&format!("  {label:<46} {v:>6.1} us\n"));
-        }
-    }
-    out
-}
-
 /// The 100 MB stream through the no-op filter and through fusebox (3 times each, median).
 fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stream::Summary>, String> {
     let token = mint_tokens(Tokens::Hs256(1))?.pop().unwrap_or_default();
@@ -478,15 +380,6 @@ fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stre
         results.push(stream::Summary { key, mb_per_s, runs });
     }
     Ok(results)
-}
-
-fn stream_lines(streams: &[stream::Summary]) -> String {
-    let mut out: String = streams.iter().map(|s| s.line() + "\n").collect();
-    let rate = |key: &str| streams.iter().find(|s| s.key == key).map(|s| s.mb_per_s);
-    if let (Some(f), Some(n)) = (rate("fusebox_stream"), rate("noop_stream")) {
-        out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / no-op", f / n.max(1e-9)));
-    }
-    out
 }
 
 fn envoy_version(envoy: &Path) -> String {

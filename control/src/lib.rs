@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod policy_ops;
+pub mod prometheus;
 pub mod report;
 pub mod timefmt;
 

@@ -1,5 +1,6 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
-//! In-process API tests (tower `oneshot`) over an in-memory database.
+//! In-process API tests (tower `oneshot`) over an in-memory database. One file, since every
+//! test builds on the same fixture and the same router.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};

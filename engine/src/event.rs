@@ -3,6 +3,9 @@
 //! model, route, run, status and minute), so the volume shipped grows with the variety of
 //! traffic, not with its rate. The backlog is bounded: when full, the oldest event is dropped
 //! and counted, and traffic never waits for it.
+//!
+//! Longer than most files here because of its tests (about a third): merging must neither
+//! lose nor invent usage.
 
 use crate::admission::Warning;
 use crate::breaker::{Phase, Transition};

@@ -4,6 +4,8 @@
 //! (balanced containers, complete strings and literals) and calls a [`Visitor`] for each
 //! number and for each string the visitor asks for. Paths are tracked for the first
 //! [`MAX_PATH`] levels; deeper values are validated but not reported.
+//!
+//! Longer than most files here: one tokenizer state machine, which reads best in one piece.
 
 /// Object keys the usage scanners care about; everything else is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,21 +6,18 @@
 pub mod admission;
 pub mod breaker;
 pub mod budget;
-mod codec;
 pub mod config;
-pub mod estimate;
 pub mod event;
 pub mod identity;
 pub mod ids;
-pub mod inject;
 pub mod json;
 pub mod metric;
 pub mod policy;
 pub mod reply;
+pub mod request;
 pub mod run;
 pub mod state;
 pub mod strict;
 #[cfg(test)]
 mod testkit;
 pub mod usage;
-pub mod window;

@@ -1,5 +1,8 @@
-//! Local replies: the `429` denial and the `401` identity failure, exactly as DESIGN.md fixes
-//! them (status, headers, OpenAI-compatible JSON body).
+//! Local replies: the `429` denial and the `401` identity failure, in the stable shape the
+//! README's walk-through shows (status, headers, OpenAI-compatible JSON body).
+//!
+//! Longer than most files here because its tests (about a third) compare every reply field by
+//! field with the contract.
 
 use crate::admission::{Denied, DenyCause, Quota};
 use crate::budget::Budget;

@@ -8,9 +8,9 @@
 //! of the run and of its sub-agents is refused) until the run's record expires after
 //! `run_ttl_s` of inactivity. Other runs of the tenant are untouched.
 
-use crate::codec::{take_u32, take_u64, take_u8};
 use crate::ids::is_valid_tenant_id;
 use crate::policy::Limits;
+use crate::state::codec::{take_u32, take_u64, take_u8};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

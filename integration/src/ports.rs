@@ -1,4 +1,4 @@
-//! The four ports a stack listens on: free ones for tests, DESIGN.md's for `make run`.
+//! The four ports a stack listens on: free ones for tests, the README's for `make run`.
 
 use std::net::TcpListener;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,7 +38,7 @@ impl Ports {
         Ports { listen: free_port(), admin: free_port(), control: free_port(), mock: free_port() }
     }
 
-    /// DESIGN.md's fixed ports, each overridable by env.
+    /// The fixed ports `make run` uses (README, quick start), each overridable by env.
     pub fn from_env() -> Ports {
         let port = |var: &str, default: u16| std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
         Ports {

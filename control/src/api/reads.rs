@@ -6,6 +6,7 @@ use super::state::AppState;
 use crate::audit;
 use crate::db;
 use crate::error::ApiError;
+use crate::prometheus;
 use crate::report::{self, UsageQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -152,10 +153,10 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let text = state
         .blocking(move |inner| {
             let max = match inner.config.metrics_max_tenants {
-                0 => report::DEFAULT_METRICS_MAX_TENANTS,
+                0 => prometheus::DEFAULT_METRICS_MAX_TENANTS,
                 n => n,
             };
-            report::metrics(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation, max)
+            prometheus::metrics(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation, max)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())

@@ -1,4 +1,4 @@
-//! The routes of the control API (DESIGN.md, "Control service API").
+//! The routes of the control API (README, "fusebox-control").
 
 use super::events::post_events;
 use super::reads::{

@@ -7,6 +7,9 @@
 //! `settle` runs when the response ends (or is abandoned): it adds the tokens and tool calls,
 //! releases the in-flight slot, records errors, trips the breaker if a threshold was crossed or
 //! the error ratio is exceeded, or decides a half-open probe.
+//!
+//! Longer than most files here: one decision (admit, then settle) over one state, with its
+//! tests beside it (about half the file); splitting it would part the two halves of the rules.
 
 use crate::breaker::{Breaker, BreakerState, Phase, ProbeEnd, Transition, Trip, Violation};
 use crate::budget::{seconds_to_reset, Budget};

@@ -3,8 +3,8 @@
 
 use super::decision::{Allowed, Settlement};
 use crate::breaker::ProbeEnd;
-use crate::estimate::RequestEstimate;
 use crate::policy::Limits;
+use crate::request::estimate::RequestEstimate;
 use crate::usage::Summary;
 
 /// What admission took for a request it counted in flight.

@@ -7,7 +7,7 @@ use crate::host;
 use crate::metrics::Counter;
 use crate::store;
 use fusebox_engine::admission;
-use fusebox_engine::inject::{self, Injection, Rewrite};
+use fusebox_engine::request::inject::{self, Injection, Rewrite};
 use fusebox_engine::state::TenantState;
 
 /// Rewrites a held request body as `hold` asks; returns the new body if it changed.

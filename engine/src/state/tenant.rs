@@ -3,9 +3,9 @@
 
 use crate::breaker::{Breaker, BreakerState, Trip};
 use crate::budget::BudgetState;
-use crate::codec::{take_u32, take_u64, take_u8};
 use crate::metric::Metric;
-use crate::window::{Ring, SecondRing};
+use crate::state::codec::{take_u32, take_u64, take_u8};
+use crate::state::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
 const FORMAT: u8 = 5;

@@ -112,10 +112,10 @@ impl<const N: usize, const W: u64> Ring<N, W> {
 
     pub(crate) fn decode(input: &mut &[u8]) -> Option<Self> {
         // (bucket width is part of the type, not of the encoding)
-        let head_s = crate::codec::take_u64(input)?;
+        let head_s = crate::state::codec::take_u64(input)?;
         let mut buckets = [0u32; N];
         for b in &mut buckets {
-            *b = crate::codec::take_u32(input)?;
+            *b = crate::state::codec::take_u32(input)?;
         }
         Some(Self { head_s, buckets })
     }

@@ -1,0 +1,63 @@
+//! The figures drawn from one run: the ratios (with their goals), the per-request cost model,
+//! and the stream lines.
+
+use crate::report::{Ratio, Summary};
+use crate::stream;
+use serde_json::{json, Value};
+
+pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
+    let get = |k: &str| s.iter().find(|x| x.key == k);
+    let pairs: [(&'static str, &str, &str, Option<f64>); 8] = [
+        ("fusebox / no-op Wasm", "fusebox", "noop", Some(0.9)),
+        ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.4)),
+        ("no-op Wasm / bare Envoy", "noop", "bare", None),
+        ("fusebox RS256 / HS256", "fusebox_rs256", "fusebox", None),
+        ("fusebox 1k / 10 tenants", "fusebox_1k", "fusebox", None),
+        ("fusebox 100k / 10 tenants", "fusebox_100k", "fusebox", None),
+        ("fusebox / no-op, 2 workers", "fusebox_2w", "noop_2w", None),
+        ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
+    ];
+    pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
+}
+
+/// Microseconds of one worker's time per request that `key` adds over `base`, from the
+/// throughput of a single saturated worker (1 / req/s).
+pub(crate) fn added_us(s: &[Summary], key: &str, base: &str) -> Option<f64> {
+    let rate = |k: &str| s.iter().find(|x| x.key == k).map(|x| x.rps).filter(|r| *r > 0.0);
+    Some(1e6 / rate(key)? - 1e6 / rate(base)?)
+}
+
+/// The cost model the ratios come from: what a hostcall costs here, and what each layer adds.
+pub(crate) fn costs(s: &[Summary]) -> Value {
+    json!({
+        "hostcall_us": added_us(s, "noop_x20", "noop").map(|us| us / 19.0),
+        "noop_over_bare_us": added_us(s, "noop", "bare"),
+        "native_over_bare_us": added_us(s, "native", "bare"),
+        "fusebox_over_noop_us": added_us(s, "fusebox", "noop"),
+        "fusebox_over_bare_us": added_us(s, "fusebox", "bare"),
+    })
+}
+
+pub(crate) fn cost_lines(costs: &Value) -> String {
+    let mut out = String::from("worker time per request (1 / req/s of one saturated worker):\n");
+    for (k, label) in [
+        ("hostcall_us", "one hostcall (noop_x20 vs noop, / 19)"),
+        ("noop_over_bare_us", "a no-op Wasm filter over bare Envoy"),
+        ("native_over_bare_us", "native jwt_authn + local_ratelimit over bare"),
+        ("fusebox_over_noop_us", "fusebox over the no-op Wasm filter"),
+    ] {
+        if let Some(v) = costs.get(k).and_then(Value::as_f64) {
+            out.push_str(&format!("  {label:<46} {v:>6.1} us\n"));
+        }
+    }
+    out
+}
+
+pub(crate) fn stream_lines(streams: &[stream::Summary]) -> String {
+    let mut out: String = streams.iter().map(|s| s.line() + "\n").collect();
+    let rate = |key: &str| streams.iter().find(|s| s.key == key).map(|s| s.mb_per_s);
+    if let (Some(f), Some(n)) = (rate("fusebox_stream"), rate("noop_stream")) {
+        out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / no-op", f / n.max(1e-9)));
+    }
+    out
+}
