@@ -103,13 +103,14 @@ lint-tools:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-## Formatting, clippy (native and for the wasm target, warnings are errors) and no import
-## circles between files.
+## Formatting, clippy (native and for the wasm target, warnings are errors), no import
+## circles between files, and the fuzz targets still build against the engine.
 lint: wasm-target lint-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p fusebox-filter --target wasm32-wasip1 -- -D warnings
 	python3 scripts/import-cycles.py
+	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
 
 ## Format the workspace.
 fmt:
