@@ -31,10 +31,10 @@ $(ENVOY):
 
 envoy: $(ENVOY)
 
-## The official OpenAI Python SDK, for the client-compatibility test.
-OPENAI_SDK := $(VENV)/.openai-sdk
-$(OPENAI_SDK): $(ENVOY)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai
+## The official OpenAI and Anthropic Python SDKs, for the client-compatibility tests.
+PYTHON_SDKS := $(VENV)/.python-sdks
+$(PYTHON_SDKS): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai anthropic
 	@touch $@
 
 ## The filter, release build (what Envoy loads).
@@ -51,7 +51,7 @@ run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
 ## Lints, unit tests, control tests and real-Envoy end-to-end tests (what CI runs).
-test: lint envoy $(OPENAI_SDK) browser build
+test: lint envoy $(PYTHON_SDKS) browser build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

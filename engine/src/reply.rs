@@ -129,14 +129,15 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             None,
             format!("tenant '{tenant}' circuit is half-open and its probes are in flight; retry in {retry}s"),
         ),
-        DenyCause::Reserved { metric, threshold, observed } => (
-            metric.as_str(),
-            Some(json!(threshold)),
-            Some(json!(observed)),
-            format!(
+        // Not a trip (the breaker stays closed): what is left of a window is reserved by the
+        // tenant's requests in flight, and frees up as they finish.
+        DenyCause::Reserved { metric, threshold, observed } => {
+            kind = "tenant_capacity_reserved";
+            let message = format!(
                 "tenant '{tenant}' would exceed {metric} with the requests it has in flight ({observed} > {threshold}); retry in {retry}s"
-            ),
-        ),
+            );
+            ("reserved", Some(json!(threshold)), Some(json!(observed)), message)
+        }
         DenyCause::Concurrency { limit, in_flight } => (
             Metric::Concurrency.as_str(),
             Some(json!(limit)),
@@ -242,7 +243,9 @@ pub fn stream_termination(api: StreamApi, tenant: &str, denied: &Denied) -> Vec<
     let text = match api {
         StreamApi::OpenAiChat => format!("data: {error}\n\ndata: [DONE]\n\n"),
         StreamApi::OpenAiResponses => {
-            let event = json!({"type": "error", "code": inner.get("code"), "message": inner.get("message"), "param": null, "fusebox": inner.get("fusebox")});
+            // The Responses `error` event, plus the `error` object SDKs raise from (the OpenAI
+            // Python SDK raises `APIError` only for an event that carries one).
+            let event = json!({"type": "error", "code": inner.get("code"), "message": inner.get("message"), "param": null, "error": inner, "fusebox": inner.get("fusebox")});
             format!("event: error\ndata: {event}\n\n")
         }
         StreamApi::AnthropicMessages => {
@@ -449,5 +452,22 @@ mod tests {
         assert_eq!(body["error"]["type"], "invalid_identity");
         assert_eq!(body["error"]["code"], "token_expired");
         assert!(r.header("retry-after").is_none());
+    }
+
+    #[test]
+    fn a_refusal_for_reservations_in_flight_says_so_and_is_not_a_tripped_breaker() {
+        let cause = DenyCause::Reserved { metric: Metric::Tokens60s, threshold: 20_000, observed: 20_700 };
+        let r = denial("acme", &Denied { cause, phase: Phase::Closed, retry_after_s: 1 }, None);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("x-fusebox-reason"), Some("reserved"));
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("x-should-retry"), None, "waiting a second helps");
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["type"], "tenant_capacity_reserved");
+        assert_eq!(body["error"]["code"], "reserved");
+        assert_eq!(body["error"]["fusebox"]["state"], "closed");
+        assert_eq!(body["error"]["fusebox"]["threshold"], 20_000);
+        assert_eq!(body["error"]["fusebox"]["observed"], 20_700);
+        assert!(body["error"]["message"].as_str().unwrap().contains("tokens_60s"));
     }
 }

@@ -174,8 +174,10 @@ fn reservations_of_requests_in_flight_hold_back_a_request_that_would_overshoot()
         // Nothing used yet, but 3 reservations already exceed 1000 tokens: wait, do not trip.
         let held = stack.post("/v1/chat/completions", Some(&t), &[], body);
         assert_eq!(held.status, 429, "{}", held.body);
-        assert_eq!(held.header("x-fusebox-reason"), Some("tokens_60s"));
+        // Not a trip: its own reason and type, with the breaker closed.
+        assert_eq!(held.header("x-fusebox-reason"), Some("reserved"));
         assert_eq!(held.header("retry-after"), Some("1"));
+        assert_eq!(held.json()["error"]["type"], "tenant_capacity_reserved");
         assert_eq!(held.json()["error"]["fusebox"]["state"], "closed");
         assert_eq!(held.json()["error"]["fusebox"]["observed"], reserve_each * 3);
         for r in in_flight {

@@ -32,7 +32,7 @@ fn streamed_usage_of_all_three_apis_is_counted_exactly() {
     assert!(chat.body.ends_with("data: [DONE]\n\n"), "the stream reaches the client intact");
     let responses = stack.post("/v1/responses", Some(&t), &h, r#"{"model":"gpt-4.1","stream":true,"input":"hi"}"#);
     assert!(responses.body.contains("response.completed"));
-    let messages = stack.post("/v1/messages", Some(&t), &h, r#"{"model":"claude","stream":true,"max_tokens":64}"#);
+    let messages = stack.post("/v1/messages", Some(&t), &h, r#"{"model":"claude","stream":true,"max_tokens":256}"#);
     assert!(messages.body.contains("message_stop"));
 
     let mock = stack.mock_stats();
@@ -112,7 +112,8 @@ fn openai_chat_stream_without_include_usage_gets_it_injected_and_is_counted() {
 
 #[test]
 fn a_stream_in_flight_ends_with_an_error_event_when_its_tenant_trips() {
-    let tier = json!({"tokens_60s": 1000, "terminate_streams": true, "breaker": {"cooldown_s": 30}});
+    // The stream's output allowance is small, so the big request is admitted beside it and trips.
+    let tier = json!({"tokens_60s": 1000, "terminate_streams": true, "default_output_tokens": 20, "breaker": {"cooldown_s": 30}});
     let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({})));
     stack.wait_policy_version(1);
     let t = token("runaway", None);

@@ -194,6 +194,12 @@ fn apply_operator_epoch(state: &mut TenantState, limits: &Limits, now_ms: u64) -
     })
 }
 
+/// The output tokens to reserve for a request of this tenant, before its body says more: the
+/// largest output among its recent responses, or the tier's default before there are any.
+pub fn output_allowance(state: &TenantState, limits: &Limits) -> u64 {
+    state.outputs.estimate().unwrap_or(limits.default_output_tokens)
+}
+
 /// Decides whether a request may go upstream, updating `state` in place. `reserve` is the
 /// request's token estimate, held until its settlement so that concurrent requests see it.
 pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64, reserve: u64) -> (Decision, Vec<Transition>) {
@@ -274,6 +280,8 @@ pub struct Settlement {
     pub cost_micros: u64,
     /// The estimate reserved at admission, released now.
     pub reserved: u64,
+    /// Output tokens of a response that completed successfully, for the tenant's estimate.
+    pub output_tokens: Option<u64>,
 }
 
 /// Accounts a finished (or abandoned) response and moves the breaker.
@@ -290,6 +298,9 @@ pub fn settle(state: &mut TenantState, limits: &Limits, s: Settlement, now_ms: u
     if s.completed {
         state.completed.add(now_s, 1);
         state.errors.add(now_s, u64::from(s.error));
+    }
+    if let Some(output) = s.output_tokens {
+        state.outputs.record(output);
     }
     let mut transitions = Vec::new();
     let phase = state.breaker.phase();
@@ -626,5 +637,20 @@ mod tests {
         assert_eq!(s.epoch, 1);
         // The same epoch again changes nothing.
         assert!(admit(&mut s, &reset, T0 + 10_600, 0).1.is_empty());
+    }
+
+    #[test]
+    fn the_output_allowance_is_the_tier_default_until_responses_teach_it() {
+        let l = Limits { default_output_tokens: 900, ..limits() };
+        let mut s = TenantState::default();
+        assert_eq!(output_allowance(&s, &l), 900);
+        for output in [120, 480, 300] {
+            allow(&mut s, &l, T0);
+            settle(&mut s, &l, Settlement { output_tokens: Some(output), ..done(output) }, T0);
+        }
+        assert_eq!(output_allowance(&s, &l), 480);
+        allow(&mut s, &l, T0);
+        settle(&mut s, &l, done(5000), T0);
+        assert_eq!(output_allowance(&s, &l), 480, "a settlement without a learned output teaches nothing");
     }
 }

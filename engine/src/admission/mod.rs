@@ -9,7 +9,8 @@ mod status;
 mod testkit;
 
 pub use decision::{
-    admit, open_denial, settle, Allowed, Decision, Denied, DenyCause, Settlement, Warning, KILL_SWITCH_RETRY_S,
+    admit, open_denial, output_allowance, settle, Allowed, Decision, Denied, DenyCause, Settlement, Warning,
+    KILL_SWITCH_RETRY_S,
 };
-pub use record::{Admitted, InFlight};
+pub use record::{Admitted, InFlight, ReservationChange};
 pub use status::{output_room, quotas, snapshot, BudgetStatus, MetricStatus, Quota, Snapshot};

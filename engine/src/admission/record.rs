@@ -28,34 +28,74 @@ pub struct Admitted {
     /// `None` when the request passes without holding anything: observe mode would have
     /// refused it, or the tenant's state could not be updated.
     pub in_flight: Option<InFlight>,
-    /// The request body as it passes, for the output allowance (`max_tokens` and kin).
+    /// The output tokens admission reserved: what this tenant's responses have used (see
+    /// [`super::output_allowance`]); a smaller `max_tokens` in the body lowers it.
+    pub output_allowance: u64,
+    /// The request body as it passes, for the prompt size and its `max_tokens` (and kin).
     pub estimate: RequestEstimate,
 }
 
+/// How a request's reservation changes once its whole body is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationChange {
+    Keep,
+    Add(u64),
+    Release(u64),
+}
+
 impl Admitted {
-    /// A request admission let through; `allowed` is `None` when it holds nothing in flight.
+    /// A request admission let through with `prompt + output_allowance` reserved; `allowed` is
+    /// `None` when it holds nothing in flight.
     pub fn new(
         tenant: String,
         scope: Option<String>,
         route: &str,
         limits: Limits,
         allowed: Option<Allowed>,
-        reserved: u64,
+        prompt: u64,
+        output_allowance: u64,
     ) -> Admitted {
+        let reserved = prompt.saturating_add(output_allowance);
         let in_flight = allowed.map(|a| InFlight { probe: a.probe, reserved });
-        Admitted { tenant, scope, route: route.to_string(), limits, in_flight, estimate: RequestEstimate::default() }
+        Admitted {
+            tenant,
+            scope,
+            route: route.to_string(),
+            limits,
+            in_flight,
+            output_allowance,
+            estimate: RequestEstimate::default(),
+        }
     }
 
-    /// Tokens the whole request body asks to reserve beyond what is reserved already (0 when
-    /// the request holds nothing in flight).
-    pub fn extra_reservation(&self) -> u64 {
-        self.in_flight.map_or(0, |f| self.estimate.tokens().saturating_sub(f.reserved))
+    /// What the request should hold once its whole body is known: the prompt it really has,
+    /// plus the tenant's output allowance or the body's own `max_tokens` where that is smaller
+    /// (a request is not held to an allowance far above what this tenant uses).
+    pub fn target_reservation(&self) -> u64 {
+        let output = self.estimate.max_output().map_or(self.output_allowance, |m| m.min(self.output_allowance));
+        self.estimate.prompt_tokens().saturating_add(output)
     }
 
-    /// Records that `extra` more tokens are reserved for this request.
-    pub fn reserved_more(&mut self, extra: u64) {
+    /// The change from what is reserved to [`Admitted::target_reservation`] (none when the
+    /// request holds nothing in flight).
+    pub fn reservation_change(&self) -> ReservationChange {
+        let Some(f) = self.in_flight else { return ReservationChange::Keep };
+        let target = self.target_reservation();
+        match target.cmp(&f.reserved) {
+            std::cmp::Ordering::Greater => ReservationChange::Add(target - f.reserved),
+            std::cmp::Ordering::Less => ReservationChange::Release(f.reserved - target),
+            std::cmp::Ordering::Equal => ReservationChange::Keep,
+        }
+    }
+
+    /// Records that the tenant's state now holds `change` for this request.
+    pub fn reservation_changed(&mut self, change: ReservationChange) {
         if let Some(f) = self.in_flight.as_mut() {
-            f.reserved = f.reserved.saturating_add(extra);
+            f.reserved = match change {
+                ReservationChange::Keep => f.reserved,
+                ReservationChange::Add(n) => f.reserved.saturating_add(n),
+                ReservationChange::Release(n) => f.reserved.saturating_sub(n),
+            };
         }
     }
 
@@ -76,6 +116,7 @@ impl Admitted {
     pub fn settlement(&self, status: Option<u16>, summary: &Summary, end: ProbeEnd, cost_micros: u64) -> Settlement {
         let completed = end == ProbeEnd::Completed;
         let upstream_error = status.is_some_and(|s| s >= 500 || s == 429) || summary.error;
+        let succeeded = completed && status.is_some_and(|s| (200..300).contains(&s)) && !summary.error;
         Settlement {
             tokens: summary.usage.map_or(0, |u| u.total()),
             tool_calls: u64::from(summary.tool_calls),
@@ -85,6 +126,7 @@ impl Admitted {
             release: self.in_flight.is_some(),
             cost_micros,
             reserved: self.in_flight.map_or(0, |f| f.reserved),
+            output_tokens: summary.usage.filter(|_| succeeded).map(|u| u.output_tokens),
         }
     }
 }
@@ -95,7 +137,7 @@ mod tests {
     use crate::usage::Usage;
 
     fn admitted(allowed: Option<Allowed>, reserved: u64) -> Admitted {
-        Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), allowed, reserved)
+        Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), allowed, reserved, 0)
     }
 
     const PROBE: Allowed = Allowed { probe: true, warning: None };
@@ -123,9 +165,20 @@ mod tests {
                 probe: None,
                 release: true,
                 cost_micros: 7,
-                reserved: 30
+                reserved: 30,
+                output_tokens: Some(5),
             }
         );
+    }
+
+    #[test]
+    fn only_a_successful_completed_response_teaches_the_output_estimate() {
+        let a = admitted(Some(PLAIN), 0);
+        assert_eq!(a.settlement(Some(200), &used(1, 9), ProbeEnd::Completed, 0).output_tokens, Some(9));
+        assert_eq!(a.settlement(Some(500), &used(1, 9), ProbeEnd::Completed, 0).output_tokens, None);
+        assert_eq!(a.settlement(Some(200), &used(1, 9), ProbeEnd::Abandoned, 0).output_tokens, None);
+        let failed = Summary { error: true, ..used(1, 9) };
+        assert_eq!(a.settlement(Some(200), &failed, ProbeEnd::Completed, 0).output_tokens, None);
     }
 
     #[test]
@@ -155,7 +208,6 @@ mod tests {
         let s = a.settlement(Some(200), &used(3, 4), ProbeEnd::Completed, 0);
         assert_eq!((s.tokens, s.release, s.reserved, s.probe), (7, false, 0, None));
         assert_eq!(a.release(), Settlement::default());
-        assert_eq!(a.extra_reservation(), 0);
     }
 
     #[test]
@@ -167,14 +219,43 @@ mod tests {
         );
     }
 
+    fn with_allowance(prompt: u64, allowance: u64) -> Admitted {
+        Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), Some(PLAIN), prompt, allowance)
+    }
+
     #[test]
-    fn the_body_reserves_only_what_admission_did_not_reserve_already() {
-        let mut a = admitted(Some(PLAIN), 10);
-        a.estimate.feed(br#"{"max_tokens": 100, "messages": []}"#);
-        let extra = a.extra_reservation();
-        assert_eq!(extra, a.estimate.tokens() - 10);
-        a.reserved_more(extra);
-        assert_eq!(a.extra_reservation(), 0);
-        assert_eq!(a.in_flight.map(|f| f.reserved), Some(a.estimate.tokens()));
+    fn admission_reserves_the_prompt_and_the_output_allowance() {
+        assert_eq!(with_allowance(10, 700).in_flight.map(|f| f.reserved), Some(710));
+    }
+
+    #[test]
+    fn a_body_without_max_tokens_keeps_the_learned_allowance() {
+        let body = br#"{"messages": [{"role": "user", "content": "hi"}]}"#;
+        let mut a = with_allowance(0, 700);
+        a.estimate.feed(body);
+        let prompt = (body.len() as u64).div_ceil(4);
+        assert_eq!(a.target_reservation(), prompt + 700);
+        assert_eq!(a.reservation_change(), ReservationChange::Add(prompt));
+    }
+
+    #[test]
+    fn a_max_tokens_below_the_allowance_lowers_the_reservation_and_one_above_does_not_raise_it() {
+        let small = br#"{"max_tokens": 50, "messages": []}"#;
+        let mut a = with_allowance((small.len() as u64).div_ceil(4), 700);
+        a.estimate.feed(small);
+        assert_eq!(a.reservation_change(), ReservationChange::Release(650));
+        a.reservation_changed(ReservationChange::Release(650));
+        assert_eq!(a.reservation_change(), ReservationChange::Keep);
+        let large = br#"{"max_tokens": 32000, "messages": []}"#;
+        let mut b = with_allowance((large.len() as u64).div_ceil(4), 700);
+        b.estimate.feed(large);
+        assert_eq!(b.reservation_change(), ReservationChange::Keep, "32000 is taken as at most 700");
+    }
+
+    #[test]
+    fn a_request_holding_nothing_has_no_reservation_to_change() {
+        let mut a = Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), None, 0, 700);
+        a.estimate.feed(br#"{"max_tokens": 5}"#);
+        assert_eq!(a.reservation_change(), ReservationChange::Keep);
     }
 }

@@ -9,14 +9,16 @@ use crate::policy::{Forced, Limits};
 use crate::state::TenantState;
 use serde::Serialize;
 
-/// Tokens left in the tightest token window once usage and every reservation (this request's
-/// own prompt included) are taken out; `None` when no token window is limited.
-pub fn output_room(state: &TenantState, limits: &Limits, now_ms: u64) -> Option<u64> {
+/// Tokens left for a request's output in the tightest token window once usage and every
+/// reservation are taken out, except `own_output`: the output allowance that request itself
+/// holds (its prompt stays reserved). `None` when no token window is limited.
+pub fn output_room(state: &TenantState, limits: &Limits, now_ms: u64, own_output: u64) -> Option<u64> {
     let now_s = now_ms / 1000;
+    let reserved = state.reserved_tokens.saturating_sub(own_output);
     [Metric::Tokens10s, Metric::Tokens60s]
         .into_iter()
         .filter_map(|m| {
-            let used = state.observe(m, now_s).saturating_add(state.reserved_tokens);
+            let used = state.observe(m, now_s).saturating_add(reserved);
             limits.threshold(m).map(|t| t.saturating_sub(used))
         })
         .min()
@@ -161,7 +163,9 @@ mod tests {
         assert!(matches!(admit(&mut s, &l, T0, 150).0, Decision::Allow(_)));
         settle(&mut s, &l, Settlement { reserved: 150, ..done(700) }, T0);
         assert!(matches!(admit(&mut s, &l, T0, 100).0, Decision::Allow(_)));
-        assert_eq!(output_room(&s, &l, T0), Some(200));
-        assert_eq!(output_room(&s, &Limits::unlimited(), T0), None);
+        assert_eq!(output_room(&s, &l, T0, 0), Some(200));
+        assert_eq!(output_room(&s, &Limits::unlimited(), T0, 0), None);
+        // The request's own output allowance (say 80 of the 100 it reserved) is room for itself.
+        assert_eq!(output_room(&s, &l, T0, 80), Some(280));
     }
 }

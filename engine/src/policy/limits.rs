@@ -77,6 +77,10 @@ overridable! {
         terminate_streams: bool = false,
         /// Lower a request's `max_tokens` (and kin) to what remains of its token windows.
         clamp_max_tokens: bool = false,
+        /// Output tokens reserved for a request before the tenant has responses to learn from
+        /// (after that: the largest output of its recent responses, and never more than the
+        /// request's own `max_tokens`).
+        default_output_tokens: u64 = 1024,
         /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
         warn_ratio: f64 = 0.5,
     }
@@ -143,6 +147,9 @@ impl Limits {
         }
         if self.budget_tokens_day == Some(0) {
             return Err(field_error(format!("{at}.budget_tokens_day"), "must be at least 1 (omit it for no budget)"));
+        }
+        if self.default_output_tokens == 0 || self.default_output_tokens > 1_000_000 {
+            return Err(field_error(format!("{at}.default_output_tokens"), "must be between 1 and 1000000"));
         }
         if self.error_min_requests == 0 {
             return Err(field_error(format!("{at}.error_min_requests"), "must be at least 1"));

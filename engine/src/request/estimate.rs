@@ -45,9 +45,19 @@ impl RequestEstimate {
         self.bytes
     }
 
-    /// Tokens to reserve for what has been seen.
+    /// Tokens to reserve for what has been seen, taking the output allowance at its word.
     pub fn tokens(&self) -> u64 {
-        self.bytes.div_ceil(BYTES_PER_TOKEN).saturating_add(self.max_output.0.unwrap_or(0))
+        self.prompt_tokens().saturating_add(self.max_output.0.unwrap_or(0))
+    }
+
+    /// The prompt's size in tokens (at [`BYTES_PER_TOKEN`]).
+    pub fn prompt_tokens(&self) -> u64 {
+        self.bytes.div_ceil(BYTES_PER_TOKEN)
+    }
+
+    /// The output allowance the body names (`max_tokens` and kin), if any.
+    pub fn max_output(&self) -> Option<u64> {
+        self.max_output.0
     }
 }
 

@@ -2,6 +2,7 @@
 //! sliding windows (`window.rs`) and the byte codec they are written with (`codec.rs`).
 
 pub(crate) mod codec;
+pub mod outputs;
 mod tenant;
 pub mod window;
 

@@ -1,6 +1,7 @@
 //! Per-tenant state as it lives in Envoy shared data: usage windows plus the breaker,
 //! in one compact binary value so one read and one compare-and-swap cover a request.
 
+use super::outputs::RecentOutputs;
 use crate::breaker::{Breaker, BreakerState, Trip};
 use crate::budget::BudgetState;
 use crate::metric::Metric;
@@ -8,7 +9,10 @@ use crate::state::codec::{take_u32, take_u64, take_u8};
 use crate::state::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
-const FORMAT: u8 = 5;
+/// Format 6 added the recent outputs at the end; a format 5 value (written by the previous
+/// release, still in shared data across a plugin reload) reads with none remembered.
+const FORMAT: u8 = 6;
+const FORMAT_WITHOUT_OUTPUTS: u8 = 5;
 
 /// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
 pub type MinuteRing = Ring<12, 5>;
@@ -31,6 +35,8 @@ pub struct TenantState {
     pub breaker: Breaker,
     /// The operator epoch ([`crate::policy::Operator::epoch`]) this breaker has seen.
     pub epoch: u64,
+    /// What the tenant's recent responses produced (the output estimate of new requests).
+    pub outputs: RecentOutputs,
 }
 
 impl TenantState {
@@ -75,7 +81,10 @@ impl TenantState {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            96 + SecondRing::<60>::ENCODED_LEN + SecondRing::<10>::ENCODED_LEN + 3 * MinuteRing::ENCODED_LEN,
+            96 + RecentOutputs::ENCODED_LEN
+                + SecondRing::<60>::ENCODED_LEN
+                + SecondRing::<10>::ENCODED_LEN
+                + 3 * MinuteRing::ENCODED_LEN,
         );
         out.push(MAGIC);
         out.push(FORMAT);
@@ -111,6 +120,7 @@ impl TenantState {
         out.extend_from_slice(&threshold.to_le_bytes());
         out.extend_from_slice(&observed.to_le_bytes());
         out.extend_from_slice(&self.epoch.to_le_bytes());
+        self.outputs.encode(&mut out);
         out
     }
 
@@ -118,7 +128,11 @@ impl TenantState {
     /// (an empty value, a future format, corruption).
     pub fn decode(bytes: &[u8]) -> Option<TenantState> {
         let mut input = bytes;
-        if take_u8(&mut input)? != MAGIC || take_u8(&mut input)? != FORMAT {
+        if take_u8(&mut input)? != MAGIC {
+            return None;
+        }
+        let format = take_u8(&mut input)?;
+        if format != FORMAT && format != FORMAT_WITHOUT_OUTPUTS {
             return None;
         }
         let tokens = SecondRing::decode(&mut input)?;
@@ -154,6 +168,7 @@ impl TenantState {
             c => Some(Trip { metric: Metric::from_code(c)?, threshold, observed }),
         };
         let epoch = take_u64(&mut input)?;
+        let outputs = if format == FORMAT { RecentOutputs::decode(&mut input)? } else { RecentOutputs::default() };
         if !input.is_empty() {
             return None;
         }
@@ -168,6 +183,7 @@ impl TenantState {
             budget,
             breaker: Breaker { state, streak, last_trip_ms, last_trip },
             epoch,
+            outputs,
         })
     }
 }
@@ -194,7 +210,21 @@ mod tests {
             last_trip: Some(Trip { metric: Metric::Tokens60s, threshold: 60_000, observed: 61_234 }),
         };
         s.epoch = 7;
+        s.outputs.record(321);
         assert_eq!(TenantState::decode(&s.encode()), Some(s));
+    }
+
+    #[test]
+    fn a_state_written_by_the_previous_format_reads_with_no_outputs_remembered() {
+        let mut s = TenantState::default();
+        s.tokens.add(1_700_000_000, 42);
+        s.outputs.record(900);
+        let mut old = s.encode();
+        old.truncate(old.len() - RecentOutputs::ENCODED_LEN);
+        old[1] = FORMAT_WITHOUT_OUTPUTS;
+        let read = TenantState::decode(&old).expect("format 5 still reads");
+        assert_eq!(read.tokens, s.tokens);
+        assert_eq!(read.outputs.estimate(), None);
     }
 
     #[test]
@@ -210,7 +240,8 @@ mod tests {
 
     #[test]
     fn encoded_state_stays_small() {
-        assert!(TenantState::default().encode().len() < 600);
+        let len = TenantState::default().encode().len();
+        assert!(len < 700, "{len} bytes");
     }
 
     #[test]

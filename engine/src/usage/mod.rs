@@ -14,6 +14,7 @@
 //! Within a stream the latest value of each figure wins (Anthropic's `message_delta` is
 //! cumulative; OpenAI sends usage once).
 
+pub mod aligned;
 mod body;
 mod findings;
 mod sse;

@@ -23,7 +23,7 @@ pub struct Arrival<'a> {
     pub route: RouteMatch<'a>,
     pub run: Option<RunHeaders>,
     pub now_ms: u64,
-    /// Tokens to reserve at once (the prompt's size).
+    /// The prompt's size in tokens, from `content-length` (reserved with the output allowance).
     pub prompt: u64,
     pub api: StreamApi,
 }
@@ -63,12 +63,16 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     if let Some(r) = &a.run {
         host::set_filter_state("fusebox_run_id", &r.run_id);
     }
+    // The output allowance is what this tenant's responses have used, read in the same update.
     let admitted = store::update(&worker.keys, &j.key, |s| {
-        let (decision, transitions) = admission::admit(s, &j.limits, a.now_ms, a.prompt);
-        (decision, transitions, admission::quotas(s, &j.limits, a.now_ms))
+        let allowance = admission::output_allowance(s, &j.limits);
+        let (decision, transitions) = admission::admit(s, &j.limits, a.now_ms, a.prompt.saturating_add(allowance));
+        (decision, transitions, admission::quotas(s, &j.limits, a.now_ms), allowance)
     });
+    let mut allowance = 0;
     let (allowed, quotas) = match admitted {
-        Ok(((decision, transitions, quotas), info)) => {
+        Ok(((decision, transitions, quotas, learned), info)) => {
+            allowance = learned;
             report::update(worker, info, &transitions, &tenant, j.scope.as_deref());
             match decision {
                 Decision::Allow(allowed) => (Some(allowed), quotas),
@@ -90,7 +94,7 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
             (None, Vec::new())
         }
     };
-    let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt);
+    let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt, allowance);
     let run = match a.run {
         None => None,
         Some(r) => admit_run(worker, &j.key, &admitted, &r, enforce, a.now_ms)?,

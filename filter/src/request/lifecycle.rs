@@ -5,6 +5,7 @@
 use crate::runs::AdmittedRun;
 use fusebox_engine::admission::Admitted;
 use fusebox_engine::reply::StreamApi;
+use fusebox_engine::usage::aligned::EventAligner;
 use fusebox_engine::usage::BodyScanner;
 
 /// Why a request body is held until its end.
@@ -39,9 +40,10 @@ pub enum RequestBody {
 pub enum Response {
     /// No response headers yet (a reset now settles with no status).
     Awaiting,
-    /// Headers came: the status, and the scanner reading the body (`None` when the upstream
-    /// compressed it anyway and it cannot be counted).
-    Reading { status: u16, scanner: Option<BodyScanner>, flow: Flow },
+    /// Headers came: the status, the scanner reading the body (`None` when the upstream
+    /// compressed it anyway and it cannot be counted), and, for an SSE stream that may be ended
+    /// early, what passes it to the client in whole events.
+    Reading { status: u16, scanner: Option<BodyScanner>, flow: Flow, aligner: Option<EventAligner> },
 }
 
 /// Whether the client still gets the response body.
@@ -142,7 +144,7 @@ mod tests {
     use fusebox_engine::policy::Limits;
 
     fn counting() -> Lifecycle {
-        let admitted = Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), None, 0);
+        let admitted = Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), None, 0, 0);
         Lifecycle::Counting(Box::new(Counting::new(admitted, "k".into(), None, StreamApi::OpenAiChat)))
     }
 
@@ -167,7 +169,7 @@ mod tests {
     #[test]
     fn a_response_has_a_status_only_once_its_headers_came() {
         assert_eq!(Response::Awaiting.status(), None);
-        let reading = Response::Reading { status: 503, scanner: None, flow: Flow::Passing };
+        let reading = Response::Reading { status: 503, scanner: None, flow: Flow::Passing, aligner: None };
         assert_eq!(reading.status(), Some(503));
     }
 

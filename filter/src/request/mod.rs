@@ -16,13 +16,14 @@ use crate::events::Reporter;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::store::{self, Keys};
-use fusebox_engine::admission;
+use fusebox_engine::admission::{self, ReservationChange};
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::reply::{self, StreamApi};
 use fusebox_engine::request::estimate::BYTES_PER_TOKEN;
 use fusebox_engine::request::inject;
 use fusebox_engine::state::TenantState;
+use fusebox_engine::usage::aligned::{EventAligner, Forward};
 use fusebox_engine::usage::BodyScanner;
 use identify::RunHeaders;
 use lifecycle::{Counting, Flow, Hold, Lifecycle, RequestBody, Response};
@@ -157,7 +158,10 @@ impl HttpContext for Request {
             log::warn!("fusebox: response for tenant '{}' is {encoding:?}-encoded; not counted", c.admitted.tenant);
             None
         };
-        c.response = Response::Reading { status, scanner, flow: Flow::Passing };
+        // A stream that may be ended early passes in whole events, so an ending lands on a boundary.
+        let sse = matches!(scanner, Some(BodyScanner::Sse(_)));
+        let aligner = (sse && c.admitted.limits.terminate_streams).then(EventAligner::default);
+        c.response = Response::Reading { status, scanner, flow: Flow::Passing, aligner };
         if let Some(w) = &c.warning {
             host::add_response_header("x-fusebox-warning", w);
         }
@@ -174,28 +178,43 @@ impl HttpContext for Request {
         // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
         let worker = Rc::clone(&self.worker);
         let Some(c) = self.lifecycle.counting() else { return Action::Continue };
-        if let Response::Reading { scanner, flow, .. } = &mut c.response {
+        if let Response::Reading { scanner, flow, aligner, .. } = &mut c.response {
+            let wanted = body_size > 0 && (scanner.is_some() || aligner.is_some());
+            let chunk = if wanted { host::response_body(body_size) } else { None };
+            let bytes = chunk.as_deref().unwrap_or_default();
             // Count everything the upstream sends, even what the client no longer gets.
-            if body_size > 0 {
-                if let (Some(scanner), Some(chunk)) = (scanner.as_mut(), host::response_body(body_size)) {
-                    scanner.feed(&chunk);
+            if let Some(scanner) = scanner.as_mut() {
+                if !bytes.is_empty() {
+                    scanner.feed(bytes);
                 }
             }
-            let is_sse = matches!(scanner, Some(BodyScanner::Sse(_)));
-            if *flow == Flow::Terminated {
-                host::replace_response_body(body_size, b"");
-            } else if body_size > 0 && c.admitted.limits.terminate_streams && is_sse {
-                if let Some(denied) = store::read::<TenantState>(&c.key)
-                    .ok()
-                    .and_then(|state| admission::open_denial(&state, host::now_ms()))
-                {
-                    // The client gets a well-formed final event; its SDK stops and hangs up.
-                    let end = reply::stream_termination(c.api, &c.admitted.tenant, &denied);
-                    host::replace_response_body(body_size, &end);
-                    *flow = Flow::Terminated;
-                    worker.metrics.inc(Counter::StreamsTerminated);
-                    log::info!("fusebox: tenant '{}' breaker is open: ending its stream in flight", c.admitted.tenant);
+            match (*flow, aligner.as_mut()) {
+                (Flow::Terminated, _) => host::replace_response_body(body_size, b""),
+                (Flow::Passing, Some(aligner)) => {
+                    let denied = (body_size > 0)
+                        .then(|| store::read::<TenantState>(&c.key).ok())
+                        .flatten()
+                        .and_then(|state| admission::open_denial(&state, host::now_ms()));
+                    if let Some(denied) = denied {
+                        // Every whole event the client was due, then a well-formed final event;
+                        // its SDK stops and hangs up.
+                        let mut out = aligner.cut(bytes);
+                        out.extend(reply::stream_termination(c.api, &c.admitted.tenant, &denied));
+                        host::replace_response_body(body_size, &out);
+                        *flow = Flow::Terminated;
+                        worker.metrics.inc(Counter::StreamsTerminated);
+                        log::info!(
+                            "fusebox: tenant '{}' breaker is open: ending its stream in flight",
+                            c.admitted.tenant
+                        );
+                    } else {
+                        let forward = if end_of_stream { aligner.finish(bytes) } else { aligner.push(bytes) };
+                        if let Forward::Bytes(out) = forward {
+                            host::replace_response_body(body_size, &out);
+                        }
+                    }
                 }
+                (Flow::Passing, None) => {}
             }
         }
         if end_of_stream {
@@ -238,19 +257,25 @@ fn feed_estimate(worker: &Worker, c: &mut Counting, chunk_size: usize, end_of_st
     }
 }
 
-/// Adds to the reservation what the whole body says beyond what admission reserved.
+/// Brings the reservation to what the whole body says: its real prompt size, and its own
+/// `max_tokens` where that is below the tenant's output allowance.
 fn reserve_rest(worker: &Worker, c: &mut Counting) {
-    let extra = c.admitted.extra_reservation();
-    if extra == 0 {
+    let change = c.admitted.reservation_change();
+    let apply = |s: &mut TenantState| {
+        s.reserved_tokens = match change {
+            ReservationChange::Keep => s.reserved_tokens,
+            ReservationChange::Add(n) => s.reserved_tokens.saturating_add(n),
+            ReservationChange::Release(n) => s.reserved_tokens.saturating_sub(n),
+        };
+    };
+    if change == ReservationChange::Keep {
         return;
     }
-    match store::update(&worker.keys, &c.key, |s: &mut TenantState| {
-        s.reserved_tokens = s.reserved_tokens.saturating_add(extra);
-    }) {
-        Ok(_) => c.admitted.reserved_more(extra),
+    match store::update(&worker.keys, &c.key, apply) {
+        Ok(_) => c.admitted.reservation_changed(change),
         Err(e) => {
             worker.metrics.inc(Counter::StoreErrors);
-            log::warn!("fusebox: reserving the output allowance failed ({e:?})");
+            log::warn!("fusebox: adjusting the reservation to the request body failed ({e:?})");
         }
     }
 }

@@ -14,10 +14,12 @@ use fusebox_engine::state::TenantState;
 pub fn rewrite(worker: &Worker, c: &Counting, hold: Hold, body: &[u8], body_size: usize) -> Option<Vec<u8>> {
     // Only a body that names an allowance can need clamping: skip the state read otherwise.
     let names_allowance = hold.clamp && inject::may_change(body, Rewrite { stream_usage: false, max_output: Some(0) });
+    // This request's own output allowance is room for itself, not a reservation against it.
+    let own_allowance = if c.in_flight() { c.admitted.output_allowance } else { 0 };
     let max_output = names_allowance
         .then(|| {
             let state: TenantState = store::read(&c.key).ok()?;
-            admission::output_room(&state, &c.admitted.limits, host::now_ms())
+            admission::output_room(&state, &c.admitted.limits, host::now_ms(), own_allowance)
         })
         .flatten();
     let Injection::Rewritten { body: new, stream_usage_added, clamped } =

@@ -6,7 +6,11 @@
 //! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks`,
 //! `x-mock-chunk-bytes` and `x-mock-chunk-delay-ms` (stream shape and size), `x-mock-status`,
 //! `x-mock-body` (a deliberately broken body), `x-mock-abort-after` (reset mid-stream) and
-//! `x-mock-binary-header` (a JSON answer whose content-type is not UTF-8). It is also the demo's
+//! `x-mock-binary-header` (a JSON answer whose content-type is not UTF-8). `x-mock-output-tokens`
+//! may be a range (`300-700`: each answer draws its own), and an answer never uses more output
+//! than the request's `max_tokens` (and kin) allow, as providers do. `x-mock-split-writes: N`
+//! writes a stream in pieces of 1 to N bytes at random points (inside keys, inside `data:`,
+//! between `\r` and `\n`), as a real network may deliver it. It is also the demo's
 //! Zipkin collector: `POST /api/v2/spans` keeps what Envoy reports, `GET /mock/spans` returns it. `GET /mock/stats` reports what it
 //! answered, per tenant as seen in the `x-fusebox-tenant` header Envoy adds, so tests can compare
 //! exact totals; it also records whether chat streams asked for usage.
@@ -88,6 +92,44 @@ struct Answer {
 
 fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// A pseudo-random number for this process (xorshift over a shared counter): answers and
+/// write sizes differ per request without any test depending on their exact values.
+fn random() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0x2545_f491_4f6c_dd1d);
+    let mut x = SEQ.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// `N` or `A-B` (a draw in the closed range).
+fn header_count(h: &HeaderMap, name: &str) -> Option<u64> {
+    let raw = h.get(name)?.to_str().ok()?;
+    match raw.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            (a <= b).then(|| a + random() % (b - a + 1))
+        }
+        None => raw.trim().parse().ok(),
+    }
+}
+
+/// A stream's bytes cut at random points into pieces of 1 to `max` bytes.
+fn split_writes(events: Vec<Bytes>, max: u64) -> Vec<Bytes> {
+    let all: Vec<u8> = events.iter().flat_map(|e| e.iter().copied()).collect();
+    let mut out = Vec::new();
+    let mut rest = &all[..];
+    while !rest.is_empty() {
+        let n = usize::try_from(1 + random() % max.max(1)).unwrap_or(1).min(rest.len());
+        let (piece, tail) = rest.split_at(n);
+        out.push(Bytes::copy_from_slice(piece));
+        rest = tail;
+    }
+    out
 }
 
 fn json_body(a: &Answer) -> Value {
@@ -256,6 +298,9 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         return ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let allowance = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| request.get(*k).and_then(Value::as_u64));
     let answer = Answer {
         api,
         model: request.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string(),
@@ -263,7 +308,8 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         output: if api == Api::Embeddings {
             0
         } else {
-            header_u64(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens)
+            let output = header_count(&headers, "x-mock-output-tokens").unwrap_or(state.args.output_tokens);
+            allowance.map_or(output, |a| output.min(a))
         },
         tool_calls: header_u64(&headers, "x-mock-tool-calls").unwrap_or(0),
         chunks: header_u64(&headers, "x-mock-chunks").unwrap_or(3),
@@ -292,9 +338,6 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
             t.requests += 1;
             t.tool_calls += answer.tool_calls;
             t.with_accept_encoding += u64::from(headers.contains_key(header::ACCEPT_ENCODING));
-            let allowance = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-                .iter()
-                .find_map(|k| request.get(*k).and_then(Value::as_u64));
             t.last_max_tokens = allowance.or(t.last_max_tokens);
             if stream {
                 t.streams += 1;
@@ -323,6 +366,9 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
     let abort_after = header_u64(&headers, "x-mock-abort-after").and_then(|n| usize::try_from(n).ok());
     if let Some(n) = abort_after {
         events.truncate(n);
+    }
+    if let Some(max) = header_u64(&headers, "x-mock-split-writes") {
+        events = split_writes(events, max);
     }
     let body =
         futures_util::stream::unfold((events.into_iter(), abort_after.is_some()), move |(mut it, abort)| async move {
