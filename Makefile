@@ -37,6 +37,12 @@ $(PYTHON_SDKS): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai anthropic
 	@touch $@
 
+## The official OpenAI Node SDK (npm), for the client-compatibility tests.
+NODE_SDK := integration/node/node_modules/openai/package.json
+$(NODE_SDK): integration/node/package.json
+	npm install --silent --no-audit --no-fund --prefix integration/node
+	@touch $@
+
 ## The filter, release build (what Envoy loads).
 wasm: wasm-target
 	$(CARGO) build --release --target wasm32-wasip1 -p fusebox-filter -p fusebox-trapper -p fusebox-bench-noop
@@ -51,7 +57,7 @@ run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
 ## Lints, unit tests, control tests and real-Envoy end-to-end tests (what CI runs).
-test: lint envoy $(PYTHON_SDKS) browser build
+test: lint envoy $(PYTHON_SDKS) $(NODE_SDK) browser build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

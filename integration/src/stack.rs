@@ -179,7 +179,11 @@ impl Stack {
         let p = &o.ports;
         let mock = spawn(
             "mock",
-            Command::new(mock_bin).arg("--listen").arg(format!("127.0.0.1:{}", p.mock)),
+            Command::new(mock_bin)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", p.mock))
+                .arg("--transcripts")
+                .arg(workspace_root().join("tests/responses")),
             &self.dir,
             o.foreground,
         )?;

@@ -10,7 +10,10 @@
 //! may be a range (`300-700`: each answer draws its own), and an answer never uses more output
 //! than the request's `max_tokens` (and kin) allow, as providers do. `x-mock-split-writes: N`
 //! writes a stream in pieces of 1 to N bytes at random points (inside keys, inside `data:`,
-//! between `\r` and `\n`), as a real network may deliver it. It is also the demo's
+//! between `\r` and `\n`), as a real network may deliver it. `x-mock-transcript: FILE` answers
+//! with a recorded provider response from `tests/responses/` as it was recorded (`.sse` as a
+//! stream, split as asked; its usage is in that folder's README, not in `/mock/stats`).
+//! It is also the demo's
 //! Zipkin collector: `POST /api/v2/spans` keeps what Envoy reports, `GET /mock/spans` returns it. `GET /mock/stats` reports what it
 //! answered, per tenant as seen in the `x-fusebox-tenant` header Envoy adds, so tests can compare
 //! exact totals; it also records whether chat streams asked for usage.
@@ -37,6 +40,9 @@ struct Args {
     input_tokens: u64,
     #[arg(long, default_value_t = 280)]
     output_tokens: u64,
+    /// Where `x-mock-transcript` finds recorded provider responses.
+    #[arg(long, default_value = "tests/responses")]
+    transcripts: std::path::PathBuf,
 }
 
 #[derive(Default, Serialize, Clone, Copy)]
@@ -169,10 +175,9 @@ fn json_body(a: &Answer) -> Value {
 }
 
 fn responses_output(tool_calls: u64) -> Vec<Value> {
-    let mut out = vec![
-        json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello from the mock."}]}),
-    ];
-    out.extend((0..tool_calls).map(|i| json!({"type": "function_call", "id": format!("fc_{i}"), "call_id": format!("call_{i}"), "name": "lookup", "arguments": "{}"})));
+    let mut out = vec![json!({"id": "msg_mock", "type": "message", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": "Hello from the mock.", "annotations": []}]})];
+    out.extend((0..tool_calls).map(|i| json!({"type": "function_call", "id": format!("fc_{i}"), "status": "completed", "call_id": format!("call_{i}"), "name": "lookup", "arguments": "{}"})));
     out
 }
 
@@ -200,6 +205,7 @@ fn event(name: Option<&str>, data: &Value) -> Bytes {
 /// The SSE events of a streamed answer, in order.
 fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
     let (input, output) = (a.input, a.output);
+    let output_tokens = output;
     let mut out = Vec::new();
     match a.api {
         // Embeddings never stream (`complete` answers them as JSON).
@@ -237,21 +243,80 @@ fn sse_events(a: &Answer, include_usage: bool) -> Vec<Bytes> {
             out.push(Bytes::from_static(b"data: [DONE]\n\n"));
         }
         Api::Responses => {
-            let base = json!({"id": "resp_mock", "object": "response", "status": "in_progress", "model": a.model, "output": [], "usage": null});
-            out.push(event(Some("response.created"), &json!({"type": "response.created", "response": base})));
+            // The event sequence OpenAI sends (and SDKs' stream helpers check): every event
+            // numbered, each output item and content part opened before its deltas and closed
+            // after them, the deltas naming their item, output and content index.
+            let mut seq = 0u64;
+            let mut push = |name: &str, mut data: Value| {
+                if let Some(fields) = data.as_object_mut() {
+                    fields.insert("type".into(), json!(name));
+                    fields.insert("sequence_number".into(), json!(seq));
+                }
+                seq += 1;
+                out.push(event(Some(name), &data));
+            };
+            let base = json!({"id": "resp_mock", "object": "response", "created_at": 1_700_000_000u64, "status": "in_progress",
+                "model": a.model, "output": [], "usage": null});
+            push("response.created", json!({"response": base}));
+            push("response.in_progress", json!({"response": base}));
+            let item = "msg_mock";
+            let mut text = String::new();
+            push(
+                "response.output_item.added",
+                json!({"output_index": 0, "item": {"id": item, "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+            );
+            push(
+                "response.content_part.added",
+                json!({"item_id": item, "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+            );
             for i in 0..a.chunks {
-                out.push(event(
-                    Some("response.output_text.delta"),
-                    &json!({"type": "response.output_text.delta", "delta": format!("tok{i} {}", a.filler)}),
-                ));
+                let delta = format!("tok{i} {}", a.filler);
+                text.push_str(&delta);
+                push(
+                    "response.output_text.delta",
+                    json!({"item_id": item, "output_index": 0, "content_index": 0, "delta": delta, "logprobs": []}),
+                );
             }
-            let done = json!({"id": "resp_mock", "object": "response", "status": "completed", "model": a.model,
-                "output": responses_output(a.tool_calls),
-                "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output}});
-            out.push(event(Some("response.completed"), &json!({"type": "response.completed", "response": done})));
+            push(
+                "response.output_text.done",
+                json!({"item_id": item, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+            );
+            let part = json!({"type": "output_text", "text": text, "annotations": []});
+            push(
+                "response.content_part.done",
+                json!({"item_id": item, "output_index": 0, "content_index": 0, "part": part}),
+            );
+            let message =
+                json!({"id": item, "type": "message", "status": "completed", "role": "assistant", "content": [part]});
+            push("response.output_item.done", json!({"output_index": 0, "item": message}));
+            let mut output = vec![message];
+            for i in 0..a.tool_calls {
+                let index = i + 1;
+                let id = format!("fc_{i}");
+                let call = |status: &str, arguments: &str| {
+                    json!({"id": id, "type": "function_call", "status": status,
+                    "call_id": format!("call_{i}"), "name": "lookup", "arguments": arguments})
+                };
+                push("response.output_item.added", json!({"output_index": index, "item": call("in_progress", "")}));
+                push(
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": id, "output_index": index, "delta": "{}"}),
+                );
+                push(
+                    "response.function_call_arguments.done",
+                    json!({"item_id": id, "output_index": index, "arguments": "{}"}),
+                );
+                push("response.output_item.done", json!({"output_index": index, "item": call("completed", "{}")}));
+                output.push(call("completed", "{}"));
+            }
+            let done = json!({"id": "resp_mock", "object": "response", "created_at": 1_700_000_000u64, "status": "completed",
+                "model": a.model, "output": output,
+                "usage": {"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output_tokens,
+                          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output_tokens}});
+            push("response.completed", json!({"response": done}));
         }
         Api::Messages => {
-            out.push(event(Some("message_start"), &json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": a.model, "usage": {"input_tokens": input, "output_tokens": 1}}})));
+            out.push(event(Some("message_start"), &json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": a.model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}})));
             out.push(event(
                 Some("content_block_start"),
                 &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
@@ -292,7 +357,36 @@ fn broken_body(name: &str) -> Option<(&'static str, Vec<u8>)> {
     })
 }
 
+/// A recorded provider response, by plain file name.
+fn transcript(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let name = headers.get("x-mock-transcript")?.to_str().ok()?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Some((StatusCode::BAD_REQUEST, "x-mock-transcript: a file name in tests/responses").into_response());
+    }
+    let Ok(bytes) = std::fs::read(state.args.transcripts.join(name)) else {
+        return Some((StatusCode::NOT_FOUND, format!("no transcript {name}")).into_response());
+    };
+    if !name.ends_with(".sse") {
+        return Some(([(header::CONTENT_TYPE, "application/json")], bytes).into_response());
+    }
+    let pieces = match header_u64(headers, "x-mock-split-writes") {
+        Some(max) => split_writes(vec![Bytes::from(bytes)], max),
+        None => vec![Bytes::from(bytes)],
+    };
+    let delay = Duration::from_millis(header_u64(headers, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let body = futures_util::stream::unfold(pieces.into_iter(), move |mut it| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        it.next().map(|piece| (Ok::<Bytes, std::io::Error>(piece), it))
+    });
+    Some(([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(body)).into_response())
+}
+
 async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(recorded) = transcript(&state, &headers) {
+        return recorded;
+    }
     if let Some((content_type, bytes)) = headers.get("x-mock-body").and_then(|v| v.to_str().ok()).and_then(broken_body)
     {
         return ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
