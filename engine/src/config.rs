@@ -1,6 +1,7 @@
 //! Plugin configuration, as written in Envoy YAML (`configuration` of the Wasm filter or of
 //! the `envoy.bootstrap.wasm` singleton).
 
+use crate::path::canonical;
 use crate::policy::Policy;
 use crate::strict::{field_error, parse_json, PolicyError};
 use serde::{Deserialize, Serialize};
@@ -71,9 +72,10 @@ impl TryFrom<RouteRuleJson> for RouteRule {
     type Error = &'static str;
 
     fn try_from(r: RouteRuleJson) -> Result<RouteRule, Self::Error> {
+        // Rules are written and matched in canonical form (see `crate::path`).
         let matches = match (r.prefix, r.path) {
-            (Some(p), None) => PathMatch::Prefix(p),
-            (None, Some(p)) => PathMatch::Exact(p),
+            (Some(p), None) => PathMatch::Prefix(canonical(&p)),
+            (None, Some(p)) => PathMatch::Exact(canonical(&p)),
             _ => return Err("set exactly one of 'prefix' or 'path'"),
         };
         Ok(RouteRule { matches, mode: r.mode, tier: r.tier })
@@ -104,8 +106,9 @@ pub struct RouteMatch<'a> {
 fn default_namespace() -> String {
     "fusebox".to_string()
 }
+/// A path no rule names is enforced: identity required, counted. Operators mark what may pass.
 fn default_unmatched() -> Mode {
-    Mode::Pass
+    Mode::Enforce
 }
 fn default_true() -> bool {
     true
@@ -165,13 +168,23 @@ impl FilterConfig {
         self.route_for(path).mode
     }
 
-    /// What the first matching rule says about a request path (query string is ignored).
+    /// What the first matching rule says about a request path, in its canonical form (see
+    /// `crate::path`: every spelling of a path lands on the same rule).
     pub fn route_for(&self, path: &str) -> RouteMatch<'_> {
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        self.route_for_canonical(&canonical(path))
+    }
+
+    /// [`FilterConfig::route_for`] for a path already in canonical form.
+    pub fn route_for_canonical(&self, path: &str) -> RouteMatch<'_> {
         match self.routes.iter().find(|r| r.matches.matches(path)) {
             Some(r) => RouteMatch { mode: r.mode, label: r.matches.label(), tier: r.tier.as_deref() },
             None => RouteMatch { mode: self.unmatched, label: "*", tier: None },
         }
+    }
+
+    /// Whether a canonical path is the status endpoint.
+    pub fn is_status_path(&self, path: &str) -> bool {
+        self.status_path.as_deref().is_some_and(|s| canonical(s) == path)
     }
 }
 
@@ -299,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn first_matching_rule_wins_and_unmatched_passes_by_default() {
+    fn first_matching_rule_wins_and_unmatched_paths_are_enforced_by_default() {
         let cfg = filter(
             r#", "routes": [{"path": "/healthz", "mode": "pass"}, {"prefix": "/v1/", "mode": "enforce"},
                             {"prefix": "/v1/embeddings", "mode": "observe"}]"#,
@@ -308,8 +321,46 @@ mod tests {
         assert_eq!(cfg.mode_for("/v1/chat/completions?x=1"), Mode::Enforce);
         assert_eq!(cfg.mode_for("/v1/embeddings"), Mode::Enforce);
         assert_eq!(cfg.mode_for("/healthz"), Mode::Pass);
-        assert_eq!(cfg.mode_for("/healthz/deep"), Mode::Pass);
-        assert_eq!(cfg.mode_for("/other"), Mode::Pass);
+        assert_eq!(cfg.mode_for("/healthz/deep"), Mode::Enforce, "an exact rule names one path");
+        assert_eq!(cfg.mode_for("/other"), Mode::Enforce, "a path no rule names needs identity");
+        let open = filter(r#", "routes": [{"prefix": "/v1/", "mode": "enforce"}], "unmatched": "pass""#).unwrap();
+        assert_eq!(open.mode_for("/other"), Mode::Pass, "unless the operator says so");
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_lands_on_its_rule() {
+        let cfg = filter(
+            r#", "routes": [{"path": "/healthz", "mode": "pass"}, {"prefix": "/V1/", "mode": "enforce", "tier": "pro"}],
+                "unmatched": "pass""#,
+        )
+        .unwrap();
+        for spelling in [
+            "//v1/chat/completions",
+            "/./v1/chat/completions",
+            "/healthz/../v1/chat/completions",
+            "/%76%31/chat/completions",
+            "/V1/chat/completions",
+            "/v1;x=1/chat/completions",
+            "http://host/v1/chat/completions",
+        ] {
+            let m = cfg.route_for(spelling);
+            assert_eq!((m.mode, m.label, m.tier), (Mode::Enforce, "/v1/", Some("pro")), "{spelling}");
+        }
+        assert_eq!(cfg.mode_for("//healthz"), Mode::Pass);
+        assert_eq!(cfg.mode_for("/v1"), Mode::Pass, "the prefix /v1/ names what is below /v1/");
+        assert!(cfg.is_status_path(&crate::path::canonical("//fusebox/Status")));
+    }
+
+    #[test]
+    fn the_status_path_matches_with_or_without_a_query_and_nothing_below_it() {
+        let cfg = filter("").unwrap();
+        let is_status = |p: &str| cfg.is_status_path(&crate::path::canonical(p));
+        assert!(is_status("/fusebox/status"));
+        assert!(is_status("/fusebox/status?verbose=1"));
+        assert!(!is_status("/fusebox/status/x"));
+        assert!(!is_status("/v1/chat/completions"));
+        let off = filter(r#", "status_path": null"#).unwrap();
+        assert!(!off.is_status_path("/fusebox/status"), "no path is the status endpoint when it is off");
     }
 
     #[test]

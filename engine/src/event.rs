@@ -10,7 +10,7 @@
 use crate::admission::Warning;
 use crate::breaker::{Phase, Transition};
 use crate::run::RunDenied;
-use crate::usage::Summary;
+use crate::usage::Usage;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
@@ -65,12 +65,12 @@ pub enum Event {
 }
 
 impl Event {
-    /// A response that ended: one request with the tokens its body reported.
-    pub fn usage(a: &UsageOf<'_>, summary: &Summary, now_ms: u64) -> Event {
-        let usage = summary.usage.unwrap_or_default();
+    /// A request that ended: one request with the tokens it is charged (see
+    /// `crate::admission::Charge`), on the model its response named.
+    pub fn usage(a: &UsageOf<'_>, model: Option<&str>, usage: Usage, now_ms: u64) -> Event {
         Event::Usage {
             tenant: a.tenant.to_string(),
-            model: summary.model.as_str().unwrap_or_default().to_string(),
+            model: model.unwrap_or_default().to_string(),
             route: a.route.to_string(),
             run_id: a.run_id.map(str::to_string),
             // 0: no response headers came (reset, timeout).

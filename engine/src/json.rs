@@ -93,7 +93,10 @@ pub trait Visitor {
 
 pub const MAX_PATH: usize = 8;
 pub const STRING_CAP: usize = 64;
-const MAX_DEPTH: u8 = 64;
+/// Nesting validated (tool inputs and echoed schemas nest deep); deeper is malformed. The
+/// container kinds take one bit each, so this costs 128 bytes per scanner.
+const MAX_DEPTH: u16 = 1024;
+const DEPTH_WORDS: usize = MAX_DEPTH as usize / 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -127,8 +130,11 @@ pub enum Finish {
 #[derive(Debug, Clone)]
 pub struct JsonScanner {
     /// Bit i set = container at depth i+1 is an array.
-    arrays: u64,
-    depth: u8,
+    arrays: [u64; DEPTH_WORDS],
+    depth: u16,
+    /// Bytes of a leading UTF-8 byte order mark skipped so far (a BOM is not JSON, but some
+    /// servers send one).
+    bom: u8,
     path: [Seg; MAX_PATH],
     expect: Expect,
     lex: Lex,
@@ -148,8 +154,9 @@ impl Default for JsonScanner {
 impl JsonScanner {
     pub fn new() -> Self {
         Self {
-            arrays: 0,
+            arrays: [0; DEPTH_WORDS],
             depth: 0,
+            bom: 0,
             path: [Seg::Elem; MAX_PATH],
             expect: Expect::Value,
             lex: Lex::Between,
@@ -175,10 +182,24 @@ impl JsonScanner {
     }
 
     pub fn feed<V: Visitor>(&mut self, chunk: &[u8], v: &mut V) {
+        const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
         let mut rest = chunk;
         while let Some((&b, tail)) = rest.split_first() {
             if self.failed {
                 return;
+            }
+            // A byte order mark before the document is skipped, in whatever chunks it comes.
+            if self.bom < 3 && self.depth == 0 && self.expect == Expect::Value && self.lex == Lex::Between {
+                if BOM.get(usize::from(self.bom)) == Some(&b) {
+                    self.bom += 1;
+                    rest = tail;
+                    continue;
+                }
+                if self.bom > 0 {
+                    self.fail(); // half a BOM is not JSON
+                    return;
+                }
+                self.bom = 3; // no BOM: stop looking
             }
             // Fast path: skip the body of a string nobody wants, up to its next quote or escape.
             if let Lex::Str { key: false, escaped: false, collect: false } = self.lex {
@@ -213,8 +234,9 @@ impl JsonScanner {
         self.failed = true;
     }
 
-    fn is_array(&self, depth: u8) -> bool {
-        depth >= 1 && (self.arrays >> (depth - 1)) & 1 == 1
+    fn is_array(&self, depth: u16) -> bool {
+        let Some(i) = depth.checked_sub(1) else { return false };
+        self.arrays.get(usize::from(i / 64)).is_some_and(|w| (w >> (i % 64)) & 1 == 1)
     }
 
     fn push(&mut self, array: bool) {
@@ -222,12 +244,15 @@ impl JsonScanner {
             self.fail();
             return;
         }
+        let i = self.depth;
         self.depth += 1;
-        let bit = 1u64 << (self.depth - 1);
-        if array {
-            self.arrays |= bit;
-        } else {
-            self.arrays &= !bit;
+        if let Some(word) = self.arrays.get_mut(usize::from(i / 64)) {
+            let bit = 1u64 << (i % 64);
+            if array {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
         }
         if let Some(seg) = self.path.get_mut(usize::from(self.depth) - 1) {
             *seg = if array { Seg::Elem } else { Seg::Key(Key::Other) };

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 pub mod json;
 pub mod metric;
+pub mod path;
 pub mod policy;
 pub mod reply;
 pub mod request;

@@ -33,6 +33,7 @@ pub enum Counter {
     TokensOutput,
     CostMicros,
     UsageMissing,
+    UsageEstimatedTokens,
     UsageMalformed,
     UsageAnomalies,
     UsageEncoded,
@@ -93,7 +94,7 @@ impl Counter {
         }
     }
 
-    pub(crate) const ALL: [Counter; 44] = [
+    pub(crate) const ALL: [Counter; 45] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -117,6 +118,7 @@ impl Counter {
         Counter::TokensOutput,
         Counter::CostMicros,
         Counter::UsageMissing,
+        Counter::UsageEstimatedTokens,
         Counter::UsageMalformed,
         Counter::UsageAnomalies,
         Counter::UsageEncoded,
@@ -180,6 +182,7 @@ impl Counter {
             Counter::TokensOutput => "fusebox.tokens.output",
             Counter::CostMicros => "fusebox.cost.micros",
             Counter::UsageMissing => "fusebox.usage.missing",
+            Counter::UsageEstimatedTokens => "fusebox.usage.estimated_tokens",
             Counter::UsageMalformed => "fusebox.usage.malformed",
             Counter::UsageAnomalies => "fusebox.usage.anomalies",
             Counter::UsageEncoded => "fusebox.usage.encoded",

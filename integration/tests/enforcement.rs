@@ -131,11 +131,15 @@ fn client_sent_tenant_header_is_replaced_by_the_verified_tenant() {
     let r = stack.chat(Some(&acme), &[("x-fusebox-tenant", "globex")]);
     assert_eq!(r.status, 200);
     // Even on a pass-through route the asserted header is stripped.
+    let r = stack.get(&stack.url("/healthz"), &[("x-fusebox-tenant", "globex")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // And a path no rule names is enforced: no credentials, no upstream.
     let r = stack.post("/other", None, &[("x-fusebox-tenant", "globex")], "{}");
-    assert_eq!(r.status, 404, "mock has no /other: {}", r.body);
+    assert_eq!(r.status, 401, "{}", r.body);
     let stats = stack.mock_stats();
     assert_eq!(stats["tenants"]["acme"]["requests"], 1);
     assert!(stats["tenants"].get("globex").is_none(), "{stats}");
+    assert_eq!(stats["healthz_with_tenant_header"], 0, "the pass-through route lost the asserted header");
 }
 
 #[test]

@@ -134,7 +134,7 @@ fn the_istio_examples_carry_filter_configurations_fusebox_accepts() {
 fn a_broken_filter_configuration_is_refused_by_envoy() {
     // Invalid plugin configuration makes on_configure return false: Envoy must refuse it.
     let template = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
-    let broken = template.replace(r#""unmatched": "pass","#, r#""unmatched": "sometimes","#);
+    let broken = template.replace(r#""unmatched": "enforce","#, r#""unmatched": "sometimes","#);
     assert_ne!(broken, template);
     let dir = work_dir();
     let path = render_into(&dir, "broken.yaml", &broken);

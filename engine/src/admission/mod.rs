@@ -1,13 +1,15 @@
 //! Admission: the decision when a request arrives (`decision.rs`), the record a worker keeps
-//! of an admitted request until it settles (`record.rs`), and read-only views of a tenant's
-//! standing (`status.rs`).
+//! of an admitted request until it settles (`record.rs`), what it is charged (`charge.rs`), and
+//! read-only views of a tenant's standing (`status.rs`).
 
+mod charge;
 mod decision;
 mod record;
 mod status;
 #[cfg(test)]
 mod testkit;
 
+pub use charge::{BodyKind, Charge, Ending};
 pub use decision::{
     admit, open_denial, output_allowance, settle, Allowed, Decision, Denied, DenyCause, Settlement, Warning,
     KILL_SWITCH_RETRY_S,

@@ -5,7 +5,7 @@ use super::decision::{Allowed, Settlement};
 use crate::breaker::ProbeEnd;
 use crate::policy::Limits;
 use crate::request::estimate::RequestEstimate;
-use crate::usage::Summary;
+use crate::usage::{Summary, Usage};
 
 /// What admission took for a request it counted in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct Admitted {
     /// `None` when the request passes without holding anything: observe mode would have
     /// refused it, or the tenant's state could not be updated.
     pub in_flight: Option<InFlight>,
+    /// The prompt's size in tokens as admission saw it (from `content-length`).
+    pub prompt: u64,
     /// The output tokens admission reserved: what this tenant's responses have used (see
     /// [`super::output_allowance`]); a smaller `max_tokens` in the body lowers it.
     pub output_allowance: u64,
@@ -63,6 +65,7 @@ impl Admitted {
             route: route.to_string(),
             limits,
             in_flight,
+            prompt,
             output_allowance,
             estimate: RequestEstimate::default(),
         }
@@ -72,8 +75,18 @@ impl Admitted {
     /// plus the tenant's output allowance or the body's own `max_tokens` where that is smaller
     /// (a request is not held to an allowance far above what this tenant uses).
     pub fn target_reservation(&self) -> u64 {
-        let output = self.estimate.max_output().map_or(self.output_allowance, |m| m.min(self.output_allowance));
-        self.estimate.prompt_tokens().saturating_add(output)
+        self.estimate.prompt_tokens().saturating_add(self.output_cap())
+    }
+
+    /// The output this request is allowed: the tenant's allowance, or the body's own
+    /// `max_tokens` where that is smaller.
+    pub fn output_cap(&self) -> u64 {
+        self.estimate.max_output().map_or(self.output_allowance, |m| m.min(self.output_allowance))
+    }
+
+    /// The prompt's size in tokens: from the body that passed, or `content-length` before it.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.estimate.prompt_tokens().max(self.prompt)
     }
 
     /// The change from what is reserved to [`Admitted::target_reservation`] (none when the
@@ -110,15 +123,23 @@ impl Admitted {
         }
     }
 
-    /// The settlement of the response: what its body reported, whether it was an upstream
-    /// error, and the release of what admission took. `status` is `None` when no response
-    /// headers came.
-    pub fn settlement(&self, status: Option<u16>, summary: &Summary, end: ProbeEnd, cost_micros: u64) -> Settlement {
+    /// The settlement of the response: the usage it is `charged` (see `charge.rs`), whether it
+    /// was an upstream error, and the release of what admission took. `status` is `None` when
+    /// no response headers came.
+    pub fn settlement(
+        &self,
+        status: Option<u16>,
+        summary: &Summary,
+        charged: Usage,
+        end: ProbeEnd,
+        cost_micros: u64,
+    ) -> Settlement {
         let completed = end == ProbeEnd::Completed;
         let upstream_error = status.is_some_and(|s| s >= 500 || s == 429) || summary.error;
-        let succeeded = completed && status.is_some_and(|s| (200..300).contains(&s)) && !summary.error;
+        let succeeded =
+            completed && status.is_some_and(|s| (200..300).contains(&s)) && !summary.error && !summary.malformed;
         Settlement {
-            tokens: summary.usage.map_or(0, |u| u.total()),
+            tokens: charged.total(),
             tool_calls: u64::from(summary.tool_calls),
             completed,
             error: completed && upstream_error,
@@ -126,6 +147,7 @@ impl Admitted {
             release: self.in_flight.is_some(),
             cost_micros,
             reserved: self.in_flight.map_or(0, |f| f.reserved),
+            // Only what a response reported teaches the estimate, never an estimate.
             output_tokens: summary.usage.filter(|_| succeeded).map(|u| u.output_tokens),
         }
     }
@@ -138,6 +160,11 @@ mod tests {
 
     fn admitted(allowed: Option<Allowed>, reserved: u64) -> Admitted {
         Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), allowed, reserved, 0)
+    }
+
+    /// What a response whose body reported `summary`'s usage is charged.
+    fn reported(summary: &Summary) -> Usage {
+        summary.usage.unwrap_or_default()
     }
 
     const PROBE: Allowed = Allowed { probe: true, warning: None };
@@ -154,7 +181,7 @@ mod tests {
     #[test]
     fn a_completed_response_settles_its_usage_and_releases_what_admission_took() {
         let a = admitted(Some(PLAIN), 30);
-        let s = a.settlement(Some(200), &used(10, 5), ProbeEnd::Completed, 7);
+        let s = a.settlement(Some(200), &used(10, 5), reported(&used(10, 5)), ProbeEnd::Completed, 7);
         assert_eq!(
             s,
             Settlement {
@@ -174,38 +201,69 @@ mod tests {
     #[test]
     fn only_a_successful_completed_response_teaches_the_output_estimate() {
         let a = admitted(Some(PLAIN), 0);
-        assert_eq!(a.settlement(Some(200), &used(1, 9), ProbeEnd::Completed, 0).output_tokens, Some(9));
-        assert_eq!(a.settlement(Some(500), &used(1, 9), ProbeEnd::Completed, 0).output_tokens, None);
-        assert_eq!(a.settlement(Some(200), &used(1, 9), ProbeEnd::Abandoned, 0).output_tokens, None);
+        assert_eq!(
+            a.settlement(Some(200), &used(1, 9), reported(&used(1, 9)), ProbeEnd::Completed, 0).output_tokens,
+            Some(9)
+        );
+        assert_eq!(
+            a.settlement(Some(500), &used(1, 9), reported(&used(1, 9)), ProbeEnd::Completed, 0).output_tokens,
+            None
+        );
+        assert_eq!(
+            a.settlement(Some(200), &used(1, 9), reported(&used(1, 9)), ProbeEnd::Abandoned, 0).output_tokens,
+            None
+        );
         let failed = Summary { error: true, ..used(1, 9) };
-        assert_eq!(a.settlement(Some(200), &failed, ProbeEnd::Completed, 0).output_tokens, None);
+        assert_eq!(a.settlement(Some(200), &failed, reported(&failed), ProbeEnd::Completed, 0).output_tokens, None);
     }
 
     #[test]
     fn server_errors_rate_limits_and_error_events_count_as_upstream_errors_only_when_completed() {
         let a = admitted(Some(PLAIN), 0);
         for status in [500, 503, 429] {
-            assert!(a.settlement(Some(status), &Summary::default(), ProbeEnd::Completed, 0).error, "{status}");
+            assert!(
+                a.settlement(Some(status), &Summary::default(), Usage::default(), ProbeEnd::Completed, 0).error,
+                "{status}"
+            );
         }
-        assert!(!a.settlement(Some(404), &Summary::default(), ProbeEnd::Completed, 0).error);
+        assert!(
+            !a.settlement(Some(404), &Summary::default(), reported(&Summary::default()), ProbeEnd::Completed, 0).error
+        );
         let event = Summary { error: true, ..Summary::default() };
-        assert!(a.settlement(Some(200), &event, ProbeEnd::Completed, 0).error);
-        assert!(!a.settlement(Some(500), &event, ProbeEnd::Abandoned, 0).error, "an abandoned stream judges nothing");
-        assert!(!a.settlement(None, &Summary::default(), ProbeEnd::Completed, 0).error, "no response headers");
+        assert!(a.settlement(Some(200), &event, reported(&event), ProbeEnd::Completed, 0).error);
+        assert!(
+            !a.settlement(Some(500), &event, reported(&event), ProbeEnd::Abandoned, 0).error,
+            "an abandoned stream judges nothing"
+        );
+        assert!(
+            !a.settlement(None, &Summary::default(), reported(&Summary::default()), ProbeEnd::Completed, 0).error,
+            "no response headers"
+        );
     }
 
     #[test]
     fn a_probe_reports_how_it_ended_and_a_plain_request_does_not() {
         let probe = admitted(Some(PROBE), 0);
-        assert_eq!(probe.settlement(Some(200), &used(1, 1), ProbeEnd::Abandoned, 0).probe, Some(ProbeEnd::Abandoned));
-        assert_eq!(probe.settlement(Some(200), &used(1, 1), ProbeEnd::Completed, 0).probe, Some(ProbeEnd::Completed));
-        assert_eq!(admitted(Some(PLAIN), 0).settlement(Some(200), &used(1, 1), ProbeEnd::Completed, 0).probe, None);
+        assert_eq!(
+            probe.settlement(Some(200), &used(1, 1), reported(&used(1, 1)), ProbeEnd::Abandoned, 0).probe,
+            Some(ProbeEnd::Abandoned)
+        );
+        assert_eq!(
+            probe.settlement(Some(200), &used(1, 1), reported(&used(1, 1)), ProbeEnd::Completed, 0).probe,
+            Some(ProbeEnd::Completed)
+        );
+        assert_eq!(
+            admitted(Some(PLAIN), 0)
+                .settlement(Some(200), &used(1, 1), reported(&used(1, 1)), ProbeEnd::Completed, 0)
+                .probe,
+            None
+        );
     }
 
     #[test]
     fn a_request_holding_nothing_counts_its_usage_but_releases_nothing() {
         let a = admitted(None, 40);
-        let s = a.settlement(Some(200), &used(3, 4), ProbeEnd::Completed, 0);
+        let s = a.settlement(Some(200), &used(3, 4), reported(&used(3, 4)), ProbeEnd::Completed, 0);
         assert_eq!((s.tokens, s.release, s.reserved, s.probe), (7, false, 0, None));
         assert_eq!(a.release(), Settlement::default());
     }
@@ -257,5 +315,13 @@ mod tests {
         let mut a = Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), None, 0, 700);
         a.estimate.feed(br#"{"max_tokens": 5}"#);
         assert_eq!(a.reservation_change(), ReservationChange::Keep);
+    }
+
+    #[test]
+    fn an_estimated_charge_is_settled_but_teaches_the_output_estimate_nothing() {
+        let a = admitted(Some(PLAIN), 0);
+        let estimate = Usage { input_tokens: 40, output_tokens: 60 };
+        let s = a.settlement(Some(200), &Summary::default(), estimate, ProbeEnd::Abandoned, 0);
+        assert_eq!((s.tokens, s.output_tokens), (100, None));
     }
 }

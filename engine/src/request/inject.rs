@@ -21,10 +21,22 @@ pub enum Injection {
     NotJson,
 }
 
-/// Whether a request path is an OpenAI-style chat completions endpoint.
+/// Whether a canonical request path (see `crate::path`) is an OpenAI-style endpoint whose
+/// streams carry usage only when asked: chat completions, and the legacy completions.
 pub fn is_chat_completions(path: &str) -> bool {
-    let bare = path.split_once('?').map_or(path, |(p, _)| p);
-    bare.ends_with("/chat/completions")
+    let bare = path.split(['?', '#']).next().unwrap_or_default();
+    bare.trim_end_matches('/').ends_with("/completions")
+}
+
+/// Whether a model server reads this `stream` value as true: servers validate leniently
+/// (pydantic's lax booleans), so `1`, `"true"`, `"yes"` and kin stream as well as `true` does.
+pub fn streams(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() == Some(1.0),
+        Value::String(s) => ["1", "true", "yes", "on", "t", "y"].iter().any(|t| s.trim().eq_ignore_ascii_case(t)),
+        _ => false,
+    }
 }
 
 /// What to change in a request body.
@@ -39,7 +51,7 @@ pub struct Rewrite {
 const ALLOWANCE_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
 
 fn add_stream_usage(request: &mut Map<String, Value>) -> bool {
-    if request.get("stream") != Some(&Value::Bool(true)) {
+    if !request.get("stream").is_some_and(streams) {
         return false;
     }
     let options = request.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
@@ -192,7 +204,35 @@ mod tests {
     fn chat_completions_paths_are_recognised() {
         assert!(is_chat_completions("/v1/chat/completions"));
         assert!(is_chat_completions("/openai/deployments/x/chat/completions?api-version=2024"));
-        assert!(!is_chat_completions("/v1/completions"));
+        // The legacy completions stream carries usage only when asked, too.
+        assert!(is_chat_completions("/v1/completions"));
+        assert!(!is_chat_completions("/v1/messages"));
+    }
+
+    #[test]
+    fn every_value_a_model_server_reads_as_true_gets_usage_asked_for() {
+        for stream in ["true", "1", "1.0", r#""true""#, r#""True""#, r#""1""#, r#""yes""#, r#""on""#] {
+            let body = format!(r#"{{"model":"m","stream":{stream}}}"#);
+            let Injection::Rewritten { body, stream_usage_added, .. } = ensure_stream_usage(body.as_bytes()) else {
+                panic!("{stream}: not rewritten")
+            };
+            assert!(stream_usage_added, "{stream}");
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["stream_options"]["include_usage"], true, "{stream}");
+        }
+        for stream in ["false", "0", r#""false""#, r#""no""#, "null", "[]", "2"] {
+            let body = format!(r#"{{"model":"m","stream":{stream}}}"#);
+            assert_eq!(ensure_stream_usage(body.as_bytes()), Injection::Unchanged, "{stream}");
+        }
+    }
+
+    #[test]
+    fn chat_and_legacy_completions_paths_take_stream_options_with_or_without_a_trailing_slash() {
+        assert!(is_chat_completions("/v1/chat/completions"));
+        assert!(is_chat_completions("/v1/chat/completions/"));
+        assert!(is_chat_completions("/v1/completions"));
+        assert!(is_chat_completions("/openai/deployments/gpt4/chat/completions"));
+        assert!(!is_chat_completions("/v1/responses"));
         assert!(!is_chat_completions("/v1/messages"));
     }
 }

@@ -21,7 +21,17 @@ impl JsonBodyScanner {
         let finish = self.json.finish(&mut self.findings);
         let f = &self.findings;
         match finish {
-            Finish::Malformed => Summary { malformed: true, anomalies: f.anomalies, ..Summary::default() },
+            // What was read before the document went wrong (trailing bytes, a second document,
+            // a truncation after the usage) still counts: those figures came from the upstream.
+            Finish::Malformed => Summary {
+                usage: f.usage(),
+                tool_calls: f.tool_calls,
+                error: f.error,
+                malformed: true,
+                events: 0,
+                anomalies: f.anomalies,
+                model: f.model,
+            },
             Finish::Empty => Summary::default(),
             Finish::Complete => Summary {
                 usage: f.usage(),
@@ -152,15 +162,42 @@ mod tests {
     }
 
     #[test]
-    fn truncated_and_garbage_bodies_are_malformed_and_count_nothing() {
-        let truncated = &OPENAI.as_bytes()[..OPENAI.len() - 1];
-        for body in
-            [truncated, b"<html>502 Bad Gateway</html>", br#"{"usage":{"input_tokens":1}}}"#, &[0xff, 0xfe, b'{']]
-        {
+    fn garbage_bodies_are_malformed_and_count_nothing() {
+        for body in [&b"<html>502 Bad Gateway</html>"[..], &[0xff, 0xfe, b'{'], br#"{"id":"x","choices":[{"#] {
             let s = scan_json(body);
             assert!(s.malformed);
             assert_eq!(s.usage, None);
         }
+    }
+
+    #[test]
+    fn usage_read_before_the_body_went_wrong_still_counts() {
+        let truncated = &OPENAI.as_bytes()[..OPENAI.len() - 1];
+        let trailing = [OPENAI.as_bytes(), b" trailing bytes"].concat();
+        let twice = [OPENAI.as_bytes(), OPENAI.as_bytes()].concat();
+        for body in [truncated, &trailing, &twice, br#"{"usage":{"prompt_tokens":12,"completion_tokens":34}}}"#] {
+            let s = scan_every_split(body, "application/json");
+            assert!(s.malformed, "still flagged");
+            assert_eq!(s.usage, usage(12, 34), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_document_is_skipped() {
+        let with_bom = [&[0xEF, 0xBB, 0xBF][..], OPENAI.as_bytes()].concat();
+        let s = scan_every_split(&with_bom, "application/json");
+        assert_eq!((s.usage, s.malformed), (usage(12, 34), false));
+        assert!(scan_json(&[0xEF, 0xBB, b'{', b'}']).malformed, "half a mark is not one");
+    }
+
+    #[test]
+    fn usage_beside_deeply_nested_content_is_found() {
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        let body = format!(
+            r#"{{"choices":[{{"message":{{"tool_calls":[{{"function":{{"arguments":{deep}}}}}]}}}}],"usage":{{"prompt_tokens":7,"completion_tokens":5}}}}"#
+        );
+        let s = scan_json(body.as_bytes());
+        assert_eq!((s.usage, s.malformed), (usage(7, 5), false));
     }
 
     #[test]

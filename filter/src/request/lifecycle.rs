@@ -43,7 +43,7 @@ pub enum Response {
     /// Headers came: the status, the scanner reading the body (`None` when the upstream
     /// compressed it anyway and it cannot be counted), and, for an SSE stream that may be ended
     /// early, what passes it to the client in whole events.
-    Reading { status: u16, scanner: Option<BodyScanner>, flow: Flow, aligner: Option<EventAligner> },
+    Reading { status: u16, scanner: Option<BodyScanner>, flow: Flow, aligner: Option<EventAligner>, bytes: u64 },
 }
 
 /// Whether the client still gets the response body.
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn a_response_has_a_status_only_once_its_headers_came() {
         assert_eq!(Response::Awaiting.status(), None);
-        let reading = Response::Reading { status: 503, scanner: None, flow: Flow::Passing, aligner: None };
+        let reading = Response::Reading { status: 503, scanner: None, flow: Flow::Passing, aligner: None, bytes: 0 };
         assert_eq!(reading.status(), Some(503));
     }
 

@@ -19,6 +19,7 @@ use crate::store::{self, Keys};
 use fusebox_engine::admission::{self, ReservationChange};
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::config::{FilterConfig, Mode};
+use fusebox_engine::path::canonical;
 use fusebox_engine::reply::{self, StreamApi};
 use fusebox_engine::request::estimate::BYTES_PER_TOKEN;
 use fusebox_engine::request::inject;
@@ -61,12 +62,13 @@ impl HttpContext for Request {
         if headers.contains("x-fusebox-tenant") {
             host::set_request_header("x-fusebox-tenant", None);
         }
-        let path = headers.get(":path").unwrap_or_default();
+        // Judged by its canonical form: every spelling of a path lands on the same rule.
+        let path = canonical(&headers.get(":path").unwrap_or_default());
         let worker = Rc::clone(&self.worker);
-        if status::is_status_request(&worker.config, &path) {
+        if worker.config.is_status_path(&path) {
             return status::serve(&worker, &self.active, &headers);
         }
-        let matched = worker.config.route_for(&path);
+        let matched = worker.config.route_for_canonical(&path);
         let mode = matched.mode;
         if mode == Mode::Pass {
             worker.metrics.inc(Counter::RequestsPassed);
@@ -161,7 +163,7 @@ impl HttpContext for Request {
         // A stream that may be ended early passes in whole events, so an ending lands on a boundary.
         let sse = matches!(scanner, Some(BodyScanner::Sse(_)));
         let aligner = (sse && c.admitted.limits.terminate_streams).then(EventAligner::default);
-        c.response = Response::Reading { status, scanner, flow: Flow::Passing, aligner };
+        c.response = Response::Reading { status, scanner, flow: Flow::Passing, aligner, bytes: 0 };
         if let Some(w) = &c.warning {
             host::add_response_header("x-fusebox-warning", w);
         }
@@ -178,7 +180,8 @@ impl HttpContext for Request {
         // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
         let worker = Rc::clone(&self.worker);
         let Some(c) = self.lifecycle.counting() else { return Action::Continue };
-        if let Response::Reading { scanner, flow, aligner, .. } = &mut c.response {
+        if let Response::Reading { scanner, flow, aligner, bytes: seen, .. } = &mut c.response {
+            *seen = seen.saturating_add(body_size as u64);
             let wanted = body_size > 0 && (scanner.is_some() || aligner.is_some());
             let chunk = if wanted { host::response_body(body_size) } else { None };
             let bytes = chunk.as_deref().unwrap_or_default();

@@ -9,22 +9,41 @@ use crate::host;
 use crate::metrics::Counter;
 use crate::runs;
 use crate::store;
-use fusebox_engine::admission;
+use fusebox_engine::admission::{self, BodyKind, Ending};
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::event::{Event, UsageOf};
 use fusebox_engine::usage::{BodyScanner, Summary};
 
 pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd) {
     let status = c.response.status();
-    let summary = match c.response {
-        Response::Reading { scanner: Some(mut scanner), .. } => BodyScanner::finish(&mut scanner),
-        _ => Summary::default(),
+    let (summary, ending) = match c.response {
+        Response::Reading { scanner, bytes, .. } => {
+            let body = match &scanner {
+                Some(BodyScanner::Sse(_)) => BodyKind::Sse,
+                Some(BodyScanner::Json(_)) => BodyKind::Json,
+                None => BodyKind::Unreadable,
+            };
+            let summary = scanner.map(|mut s| s.finish()).unwrap_or_default();
+            (summary, Ending { status, body, bytes })
+        }
+        Response::Awaiting => (Summary::default(), Ending { status: None, body: BodyKind::Json, bytes: 0 }),
     };
     let a = &c.admitted;
     record_metrics(worker, &summary, status, end, &a.tenant);
-    let cost_micros = summary.usage.map_or(0, |u| active.policy.cost_micros(summary.model.as_str(), u));
+    let charge = a.charge(ending, &summary);
+    if charge.estimated {
+        worker.metrics.add(Counter::UsageEstimatedTokens, charge.usage.total());
+        worker.metrics.add(Counter::TokensInput, charge.usage.input_tokens);
+        worker.metrics.add(Counter::TokensOutput, charge.usage.output_tokens);
+        log::info!(
+            "fusebox: response for tenant '{}' ended without usage; charged an estimate of {} tokens",
+            a.tenant,
+            charge.usage.total()
+        );
+    }
+    let cost_micros = active.policy.cost_micros(summary.model.as_str(), charge.usage);
     worker.metrics.add(Counter::CostMicros, cost_micros);
-    let settlement = a.settlement(status, &summary, end, cost_micros);
+    let settlement = a.settlement(status, &summary, charge.usage, end, cost_micros);
     let now_ms = host::now_ms();
     match store::update(&worker.keys, &c.key, |s| admission::settle(s, &a.limits, settlement, now_ms)) {
         Ok((transitions, info)) => report::update(worker, info, &transitions, &a.tenant, a.scope.as_deref()),
@@ -32,7 +51,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     }
     let run_id = c.run.as_ref().map(|r| r.run_id.as_str());
     let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status };
-    worker.reporter.push(Event::usage(&whose, &summary, now_ms), now_ms);
+    worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, now_ms), now_ms);
     let Some(run) = &c.run else { return };
     match runs::settle(&worker.keys, run, &a.limits, settlement.tokens, now_ms) {
         Ok(Some(trip)) => {

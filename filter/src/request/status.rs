@@ -7,16 +7,9 @@ use crate::active::ActivePolicy;
 use crate::host;
 use crate::store;
 use fusebox_engine::admission;
-use fusebox_engine::config::FilterConfig;
 use fusebox_engine::reply::Reply;
 use fusebox_engine::state::TenantState;
 use proxy_wasm::types::Action;
-
-/// Whether `path` (query string ignored) is the configured status endpoint.
-pub fn is_status_request(config: &FilterConfig, path: &str) -> bool {
-    let bare = path.split_once('?').map_or(path, |(p, _)| p);
-    config.status_path.as_deref().is_some_and(|s| s == bare)
-}
 
 pub fn serve(worker: &Worker, active: &ActivePolicy, headers: &host::Headers) -> Action {
     let now_ms = host::now_ms();
@@ -45,30 +38,4 @@ pub fn serve(worker: &Worker, active: &ActivePolicy, headers: &host::Headers) ->
         body: body.to_string(),
     });
     Action::Pause
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(status_path: &str) -> FilterConfig {
-        let policy = r#"{"identity": {"jwt": {"issuer": "i", "audiences": ["a"],
-            "keys": [{"alg": "HS256", "secret": "a-secret-of-some-length"}]}}}"#;
-        let json = format!(r#"{{"status_path": {status_path}, "policy": {policy}}}"#);
-        FilterConfig::from_json(json.as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn the_status_path_matches_with_or_without_a_query_and_nothing_below_it() {
-        let c = config(r#""/fusebox/status""#);
-        assert!(is_status_request(&c, "/fusebox/status"));
-        assert!(is_status_request(&c, "/fusebox/status?verbose=1"));
-        assert!(!is_status_request(&c, "/fusebox/status/x"));
-        assert!(!is_status_request(&c, "/v1/chat/completions"));
-    }
-
-    #[test]
-    fn no_path_is_the_status_endpoint_when_it_is_off() {
-        assert!(!is_status_request(&config("null"), "/fusebox/status"));
-    }
 }

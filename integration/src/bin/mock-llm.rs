@@ -60,6 +60,9 @@ struct Totals {
     last_max_tokens: Option<u64>,
 }
 
+/// Requests to `/healthz` (a pass-through route) that arrived with an `x-fusebox-tenant`.
+static HEALTHZ_WITH_TENANT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[derive(Default, Serialize)]
 struct Stats {
     all: Totals,
@@ -351,6 +354,14 @@ fn broken_body(name: &str) -> Option<(&'static str, Vec<u8>)> {
         "negative-usage" => (JSON, br#"{"usage":{"prompt_tokens":-500,"completion_tokens":3}}"#.to_vec()),
         "absurd-usage" => (JSON, br#"{"usage":{"prompt_tokens":99999999999999999999999,"completion_tokens":3}}"#.to_vec()),
         "html" => (JSON, b"<html><body>502 Bad Gateway</body></html>".to_vec()),
+        // Usage (7/3) in framings a careless server produces: a byte order mark, bytes after the
+        // document, two documents back to back, content nested deeper than 64 levels.
+        "bom" => (JSON, [&[0xEF, 0xBB, 0xBF][..], usage.as_bytes()].concat()),
+        "trailing-bytes" => (JSON, [usage.as_bytes(), b"\n\0garbage"].concat()),
+        "two-documents" => (JSON, [usage.as_bytes(), usage.as_bytes()].concat()),
+        "deep-nesting" => (JSON, format!(r#"{{"choices":[{{"message":{{"content":{}1{}}}}}],"usage":{{"prompt_tokens":7,"completion_tokens":3}}}}"#, "[".repeat(200), "]".repeat(200)).into_bytes()),
+        // A complete answer that names no usage (like a model list).
+        "no-usage" => (JSON, br#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model"}]}"#.to_vec()),
         "sse-crlf" => (SSE, b"data: {\"choices\":[]}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\r\n\r\ndata: [DONE]\r\n\r\n".to_vec()),
         "sse-no-blank-lines" => (SSE, b"data: {\"choices\":[]}\ndata: {\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\ndata: [DONE]\n".to_vec()),
         _ => return None,
@@ -411,7 +422,14 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
             header_u64(&headers, "x-mock-chunk-bytes").and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(64 << 20),
         ),
     };
-    let stream = api != Api::Embeddings && request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    // Lenient like a real model server (pydantic's lax booleans): `1` and `"true"` stream too.
+    let truthy = |v: &Value| match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() == Some(1.0),
+        Value::String(t) => ["1", "true", "yes", "on"].iter().any(|x| t.eq_ignore_ascii_case(x)),
+        _ => false,
+    };
+    let stream = api != Api::Embeddings && request.get("stream").is_some_and(truthy);
     let include_usage =
         api != Api::Chat || request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     if let Some(ms) = header_u64(&headers, "x-mock-latency-ms") {
@@ -481,7 +499,12 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {
     let stats = state.stats.lock().unwrap_or_else(|e| e.into_inner());
-    Json(serde_json::to_value(&*stats).unwrap_or(Value::Null))
+    let mut v = serde_json::to_value(&*stats).unwrap_or(Value::Null);
+    if let Some(fields) = v.as_object_mut() {
+        let n = HEALTHZ_WITH_TENANT.load(std::sync::atomic::Ordering::Relaxed);
+        fields.insert("healthz_with_tenant_header".into(), json!(n));
+    }
+    Json(v)
 }
 
 /// `POST` handler answering as `api`.
@@ -494,7 +517,15 @@ async fn main() -> Result<(), String> {
     let args = Args::parse();
     let state = AppState { args: args.clone(), stats: Arc::default(), spans: Arc::default() };
     let app = Router::new()
-        .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+        .route(
+            "/healthz",
+            get(|h: HeaderMap| async move {
+                if h.contains_key("x-fusebox-tenant") {
+                    HEALTHZ_WITH_TENANT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Json(json!({"ok": true}))
+            }),
+        )
         .route("/mock/stats", get(stats))
         // A Zipkin v2 collector (JSON): Envoy's spans, kept for the tests (`GET /mock/spans`).
         .route(
@@ -516,6 +547,10 @@ async fn main() -> Result<(), String> {
         // Lets tests point the filter's control cluster here to see garbage refused.
         .route("/v1/policy", get(|| async { Json(json!({"not": "a policy"})) }))
         .route("/v1/chat/completions", answers(Api::Chat))
+        // Legacy completions stream like chat does (usage only with `include_usage`).
+        .route("/v1/completions", answers(Api::Chat))
+        // A server that reads a trailing slash as the same endpoint.
+        .route("/v1/chat/completions/", answers(Api::Chat))
         .route("/v1/responses", answers(Api::Responses))
         .route("/v1/messages", answers(Api::Messages))
         .route("/v1/embeddings", answers(Api::Embeddings))

@@ -1,0 +1,270 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! No way around enforcement or counting: a stopped tenant is refused on every spelling of a
+//! path (the request target is sent byte for byte, as an attacker would), a path no rule names
+//! is enforced, and a response that ends without its usage is charged what is known, never 0.
+
+use fusebox_integration::{
+    demo_policy, generous, observed, token, work_dir, workspace_root, Ports, Stack, StackOptions,
+};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// Sends one HTTP/1.1 request with `target` exactly as given; returns the status (0 when the
+/// connection closed without one) and the raw response.
+fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nhost: llm.example\r\ncontent-type: application/json\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    // Read the head and a content-length body (Envoy delays closing after a local reply).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn a_stopped_tenant_is_refused_on_every_spelling_of_a_path_and_unnamed_paths_need_identity() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    every_spelling_is_refused(&stack);
+}
+
+#[test]
+fn without_envoys_path_normalisation_fusebox_alone_still_refuses_every_spelling() {
+    let dir = work_dir();
+    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let bare: String = demo
+        .lines()
+        .filter(|l| {
+            !["normalize_path:", "merge_slashes:", "path_with_escaped_slashes_action:"]
+                .iter()
+                .any(|k| l.trim().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(demo.lines().count() - bare.lines().count(), 3, "the demo normalises paths in Envoy");
+    let config = dir.join("no-normalisation.yaml");
+    std::fs::write(&config, bare).unwrap();
+    let policy_file = dir.join("policy.json");
+    std::fs::write(&policy_file, demo_policy(json!({"free": generous()}), json!({}))).unwrap();
+    let options = StackOptions {
+        ports: Ports::free(),
+        policy_file,
+        db: dir.join("control.db"),
+        envoy_config: config,
+        workers: 2,
+        foreground: false,
+        start_control: true,
+    };
+    let stack = Stack::start_with(options, dir).unwrap();
+    stack.wait_policy_version(1);
+    every_spelling_is_refused(&stack);
+}
+
+fn every_spelling_is_refused(stack: &Stack) {
+    let r = stack.control(
+        "POST",
+        "/v1/tenants/stopped/breaker",
+        &json!({"action": "open", "reason": "bypass test"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = token("stopped", None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.chat(Some(&t), &[]).status != 429 {
+        assert!(Instant::now() < deadline, "the kill switch never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = stack.ports.listen;
+    let bearer = format!("Bearer {t}");
+    // What the upstream served so far (before the kill switch arrived).
+    let served_before = |tenant: &str| stack.mock_stats()["tenants"][tenant]["requests"].as_u64().unwrap_or(0);
+    let (stopped_before, anonymous_before) = (served_before("stopped"), served_before(""));
+    let spellings = [
+        "/v1/chat/completions",
+        "//v1/chat/completions",
+        "/v1//chat/completions",
+        "/./v1/chat/completions",
+        "/healthz/../v1/chat/completions",
+        "/%76%31/chat/completions",
+        "/v1%2Fchat%2Fcompletions",
+        "/v1%2fchat%2fcompletions",
+        "/V1/chat/completions",
+        "/v1/CHAT/completions",
+        "/v1;x=1/chat/completions",
+        "/v1/chat/completions;a=b",
+        "/v1/chat/completions/",
+        "/v1/chat/completions?stream=true",
+        "/v1/chat/./completions",
+        "/x/../v1/chat/completions",
+        "/other/endpoint",
+        "http://llm.example/v1/chat/completions",
+        "http://llm.example//v1/chat/completions",
+    ];
+    for target in spellings {
+        let (status, text) = raw(port, "POST", target, &[("authorization", &bearer)], CHAT);
+        assert!(
+            status == 429 || status == 400,
+            "{target}: a stopped tenant must not be served (got {status}):\n{text}"
+        );
+        if status == 429 {
+            assert!(text.contains("kill_switch"), "{target}: refused by fusebox:\n{text}");
+        }
+        let (anonymous, _) = raw(port, "POST", target, &[], CHAT);
+        assert!(anonymous == 401 || anonymous == 400, "{target}: no credentials, no service (got {anonymous})");
+    }
+    assert_eq!(served_before("stopped"), stopped_before, "the upstream served the stopped tenant");
+    assert_eq!(served_before(""), anonymous_before, "nothing went up unidentified");
+    // What the operator marked `pass` still passes, in any spelling (whatever the upstream says).
+    let (status, text) = raw(port, "GET", "//healthz", &[], "");
+    assert!(status != 0 && status != 401 && !text.to_ascii_lowercase().contains("x-fusebox-reason"), "{text}");
+}
+
+/// Reads the response head and some of the body, then drops the connection (a client reset).
+fn read_a_little_and_reset(port: u16, target: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("POST {target} HTTP/1.1\r\nhost: llm.example\r\ncontent-type: application/json\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("tok1 ") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn tokens(stack: &Stack, t: &str) -> u64 {
+    observed(&stack.status(t), "tokens_60s")
+}
+
+fn wait_for_tokens(stack: &Stack, t: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = tokens(stack, t);
+        if n > 0 && observed(&stack.status(t), "concurrency") == 0 {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "the reset stream was never settled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn streams_that_end_before_their_usage_are_charged_an_estimate_never_zero() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let port = stack.ports.listen;
+    let slow = [("x-mock-chunks", "40"), ("x-mock-chunk-delay-ms", "50"), ("x-mock-output-tokens", "400")];
+
+    // A client reads the first chunks of a stream and hangs up before the usage chunk.
+    let t = token("reader", None);
+    let bearer = format!("Bearer {t}");
+    let stream = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut h = vec![("authorization", bearer.as_str())];
+    h.extend(slow);
+    read_a_little_and_reset(port, "/v1/chat/completions", &h, stream);
+    let charged = wait_for_tokens(&stack, &t);
+    let prompt = (stream.len() as u64).div_ceil(4);
+    assert!(charged >= prompt, "the prompt at least: {charged} < {prompt}");
+
+    // A 50 000-token prompt whose stream is reset after its first chunk: the prompt is charged.
+    let t = token("big-prompt", None);
+    let bearer = format!("Bearer {t}");
+    let content = "x".repeat(200_000);
+    let big =
+        json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": content}]}).to_string();
+    let mut h = vec![("authorization", bearer.as_str())];
+    h.extend(slow);
+    read_a_little_and_reset(port, "/v1/chat/completions", &h, &big);
+    let charged = wait_for_tokens(&stack, &t);
+    assert!(charged >= 50_000, "a reset does not make a 50 000-token prompt free: {charged}");
+
+    // The upstream resets a stream before its usage event.
+    let t = token("cut-upstream", None);
+    let r = stack.post(
+        "/v1/responses",
+        Some(&t),
+        &[("x-mock-abort-after", "3"), ("x-mock-chunks", "10"), ("x-mock-chunk-delay-ms", "20")],
+        r#"{"model":"gpt-4.1","input":"hi","stream":true}"#,
+    );
+    assert!(!r.body.contains("response.completed"), "the stream was cut: {}", r.body);
+    assert!(wait_for_tokens(&stack, &t) > 0, "an upstream reset is not free either");
+
+    assert!(stack.envoy_counter("fusebox.usage.estimated_tokens") > 50_000);
+    // A complete answer without usage (a model list, say) still costs nothing.
+    let t = token("lister", None);
+    assert_eq!(stack.post("/v1/chat/completions", Some(&t), &[("x-mock-body", "no-usage")], CHAT).status, 200);
+    assert_eq!(tokens(&stack, &t), 0);
+}
+
+#[test]
+fn usage_is_asked_for_on_every_value_and_path_a_server_streams_on() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("lenient", None);
+    let h = [("x-mock-input-tokens", "21"), ("x-mock-output-tokens", "13")];
+    let cases = [
+        ("/v1/chat/completions", r#"{"model":"m","stream":1,"messages":[]}"#),
+        ("/v1/chat/completions", r#"{"model":"m","stream":"true","messages":[]}"#),
+        ("/v1/chat/completions/", r#"{"model":"m","stream":true,"messages":[]}"#),
+        ("/v1/completions", r#"{"model":"m","stream":true,"prompt":"hi"}"#),
+    ];
+    for (i, (path, body)) in cases.iter().enumerate() {
+        let r = stack.post(path, Some(&t), &h, body);
+        assert_eq!(r.status, 200, "{path} {body}: {}", r.body);
+        assert!(
+            r.body.contains("text/event-stream") || r.body.contains("data: "),
+            "{path} {body} streamed: {}",
+            r.body
+        );
+        assert_eq!(tokens(&stack, &t), (i as u64 + 1) * 34, "{path} {body}: counted, since usage was asked for");
+    }
+    let mock: Value = stack.mock_stats();
+    assert_eq!(mock["tenants"]["lenient"]["streams_with_usage"], 4);
+}
+
+#[test]
+fn bodies_in_odd_framings_still_count_the_usage_they_carry() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    for (i, name) in ["bom", "trailing-bytes", "two-documents", "deep-nesting"].iter().enumerate() {
+        let t = token(&format!("framing-{i}"), None);
+        let r = stack.post("/v1/chat/completions", Some(&t), &[("x-mock-body", name)], CHAT);
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(tokens(&stack, &t), 10, "{name}: the 7 + 3 tokens the body reported");
+    }
+    assert_eq!(stack.envoy_counter("fusebox.usage.estimated_tokens"), 0, "read, not estimated");
+}
