@@ -40,10 +40,10 @@ struct Usage {
 fn usage(conn: &Connection, tenant: &str, recent_s: u64, day_s: u64, month_s: u64) -> rusqlite::Result<Usage> {
     let from = recent_s.min(day_s).min(month_s);
     conn.query_row(
-        "SELECT COALESCE(SUM(CASE WHEN minute >= ?2 THEN input_tokens + output_tokens END), 0),
-                COALESCE(SUM(CASE WHEN minute >= ?2 THEN requests END), 0),
-                COALESCE(SUM(CASE WHEN minute >= ?3 THEN input_tokens + output_tokens END), 0),
-                COALESCE(SUM(CASE WHEN minute >= ?4 THEN cost_micros END), 0)
+        "SELECT CAST(MIN(TOTAL(CASE WHEN minute >= ?2 THEN input_tokens + output_tokens END), 9.2e18) AS INTEGER),
+                CAST(MIN(TOTAL(CASE WHEN minute >= ?2 THEN requests END), 9.2e18) AS INTEGER),
+                CAST(MIN(TOTAL(CASE WHEN minute >= ?3 THEN input_tokens + output_tokens END), 9.2e18) AS INTEGER),
+                CAST(MIN(TOTAL(CASE WHEN minute >= ?4 THEN cost_micros END), 9.2e18) AS INTEGER)
          FROM usage WHERE tenant = ?1 AND minute >= ?5",
         params![tenant, to_sql(recent_s), to_sql(day_s), to_sql(month_s), to_sql(from)],
         |r| {

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use fusebox_engine::breaker::Phase;
 use fusebox_engine::event::Event;
 use fusebox_engine::policy::{is_valid_tenant_id, Policy};
-use fusebox_engine::usage::Usage;
+use fusebox_engine::usage::{Usage, MAX_TOKENS_PER_FIGURE};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -51,25 +51,51 @@ fn is_label(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Requests one usage event may stand for: a worker merges a minute of one tenant's traffic
+/// per model, route and status; far more than one worker can serve in a minute.
+const MAX_REQUESTS_PER_EVENT: u64 = 10_000_000;
+/// Counts (denials) and figures (thresholds, observed values) an event may carry.
+const MAX_COUNT: u64 = 1 << 40;
+
+/// Whether an event is one a filter could have sent: ids and labels well-formed, every number
+/// within what real traffic produces, so no batch can make the stored sums overflow.
 fn valid(e: &Event) -> bool {
     match e {
-        Event::Usage { tenant, model, route, run_id, .. } => {
+        Event::Usage { tenant, model, route, run_id, status, requests, input_tokens, output_tokens, .. } => {
+            let per_request = |tokens: u64| tokens <= requests.saturating_mul(MAX_TOKENS_PER_FIGURE);
             is_valid_tenant_id(tenant)
                 && model.len() <= 128
                 && is_label(route, 256)
                 && run_id.as_deref().is_none_or(|r| is_label(r, 128))
+                && *status <= 999
+                && (1..=MAX_REQUESTS_PER_EVENT).contains(requests)
+                && per_request(*input_tokens)
+                && per_request(*output_tokens)
         }
-        Event::Denial { tenant, reason, .. } => {
+        Event::Denial { tenant, reason, count, .. } => {
             is_valid_tenant_id(tenant)
                 && is_label(reason, 32)
                 && reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && (1..=MAX_REQUESTS_PER_EVENT).contains(count)
         }
         // The states are typed: an unknown name does not parse, so the event is ignored.
-        Event::Transition { tenant, scope, .. } => {
-            is_valid_tenant_id(tenant) && scope.as_deref().is_none_or(|s| is_label(s, 32))
+        Event::Transition { tenant, scope, metric, threshold, observed, .. } => {
+            is_valid_tenant_id(tenant)
+                && scope.as_deref().is_none_or(|s| is_label(s, 32))
+                && metric.as_deref().is_none_or(|m| is_label(m, 32))
+                && threshold.is_none_or(|t| t <= MAX_COUNT)
+                && observed.is_none_or(|o| o <= MAX_COUNT)
         }
-        Event::Warning { tenant, metric, .. } => is_valid_tenant_id(tenant) && is_label(metric, 32),
+        Event::Warning { tenant, metric, percent, .. } => {
+            is_valid_tenant_id(tenant) && is_label(metric, 32) && *percent <= 100_000
+        }
     }
+}
+
+/// `column + excluded.column`, saturating at the largest integer SQLite stores (values are
+/// never negative), so a total can never overflow into an error that breaks every read.
+fn saturating_add(column: &str) -> String {
+    format!("CASE WHEN {column} > 9223372036854775807 - excluded.{column} THEN 9223372036854775807 ELSE {column} + excluded.{column} END")
 }
 
 /// Stores a batch; usage is priced with `policy` (the one control serves).
@@ -123,7 +149,8 @@ fn bump_totals(tx: &Transaction<'_>, tenant: &str, column: &str, by: u64) -> rus
     tx.execute(
         &format!(
             "INSERT INTO tenant_totals (tenant, {column}) VALUES (?1, ?2)
-             ON CONFLICT(tenant) DO UPDATE SET {column} = {column} + excluded.{column}"
+             ON CONFLICT(tenant) DO UPDATE SET {column} = {sum}",
+            sum = saturating_add(column)
         ),
         params![tenant, to_sql(by)],
     )
@@ -159,19 +186,26 @@ fn store(
                 ],
             )?;
             tx.execute(
-                "INSERT INTO tenant_totals (tenant, requests, input_tokens, output_tokens, cost_micros)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(tenant) DO UPDATE SET requests = requests + excluded.requests,
-                    input_tokens = input_tokens + excluded.input_tokens,
-                    output_tokens = output_tokens + excluded.output_tokens,
-                    cost_micros = cost_micros + excluded.cost_micros",
+                &format!(
+                    "INSERT INTO tenant_totals (tenant, requests, input_tokens, output_tokens, cost_micros)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(tenant) DO UPDATE SET requests = {}, input_tokens = {}, output_tokens = {},
+                        cost_micros = {}",
+                    saturating_add("requests"),
+                    saturating_add("input_tokens"),
+                    saturating_add("output_tokens"),
+                    saturating_add("cost_micros")
+                ),
                 params![tenant, to_sql(*requests), to_sql(*input_tokens), to_sql(*output_tokens), to_sql(cost)],
             )?;
         }
         Event::Denial { tenant, reason, count, .. } => {
             tx.execute(
-                "INSERT INTO tenant_denials (tenant, reason, count) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(tenant, reason) DO UPDATE SET count = count + excluded.count",
+                &format!(
+                    "INSERT INTO tenant_denials (tenant, reason, count) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(tenant, reason) DO UPDATE SET count = {}",
+                    saturating_add("count")
+                ),
                 params![tenant, reason, to_sql(*count)],
             )?;
             bump_totals(tx, tenant, "denials", *count)?;

@@ -110,7 +110,9 @@ pub fn metrics(
         "gauge",
         "Events filters reported dropping (newest report per source, summed).",
     );
-    let dropped = count("SELECT COALESCE(SUM(d), 0) FROM (SELECT MAX(dropped) AS d FROM batches GROUP BY source)")?;
+    let dropped = count(
+        "SELECT CAST(MIN(TOTAL(d), 9.2e18) AS INTEGER) FROM (SELECT MAX(dropped) AS d FROM batches GROUP BY source)",
+    )?;
     let _ = writeln!(out, "fusebox_control_events_dropped_by_filters {dropped}");
     header(&mut out, "fusebox_control_tenants_not_shown", "gauge", "Tenants summed under tenant=\"_other\".");
     let _ = writeln!(out, "fusebox_control_tenants_not_shown {}", rest.len());

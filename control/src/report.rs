@@ -190,10 +190,14 @@ impl UsageLine {
 }
 
 /// `GET /v1/usage`: per tenant, totals and a line per model. Usage is recorded per minute,
-/// so `from`/`to` select whole minutes (a minute counts if it starts in the range).
+/// so `from`/`to` select whole minutes (a minute counts if it starts in the range). Sums
+/// saturate rather than fail (`TOTAL` is a float, exact below 2^53 tokens), so no stored value
+/// can make this answer an error.
 pub fn usage(conn: &Connection, q: &UsageQuery) -> Result<Value, ApiError> {
     let mut stmt = conn.prepare(
-        "SELECT tenant, model, SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros) FROM usage
+        "SELECT tenant, model, CAST(MIN(TOTAL(requests), 9.2e18) AS INTEGER),
+                CAST(MIN(TOTAL(input_tokens), 9.2e18) AS INTEGER), CAST(MIN(TOTAL(output_tokens), 9.2e18) AS INTEGER),
+                CAST(MIN(TOTAL(cost_micros), 9.2e18) AS INTEGER) FROM usage
          WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR tenant = ?3) AND (?4 IS NULL OR model = ?4)
          GROUP BY tenant, model ORDER BY tenant, model",
     )?;

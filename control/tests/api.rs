@@ -421,3 +421,36 @@ async fn the_dashboard_puts_tenants_that_need_attention_first_with_usage_against
     assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().contains("/v1/dashboard") && !page.text().contains("innerHTML"));
 }
+
+#[tokio::test]
+async fn forged_extreme_values_are_ignored_and_no_batch_can_break_the_reads() {
+    let app = service();
+    let usage = |requests: u64, input: u64| {
+        json!({"kind": "usage", "tenant": "acme", "model": "m", "route": "/v1/", "status": 200,
+               "minute": 1_795_428_000u64, "requests": requests, "input_tokens": input, "output_tokens": 1})
+    };
+    // Impossible figures are ignored: near i64::MAX, more tokens than requests can carry, no requests.
+    let forged = json!({"batch_id": "f1", "source": "envoy-1", "events": [
+        usage(1, 9_223_372_036_854_775_000), usage(1, u64::MAX), usage(0, 5), usage(2, 300_000_000),
+        {"kind": "denial", "tenant": "acme", "reason": "tokens_60s", "minute": 1_795_428_000u64, "count": u64::MAX},
+        {"kind": "transition", "tenant": "acme", "from": "closed", "to": "open", "at_ms": 1u64,
+         "metric": "tokens_60s", "threshold": 1u64, "observed": u64::MAX},
+    ]});
+    let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &forged.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!((r.json()["accepted"].as_u64(), r.json()["ignored"].as_u64()), (Some(0), Some(6)), "{}", r.text());
+    // The largest valid figures, many times over: the sums saturate instead of failing.
+    let big = usage(10_000_000, 10_000_000 * 100_000_000);
+    let batch = json!({"batch_id": "b", "source": "envoy-1", "events": vec![big; 9_500]});
+    let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch.to_string()).await;
+    assert_eq!(r.json()["accepted"], 9_500, "{}", r.text());
+    for uri in ["/v1/usage", "/v1/tenants", "/v1/tenants/acme", "/v1/dashboard", "/metrics"] {
+        let r = read(&app, uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+    }
+    let usage = read(&app, "/v1/usage").await.json();
+    let input = usage.pointer("/tenants/0/usage/input_tokens").and_then(Value::as_u64);
+    assert!(input.is_some_and(|n| n >= 9_000_000_000_000_000_000), "saturated, not wrapped or failed: {usage}");
+    let tenant = read(&app, "/v1/tenants/acme").await.json();
+    assert_eq!(tenant["totals"]["input_tokens"], i64::MAX, "the running total saturates: {tenant}");
+}
