@@ -51,6 +51,21 @@ impl Client {
 }
 
 /// Left-aligned text columns.
+/// `text` safe to print on a terminal: control characters (escape sequences among them, C1
+/// included) that came from control's data, an upstream's model name say, are shown escaped
+/// instead of acting on the terminal. Line breaks stay.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
@@ -187,6 +202,12 @@ pub fn render_tenant(t: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_output_shows_control_characters_escaped_and_keeps_lines() {
+        assert_eq!(terminal_safe("gpt\u{1b}[31m-red\u{9b}2J\nnext\u{7}"), "gpt\\u{1b}[31m-red\\u{9b}2J\nnext\\u{7}");
+        assert_eq!(terminal_safe("plain text, ünïcode ok"), "plain text, ünïcode ok");
+    }
 
     #[test]
     fn table_aligns_columns() {

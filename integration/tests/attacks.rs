@@ -114,6 +114,16 @@ fn every_forged_stale_or_malformed_credential_is_refused_before_the_upstream() {
         ),
         ("oversized token", format!("Bearer {}.{}.x", parts[0], "A".repeat(12_000)), "token_too_large"),
         ("no expiry", format!("Bearer {no_exp}"), "token_without_expiry"),
+        (
+            "valid for ten years",
+            format!("Bearer {}", hs(claims(json!({"exp": now + 10 * 365 * 86_400})))),
+            "token_lifetime_too_long",
+        ),
+        (
+            "an expiry near the end of time",
+            format!("Bearer {}", hs(claims(json!({"exp": 9_000_000_000_000_000_000u64})))),
+            "token_lifetime_too_long",
+        ),
         ("no tenant claim", format!("Bearer {no_tenant}"), "missing_tenant_claim"),
         (
             "unsafe tenant claim",

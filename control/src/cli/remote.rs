@@ -4,8 +4,18 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::args::{AuditCmd, BreakerVerb, Command, PolicyCmd, TenantCmd, TierCmd};
-use fusebox_control::client;
+use fusebox_control::client::{self, terminal_safe};
 use serde_json::{json, Value};
+
+/// `println!` for what control answered: shown terminal-safe (see [`terminal_safe`]).
+macro_rules! say {
+    ($($arg:tt)*) => { println!("{}", terminal_safe(&format!($($arg)*))) };
+}
+
+/// `print!` likewise.
+macro_rules! show {
+    ($($arg:tt)*) => { print!("{}", terminal_safe(&format!($($arg)*))) };
+}
 
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -41,11 +51,11 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
         Command::Policy { action, remote } => {
             let c = remote.client();
             match action {
-                PolicyCmd::Show => println!("{}", pretty(&c.call("GET", "/v1/policy", None)?)),
+                PolicyCmd::Show => say!("{}", pretty(&c.call("GET", "/v1/policy", None)?)),
                 PolicyCmd::Apply { file } => {
                     let doc = json_arg(&format!("@{}", file.display()))?;
                     let r = c.call("PUT", "/v1/policy", Some(&doc))?;
-                    println!("policy version {}", r["version"]);
+                    say!("policy version {}", r["version"]);
                 }
             }
         }
@@ -57,17 +67,17 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                 }
                 TierCmd::Delete { tier } => c.call("DELETE", &format!("/v1/tiers/{tier}"), None)?,
             };
-            println!("policy version {}", r["version"]);
+            say!("policy version {}", r["version"]);
         }
         Command::Tenant { action, remote } => {
             let c = remote.client();
             match action {
                 TenantCmd::Show { tenant, json } => {
                     let t = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;
-                    print!("{}", if json { pretty(&t) + "\n" } else { client::render_tenant(&t) });
+                    show!("{}", if json { pretty(&t) + "\n" } else { client::render_tenant(&t) });
                 }
                 TenantCmd::List => {
-                    print!("{}", client::render_tenants(&c.call("GET", "/v1/tenants", None)?));
+                    show!("{}", client::render_tenants(&c.call("GET", "/v1/tenants", None)?));
                 }
                 TenantCmd::Set { tenant, tier, set, unset } => {
                     let current = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;
@@ -86,11 +96,11 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                         entry.remove(k);
                     }
                     let r = c.call("PUT", &format!("/v1/tenants/{tenant}"), Some(&Value::Object(entry)))?;
-                    println!("policy version {}: {}", r["version"], r["after"]);
+                    say!("policy version {}: {}", r["version"], r["after"]);
                 }
                 TenantCmd::Delete { tenant } => {
                     let r = c.call("DELETE", &format!("/v1/tenants/{tenant}"), None)?;
-                    println!("policy version {}", r["version"]);
+                    say!("policy version {}", r["version"]);
                 }
             }
         }
@@ -102,17 +112,17 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             };
             let body = json!({"action": verb, "reason": reason});
             let r = remote.client().call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
-            println!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
+            say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
         Command::Usage { tenant, model, from, to, json, remote } => {
             let q = query(&[("tenant", &tenant), ("model", &model), ("from", &from), ("to", &to)]);
             let u = remote.client().call("GET", &format!("/v1/usage{q}"), None)?;
-            print!("{}", if json { pretty(&u) + "\n" } else { client::render_usage(&u) });
+            show!("{}", if json { pretty(&u) + "\n" } else { client::render_usage(&u) });
         }
         Command::Audit { action: Some(AuditCmd::Verify), remote, .. } => {
             let v = remote.client().call("GET", "/v1/audit/verify", None)?;
             if v["ok"] == Value::Bool(true) {
-                println!("audit log intact: {} entries, head {}", v["entries"], v["head"].as_str().unwrap_or("-"));
+                say!("audit log intact: {} entries, head {}", v["entries"], v["head"].as_str().unwrap_or("-"));
             } else {
                 return Err(format!(
                     "audit log BROKEN at entry {}: {}",
@@ -123,7 +133,7 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
         }
         Command::Audit { action: None, tenant, limit, remote } => {
             let q = query(&[("tenant", &tenant), ("limit", &Some(limit.to_string()))]);
-            print!("{}", client::render_audit(&remote.client().call("GET", &format!("/v1/audit{q}"), None)?));
+            show!("{}", client::render_audit(&remote.client().call("GET", &format!("/v1/audit{q}"), None)?));
         }
         _ => return Err("not a remote command".into()),
     }

@@ -44,6 +44,9 @@ fn default_tier_claim() -> Option<String> {
 fn default_leeway_s() -> u32 {
     30
 }
+fn default_max_lifetime_s() -> u64 {
+    86_400
+}
 fn default_max_token_bytes() -> usize {
     8192
 }
@@ -66,6 +69,10 @@ pub struct JwtConfig {
     pub leeway_s: u32,
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// A token whose `exp` is further away than this is refused: a stolen token must not be
+    /// good for years. Seconds; default one day.
+    #[serde(default = "default_max_lifetime_s")]
+    pub max_lifetime_s: u64,
     #[serde(default)]
     pub keys: Vec<JwtKey>,
     /// A JWK set (`{"keys": [...]}`, RSA and P-256 public keys with their `kid`), as served by
@@ -142,6 +149,9 @@ impl IdentityConfig {
             }
             if !(256..=65_536).contains(&jwt.max_token_bytes) {
                 return Err(field_error("identity.jwt.max_token_bytes", "must be between 256 and 65536"));
+            }
+            if !(60..=31_536_000).contains(&jwt.max_lifetime_s) {
+                return Err(field_error("identity.jwt.max_lifetime_s", "must be between 60 and 31536000"));
             }
             if jwt.keys.is_empty() && jwt.jwks.is_none() {
                 return Err(field_error("identity.jwt.keys", "at least one key (or a 'jwks') is required"));

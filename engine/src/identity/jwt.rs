@@ -51,6 +51,7 @@ pub struct JwtVerifier {
     tier_claim: Option<String>,
     leeway_s: u64,
     max_token_bytes: usize,
+    max_lifetime_s: u64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -117,6 +118,7 @@ impl JwtVerifier {
             tier_claim: cfg.tier_claim.clone(),
             leeway_s: u64::from(cfg.leeway_s),
             max_token_bytes: cfg.max_token_bytes,
+            max_lifetime_s: cfg.max_lifetime_s,
         })
     }
 
@@ -156,7 +158,7 @@ impl JwtVerifier {
         let mut last = IdentityError::BadSignature;
         for k in by_kid {
             match k.key.verify(token, self.options(now_s)) {
-                Ok(claims) => return self.identity_from(claims),
+                Ok(claims) => return self.identity_from(claims, now_s),
                 Err(e) => {
                     last = map_error(&e);
                     if last != IdentityError::BadSignature {
@@ -180,8 +182,11 @@ impl JwtVerifier {
         }
     }
 
-    fn identity_from(&self, claims: JWTClaims<Map<String, Value>>) -> Result<Identity, IdentityError> {
+    fn identity_from(&self, claims: JWTClaims<Map<String, Value>>, now_s: u64) -> Result<Identity, IdentityError> {
         let expires_at_s = claims.expires_at.ok_or(IdentityError::MissingExpiry)?.as_secs();
+        if expires_at_s.saturating_sub(now_s) > self.max_lifetime_s.saturating_add(self.leeway_s) {
+            return Err(IdentityError::LifetimeTooLong);
+        }
         let tenant = match claims.custom.get(&self.tenant_claim) {
             Some(Value::String(s)) => checked_tenant(s)?,
             Some(_) => return Err(IdentityError::InvalidTenant),

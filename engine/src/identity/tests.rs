@@ -323,3 +323,76 @@ fn the_token_cache_stays_bounded() {
     assert!(cache.get(&[99; 32], 0).is_some());
     assert!(cache.get(&[0; 32], 0).is_none());
 }
+
+#[test]
+fn a_token_that_expires_further_ahead_than_the_maximum_lifetime_is_refused() {
+    let long = |valid_for_s: u64| {
+        mint(
+            MintKey::Hs256(DEMO_SECRET),
+            Some("demo"),
+            "https://auth.example",
+            "fusebox",
+            claims(json!({"tenant": "a"})),
+            NOW,
+            valid_for_s,
+        )
+        .unwrap()
+    };
+    assert_eq!(verifier().verify_token(&long(10 * 365 * 86_400), NOW), Err(IdentityError::LifetimeTooLong));
+    assert_eq!(IdentityError::LifetimeTooLong.code(), "token_lifetime_too_long");
+    assert!(verifier().verify_token(&long(86_400), NOW).is_ok(), "a day is the default maximum");
+    // The limit is on what is left of the token, so an old long-lived token ages into it.
+    assert!(verifier().verify_token(&long(2 * 86_400), NOW + 86_400).is_ok());
+}
+
+#[test]
+fn the_maximum_lifetime_is_configurable_within_bounds() {
+    let p = Policy::from_json(
+        policy_json("")
+            .replace(r#""audiences": ["fusebox"],"#, r#""audiences": ["fusebox"], "max_lifetime_s": 600,"#)
+            .as_bytes(),
+    )
+    .unwrap();
+    let v = JwtVerifier::new(p.identity.jwt.as_ref().unwrap()).unwrap();
+    let hour = mint(
+        MintKey::Hs256(DEMO_SECRET),
+        None,
+        "https://auth.example",
+        "fusebox",
+        claims(json!({"tenant": "a"})),
+        NOW,
+        3600,
+    )
+    .unwrap();
+    assert_eq!(v.verify_token(&hour, NOW), Err(IdentityError::LifetimeTooLong));
+    let bad =
+        policy_json("").replace(r#""audiences": ["fusebox"],"#, r#""audiences": ["fusebox"], "max_lifetime_s": 0,"#);
+    assert_eq!(Policy::from_json(bad.as_bytes()).unwrap_err().field, "identity.jwt.max_lifetime_s");
+}
+
+#[test]
+fn a_token_that_failed_is_refused_from_the_cache_for_a_minute_and_checked_again_after() {
+    let p = Policy::from_json(policy_json("").as_bytes()).unwrap();
+    let v = Verifier::new(&p.identity).unwrap();
+    let forged = minted("another-secret-of-length", Some("demo"), "https://auth.example", "fusebox");
+    let c = Credentials { authorization: Some(&format!("Bearer {forged}")), ..Credentials::default() };
+    let mut cache = TokenCache::new(8);
+    assert_eq!(v.identify(&c, &mut cache, NOW), Err(IdentityError::BadSignature));
+    assert_eq!(cache.failures(), 1);
+    assert_eq!(cache.failure(&sha256(forged.as_bytes()), NOW + 59), Some(IdentityError::BadSignature));
+    assert_eq!(v.identify(&c, &mut cache, NOW + 30), Err(IdentityError::BadSignature));
+    assert_eq!(cache.failure(&sha256(forged.as_bytes()), NOW + 61), None, "forgotten after a minute");
+    assert!(cache.is_empty(), "nothing was verified");
+}
+
+#[test]
+fn a_token_used_before_its_nbf_is_not_remembered_as_failed() {
+    let p = Policy::from_json(policy_json("").as_bytes()).unwrap();
+    let v = Verifier::new(&p.identity).unwrap();
+    let t = token(json!({"tenant": "acme"}));
+    let c = Credentials { authorization: Some(&format!("Bearer {t}")), ..Credentials::default() };
+    let mut cache = TokenCache::new(8);
+    assert_eq!(v.identify(&c, &mut cache, NOW - 100), Err(IdentityError::NotYetValid));
+    assert_eq!(cache.failures(), 0);
+    assert!(v.identify(&c, &mut cache, NOW).is_ok(), "valid once its nbf has come");
+}

@@ -64,7 +64,10 @@ impl Verifier {
                 if let Some(id) = cache.get(&digest, now_s) {
                     return Ok(id);
                 }
-                let id = jwt.verify_token(token, now_s)?;
+                if let Some(error) = cache.failure(&digest, now_s) {
+                    return Err(error);
+                }
+                let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(digest, *e, now_s))?;
                 let valid_until = id.expires_at_s.unwrap_or(now_s).saturating_add(jwt.leeway_s());
                 cache.insert(digest, id.clone(), valid_until);
                 Ok(id)
