@@ -454,3 +454,36 @@ async fn forged_extreme_values_are_ignored_and_no_batch_can_break_the_reads() {
     let tenant = read(&app, "/v1/tenants/acme").await.json();
     assert_eq!(tenant["totals"]["input_tokens"], i64::MAX, "the running total saturates: {tenant}");
 }
+
+#[tokio::test]
+async fn a_long_poll_answers_as_soon_as_the_policy_changes() {
+    let app = service();
+    let etag = read(&app, "/v1/policy").await.headers["etag"].to_str().unwrap().to_string();
+    let current = [("if-none-match", etag.as_str())];
+    // Nothing changes: after the wait, 304.
+    let idle = call(&app, "GET", "/v1/policy?wait=1", Some(FILTER), &current, "").await;
+    assert_eq!(idle.status, StatusCode::NOT_MODIFIED);
+    // A change while the poll waits: the poll answers with the new policy, long before its wait ends.
+    let waiting = {
+        let (app, etag) = (app.clone(), etag.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r =
+                call(&app, "GET", "/v1/policy?wait=30", Some(FILTER), &[("if-none-match", etag.as_str())], "").await;
+            (r, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the poll waits while nothing changes");
+    let r = admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "open", "reason": "long poll"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (answer, waited) = waiting.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["version"], 2);
+    assert_eq!(answer.json()["tenants"]["acme"]["forced"]["state"], "open");
+    assert!(waited < std::time::Duration::from_secs(30), "answered on the change, not at the end of the wait");
+    // A stale ETag is answered at once; a bad wait is a clear 400.
+    assert_eq!(call(&app, "GET", "/v1/policy?wait=30", Some(FILTER), &current, "").await.status, StatusCode::OK);
+    let bad = call(&app, "GET", "/v1/policy?wait=soon", Some(FILTER), &[], "").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

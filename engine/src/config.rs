@@ -218,6 +218,9 @@ fn default_poll_interval_ms() -> u64 {
 fn default_timeout_ms() -> u64 {
     1000
 }
+fn default_long_poll_s() -> u64 {
+    25
+}
 fn default_events_path() -> Option<String> {
     Some("/v1/events".to_string())
 }
@@ -239,6 +242,12 @@ pub struct ControlConfig {
     pub poll_interval_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Each poll asks control to hold its answer until the policy changes, up to this many
+    /// seconds (`GET <policy_path>?wait=S`), so a change reaches the workers as soon as it is
+    /// made; `poll_interval_ms` then only paces polls after an unchanged answer or a failure.
+    /// 0: plain polling.
+    #[serde(default = "default_long_poll_s")]
+    pub long_poll_s: u64,
     /// Bearer token for reading the policy and posting events, if control requires one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -285,6 +294,9 @@ impl PluginConfig {
                     "singleton.control",
                     "poll_interval_ms must be at least 100 and timeout_ms at least 1",
                 ));
+            }
+            if s.control.long_poll_s > 60 {
+                return Err(field_error("singleton.control.long_poll_s", "must be at most 60 (0 turns it off)"));
             }
             if !s.control.policy_path.starts_with('/') {
                 return Err(field_error("singleton.control.policy_path", "must start with '/'"));

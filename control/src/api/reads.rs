@@ -21,15 +21,35 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"ok": true, "policy_version": state.served().policy.version}))
 }
 
-pub(super) async fn get_policy(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// The longest a `GET /v1/policy?wait=S` is held.
+pub(super) const MAX_WAIT_S: u64 = 60;
+
+/// `GET /v1/policy`, with `ETag`/`If-None-Match`. With `?wait=S` and an `If-None-Match` that is
+/// current, the answer waits until the policy changes (then 200 with it) or `S` seconds pass
+/// (then 304): a long poll, so a change reaches every Envoy as soon as it is made.
+pub(super) async fn get_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     require_reader(&state.0.config, &headers)?;
-    let served = state.served();
+    let wait_s = match q.get("wait") {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| ApiError::bad_request("wait", "seconds, 0-60"))?.min(MAX_WAIT_S),
+    };
+    let matches = |served: &super::state::Served| {
+        headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == served.etag || t.trim() == "*"))
+    };
+    let mut served = state.served();
+    if wait_s > 0 && matches(&served) {
+        state.changed_from(served.policy.version, std::time::Duration::from_secs(wait_s)).await;
+        served = state.served();
+    }
     let etag = HeaderValue::from_str(&served.etag).map_err(|e| ApiError::internal(e.to_string()))?;
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == served.etag || t.trim() == "*"));
-    if matches {
+    if matches(&served) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     Ok((

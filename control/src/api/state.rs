@@ -39,6 +39,8 @@ impl Served {
 pub struct Inner {
     pub db: Db,
     served: RwLock<Served>,
+    /// The served policy's version, for long polls waiting on a change.
+    changes: tokio::sync::watch::Sender<u64>,
     pub(super) config: Config,
 }
 
@@ -64,7 +66,8 @@ impl AppState {
             (None, None) => return Err("the database holds no policy: pass --policy FILE to seed it".into()),
         };
         let served = Served::new(policy).map_err(|e| e.to_string())?;
-        Ok(AppState(Arc::new(Inner { db, served: RwLock::new(served), config })))
+        let (changes, _) = tokio::sync::watch::channel(served.policy.version);
+        Ok(AppState(Arc::new(Inner { db, served: RwLock::new(served), changes, config })))
     }
 
     pub(super) fn served(&self) -> Served {
@@ -73,8 +76,17 @@ impl AppState {
 
     pub(super) fn publish(&self, policy: Policy) -> Result<(), ApiError> {
         let served = Served::new(policy)?;
+        let version = served.policy.version;
         *self.0.served.write().unwrap_or_else(|p| p.into_inner()) = served;
+        // Wakes every long poll (none waiting is fine).
+        self.0.changes.send_replace(version);
         Ok(())
+    }
+
+    /// Waits until the served policy's version is no longer `seen`, or `limit` passes.
+    pub(super) async fn changed_from(&self, seen: u64, limit: std::time::Duration) {
+        let mut rx = self.0.changes.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|v| *v != seen)).await;
     }
 
     /// Runs blocking database work off the async threads.

@@ -86,6 +86,9 @@ impl SingletonRoot {
             self.shipper.on_response(&self.calls);
         } else if self.poller.owns(token) && self.poller.on_response(body_size) == Polled::Published {
             self.settle_cadence();
+            // Wait for the next change right away; an unchanged answer waits for the tick, so
+            // a control that answers at once (no long poll) is not polled in a tight loop.
+            self.poller.poll(&self.calls);
         }
     }
 }

@@ -24,7 +24,9 @@ pub struct PolicyPoller {
 /// What a poll's answer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Polled {
+    /// A new policy is in shared data: poll again at once (a long poll waits for the next).
     Published,
+    /// Unchanged, failed or refused: the next poll waits for the tick.
     Unchanged,
 }
 
@@ -45,11 +47,20 @@ impl PolicyPoller {
             return; // the previous call always completes (or times out) with a callback
         }
         let c = &calls.config;
-        let mut headers = calls.headers("GET", &c.policy_path);
+        // With a policy in hand, ask control to answer only when it changes (a long poll).
+        let long_poll = self.etag.is_some() && c.long_poll_s > 0;
+        let path = if long_poll {
+            let join = if c.policy_path.contains('?') { '&' } else { '?' };
+            format!("{}{join}wait={}", c.policy_path, c.long_poll_s)
+        } else {
+            c.policy_path.clone()
+        };
+        let mut headers = calls.headers("GET", &path);
         if let Some(etag) = &self.etag {
             headers.push(("if-none-match", etag.as_str()));
         }
-        match host::http_call(&c.cluster, headers, Duration::from_millis(c.timeout_ms)) {
+        let wait_ms = if long_poll { c.long_poll_s.saturating_mul(1000) } else { 0 };
+        match host::http_call(&c.cluster, headers, Duration::from_millis(c.timeout_ms.saturating_add(wait_ms))) {
             Ok(token) => self.in_flight = Some(token),
             Err(s) => {
                 let why = format!("cannot call cluster '{}': {s:?}", c.cluster);
