@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod nodes;
 pub mod policy_ops;
 pub mod prometheus;
 pub mod report;

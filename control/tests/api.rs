@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
+use fusebox_control::nodes::NodeTokens;
 use fusebox_control::{app, AppState, Config};
 use fusebox_engine::policy::Policy;
 use http_body_util::BodyExt;
@@ -22,10 +23,15 @@ const POLICY: &str = r#"{"identity": {"jwt": {"issuer": "i", "audiences": ["a"],
     "prices": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}}}"#;
 
 fn service_on(db: Db, escalation: Escalation) -> Router {
+    service_with(db, escalation, NodeTokens::default())
+}
+
+fn service_with(db: Db, escalation: Escalation, node_tokens: NodeTokens) -> Router {
     let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
     let config = Config {
         admin_token: Some(ADMIN.into()),
         filter_token: Some(FILTER.into()),
+        node_tokens,
         escalation,
         metrics_max_tenants: 0,
     };
@@ -486,4 +492,37 @@ async fn a_long_poll_answers_as_soon_as_the_policy_changes() {
     assert_eq!(call(&app, "GET", "/v1/policy?wait=30", Some(FILTER), &current, "").await.status, StatusCode::OK);
     let bad = call(&app, "GET", "/v1/policy?wait=soon", Some(FILTER), &[], "").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn with_node_tokens_each_envoy_speaks_only_for_itself() {
+    let nodes = format!(
+        "gateway-a {}\ngateway-b {}\n",
+        fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"token-a")),
+        fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"token-b"))
+    );
+    let app = service_with(Db::in_memory().unwrap(), Escalation::default(), NodeTokens::parse(&nodes).unwrap());
+    let batch = |id: &str, source: &str| {
+        json!({"batch_id": id, "source": source, "events": [usage_event("acme", "m", 5, 5)]}).to_string()
+    };
+    // A node posts its own events.
+    let r = call(&app, "POST", "/v1/events", Some("token-a"), &[], &batch("a-1", "gateway-a")).await;
+    assert_eq!((r.status, r.json()["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{}", r.text());
+    // It cannot speak for another node.
+    let r = call(&app, "POST", "/v1/events", Some("token-a"), &[], &batch("a-2", "gateway-b")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.text().contains("gateway-a"), "{}", r.text());
+    // The shared filter token and the admin token read, but post no events.
+    for token in [FILTER, ADMIN] {
+        let r = call(&app, "POST", "/v1/events", Some(token), &[], &batch("f-1", "gateway-a")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        assert_eq!(call(&app, "GET", "/v1/policy", Some(token), &[], "").await.status, StatusCode::OK);
+    }
+    // A node token reads the policy; an unknown token does nothing.
+    assert_eq!(call(&app, "GET", "/v1/policy", Some("token-b"), &[], "").await.status, StatusCode::OK);
+    let r = call(&app, "POST", "/v1/events", Some("stranger"), &[], &batch("s-1", "gateway-a")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Only the node's own batch was counted.
+    let usage = read(&app, "/v1/usage").await.json();
+    assert_eq!(usage.pointer("/tenants/0/usage/requests"), Some(&json!(2)), "{usage}");
 }

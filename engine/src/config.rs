@@ -248,9 +248,14 @@ pub struct ControlConfig {
     /// 0: plain polling.
     #[serde(default = "default_long_poll_s")]
     pub long_poll_s: u64,
-    /// Bearer token for reading the policy and posting events, if control requires one.
+    /// Bearer token for reading the policy and posting events, if control requires one: the
+    /// shared filter token, or this Envoy's own node token (`fusebox-control serve --node-tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The node this Envoy reports events as (with a node token: the node it belongs to).
+    /// Default: Envoy's `node.id` where the singleton can read it, else `envoy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
     /// Where usage and breaker events are POSTed (`null`: not reported).
     #[serde(default = "default_events_path")]
     pub events_path: Option<String>,
@@ -294,6 +299,13 @@ impl PluginConfig {
                     "singleton.control",
                     "poll_interval_ms must be at least 100 and timeout_ms at least 1",
                 ));
+            }
+            if s.control
+                .node_id
+                .as_deref()
+                .is_some_and(|n| n.is_empty() || n.len() > 256 || !n.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(field_error("singleton.control.node_id", "1-256 printable characters"));
             }
             if s.control.long_poll_s > 60 {
                 return Err(field_error("singleton.control.long_poll_s", "must be at most 60 (0 turns it off)"));

@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub foreground: bool,
     /// Start fusebox-control (off: Envoy's control cluster points at whatever is on `ports.control`).
     pub start_control: bool,
+    /// More arguments for `fusebox-control serve`.
+    pub control_args: Vec<String>,
 }
 
 /// A running Envoy + control + mock LLM.
@@ -34,6 +36,7 @@ pub struct Stack {
     children: Vec<(String, Child)>,
     pub(crate) agent: ureq::Agent,
     workers: u32,
+    control_args: Vec<String>,
 }
 
 fn spawn(name: &str, cmd: &mut Command, dir: &Path, foreground: bool) -> Result<Child, String> {
@@ -69,6 +72,7 @@ impl Stack {
                 workers: 2,
                 foreground: false,
                 start_control: true,
+                control_args: Vec::new(),
             };
             Stack::start_with(options, dir)
         })
@@ -89,6 +93,7 @@ impl Stack {
                 workers: 2,
                 foreground: false,
                 start_control: false,
+                control_args: Vec::new(),
             };
             Stack::start_with(options, dir)
         })
@@ -108,7 +113,8 @@ impl Stack {
                 .arg("--admin-token")
                 .arg(DEMO_ADMIN_TOKEN)
                 .arg("--filter-token")
-                .arg(DEMO_FILTER_TOKEN),
+                .arg(DEMO_FILTER_TOKEN)
+                .args(&self.control_args),
             &self.dir,
             foreground,
         )
@@ -160,6 +166,7 @@ impl Stack {
             children: Vec::new(),
             agent,
             workers: o.workers,
+            control_args: o.control_args.clone(),
         };
         if let Err(e) = stack.launch(&o, &envoy, &wasm, &control_bin, &mock_bin) {
             stack.dir.keep();

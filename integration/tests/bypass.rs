@@ -81,6 +81,7 @@ fn without_envoys_path_normalisation_fusebox_alone_still_refuses_every_spelling(
         workers: 2,
         foreground: false,
         start_control: true,
+        control_args: Vec::new(),
     };
     let stack = Stack::start_with(options, dir).unwrap();
     stack.wait_policy_version(1);

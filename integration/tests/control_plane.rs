@@ -323,6 +323,7 @@ fn a_policy_change_reaches_envoy_by_long_poll_without_waiting_for_the_poll_inter
         workers: 2,
         foreground: false,
         start_control: true,
+        control_args: Vec::new(),
     };
     let stack = Stack::start_with(options, dir).unwrap();
     stack.wait_policy_version(1);
@@ -341,4 +342,56 @@ fn a_policy_change_reaches_envoy_by_long_poll_without_waiting_for_the_poll_inter
         version(&r);
         wait_until("the reset", 10, || chat(&stack, &acme, 1, 1).status == 200);
     }
+}
+
+#[test]
+fn an_envoy_with_its_own_node_token_ships_its_events_and_the_shared_token_cannot_forge_them() {
+    let dir = work_dir();
+    let digest = fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"gateway-a-secret"));
+    let nodes = dir.join("nodes.txt");
+    std::fs::write(&nodes, format!("# one line per Envoy\ngateway-a {digest}\n")).unwrap();
+    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let own = demo
+        .replace(r#""token": "fusebox-demo-filter-token""#, r#""token": "gateway-a-secret", "node_id": "gateway-a""#);
+    assert!(own.contains("gateway-a-secret"), "the singleton carries its node token");
+    let config = dir.join("node-token.yaml");
+    std::fs::write(&config, own).unwrap();
+    let policy_file = dir.join("policy.json");
+    std::fs::write(&policy_file, demo_policy(json!({"free": generous()}), json!({}))).unwrap();
+    let options = StackOptions {
+        ports: Ports::free(),
+        policy_file,
+        db: dir.join("control.db"),
+        envoy_config: config,
+        workers: 2,
+        foreground: false,
+        start_control: true,
+        control_args: vec!["--node-tokens".into(), nodes.display().to_string()],
+    };
+    let stack = Stack::start_with(options, dir).unwrap();
+    stack.wait_policy_version(1);
+    let t = token("initech", None);
+    for _ in 0..3 {
+        assert_eq!(chat(&stack, &t, 11, 22).status, 200);
+    }
+    usage_in_control(&stack, "initech", 3);
+    // The shared filter token (in every Envoy's bootstrap) reads, but cannot post for a node.
+    let forged = json!({"batch_id": "forged-1", "source": "gateway-a", "events": [
+        {"kind": "usage", "tenant": "initech", "model": "m", "route": "/v1/", "status": 200,
+         "minute": 1_795_428_000u64, "requests": 1, "input_tokens": 1_000_000, "output_tokens": 1}]});
+    let agent = Stack::start_client();
+    let forged = agent
+        .post(&stack.control_url("/v1/events"))
+        .header("authorization", &format!("Bearer {}", fusebox_integration::DEMO_FILTER_TOKEN))
+        .header("content-type", "application/json")
+        .send(forged.to_string());
+    let status = match forged {
+        Ok(r) => r.status().as_u16(),
+        Err(ureq::Error::StatusCode(code)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 403, "the filter token cannot speak for gateway-a");
+    let usage = usage_in_control(&stack, "initech", 3);
+    assert_eq!(usage["usage"]["requests"], 3, "{usage}");
+    assert_eq!(usage["usage"]["input_tokens"], 33, "nothing forged was counted: {usage}");
 }

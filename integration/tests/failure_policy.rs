@@ -24,6 +24,7 @@ fn stack(failure_policy: &str) -> Stack {
         workers: 1,
         foreground: false,
         start_control: true,
+        control_args: Vec::new(),
     };
     Stack::start_with(options, dir).unwrap()
 }

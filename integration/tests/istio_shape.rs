@@ -26,6 +26,7 @@ fn filter_and_singleton_without_a_vm_id_still_share_the_policy_and_the_event_que
         workers: 2,
         foreground: false,
         start_control: true,
+        control_args: Vec::new(),
     };
     let stack = Stack::start_with(options, dir).unwrap();
     stack.wait_policy_version(1);

@@ -29,15 +29,39 @@ pub(super) fn require_admin(cfg: &Config, headers: &HeaderMap) -> Result<(), Api
     }
 }
 
-/// Reads need the filter or the admin token once either is configured.
+/// Reads need the filter, a node or the admin token once any is configured.
 pub(super) fn require_reader(cfg: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
     let tokens: Vec<&String> = cfg.admin_token.iter().chain(cfg.filter_token.iter()).collect();
-    if tokens.is_empty() {
+    if tokens.is_empty() && cfg.node_tokens.is_empty() {
         return Ok(());
     }
     match bearer(headers) {
         Some(given) if tokens.iter().any(|t| digest_eq(given, t)) => Ok(()),
+        Some(given) if cfg.node_tokens.node_of(given).is_some() => Ok(()),
         _ => Err(ApiError::unauthorized("a valid bearer token is required")),
+    }
+}
+
+/// Who may post events for `source`: with node tokens configured, only the token of that node
+/// (the shared filter token and the admin token cannot speak for an Envoy); otherwise any reader.
+pub(super) fn require_node(cfg: &Config, headers: &HeaderMap, source: &str) -> Result<(), ApiError> {
+    if cfg.node_tokens.is_empty() {
+        return require_reader(cfg, headers);
+    }
+    let Some(given) = bearer(headers) else {
+        return Err(ApiError::unauthorized("events need this node's bearer token"));
+    };
+    match cfg.node_tokens.node_of(given) {
+        Some(node) if node == source => Ok(()),
+        Some(node) => {
+            tracing::warn!("refused events for node '{source}' posted with the token of node '{node}'");
+            Err(ApiError::forbidden(format!("this token belongs to node '{node}', not '{source}'")))
+        }
+        None if require_reader(cfg, headers).is_ok() => {
+            tracing::warn!("refused events for node '{source}' posted without a node token");
+            Err(ApiError::forbidden("events need a node token (--node-tokens); this token can only read"))
+        }
+        None => Err(ApiError::unauthorized("a valid bearer token is required")),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// For the filter: read the policy and post events (the admin token works too).
     pub filter_token: Option<String>,
+    /// Per-Envoy tokens; when any is set, events are accepted only from the node they name.
+    pub node_tokens: crate::nodes::NodeTokens,
     pub escalation: Escalation,
     pub metrics_max_tenants: usize,
 }

@@ -135,6 +135,10 @@ pub(crate) struct ServeArgs {
     /// Token for the filter: reads the policy and posts events (reads need a token once any is set).
     #[arg(long, alias = "read-token", env = "FUSEBOX_FILTER_TOKEN", hide_env_values = true)]
     pub(crate) filter_token: Option<String>,
+    /// Per-Envoy tokens: lines `<node id> <sha256 hex of its token>`. When set, events are
+    /// accepted only from a node's own token and for that node; the filter token can only read.
+    #[arg(long, env = "FUSEBOX_NODE_TOKENS")]
+    pub(crate) node_tokens: Option<PathBuf>,
     /// A tenant tripping this many times within --escalate-window-s is escalated.
     #[arg(long, default_value_t = 3)]
     pub(crate) escalate_trips: u64,

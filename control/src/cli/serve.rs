@@ -4,6 +4,7 @@ use super::args::ServeArgs;
 use super::local::load;
 use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
+use fusebox_control::nodes::NodeTokens;
 use fusebox_control::{app, AppState, Config};
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -22,10 +23,20 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
         Some(path) => Some((load(path)?, path.display().to_string())),
         None => None,
     };
+    let node_tokens = match &args.node_tokens {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let nodes = NodeTokens::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!("{} node tokens: events are accepted only from their nodes", nodes.len());
+            nodes
+        }
+        None => NodeTokens::default(),
+    };
     let db = Db::open(&args.db)?;
     let config = Config {
         admin_token,
         filter_token: args.filter_token.clone(),
+        node_tokens,
         escalation: Escalation { trips: args.escalate_trips.max(1), window_s: args.escalate_window_s.max(1) },
         metrics_max_tenants: args.metrics_max_tenants,
     };
