@@ -117,6 +117,34 @@ fn default_status_path() -> Option<String> {
     Some("/fusebox/status".to_string())
 }
 
+fn default_authorization_header() -> String {
+    "authorization".to_string()
+}
+fn default_api_key_header() -> String {
+    "x-api-key".to_string()
+}
+
+/// The request headers that carry a tenant's credential. fusebox reads them and removes them
+/// before the upstream (the provider's own key is Envoy's to add), so a tenant's JWT or fusebox
+/// key never reaches a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialHeaders {
+    /// `Bearer <JWT or API key>`.
+    #[serde(default = "default_authorization_header")]
+    pub authorization: String,
+    /// A fusebox API key (set another name, e.g. `x-fusebox-key`, where clients must send a
+    /// provider-style `x-api-key`).
+    #[serde(default = "default_api_key_header")]
+    pub api_key: String,
+}
+
+impl Default for CredentialHeaders {
+    fn default() -> Self {
+        CredentialHeaders { authorization: default_authorization_header(), api_key: default_api_key_header() }
+    }
+}
+
 /// Configuration of the HTTP filter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +164,9 @@ pub struct FilterConfig {
     /// no stream goes uncounted (requires holding the request body, at most `inject::MAX_REWRITE_BYTES`).
     #[serde(default = "default_true")]
     pub inject_stream_usage: bool,
+    /// Which headers carry the tenant's credential (read, then removed before the upstream).
+    #[serde(default)]
+    pub credential_headers: CredentialHeaders,
     /// Policy used until (and whenever) no policy from the control service is available.
     pub policy: Policy,
 }
@@ -152,6 +183,17 @@ impl FilterConfig {
                         format!("tier '{tier}' is not in the filter's policy (define it there too)"),
                     ));
                 }
+            }
+        }
+        for (field, name) in
+            [("authorization", &cfg.credential_headers.authorization), ("api_key", &cfg.credential_headers.api_key)]
+        {
+            let token = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.');
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(token) {
+                return Err(field_error(
+                    format!("credential_headers.{field}"),
+                    "a lowercase header name of [a-z0-9-_.]",
+                ));
             }
         }
         if let Some(p) = &cfg.status_path {
@@ -458,5 +500,19 @@ mod tests {
         assert_eq!(err.field, "singleton.control.pol");
         assert!(PluginConfig::from_json(b"not json").is_err());
         assert!(PluginConfig::from_json(b"{}").is_err(), "filter config needs a policy");
+    }
+
+    #[test]
+    fn credential_headers_default_to_authorization_and_x_api_key_and_can_be_renamed() {
+        let cfg = filter("").unwrap();
+        assert_eq!(cfg.credential_headers, CredentialHeaders::default());
+        assert_eq!(cfg.credential_headers.api_key, "x-api-key");
+        let renamed = filter(r#", "credential_headers": {"api_key": "x-fusebox-key"}"#).unwrap();
+        assert_eq!(
+            (renamed.credential_headers.authorization.as_str(), renamed.credential_headers.api_key.as_str()),
+            ("authorization", "x-fusebox-key")
+        );
+        let bad = filter(r#", "credential_headers": {"api_key": "X Fusebox"}"#).unwrap_err();
+        assert_eq!(bad.field, "credential_headers.api_key");
     }
 }

@@ -8,7 +8,11 @@ use std::process::Command;
 
 /// Renders a template with fixed ports and the real `.wasm` into `dir`, returning the path.
 fn render_into(dir: &Path, name: &str, template: &str) -> PathBuf {
+    // The provider examples read their key from a file, which must exist to validate.
+    let key_file = dir.join("provider-key");
+    std::fs::write(&key_file, "Bearer sk-example").unwrap();
     let vars = [
+        ("PROVIDER_KEY_FILE", key_file.display().to_string()),
         ("LISTEN_PORT", "10000".to_string()),
         ("ADMIN_PORT", "9901".to_string()),
         ("CONTROL_PORT", "8090".to_string()),
@@ -55,6 +59,10 @@ fn every_envoy_yaml_validates_with_the_real_envoy() {
     let mut files = Vec::new();
     yaml_files(workspace_root().join("envoy"), &mut files);
     assert!(files.len() >= 2, "expected the demo and the per-route example, found {files:?}");
+    for provider in ["openai", "anthropic", "azure-openai"] {
+        let expected = workspace_root().join(format!("envoy/providers/{provider}.yaml"));
+        assert!(files.contains(&expected), "the {provider} example is shipped and validated");
+    }
     let dir = work_dir();
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();

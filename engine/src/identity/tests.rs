@@ -396,3 +396,17 @@ fn a_token_used_before_its_nbf_is_not_remembered_as_failed() {
     assert_eq!(cache.failures(), 0);
     assert!(v.identify(&c, &mut cache, NOW).is_ok(), "valid once its nbf has come");
 }
+
+#[test]
+fn a_bearer_jwt_wins_over_a_provider_style_api_key_header() {
+    let v = full_verifier(json!({}));
+    let t = token(json!({"tenant": "globex"}));
+    let auth = format!("Bearer {t}");
+    // The Anthropic SDK (and litellm's anthropic route) always send an `x-api-key`.
+    let c = Credentials { authorization: Some(&auth), api_key: Some("sk-ant-provider-key"), ..Credentials::default() };
+    let id = v.identify(&c, &mut TokenCache::new(8), NOW).unwrap();
+    assert_eq!((id.tenant.as_str(), id.source), ("globex", Source::Jwt));
+    // Without a JWT, the API key header is the credential, and an unknown one is refused.
+    let c = Credentials { api_key: Some("sk-ant-provider-key"), ..Credentials::default() };
+    assert_eq!(v.identify(&c, &mut TokenCache::new(8), NOW), Err(IdentityError::UnknownApiKey));
+}

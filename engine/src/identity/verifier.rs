@@ -54,27 +54,43 @@ impl Verifier {
             let tenant = checked_tenant(env.tenant.as_deref().ok_or(IdentityError::MissingTenant)?)?;
             return Ok(Identity { tenant, tier: env.tier.clone(), expires_at_s: None, source: Source::EnvoyJwtAuthn });
         }
+        // A bearer JWT wins over an API key header: clients that must send a provider-style
+        // `x-api-key` (the Anthropic SDK, litellm) still identify by their token.
+        if let (Some(jwt), Ok(token)) = (&self.jwt, bearer(c.authorization)) {
+            if looks_like_jwt(token) {
+                return self.verified_jwt(jwt, token, cache, now_s);
+            }
+        }
         if let Some(key) = c.api_key.filter(|_| !self.api_keys.is_empty()) {
             return self.api_key(key);
         }
         let token = bearer(c.authorization)?;
         match &self.jwt {
-            Some(jwt) if looks_like_jwt(token) || self.api_keys.is_empty() => {
-                let digest = sha256(token.as_bytes());
-                if let Some(id) = cache.get(&digest, now_s) {
-                    return Ok(id);
-                }
-                if let Some(error) = cache.failure(&digest, now_s) {
-                    return Err(error);
-                }
-                let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(digest, *e, now_s))?;
-                let valid_until = id.expires_at_s.unwrap_or(now_s).saturating_add(jwt.leeway_s());
-                cache.insert(digest, id.clone(), valid_until);
-                Ok(id)
-            }
+            Some(jwt) if self.api_keys.is_empty() => self.verified_jwt(jwt, token, cache, now_s),
             _ if !self.api_keys.is_empty() => self.api_key(token),
             _ => Err(IdentityError::MissingCredentials),
         }
+    }
+
+    /// A JWT, from the cache or verified (and cached, failures too).
+    fn verified_jwt(
+        &self,
+        jwt: &JwtVerifier,
+        token: &str,
+        cache: &mut TokenCache,
+        now_s: u64,
+    ) -> Result<Identity, IdentityError> {
+        let digest = sha256(token.as_bytes());
+        if let Some(id) = cache.get(&digest, now_s) {
+            return Ok(id);
+        }
+        if let Some(error) = cache.failure(&digest, now_s) {
+            return Err(error);
+        }
+        let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(digest, *e, now_s))?;
+        let valid_until = id.expires_at_s.unwrap_or(now_s).saturating_add(jwt.leeway_s());
+        cache.insert(digest, id.clone(), valid_until);
+        Ok(id)
     }
 }
 

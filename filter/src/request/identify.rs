@@ -3,15 +3,21 @@
 
 use crate::active::ActivePolicy;
 use crate::host;
+use fusebox_engine::config::CredentialHeaders;
 use fusebox_engine::identity::{Credentials, EnvoyJwt, Identity};
 use fusebox_engine::reply::{self, Reply};
 use fusebox_engine::run::is_valid_run_id;
 
 /// Identifies a request from its headers (and, for `jwt_authn`, Envoy's metadata).
-pub fn identify(active: &ActivePolicy, headers: &host::Headers, now_ms: u64) -> Result<Identity, Reply> {
+pub fn identify(
+    active: &ActivePolicy,
+    names: &CredentialHeaders,
+    headers: &host::Headers,
+    now_ms: u64,
+) -> Result<Identity, Reply> {
     let verifier = &active.verifier;
-    let authorization = headers.get("authorization");
-    let api_key = verifier.accepts_api_keys().then(|| headers.get("x-api-key")).flatten();
+    let authorization = headers.get(&names.authorization);
+    let api_key = verifier.accepts_api_keys().then(|| headers.get(&names.api_key)).flatten();
     let envoy_jwt = verifier.jwt_authn().and_then(|cfg| {
         let claim =
             |name: &str| host::property_string(&["metadata", "filter_metadata", &cfg.filter, &cfg.payload_key, name]);

@@ -75,7 +75,7 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         let now_ms = host::now_ms();
-        let identity = match identify::identify(&self.active, &headers, now_ms) {
+        let identity = match identify::identify(&self.active, &worker.config.credential_headers, &headers, now_ms) {
             Ok(id) => id,
             Err(reply) if mode == Mode::Enforce => {
                 worker.metrics.inc(Counter::Unauthenticated);
@@ -103,6 +103,12 @@ impl HttpContext for Request {
             return Action::Pause; // refused: the reply is sent
         };
         let mut counting = Box::new(counting);
+        // The tenant's credential stops here: the provider's key is Envoy's to add.
+        for name in [&worker.config.credential_headers.authorization, &worker.config.credential_headers.api_key] {
+            if headers.contains(name) {
+                host::set_request_header(name, None);
+            }
+        }
         // Usage is read from the body as it passes, so ask the upstream for it uncompressed.
         if headers.contains("accept-encoding") {
             host::set_request_header("accept-encoding", None);

@@ -13,7 +13,7 @@ use proxy_wasm::types::Action;
 
 pub fn serve(worker: &Worker, active: &ActivePolicy, headers: &host::Headers) -> Action {
     let now_ms = host::now_ms();
-    let identity = match identify::identify(active, headers, now_ms) {
+    let identity = match identify::identify(active, &worker.config.credential_headers, headers, now_ms) {
         Ok(id) => id,
         Err(reply) => {
             host::send_reply(&reply);

@@ -45,7 +45,7 @@ struct Args {
     transcripts: std::path::PathBuf,
 }
 
-#[derive(Default, Serialize, Clone, Copy)]
+#[derive(Default, Serialize, Clone)]
 struct Totals {
     requests: u64,
     input_tokens: u64,
@@ -58,6 +58,9 @@ struct Totals {
     with_accept_encoding: u64,
     /// The output allowance of the latest request that had one.
     last_max_tokens: Option<u64>,
+    /// The first distinct `authorization` and `x-api-key` values that reached the upstream
+    /// (as `authorization: ...` / `x-api-key: ...`), so tests can check which credentials did.
+    credentials_seen: Vec<String>,
 }
 
 /// Requests to `/healthz` (a pass-through route) that arrived with an `x-fusebox-tenant`.
@@ -450,6 +453,14 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
             t.requests += 1;
             t.tool_calls += answer.tool_calls;
             t.with_accept_encoding += u64::from(headers.contains_key(header::ACCEPT_ENCODING));
+            for name in ["authorization", "x-api-key"] {
+                if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                    let seen = format!("{name}: {v}");
+                    if t.credentials_seen.len() < 8 && !t.credentials_seen.contains(&seen) {
+                        t.credentials_seen.push(seen);
+                    }
+                }
+            }
             t.last_max_tokens = allowance.or(t.last_max_tokens);
             if stream {
                 t.streams += 1;
