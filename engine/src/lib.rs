@@ -4,6 +4,7 @@
 //! That keeps every policy decision unit-testable natively and fuzzable.
 
 pub mod admission;
+pub mod api_shape;
 pub mod breaker;
 pub mod budget;
 pub mod config;

@@ -85,3 +85,37 @@ fn the_openai_sdk_gets_a_rate_limit_error_with_the_fusebox_fields_and_honours_th
     assert_eq!(killed["should_retry"], "false");
     assert_eq!(refusals(&stack) - before, 1, "no retry after x-should-retry: false");
 }
+
+/// Runs `integration/sdk/anthropic_errors.py` and returns what it printed.
+fn anthropic_call(stack: &Stack, token: &str) -> Value {
+    let python = workspace_root().join(".venv/bin/python");
+    let out = Command::new(python)
+        .arg(workspace_root().join("integration/sdk/anthropic_errors.py"))
+        .arg(stack.url(""))
+        .arg(token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the SDK script failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn the_anthropic_sdk_raises_its_own_error_types_with_the_fusebox_fields() {
+    let mut bursty = generous();
+    bursty["requests_10s"] = json!(1);
+    let stack = Stack::start(&demo_policy(json!({"free": bursty}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("claude-user", None);
+    while stack.post("/v1/messages", Some(&t), &[], r#"{"model":"claude","max_tokens":64}"#).status != 429 {}
+    let tripped = anthropic_call(&stack, &t);
+    assert_eq!(tripped["raised"], "RateLimitError", "{tripped}");
+    assert_eq!(tripped["error_type"], "rate_limit_error");
+    assert_eq!(tripped["fusebox"]["type"], "tenant_circuit_open");
+    assert_eq!(tripped["fusebox"]["tenant"], "claude-user");
+    assert!(tripped["retry_after"].as_str().is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    let unknown = anthropic_call(&stack, "not-a-token");
+    assert_eq!(unknown["raised"], "AuthenticationError", "{unknown}");
+    assert_eq!(unknown["error_type"], "authentication_error");
+    assert_eq!(unknown["fusebox"]["type"], "invalid_identity");
+}

@@ -11,6 +11,7 @@ use crate::metrics::Counter;
 use crate::runs::{self, AdmittedRun, RunRefusal};
 use crate::store;
 use fusebox_engine::admission::{self, Admitted, Allowed, Decision};
+use fusebox_engine::api_shape;
 use fusebox_engine::config::{Mode, RouteMatch};
 use fusebox_engine::event::Event;
 use fusebox_engine::identity::Identity;
@@ -79,7 +80,12 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
                 Decision::Deny(denied) if enforce => {
                     worker.metrics.inc(Counter::for_denial(denied.cause));
                     let run_id = a.run.as_ref().map(|r| r.run_id.as_str());
-                    refuse(worker, &tenant, &reply::denial(&tenant, &denied, run_id), a.now_ms);
+                    refuse(
+                        worker,
+                        &tenant,
+                        api_shape::for_api(reply::denial(&tenant, &denied, run_id), a.api),
+                        a.now_ms,
+                    );
                     return None;
                 }
                 Decision::Deny(_) => {
@@ -97,7 +103,7 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt, allowance);
     let run = match a.run {
         None => None,
-        Some(r) => admit_run(worker, &j.key, &admitted, &r, enforce, a.now_ms)?,
+        Some(r) => admit_run(worker, &j.key, &admitted, &r, enforce, a.now_ms, a.api)?,
     };
     worker.metrics.inc(Counter::RequestsAllowed);
     if let Some(w) = allowed.and_then(|a: Allowed| a.warning) {
@@ -120,6 +126,7 @@ fn admit_run(
     r: &RunHeaders,
     enforce: bool,
     now_ms: u64,
+    api: StreamApi,
 ) -> Option<Option<AdmittedRun>> {
     let tenant = &admitted.tenant;
     let limits = &admitted.limits;
@@ -132,7 +139,8 @@ fn admit_run(
                 report::store_failed(worker, e);
             }
             worker.metrics.inc(Counter::denied_run(denied.limit));
-            refuse(worker, tenant, &reply::run_denial(tenant, &r.run_id, &denied, limits.run_ttl_s), now_ms);
+            let reply = reply::run_denial(tenant, &r.run_id, &denied, limits.run_ttl_s);
+            refuse(worker, tenant, api_shape::for_api(reply, api), now_ms);
             None
         }
         Err(RunRefusal::Denied(_)) => {
@@ -147,8 +155,8 @@ fn admit_run(
 }
 
 /// Reports a refusal (by its `x-fusebox-reason`) and sends it.
-fn refuse(worker: &Worker, tenant: &str, reply: &reply::Reply, now_ms: u64) {
+fn refuse(worker: &Worker, tenant: &str, reply: reply::Reply, now_ms: u64) {
     let reason = reply.header("x-fusebox-reason").unwrap_or("denied");
     worker.reporter.push(Event::denial(tenant, reason, now_ms), now_ms);
-    host::send_reply(reply);
+    host::send_reply(&reply);
 }

@@ -17,6 +17,7 @@ use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::store::{self, Keys};
 use fusebox_engine::admission::{self, ReservationChange};
+use fusebox_engine::api_shape;
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::path::canonical;
@@ -75,11 +76,13 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         let now_ms = host::now_ms();
+        // Refusals come in the shape of the route's API, so each SDK raises its own error type.
+        let api = StreamApi::for_path(&path);
         let identity = match identify::identify(&self.active, &worker.config.credential_headers, &headers, now_ms) {
             Ok(id) => id,
             Err(reply) if mode == Mode::Enforce => {
                 worker.metrics.inc(Counter::Unauthenticated);
-                host::send_reply(&reply);
+                host::send_reply(&api_shape::for_api(reply, api));
                 return Action::Pause;
             }
             Err(_) => return Action::Continue,
@@ -87,7 +90,7 @@ impl HttpContext for Request {
         let run = match RunHeaders::from_headers(&headers) {
             Ok(run) => run,
             Err(reply) if mode == Mode::Enforce => {
-                host::send_reply(&reply);
+                host::send_reply(&api_shape::for_api(reply, api));
                 return Action::Pause;
             }
             Err(_) => None,
@@ -98,7 +101,7 @@ impl HttpContext for Request {
             .get("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |bytes| bytes.div_ceil(BYTES_PER_TOKEN));
-        let request = admit::Arrival { identity, route: matched, run, now_ms, prompt, api: StreamApi::for_path(&path) };
+        let request = admit::Arrival { identity, route: matched, run, now_ms, prompt, api };
         let Some(counting) = admit::admit(&worker, &self.active, request) else {
             return Action::Pause; // refused: the reply is sent
         };
