@@ -243,4 +243,12 @@ mod tests {
         assert_eq!(Counter::for_denial(DenyCause::KillSwitch).name(), "fusebox.requests.denied.kill_switch");
         assert_eq!(Counter::denied_run(RunLimit::Capacity).name(), "fusebox.requests.denied.run_capacity");
     }
+
+    #[test]
+    fn every_counter_is_documented_in_the_readme_by_its_full_name() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        for c in Counter::ALL {
+            assert!(readme.contains(&format!("`{}`", c.name())), "README lists no `{}`", c.name());
+        }
+    }
 }

@@ -76,7 +76,7 @@ impl Reporter {
             self.idle_until_ms.set(now_ms.saturating_add(NO_QUEUE_RETRY_MS));
             if !self.warned_no_queue.replace(true) {
                 log::warn!(
-                    "fusebox: no event queue '{}' (is the singleton running, with events_path set?); events are not reported",
+                    "no event queue '{}' (is the singleton running, with events_path set?); events are not reported",
                     self.queue_name
                 );
             }
@@ -86,7 +86,7 @@ impl Reporter {
         let Ok(bytes) = serde_json::to_vec(&events) else { return };
         if let Err(s) = host::enqueue(queue, &bytes) {
             // The singleton went away (reload): look the queue up again next time.
-            log::warn!("fusebox: handing {} events to the singleton failed ({s:?}); dropped", events.len());
+            log::warn!("handing {} events to the singleton failed ({s:?}); dropped", events.len());
             self.metrics.add(Counter::EventsDropped, events.len() as u64);
             self.queue.set(None);
         }

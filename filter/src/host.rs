@@ -11,7 +11,7 @@ pub fn now_ms() -> u64 {
     match hostcalls::get_current_time() {
         Ok(t) => t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         Err(s) => {
-            log::warn!("fusebox: get_current_time failed: {s:?}");
+            log::warn!("get_current_time failed: {s:?}");
             0
         }
     }
@@ -38,7 +38,7 @@ impl Headers {
 fn headers(map: MapType) -> Headers {
     // Names are safe to read as strings: Envoy's codecs refuse non-token header names.
     Headers(hostcalls::get_map_bytes(map).unwrap_or_else(|s| {
-        log::warn!("fusebox: reading {map:?} failed: {s:?}");
+        log::warn!("reading {map:?} failed: {s:?}");
         Vec::new()
     }))
 }
@@ -53,31 +53,31 @@ pub fn response_headers() -> Headers {
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-        log::warn!("fusebox: setting request header {name} failed: {s:?}");
+        log::warn!("setting request header {name} failed: {s:?}");
     }
 }
 
 pub fn add_response_header(name: &str, value: &str) {
     if let Err(s) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
-        log::warn!("fusebox: adding response header {name} failed: {s:?}");
+        log::warn!("adding response header {name} failed: {s:?}");
     }
 }
 
 pub fn set_response_header(name: &str, value: &str) {
     if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-        log::warn!("fusebox: setting response header {name} failed: {s:?}");
+        log::warn!("setting response header {name} failed: {s:?}");
     }
 }
 
 pub fn replace_response_body(old_size: usize, body: &[u8]) {
     if let Err(s) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, old_size, body) {
-        log::warn!("fusebox: replacing response body failed: {s:?}");
+        log::warn!("replacing response body failed: {s:?}");
     }
 }
 
 pub fn response_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_else(|s| {
-        log::warn!("fusebox: reading response body failed: {s:?}");
+        log::warn!("reading response body failed: {s:?}");
         None
     })
 }
@@ -88,14 +88,14 @@ pub fn request_body(size: usize) -> Option<Vec<u8>> {
 
 pub fn request_body_range(start: usize, len: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, start, len).unwrap_or_else(|s| {
-        log::warn!("fusebox: reading request body failed: {s:?}");
+        log::warn!("reading request body failed: {s:?}");
         None
     })
 }
 
 pub fn replace_request_body(old_size: usize, body: &[u8]) -> bool {
     hostcalls::set_buffer(BufferType::HttpRequestBody, 0, old_size, body)
-        .map_err(|s| log::warn!("fusebox: replacing request body failed: {s:?}"))
+        .map_err(|s| log::warn!("replacing request body failed: {s:?}"))
         .is_ok()
 }
 
@@ -106,7 +106,7 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
 pub fn send_reply(reply: &fusebox_engine::reply::Reply) {
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     if let Err(s) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
-        log::error!("fusebox: sending local reply {} failed: {s:?}", reply.status);
+        log::error!("sending local reply {} failed: {s:?}", reply.status);
     }
 }
 
@@ -121,7 +121,7 @@ pub fn property_string(path: &[&str]) -> Option<String> {
 /// Filter state readable by access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
 pub fn set_filter_state(name: &str, value: &str) {
     if let Err(s) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
-        log::debug!("fusebox: set_property {name} failed: {s:?}");
+        log::debug!("set_property {name} failed: {s:?}");
     }
 }
 
@@ -135,7 +135,7 @@ pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Statu
 }
 
 pub fn set_tick_period(period: Duration) -> bool {
-    hostcalls::set_tick_period(period).map_err(|s| log::error!("fusebox: set_tick_period failed: {s:?}")).is_ok()
+    hostcalls::set_tick_period(period).map_err(|s| log::error!("set_tick_period failed: {s:?}")).is_ok()
 }
 
 pub fn http_call(cluster: &str, headers: Vec<(&str, &str)>, timeout: Duration) -> Result<u32, Status> {
@@ -163,7 +163,7 @@ pub fn http_call_with_body(
 
 /// Registers a shared queue (singleton); its id, or `None` with a log line.
 pub fn register_queue(name: &str) -> Option<u32> {
-    hostcalls::register_shared_queue(name).map_err(|s| log::error!("fusebox: register_shared_queue failed: {s:?}")).ok()
+    hostcalls::register_shared_queue(name).map_err(|s| log::error!("register_shared_queue failed: {s:?}")).ok()
 }
 
 /// The id of a queue another VM registered, if it exists yet.

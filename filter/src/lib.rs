@@ -48,7 +48,7 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let Some(raw) = host::plugin_configuration() else {
-            log::error!("fusebox: no plugin configuration; expected the filter config or {{\"singleton\": ...}}");
+            log::error!("no plugin configuration; expected the filter config or {{\"singleton\": ...}}");
             return false;
         };
         log::info!("fusebox {} ({}) loading its configuration", env!("CARGO_PKG_VERSION"), env!("FUSEBOX_GIT_HASH"));
@@ -61,7 +61,7 @@ impl RootContext for Root {
                     true
                 }
                 Err(e) => {
-                    log::error!("fusebox: invalid configuration: {e}");
+                    log::error!("invalid configuration: {e}");
                     false
                 }
             },
@@ -72,7 +72,7 @@ impl RootContext for Root {
                 ok
             }
             Err(e) => {
-                log::error!("fusebox: invalid configuration: {e}");
+                log::error!("invalid configuration: {e}");
                 false
             }
         }

@@ -21,7 +21,7 @@ impl Metrics {
             .map(|c| match hostcalls::define_metric(MetricType::Counter, c.name()) {
                 Ok(id) => Some(id),
                 Err(s) => {
-                    log::warn!("fusebox: define_metric {} failed: {s:?}", c.name());
+                    log::warn!("define_metric {} failed: {s:?}", c.name());
                     None
                 }
             })
@@ -62,7 +62,7 @@ impl Metrics {
 
 fn send(id: u32, n: u64) {
     if let Err(s) = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) {
-        log::debug!("fusebox: increment_metric {id} failed: {s:?}");
+        log::debug!("increment_metric {id} failed: {s:?}");
     }
 }
 
@@ -78,7 +78,7 @@ pub struct MemoryGauge {
 impl MemoryGauge {
     pub fn define(name: &str) -> MemoryGauge {
         let id = hostcalls::define_metric(MetricType::Gauge, name)
-            .map_err(|s| log::warn!("fusebox: define_metric {name} failed: {s:?}"))
+            .map_err(|s| log::warn!("define_metric {name} failed: {s:?}"))
             .ok();
         MemoryGauge { id, reported: std::cell::Cell::new(0) }
     }

@@ -31,7 +31,7 @@ impl FilterRoot {
     pub fn new(config: FilterConfig, metrics: Rc<Metrics>) -> Result<FilterRoot, PolicyError> {
         let active = ActivePolicy::new(config.policy.clone())?;
         if config.routes.is_empty() && config.unmatched == Mode::Pass {
-            log::warn!("fusebox: no route rules and unmatched=pass: this filter passes all traffic untouched");
+            log::warn!("no route rules and unmatched=pass: this filter passes all traffic untouched");
         }
         let worker = Worker {
             reporter: Reporter::new(&config.namespace, Rc::clone(&metrics)),
@@ -77,12 +77,12 @@ impl FilterRoot {
         let Some(json) = store::published_policy(&self.worker.keys) else { return };
         match Policy::from_json(&json).and_then(ActivePolicy::new) {
             Ok(active) => {
-                log::info!("fusebox: policy version {} active", active.policy.version);
+                log::info!("policy version {} active", active.policy.version);
                 *self.active.borrow_mut() = Rc::new(active);
                 self.worker.metrics.inc(Counter::PolicyUpdates);
             }
             Err(e) => {
-                log::error!("fusebox: published policy rejected, keeping the current one: {e}");
+                log::error!("published policy rejected, keeping the current one: {e}");
                 self.worker.metrics.inc(Counter::PolicyRejected);
             }
         }

@@ -166,7 +166,7 @@ impl HttpContext for Request {
         } else {
             // We asked for identity; an upstream that compresses anyway cannot be counted.
             self.worker.metrics.inc(Counter::UsageEncoded);
-            log::warn!("fusebox: response for tenant '{}' is {encoding:?}-encoded; not counted", c.admitted.tenant);
+            log::warn!("response for tenant '{}' is {encoding:?}-encoded; not counted", c.admitted.tenant);
             None
         };
         // A stream that may be ended early passes in whole events, so an ending lands on a boundary.
@@ -215,10 +215,7 @@ impl HttpContext for Request {
                         host::replace_response_body(body_size, &out);
                         *flow = Flow::Terminated;
                         worker.metrics.inc(Counter::StreamsTerminated);
-                        log::info!(
-                            "fusebox: tenant '{}' breaker is open: ending its stream in flight",
-                            c.admitted.tenant
-                        );
+                        log::info!("tenant '{}' breaker is open: ending its stream in flight", c.admitted.tenant);
                     } else {
                         let forward = if end_of_stream { aligner.finish(bytes) } else { aligner.push(bytes) };
                         if let Forward::Bytes(out) = forward {
@@ -287,7 +284,7 @@ fn reserve_rest(worker: &Worker, c: &mut Counting) {
         Ok(_) => c.admitted.reservation_changed(change),
         Err(e) => {
             worker.metrics.inc(Counter::StoreErrors);
-            log::warn!("fusebox: adjusting the reservation to the request body failed ({e:?})");
+            log::warn!("adjusting the reservation to the request body failed ({e:?})");
         }
     }
 }

@@ -8,7 +8,7 @@ use fusebox_engine::event::Event;
 
 pub fn store_failed(worker: &Worker, e: StoreError) {
     worker.metrics.inc(Counter::StoreErrors);
-    log::warn!("fusebox: shared-data update failed ({e:?}); request not counted");
+    log::warn!("shared-data update failed ({e:?}); request not counted");
 }
 
 /// Counts and reports an update's transitions; `scope` names the route tier whose breaker it
@@ -16,7 +16,7 @@ pub fn store_failed(worker: &Worker, e: StoreError) {
 pub fn update(worker: &Worker, info: UpdateInfo, transitions: &[Transition], tenant: &str, scope: Option<&str>) {
     if info.corrupt {
         worker.metrics.inc(Counter::StoreCorrupt);
-        log::warn!("fusebox: state of tenant '{tenant}' was unreadable and was reset");
+        log::warn!("state of tenant '{tenant}' was unreadable and was reset");
     }
     for t in transitions {
         worker.metrics.inc(Counter::BreakerTransitions);
@@ -29,7 +29,7 @@ pub fn update(worker: &Worker, info: UpdateInfo, transitions: &[Transition], ten
             (Phase::Open, Some(trip), Some(until)) => {
                 worker.metrics.inc(Counter::BreakerTrips);
                 log::info!(
-                    "fusebox: {whose} breaker {} -> open: {} {} > {}, open for {}s",
+                    "{whose} breaker {} -> open: {} {} > {}, open for {}s",
                     t.from.as_str(),
                     trip.metric,
                     trip.observed,
@@ -37,7 +37,7 @@ pub fn update(worker: &Worker, info: UpdateInfo, transitions: &[Transition], ten
                     until.saturating_sub(t.at_ms).div_ceil(1000)
                 );
             }
-            _ => log::info!("fusebox: {whose} breaker {} -> {}", t.from.as_str(), t.to.as_str()),
+            _ => log::info!("{whose} breaker {} -> {}", t.from.as_str(), t.to.as_str()),
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
         worker.metrics.add(Counter::TokensInput, charge.usage.input_tokens);
         worker.metrics.add(Counter::TokensOutput, charge.usage.output_tokens);
         log::info!(
-            "fusebox: response for tenant '{}' ended without usage; charged an estimate of {} tokens",
+            "response for tenant '{}' ended without usage; charged an estimate of {} tokens",
             a.tenant,
             charge.usage.total()
         );
@@ -58,7 +58,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
             worker.metrics.inc(Counter::RunTrips);
             worker.reporter.push(Event::run_trip(&a.tenant, &run.run_id, &trip, now_ms), now_ms);
             log::info!(
-                "fusebox: tenant '{}' run '{}' tripped: {} {} > {}",
+                "tenant '{}' run '{}' tripped: {} {} > {}",
                 a.tenant,
                 run.run_id,
                 trip.limit.as_str(),
@@ -81,7 +81,7 @@ fn record_metrics(worker: &Worker, summary: &Summary, status: Option<u16>, end: 
     }
     if summary.malformed && end == ProbeEnd::Completed {
         m.inc(Counter::UsageMalformed);
-        log::warn!("fusebox: response for tenant '{tenant}' is not well-formed; counted what was readable");
+        log::warn!("response for tenant '{tenant}' is not well-formed; counted what was readable");
     }
     match summary.usage {
         Some(u) => {

@@ -48,12 +48,7 @@ impl SingletonRoot {
     pub fn start(&mut self) -> bool {
         self.shipper.start(&self.calls.config, &self.namespace);
         let c = &self.calls.config;
-        log::info!(
-            "fusebox: singleton polling cluster '{}' {} every {} ms",
-            c.cluster,
-            c.policy_path,
-            c.poll_interval_ms
-        );
+        log::info!("singleton polling cluster '{}' {} every {} ms", c.cluster, c.policy_path, c.poll_interval_ms);
         host::set_tick_period(Duration::from_millis(START_TICK_MS.min(c.poll_interval_ms)))
     }
 

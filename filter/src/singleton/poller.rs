@@ -97,14 +97,14 @@ impl PolicyPoller {
     fn failed(&mut self, why: &str) {
         self.metrics.inc(Counter::PolicyPollFailures);
         if self.reachable {
-            log::warn!("fusebox: policy poll failed, keeping the last good policy: {why}");
+            log::warn!("policy poll failed, keeping the last good policy: {why}");
         }
         self.reachable = false;
     }
 
     fn recovered(&mut self) {
         if !self.reachable {
-            log::info!("fusebox: control reachable again");
+            log::info!("control reachable again");
         }
         self.reachable = true;
     }
@@ -115,11 +115,11 @@ impl PolicyPoller {
             Ok(()) => {
                 self.generation = generation;
                 self.etag = host::http_call_header("etag");
-                log::info!("fusebox: published policy version {version} (generation {generation})");
+                log::info!("published policy version {version} (generation {generation})");
                 Polled::Published
             }
             Err(s) => {
-                log::error!("fusebox: publishing the policy failed: {s:?}");
+                log::error!("publishing the policy failed: {s:?}");
                 Polled::Unchanged
             }
         }

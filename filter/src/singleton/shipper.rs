@@ -72,13 +72,13 @@ impl EventShipper {
         while let Some(bytes) = host::dequeue(queue) {
             match serde_json::from_slice::<Vec<Event>>(&bytes) {
                 Ok(events) => events.into_iter().for_each(|e| self.backlog.push(e)),
-                Err(e) => log::warn!("fusebox: unreadable event batch from a worker dropped: {e}"),
+                Err(e) => log::warn!("unreadable event batch from a worker dropped: {e}"),
             }
         }
         let newly = self.backlog.newly_dropped();
         if newly > 0 {
             self.metrics.add(Counter::EventsDropped, newly);
-            log::warn!("fusebox: event backlog full: {} oldest events dropped so far", self.backlog.dropped());
+            log::warn!("event backlog full: {} oldest events dropped so far", self.backlog.dropped());
         }
     }
 
@@ -124,7 +124,7 @@ impl EventShipper {
     fn failed(&mut self, why: &str) {
         self.metrics.inc(Counter::EventsShipFailures);
         if self.shipping_ok {
-            log::warn!("fusebox: shipping events to control failed, keeping them for a retry: {why}");
+            log::warn!("shipping events to control failed, keeping them for a retry: {why}");
         }
         self.shipping_ok = false;
     }
@@ -138,7 +138,7 @@ impl EventShipper {
                 self.metrics.add(Counter::EventsShipped, out.events as u64);
                 self.outgoing = None;
                 if !self.shipping_ok {
-                    log::info!("fusebox: shipping events to control works again");
+                    log::info!("shipping events to control works again");
                 }
                 self.shipping_ok = true;
                 // Catch up right away if more is waiting.
@@ -146,7 +146,7 @@ impl EventShipper {
             }
             Some(s) if s.starts_with('4') && s != "401" && s != "403" && s != "429" => {
                 // Control will never accept this batch: drop it rather than retry forever.
-                log::error!("fusebox: control refused an event batch ({s}); {} events dropped", out.events);
+                log::error!("control refused an event batch ({s}); {} events dropped", out.events);
                 self.metrics.add(Counter::EventsDropped, out.events as u64);
                 self.outgoing = None;
             }
