@@ -60,22 +60,39 @@ impl Stack {
 
     /// Like [`Stack::start`], with another Envoy bootstrap from `envoy/`.
     pub fn start_with_envoy(policy_json: &str, envoy_yaml: &str) -> Stack {
+        let path = workspace_root().join("envoy").join(envoy_yaml);
+        let bootstrap = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Stack::start_custom(policy_json, 2, |_| (bootstrap.clone(), Vec::new()))
+    }
+
+    /// Starts a test stack with a bootstrap of the test's own. `prepare` gets the stack's work
+    /// folder (to write files the bootstrap names) and returns the bootstrap (a template, with
+    /// the placeholders of `envoy/demo.yaml`) and extra arguments for `fusebox-control serve`.
+    pub fn start_custom(policy_json: &str, workers: u32, prepare: impl Fn(&Path) -> (String, Vec<String>)) -> Stack {
         retry_start(|| {
             let dir = work_dir();
+            let (bootstrap, control_args) = prepare(&dir);
+            let envoy_config = dir.join("custom-envoy.yaml");
+            std::fs::write(&envoy_config, bootstrap).map_err(|e| format!("writing the bootstrap: {e}"))?;
             let policy_file = dir.join("policy.json");
             std::fs::write(&policy_file, policy_json).map_err(|e| format!("writing policy: {e}"))?;
             let options = StackOptions {
                 ports: Ports::free(),
                 db: dir.join("control.db"),
                 policy_file,
-                envoy_config: workspace_root().join("envoy").join(envoy_yaml),
-                workers: 2,
+                envoy_config,
+                workers,
                 foreground: false,
                 start_control: true,
-                control_args: Vec::new(),
+                control_args,
             };
             Stack::start_with(options, dir)
         })
+    }
+
+    /// The demo bootstrap (`envoy/demo.yaml`), to build a custom one from.
+    pub fn demo_bootstrap() -> String {
+        std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap_or_default()
     }
 
     /// Starts a test stack whose control cluster points at the mock LLM, which answers

@@ -3,9 +3,7 @@
 //! path (the request target is sent byte for byte, as an attacker would), a path no rule names
 //! is enforced, and a response that ends without its usage is charged what is known, never 0.
 
-use fusebox_integration::{
-    demo_policy, generous, observed, token, work_dir, workspace_root, Ports, Stack, StackOptions,
-};
+use fusebox_integration::{demo_policy, generous, observed, token, Stack};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -57,8 +55,7 @@ fn a_stopped_tenant_is_refused_on_every_spelling_of_a_path_and_unnamed_paths_nee
 
 #[test]
 fn without_envoys_path_normalisation_fusebox_alone_still_refuses_every_spelling() {
-    let dir = work_dir();
-    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let demo = Stack::demo_bootstrap();
     let bare: String = demo
         .lines()
         .filter(|l| {
@@ -69,21 +66,8 @@ fn without_envoys_path_normalisation_fusebox_alone_still_refuses_every_spelling(
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(demo.lines().count() - bare.lines().count(), 3, "the demo normalises paths in Envoy");
-    let config = dir.join("no-normalisation.yaml");
-    std::fs::write(&config, bare).unwrap();
-    let policy_file = dir.join("policy.json");
-    std::fs::write(&policy_file, demo_policy(json!({"free": generous()}), json!({}))).unwrap();
-    let options = StackOptions {
-        ports: Ports::free(),
-        policy_file,
-        db: dir.join("control.db"),
-        envoy_config: config,
-        workers: 2,
-        foreground: false,
-        start_control: true,
-        control_args: Vec::new(),
-    };
-    let stack = Stack::start_with(options, dir).unwrap();
+    let policy = demo_policy(json!({"free": generous()}), json!({}));
+    let stack = Stack::start_custom(&policy, 2, |_| (bare.clone(), Vec::new()));
     stack.wait_policy_version(1);
     every_spelling_is_refused(&stack);
 }

@@ -2,10 +2,7 @@
 //! End-to-end through the real Envoy: the control plane's admin API and CLI change what Envoy
 //! enforces at run time (tier changes, the kill switch), and the audit log catches tampering.
 
-use fusebox_integration::{
-    demo_policy, generous, sibling_binary, token, work_dir, workspace_root, Ports, Stack, StackOptions,
-    DEMO_ADMIN_TOKEN,
-};
+use fusebox_integration::{demo_policy, generous, sibling_binary, token, Stack, DEMO_ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -307,25 +304,11 @@ fn usage_made_while_control_is_down_is_delivered_once_it_is_back() {
 #[test]
 fn a_policy_change_reaches_envoy_by_long_poll_without_waiting_for_the_poll_interval() {
     // Polls 30 s apart: only the long poll can carry the kill switch within the deadline below.
-    let dir = work_dir();
-    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let demo = Stack::demo_bootstrap();
     let slow = demo.replace(r#""poll_interval_ms": 1000"#, r#""poll_interval_ms": 30000"#);
     assert_ne!(slow, demo, "the demo polls every second");
-    let config = dir.join("slow-poll.yaml");
-    std::fs::write(&config, slow).unwrap();
-    let policy_file = dir.join("policy.json");
-    std::fs::write(&policy_file, demo_policy(json!({"free": generous()}), json!({}))).unwrap();
-    let options = StackOptions {
-        ports: Ports::free(),
-        policy_file,
-        db: dir.join("control.db"),
-        envoy_config: config,
-        workers: 2,
-        foreground: false,
-        start_control: true,
-        control_args: Vec::new(),
-    };
-    let stack = Stack::start_with(options, dir).unwrap();
+    let policy = demo_policy(json!({"free": generous()}), json!({}));
+    let stack = Stack::start_custom(&policy, 2, |_| (slow.clone(), Vec::new()));
     stack.wait_policy_version(1);
     let acme = token("acme", None);
     // Let the singleton's first answer settle into a long poll.
@@ -346,29 +329,16 @@ fn a_policy_change_reaches_envoy_by_long_poll_without_waiting_for_the_poll_inter
 
 #[test]
 fn an_envoy_with_its_own_node_token_ships_its_events_and_the_shared_token_cannot_forge_them() {
-    let dir = work_dir();
     let digest = fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"gateway-a-secret"));
-    let nodes = dir.join("nodes.txt");
-    std::fs::write(&nodes, format!("# one line per Envoy\ngateway-a {digest}\n")).unwrap();
-    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
-    let own = demo
+    let own = Stack::demo_bootstrap()
         .replace(r#""token": "fusebox-demo-filter-token""#, r#""token": "gateway-a-secret", "node_id": "gateway-a""#);
     assert!(own.contains("gateway-a-secret"), "the singleton carries its node token");
-    let config = dir.join("node-token.yaml");
-    std::fs::write(&config, own).unwrap();
-    let policy_file = dir.join("policy.json");
-    std::fs::write(&policy_file, demo_policy(json!({"free": generous()}), json!({}))).unwrap();
-    let options = StackOptions {
-        ports: Ports::free(),
-        policy_file,
-        db: dir.join("control.db"),
-        envoy_config: config,
-        workers: 2,
-        foreground: false,
-        start_control: true,
-        control_args: vec!["--node-tokens".into(), nodes.display().to_string()],
-    };
-    let stack = Stack::start_with(options, dir).unwrap();
+    let policy = demo_policy(json!({"free": generous()}), json!({}));
+    let stack = Stack::start_custom(&policy, 2, |dir| {
+        let nodes = dir.join("nodes.txt");
+        std::fs::write(&nodes, format!("# one line per Envoy\ngateway-a {digest}\n")).unwrap();
+        (own.clone(), vec!["--node-tokens".into(), nodes.display().to_string()])
+    });
     stack.wait_policy_version(1);
     let t = token("initech", None);
     for _ in 0..3 {

@@ -5,9 +5,7 @@
 //! tenant's. Clients are the official OpenAI and Anthropic Python SDKs, streaming and not.
 
 use fusebox_engine::identity::{hex, sha256};
-use fusebox_integration::{
-    token, work_dir, workspace_root, Ports, Stack, StackOptions, DEMO_AUDIENCE, DEMO_ISSUER, DEMO_SECRET,
-};
+use fusebox_integration::{token, workspace_root, Stack, DEMO_AUDIENCE, DEMO_ISSUER, DEMO_SECRET};
 use serde_json::{json, Value};
 use std::process::Command;
 
@@ -17,7 +15,7 @@ const FUSEBOX_KEY: &str = "fbx-tenant-key-initech-0001";
 /// The demo bootstrap with Envoy's credential injector after fusebox, reading the provider key
 /// from a file.
 fn with_injector(key_file: &std::path::Path) -> String {
-    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let demo = Stack::demo_bootstrap();
     let injector = r#"          - name: envoy.filters.http.credential_injector
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
@@ -45,11 +43,6 @@ fn with_injector(key_file: &std::path::Path) -> String {
 
 #[test]
 fn the_upstream_sees_the_provider_key_and_never_a_tenants_credential() {
-    let dir = work_dir();
-    let key_file = dir.join("provider-key");
-    std::fs::write(&key_file, PROVIDER_KEY).unwrap();
-    let config = dir.join("injector.yaml");
-    std::fs::write(&config, with_injector(&key_file)).unwrap();
     // JWTs and fusebox API keys both configured: the collision the Anthropic SDK's x-api-key causes.
     let policy = json!({
         "identity": {
@@ -58,19 +51,11 @@ fn the_upstream_sees_the_provider_key_and_never_a_tenants_credential() {
         },
         "tiers": {"free": {"tokens_60s": 100_000_000u64}}
     });
-    let policy_file = dir.join("policy.json");
-    std::fs::write(&policy_file, policy.to_string()).unwrap();
-    let options = StackOptions {
-        ports: Ports::free(),
-        policy_file,
-        db: dir.join("control.db"),
-        envoy_config: config,
-        workers: 2,
-        foreground: false,
-        start_control: true,
-        control_args: Vec::new(),
-    };
-    let stack = Stack::start_with(options, dir).unwrap();
+    let stack = Stack::start_custom(&policy.to_string(), 2, |dir| {
+        let key_file = dir.join("provider-key");
+        std::fs::write(&key_file, PROVIDER_KEY).unwrap();
+        (with_injector(&key_file), Vec::new())
+    });
     stack.wait_policy_version(1);
 
     let jwt = token("globex", None);

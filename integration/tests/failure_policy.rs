@@ -2,31 +2,17 @@
 //! What Envoy's plugin `failure_policy` does to traffic once a Wasm VM has failed, shown with a
 //! test-only filter that traps on demand (fusebox itself never panics).
 
-use fusebox_integration::{demo_policy, generous, render, work_dir, workspace_root, Ports, Stack, StackOptions};
+use fusebox_integration::{demo_policy, generous, render, workspace_root, Stack};
 use serde_json::json;
 
 fn stack(failure_policy: &str) -> Stack {
-    let dir = work_dir();
     let trapper = workspace_root().join("target/wasm32-wasip1/release/fusebox_trapper.wasm");
     assert!(trapper.is_file(), "{} missing: `make wasm` builds it", trapper.display());
     let template =
         std::fs::read_to_string(workspace_root().join("integration/envoy-test/failure-policy.yaml")).unwrap();
-    let config = dir.join("failure-policy.yaml");
     let vars = [("FAILURE_POLICY", failure_policy.to_string()), ("TRAPPER_WASM", trapper.display().to_string())];
-    std::fs::write(&config, render(&template, &vars)).unwrap();
-    let policy_file = dir.join("policy.json");
-    std::fs::write(&policy_file, demo_policy(json!({"free": generous()}), json!({}))).unwrap();
-    let options = StackOptions {
-        ports: Ports::free(),
-        policy_file,
-        db: dir.join("control.db"),
-        envoy_config: config,
-        workers: 1,
-        foreground: false,
-        start_control: true,
-        control_args: Vec::new(),
-    };
-    Stack::start_with(options, dir).unwrap()
+    let bootstrap = render(&template, &vars);
+    Stack::start_custom(&demo_policy(json!({"free": generous()}), json!({})), 1, |_| (bootstrap.clone(), Vec::new()))
 }
 
 fn healthz(stack: &Stack) -> u16 {

@@ -3,32 +3,18 @@
 //! none). The singleton, installed through a bootstrap override, must then also leave it blank to
 //! share the filter's shared data and queue. This runs the demo stack in that shape.
 
-use fusebox_integration::{demo_policy, token, work_dir, workspace_root, Ports, Stack, StackOptions};
+use fusebox_integration::{demo_policy, token, Stack};
 use serde_json::json;
 
 #[test]
 fn filter_and_singleton_without_a_vm_id_still_share_the_policy_and_the_event_queue() {
-    let dir = work_dir();
-    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let demo = Stack::demo_bootstrap();
     let blank: String = demo.lines().filter(|l| l.trim() != "vm_id: fusebox").map(|l| format!("{l}\n")).collect();
     assert_eq!(demo.matches("vm_id: fusebox").count(), 2);
     assert!(!blank.contains("vm_id: fusebox"));
-    let config = dir.join("blank-vm-id.yaml");
-    std::fs::write(&config, blank).unwrap();
-    let policy_file = dir.join("policy.json");
     // A limit only control's policy has: it shows the singleton's publication reached the workers.
-    std::fs::write(&policy_file, demo_policy(json!({"free": {"requests_10s": 2}}), json!({}))).unwrap();
-    let options = StackOptions {
-        ports: Ports::free(),
-        policy_file,
-        db: dir.join("control.db"),
-        envoy_config: config,
-        workers: 2,
-        foreground: false,
-        start_control: true,
-        control_args: Vec::new(),
-    };
-    let stack = Stack::start_with(options, dir).unwrap();
+    let policy = demo_policy(json!({"free": {"requests_10s": 2}}), json!({}));
+    let stack = Stack::start_custom(&policy, 2, |_| (blank.clone(), Vec::new()));
     stack.wait_policy_version(1);
     let t = token("meshed", None);
     let statuses: Vec<u16> = (0..4).map(|_| stack.chat(Some(&t), &[]).status).collect();
