@@ -8,6 +8,7 @@ use crate::db::{self, Db};
 use crate::error::ApiError;
 use fusebox_engine::identity::{hex, sha256};
 use fusebox_engine::policy::{Forced, ForcedBreaker, Limits, Policy, TenantPolicy};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -266,6 +267,15 @@ pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied),
             _ => json!({"version": version, "before": before, "after": after}),
         };
         record(tx, change, actor, "applied", details)?;
+        // A reset or a hold closed is the breaker's real state from now on (every worker drops
+        // the open state on the tenant's next request): show it, not the last reported `open`.
+        if let Change::Breaker { tenant, action: BreakerAction::Reset | BreakerAction::Close, .. } = change {
+            tx.execute(
+                "UPDATE breaker_state SET state = 'closed', at_ms = ?2, metric = NULL, threshold = NULL,
+                    observed = NULL, open_until_ms = NULL, source = ?3 WHERE tenant = ?1",
+                params![tenant, db::to_sql(db::now_ms()), format!("operator:{actor}")],
+            )?;
+        }
         Ok((checked, Applied { version, before, after }))
     });
     if let Err(e) = &result {

@@ -4,7 +4,7 @@
 use crate::db::{from_sql, to_sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
-use crate::report::{cost, Totals};
+use crate::report::{cost, Totals, STATE_NOW};
 use fusebox_engine::policy::Policy;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,10 +31,10 @@ pub fn metrics(
     esc: Escalation,
     max_tenants: usize,
 ) -> Result<String, ApiError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT t.tenant, t.requests, t.input_tokens, t.output_tokens, t.cost_micros, t.denials, t.trips, t.warnings, b.state
-         FROM tenant_totals t LEFT JOIN breaker_state b ON b.tenant = t.tenant",
-    )?;
+         FROM tenant_totals t LEFT JOIN (SELECT tenant, {STATE_NOW} AS state FROM breaker_state) b ON b.tenant = t.tenant"
+    ))?;
     let mut rows: Vec<MetricTenant> = stmt
         .query_map([], |r| {
             let input = from_sql(r.get(2)?);

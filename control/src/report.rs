@@ -26,9 +26,16 @@ pub struct ReportedBreaker {
     pub source: String,
 }
 
+/// A reported state as it stands now: an `open` whose cooldown has passed is `half_open` (the
+/// next request is a probe), whether or not a request has come since to report it.
+pub(crate) const STATE_NOW: &str = "CASE WHEN state = 'open' AND open_until_ms IS NOT NULL
+     AND open_until_ms <= CAST(strftime('%s', 'now') AS INTEGER) * 1000 THEN 'half_open' ELSE state END";
+
 pub(crate) fn reported_breaker(conn: &Connection, tenant: &str) -> rusqlite::Result<Option<ReportedBreaker>> {
     conn.query_row(
-        "SELECT state, at_ms, metric, threshold, observed, open_until_ms, source FROM breaker_state WHERE tenant = ?1",
+        &format!(
+            "SELECT {STATE_NOW}, at_ms, metric, threshold, observed, open_until_ms, source FROM breaker_state WHERE tenant = ?1"
+        ),
         [tenant],
         |r| {
             Ok(ReportedBreaker {

@@ -526,3 +526,34 @@ async fn with_node_tokens_each_envoy_speaks_only_for_itself() {
     let usage = read(&app, "/v1/usage").await.json();
     assert_eq!(usage.pointer("/tenants/0/usage/requests"), Some(&json!(2)), "{usage}");
 }
+
+#[tokio::test]
+async fn the_breaker_state_shown_is_the_real_one_after_a_cooldown_or_an_operator_reset() {
+    let app = service();
+    let now = fusebox_control::db::now_ms();
+    let state = |app: Router| async move { read(&app, "/v1/tenants/acme").await.json()["breaker"]["state"].clone() };
+    // Tripped 10 s ago with a 30 s cooldown: open.
+    let batch = json!({"batch_id": "t1", "source": "envoy-1", "events": [trip(now - 10_000)]});
+    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch.to_string()).await.status, StatusCode::OK);
+    assert_eq!(state(app.clone()).await, "open");
+    // Its cooldown over and no request since: half-open (the next request is a probe), not open.
+    let old = json!({"batch_id": "t3", "source": "envoy-2", "events": [{
+        "kind": "transition", "tenant": "globex", "from": "closed", "to": "open", "at_ms": now - 60_000,
+        "metric": "tokens_60s", "threshold": 100, "observed": 150, "open_until_ms": now - 30_000}]});
+    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &old.to_string()).await.status, StatusCode::OK);
+    assert_eq!(read(&app, "/v1/tenants/globex").await.json()["breaker"]["state"], "half_open");
+    assert!(read(&app, "/metrics")
+        .await
+        .text()
+        .contains(r#"fusebox_tenant_breaker_state{tenant="globex",state="half_open"} 1"#));
+    // An operator reset: closed at once, before the tenant's next request reports it.
+    let r = admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "reset", "reason": "fixed"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let tenant = read(&app, "/v1/tenants/acme").await.json();
+    assert_eq!(tenant["breaker"]["state"], "closed", "{tenant}");
+    assert_eq!(tenant["breaker"]["source"], "operator:admin:alice");
+    // A report from before the reset arriving late does not bring `open` back.
+    let late = json!({"batch_id": "t4", "source": "envoy-1", "events": [trip(now - 5_000)]});
+    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &late.to_string()).await.status, StatusCode::OK);
+    assert_eq!(state(app.clone()).await, "closed");
+}
