@@ -163,8 +163,19 @@ fn the_cli_drives_the_api_with_readable_output() {
     assert_eq!(policy["tenants"]["acme"]["tokens_60s"], 123456);
     let (ok, out) = cli(&stack, &["tenant", "set", "acme", "--set", "tokens_60s=0"]);
     assert!(!ok && out.contains("tenants.acme.tokens_60s"), "a bad value is refused naming the field: {out}");
+    // Replacing a whole tier is explicit; --set changes one field and keeps the others.
     let (ok, out) = cli(&stack, &["tier", "set", "pro", r#"{"tokens_60s": 999999}"#]);
+    assert!(!ok && out.contains("--replace"), "{out}");
+    let (ok, out) = cli(&stack, &["tier", "set", "pro", "--set", "requests_10s=77"]);
     assert!(ok, "{out}");
+    let policy: Value = serde_json::from_str(&cli(&stack, &["policy", "show"]).1).unwrap();
+    assert_eq!(policy["tiers"]["pro"]["requests_10s"], 77);
+    assert_eq!(policy["tiers"]["pro"]["tokens_60s"], 100_000_000u64, "the tier's other fields are kept");
+    let (ok, out) = cli(&stack, &["tier", "set", "pro", r#"{"tokens_60s": 999999}"#, "--replace"]);
+    assert!(ok, "{out}");
+    let policy: Value = serde_json::from_str(&cli(&stack, &["policy", "show"]).1).unwrap();
+    assert_eq!(policy["tiers"]["pro"]["tokens_60s"], 999_999);
+    assert!(policy["tiers"]["pro"].get("requests_10s").is_none(), "replaced as asked: {}", policy["tiers"]["pro"]);
     let initech = token("initech", None);
     for _ in 0..3 {
         assert_eq!(chat(&stack, &initech, 11, 22).status, 200);

@@ -159,10 +159,20 @@ pub(crate) enum PolicyCmd {
 
 #[derive(Subcommand)]
 pub(crate) enum TierCmd {
-    /// Set a tier's limits from JSON (`{"tokens_60s": 60000, ...}`) or a file (`@limits.json`).
+    /// Change a tier: `--set tokens_60s=90000` / `--unset FIELD` change those fields and keep the
+    /// rest; replacing the whole tier with JSON (`{"tokens_60s": 60000, ...}` or `@limits.json`)
+    /// needs `--replace`, since every field it leaves out goes back to its default.
     Set {
         tier: String,
-        limits: String,
+        /// The whole tier, with `--replace`.
+        limits: Option<String>,
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+        #[arg(long = "unset", value_name = "FIELD")]
+        unset: Vec<String>,
+        /// Replace the whole tier with the JSON given.
+        #[arg(long)]
+        replace: bool,
     },
     Delete {
         tier: String,

@@ -62,8 +62,34 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
         Command::Tier { action, remote } => {
             let c = remote.client();
             let r = match action {
-                TierCmd::Set { tier, limits } => {
-                    c.call("PUT", &format!("/v1/tiers/{tier}"), Some(&json_arg(&limits)?))?
+                TierCmd::Set { tier, limits, set, unset, replace } => {
+                    let body = match (limits, replace) {
+                        (Some(limits), true) => json_arg(&limits)?,
+                        (Some(_), false) => {
+                            return Err(format!(
+                                "this replaces the whole tier '{tier}' (fields left out go back to their defaults): \
+                                 pass --replace, or change fields with --set FIELD=VALUE"
+                            ))
+                        }
+                        (None, true) => return Err("--replace needs the tier's JSON".into()),
+                        (None, false) if set.is_empty() && unset.is_empty() => {
+                            return Err("nothing to change: --set FIELD=VALUE or --unset FIELD".into())
+                        }
+                        (None, false) => {
+                            let policy = c.call("GET", "/v1/policy", None)?;
+                            let mut fields = policy["tiers"][tier.as_str()].as_object().cloned().unwrap_or_default();
+                            for kv in &set {
+                                let (k, v) =
+                                    kv.split_once('=').ok_or_else(|| format!("--set {kv}: expected FIELD=VALUE"))?;
+                                fields.insert(k.to_string(), field_value(v));
+                            }
+                            for k in &unset {
+                                fields.remove(k);
+                            }
+                            Value::Object(fields)
+                        }
+                    };
+                    c.call("PUT", &format!("/v1/tiers/{tier}"), Some(&body))?
                 }
                 TierCmd::Delete { tier } => c.call("DELETE", &format!("/v1/tiers/{tier}"), None)?,
             };
