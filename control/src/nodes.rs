@@ -4,7 +4,7 @@
 //! a leaked token cannot speak for another Envoy and every event is attributable; the shared
 //! filter token can then read the policy but not post events.
 
-use fusebox_engine::identity::sha256;
+use fusebox_engine::identity::{parse_digest, sha256};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default)]
@@ -31,7 +31,7 @@ impl NodeTokens {
             if node.len() > 256 || !node.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(format!("line {at}: node ids are 1-256 printable characters"));
             }
-            let digest = parse_hex(hex).ok_or_else(|| format!("line {at}: the digest must be 64 hex digits"))?;
+            let digest = parse_digest(hex).ok_or_else(|| format!("line {at}: the digest must be 64 hex digits"))?;
             if by_digest.insert(digest, node.to_string()).is_some() {
                 return Err(format!("line {at}: the same token is listed twice"));
             }
@@ -51,17 +51,6 @@ impl NodeTokens {
     pub fn node_of(&self, token: &str) -> Option<&str> {
         self.by_digest.get(&sha256(token.as_bytes())).map(String::as_str)
     }
-}
-
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod verifier;
 pub use cache::TokenCache;
 pub use caller::{Credentials, EnvoyJwt, Identity, Source};
 pub use config::{ApiKey, IdentityConfig, JwtAuthnConfig, JwtConfig, JwtKey};
-pub use digest::{hex, sha256};
+pub use digest::{hex, parse_digest, sha256};
 pub use error::IdentityError;
 pub use jwt::JwtVerifier;
 pub use mint::{mint, MintKey};

@@ -3,7 +3,7 @@
 use super::cache::TokenCache;
 use super::caller::{bearer, checked_tenant, Credentials, Identity, Source};
 use super::config::{IdentityConfig, JwtAuthnConfig};
-use super::digest::sha256;
+use super::digest::{parse_digest, sha256};
 use super::error::IdentityError;
 use super::jwt::JwtVerifier;
 use crate::strict::{field_error, PolicyError};
@@ -97,16 +97,4 @@ impl Verifier {
 /// A compact JWS has three base64url parts; an API key does not.
 fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3 && token.starts_with("eyJ")
-}
-
-fn parse_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        let s = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
 }
