@@ -9,22 +9,29 @@
 //! as `/`; `;` parameters cut from each segment; empty and `.` segments dropped, `..` taking
 //! the previous one away (never above the root); ASCII lowercased. A trailing `/` is kept.
 
-/// The canonical form of a request path (or of a rule's path or prefix).
+/// The canonical form of a request path (or of a rule's path or prefix). Runs on every
+/// request: one decoded copy, lowercased in place, and the output; no copy per segment.
 pub fn canonical(raw: &str) -> String {
     let path = strip_authority(raw);
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    let decoded = percent_decoded(path.as_bytes());
-    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut text = if path.contains('%') {
+        String::from_utf8_lossy(&percent_decoded(path.as_bytes())).into_owned()
+    } else {
+        path.to_string()
+    };
+    text.make_ascii_lowercase();
+    if text.contains('\\') {
+        text = text.replace('\\', "/");
+    }
     let trailing = text.ends_with('/') && text.len() > 1;
-    let mut segments: Vec<String> = Vec::new();
+    let mut segments: Vec<&str> = Vec::new();
     for segment in text.split('/') {
-        let segment = segment.split(';').next().unwrap_or_default();
-        match segment {
+        match segment.split(';').next().unwrap_or_default() {
             "" | "." => {}
             ".." => {
                 segments.pop();
             }
-            s => segments.push(s.to_ascii_lowercase()),
+            s => segments.push(s),
         }
     }
     let mut out = String::with_capacity(text.len() + 1);
