@@ -45,11 +45,6 @@ impl RequestEstimate {
         self.bytes
     }
 
-    /// Tokens to reserve for what has been seen, taking the output allowance at its word.
-    pub fn tokens(&self) -> u64 {
-        self.prompt_tokens().saturating_add(self.max_output.0.unwrap_or(0))
-    }
-
     /// The prompt's size in tokens (at [`BYTES_PER_TOKEN`]).
     pub fn prompt_tokens(&self) -> u64 {
         self.bytes.div_ceil(BYTES_PER_TOKEN)
@@ -70,7 +65,7 @@ mod tests {
         for chunk in body.as_bytes().chunks(7) {
             e.feed(chunk);
         }
-        e.tokens()
+        e.prompt_tokens() + e.max_output().unwrap_or(0)
     }
 
     #[test]

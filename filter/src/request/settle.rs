@@ -31,10 +31,11 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     let a = &c.admitted;
     record_metrics(worker, &summary, status, end, &a.tenant);
     let charge = a.charge(ending, &summary);
+    // Tokens counted are tokens charged, reported or estimated.
+    worker.metrics.add(Counter::TokensInput, charge.usage.input_tokens);
+    worker.metrics.add(Counter::TokensOutput, charge.usage.output_tokens);
     if charge.estimated {
         worker.metrics.add(Counter::UsageEstimatedTokens, charge.usage.total());
-        worker.metrics.add(Counter::TokensInput, charge.usage.input_tokens);
-        worker.metrics.add(Counter::TokensOutput, charge.usage.output_tokens);
         log::info!(
             "response for tenant '{}' ended without usage; charged an estimate of {} tokens",
             a.tenant,
@@ -83,12 +84,7 @@ fn record_metrics(worker: &Worker, summary: &Summary, status: Option<u16>, end: 
         m.inc(Counter::UsageMalformed);
         log::warn!("response for tenant '{tenant}' is not well-formed; counted what was readable");
     }
-    match summary.usage {
-        Some(u) => {
-            m.add(Counter::TokensInput, u.input_tokens);
-            m.add(Counter::TokensOutput, u.output_tokens);
-        }
-        None if status.is_some_and(|s| (200..300).contains(&s)) && !summary.malformed => m.inc(Counter::UsageMissing),
-        None => {}
+    if summary.usage.is_none() && status.is_some_and(|s| (200..300).contains(&s)) && !summary.malformed {
+        m.inc(Counter::UsageMissing);
     }
 }
