@@ -11,17 +11,24 @@ use std::time::{Duration, Instant};
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 
-/// Sends one HTTP/1.1 request with `target` exactly as given; returns the status (0 when the
-/// connection closed without one) and the raw response.
-fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+/// Connects and sends one HTTP/1.1 request with `target` exactly as given, byte for byte.
+fn send(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {target} HTTP/1.1\r\nhost: llm.example\r\ncontent-type: application/json\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).unwrap();
+    s
+}
+
+/// Sends one request (see [`send`]); returns the status (0 when the connection closed without
+/// one) and the raw response.
+fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let with_close: Vec<(&str, &str)> = headers.iter().copied().chain([("connection", "close")]).collect();
+    let mut s = send(port, method, target, &with_close, body);
     // Read the head and a content-length body (Envoy delays closing after a local reply).
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -132,15 +139,7 @@ fn every_spelling_is_refused(stack: &Stack) {
 
 /// Reads the response head and some of the body, then drops the connection (a client reset).
 fn read_a_little_and_reset(port: u16, target: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("POST {target} HTTP/1.1\r\nhost: llm.example\r\ncontent-type: application/json\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
+    let mut s = send(port, "POST", target, headers, body);
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains("tok1 ") {
