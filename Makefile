@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
+.PHONY: fleet-servers help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := policy identity json_usage sse events
@@ -57,7 +57,7 @@ run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
 ## Lints, unit tests, control tests and real-Envoy end-to-end tests (what CI runs).
-test: lint envoy $(PYTHON_SDKS) $(NODE_SDK) browser build
+test: lint envoy $(PYTHON_SDKS) $(NODE_SDK) browser fleet-servers build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -79,6 +79,12 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null
+
+## Redis (fleet counters) from Debian's packages, if missing; tests start their own on free ports.
+fleet-servers:
+	@command -v redis-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null
 
 ## wrk and h2load from Debian's packages, if missing.
 bench-tools:

@@ -57,6 +57,10 @@ impl ApiError {
         ApiError::new(422, code, message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "unavailable", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "internal", message)
     }

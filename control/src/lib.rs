@@ -8,6 +8,7 @@ pub mod client;
 pub mod dashboard;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod ingest;
 pub mod nodes;
 pub mod policy_ops;

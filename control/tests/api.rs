@@ -34,6 +34,7 @@ fn service_with(db: Db, escalation: Escalation, node_tokens: NodeTokens) -> Rout
         node_tokens,
         escalation,
         metrics_max_tenants: 0,
+        fleet_redis: None,
     };
     app(AppState::new(db, Some((seed, "test".into())), config).unwrap())
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod events;
+mod fleet;
 mod idempotency;
 mod reads;
 mod router;

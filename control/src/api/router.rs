@@ -1,6 +1,7 @@
 //! The routes of the control API (README, "fusebox-control").
 
 use super::events::post_events;
+use super::fleet::post_fleet_sync;
 use super::reads::{
     dashboard_page, get_audit, get_audit_verify, get_dashboard, get_policy, get_tenant, get_usage, healthz,
     list_tenants, metrics,
@@ -21,6 +22,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}", get(get_tenant).put(put_tenant).delete(delete_tenant))
         .route("/v1/tenants/{tenant}/breaker", post(post_breaker))
         .route("/v1/events", post(post_events))
+        // An Envoy with many active tenants sends them all at once (at most MAX_KEYS).
+        .route("/v1/fleet/sync", post(post_fleet_sync).layer(DefaultBodyLimit::max(64 << 20)))
         .route("/v1/usage", get(get_usage))
         .route("/v1/audit", get(get_audit))
         .route("/v1/audit/verify", get(get_audit_verify))

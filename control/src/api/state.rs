@@ -3,6 +3,7 @@
 
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::fleet::FleetStore;
 use crate::ingest::Escalation;
 use crate::policy_ops;
 use axum::body::Bytes;
@@ -20,6 +21,8 @@ pub struct Config {
     pub node_tokens: crate::nodes::NodeTokens,
     pub escalation: Escalation,
     pub metrics_max_tenants: usize,
+    /// Redis URL for the fleet counters (several control replicas); `None`: in memory.
+    pub fleet_redis: Option<String>,
 }
 
 /// The policy as served to filters, kept in memory and replaced on every change.
@@ -40,6 +43,8 @@ impl Served {
 
 pub struct Inner {
     pub db: Db,
+    pub(super) fleet: FleetStore,
+    fleet_warned_ms: std::sync::atomic::AtomicU64,
     served: RwLock<Served>,
     /// The served policy's version, for long polls waiting on a change.
     changes: tokio::sync::watch::Sender<u64>,
@@ -69,7 +74,15 @@ impl AppState {
         };
         let served = Served::new(policy).map_err(|e| e.to_string())?;
         let (changes, _) = tokio::sync::watch::channel(served.policy.version);
-        Ok(AppState(Arc::new(Inner { db, served: RwLock::new(served), changes, config })))
+        let fleet = FleetStore::open(config.fleet_redis.as_deref())?;
+        Ok(AppState(Arc::new(Inner {
+            db,
+            fleet,
+            fleet_warned_ms: Default::default(),
+            served: RwLock::new(served),
+            changes,
+            config,
+        })))
     }
 
     pub(super) fn served(&self) -> Served {
@@ -89,6 +102,20 @@ impl AppState {
     pub(super) async fn changed_from(&self, seen: u64, limit: std::time::Duration) {
         let mut rx = self.0.changes.subscribe();
         let _ = tokio::time::timeout(limit, rx.wait_for(|v| *v != seen)).await;
+    }
+
+    /// Where the fleet counters live (`memory` or `redis`).
+    pub fn fleet_store(&self) -> &'static str {
+        self.0.fleet.describe()
+    }
+
+    /// Logs a fleet-counter failure once per outage (the Envoys say so too, in their metrics).
+    pub(super) fn fleet_failed(&self, why: &str) {
+        let now = crate::db::now_ms();
+        let last = self.0.fleet_warned_ms.swap(now, std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) > 10_000 {
+            tracing::warn!("fleet sync failed, Envoys fall back to their local share: {why}");
+        }
     }
 
     /// Runs blocking database work off the async threads.

@@ -139,6 +139,10 @@ pub(crate) struct ServeArgs {
     /// accepted only from a node's own token and for that node; the filter token can only read.
     #[arg(long, env = "FUSEBOX_NODE_TOKENS")]
     pub(crate) node_tokens: Option<PathBuf>,
+    /// Redis for the fleet counters, shared by every control replica (`redis://host:6379/0`);
+    /// without it they are kept in this process (right for one replica).
+    #[arg(long, env = "FUSEBOX_FLEET_REDIS", hide_env_values = true)]
+    pub(crate) fleet_redis: Option<String>,
     /// A tenant tripping this many times within --escalate-window-s is escalated.
     #[arg(long, default_value_t = 3)]
     pub(crate) escalate_trips: u64,

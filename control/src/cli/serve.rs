@@ -39,11 +39,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
         node_tokens,
         escalation: Escalation { trips: args.escalate_trips.max(1), window_s: args.escalate_window_s.max(1) },
         metrics_max_tenants: args.metrics_max_tenants,
+        fleet_redis: args.fleet_redis.clone(),
     };
     let state = AppState::new(db, seed, config)?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
-    tracing::info!("fusebox-control listening on http://{} (database {})", args.listen, args.db.display());
+    tracing::info!(
+        "fusebox-control listening on http://{} (database {}, fleet counters in {})",
+        args.listen,
+        args.db.display(),
+        state.fleet_store()
+    );
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

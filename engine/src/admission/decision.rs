@@ -123,7 +123,7 @@ pub(super) const BUDGETS: [Budget; 2] = [Budget::TokensDay, Budget::CostMonth];
 
 fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> {
     let windows = WINDOWED.into_iter().map(|m| (m.as_str(), limits.threshold(m), state.observe(m, now_s)));
-    let budgets = BUDGETS.into_iter().map(|b| (b.as_str(), limits.budget_limit(b), state.budget.used(b, now_s)));
+    let budgets = BUDGETS.into_iter().map(|b| (b.as_str(), limits.budget_limit(b), state.budget_used(b, now_s)));
     let mut best: Option<Warning> = None;
     for (name, threshold, observed) in windows.chain(budgets) {
         let Some(threshold) = threshold else { continue };
@@ -142,7 +142,7 @@ fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> 
 fn exhausted_budget(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Denied> {
     BUDGETS.into_iter().find_map(|budget| {
         let limit = limits.budget_limit(budget)?;
-        let used = state.budget.used(budget, now_s);
+        let used = state.budget_used(budget, now_s);
         (used >= limit).then(|| Denied {
             cause: DenyCause::Budget { budget, limit, used },
             phase: state.breaker.phase(),
@@ -166,12 +166,13 @@ fn denied_open(state: &TenantState, now_ms: u64) -> Denied {
 
 /// A token window that real usage plus outstanding reservations already exceed.
 fn over_with_reservations(state: &TenantState, limits: &Limits, now_s: u64) -> Option<DenyCause> {
-    if state.reserved_tokens == 0 {
+    let reserved = state.reserved(now_s);
+    if reserved == 0 {
         return None;
     }
     [Metric::Tokens10s, Metric::Tokens60s].into_iter().find_map(|metric| {
         let threshold = limits.threshold(metric)?;
-        let observed = state.observe(metric, now_s).saturating_add(state.reserved_tokens);
+        let observed = state.observe(metric, now_s).saturating_add(reserved);
         (observed > threshold).then_some(DenyCause::Reserved { metric, threshold, observed })
     })
 }
@@ -236,7 +237,7 @@ pub fn admit(state: &mut TenantState, limits: &Limits, now_ms: u64, reserve: u64
         return (Decision::Deny(denied), transitions);
     }
     if let Some(limit) = limits.concurrency {
-        let in_flight = u64::from(state.in_flight);
+        let in_flight = state.observe(Metric::Concurrency, now_s);
         if in_flight >= limit {
             let cause = DenyCause::Concurrency { limit, in_flight: in_flight + 1 };
             let denied = Denied { cause, phase: state.breaker.phase(), retry_after_s: 1 };
@@ -458,6 +459,22 @@ mod tests {
             allow(&mut s, &l, T0 + i);
             assert!(settle(&mut s, &l, done(1_000_000), T0 + i).is_empty());
         }
+    }
+
+    #[test]
+    fn the_rest_of_the_fleets_tokens_and_slots_count_against_the_same_limits() {
+        let mut l = limits(); // tokens_10s 1000
+        l.concurrency = Some(3);
+        let mut s = TenantState::default();
+        s.fleet.in_flight = 3;
+        s.fleet.as_of_ms = T0;
+        let (d, _) = admit(&mut s, &l, T0, 0);
+        assert!(matches!(d, Decision::Deny(Denied { cause: DenyCause::Concurrency { .. }, .. })));
+        s.fleet.in_flight = 0;
+        s.fleet.tokens.add(T0 / 1000, 1500);
+        let (d, t) = admit(&mut s, &l, T0, 0);
+        assert!(matches!(d, Decision::Deny(_)), "over the window by the fleet's tokens alone");
+        assert_eq!(t[0].trip.map(|t| (t.metric, t.observed)), Some((Metric::Tokens10s, 1500)));
     }
 
     #[test]

@@ -3,19 +3,20 @@
 
 use super::outputs::RecentOutputs;
 use crate::breaker::{Breaker, BreakerState, Trip};
+use crate::budget::Budget;
 use crate::budget::BudgetState;
+use crate::fleet::FleetUsage;
 use crate::metric::Metric;
 use crate::state::codec::{take_u32, take_u64, take_u8};
+pub use crate::state::window::MinuteRing;
 use crate::state::window::{Ring, SecondRing};
 
 const MAGIC: u8 = b'F';
-/// Format 6 added the recent outputs at the end; a format 5 value (written by the previous
-/// release, still in shared data across a plugin reload) reads with none remembered.
-const FORMAT: u8 = 6;
+/// Format 7 added the fleet's usage at the end, format 6 the recent outputs; values of the
+/// two previous formats (still in shared data across a plugin reload) read with neither.
+const FORMAT: u8 = 7;
+const FORMAT_WITHOUT_FLEET: u8 = 6;
 const FORMAT_WITHOUT_OUTPUTS: u8 = 5;
-
-/// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
-pub type MinuteRing = Ring<12, 5>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantState {
@@ -37,20 +38,47 @@ pub struct TenantState {
     pub epoch: u64,
     /// What the tenant's recent responses produced (the output estimate of new requests).
     pub outputs: RecentOutputs,
+    /// Every other Envoy's usage of this key, as of the last fleet sync (empty without one).
+    pub fleet: FleetUsage,
 }
 
 impl TenantState {
-    /// Current value of a metric at `now_s` (error ratio in percent of completed responses).
+    /// Current value of a metric at `now_s`, this Envoy's usage plus the fleet's (error ratio:
+    /// this Envoy's, in percent of its completed responses).
     pub fn observe(&self, metric: Metric, now_s: u64) -> u64 {
         let w = metric.window_s();
+        let f = &self.fleet;
         match metric {
-            Metric::Tokens10s | Metric::Tokens60s => self.tokens.sum(now_s, w),
-            Metric::Requests10s => self.requests.sum(now_s, w),
-            Metric::ToolCalls60s => self.tool_calls.sum(now_s, w),
+            Metric::Tokens10s | Metric::Tokens60s => self.tokens.sum(now_s, w) + f.tokens.sum(now_s, w),
+            Metric::Requests10s => self.requests.sum(now_s, w) + f.requests.sum(now_s, w),
+            Metric::ToolCalls60s => self.tool_calls.sum(now_s, w) + f.tool_calls.sum(now_s, w),
             Metric::ErrorRatio => {
                 self.errors.sum(now_s, w).saturating_mul(100).checked_div(self.completed.sum(now_s, w)).unwrap_or(0)
             }
-            Metric::Concurrency => u64::from(self.in_flight),
+            Metric::Concurrency => u64::from(self.in_flight) + u64::from(f.in_flight_at(now_s.saturating_mul(1000))),
+        }
+    }
+
+    /// Tokens reserved by requests in flight, here and (while fresh) elsewhere in the fleet.
+    pub fn reserved(&self, now_s: u64) -> u64 {
+        self.reserved_tokens.saturating_add(self.fleet.reserved_at(now_s.saturating_mul(1000)))
+    }
+
+    /// A budget's use at `now_s`, here and in the rest of the fleet.
+    pub fn budget_used(&self, budget: Budget, now_s: u64) -> u64 {
+        self.budget.used(budget, now_s).saturating_add(self.fleet.budget.used(budget, now_s))
+    }
+
+    /// This Envoy's own usage, as a fleet sync reports it (gauges true at `now_ms`).
+    pub fn local_usage(&self, now_ms: u64) -> FleetUsage {
+        FleetUsage {
+            tokens: self.tokens.clone(),
+            requests: self.requests.clone(),
+            tool_calls: self.tool_calls.clone(),
+            in_flight: self.in_flight,
+            reserved_tokens: self.reserved_tokens,
+            budget: self.budget,
+            as_of_ms: now_ms,
         }
     }
 
@@ -59,14 +87,28 @@ impl TenantState {
         self.completed.sum(now_s, Metric::ErrorRatio.window_s())
     }
 
-    /// Seconds until a windowed `metric` is at or below `target`, if nothing more arrives
-    /// (0 for metrics that do not drain with time).
+    /// Seconds until a windowed `metric` (here and in the fleet) is at or below `target`, if
+    /// nothing more arrives (0 for metrics that do not drain with time).
     pub fn drain_s(&self, metric: Metric, now_s: u64, target: u64) -> u64 {
-        let w = metric.window_s();
+        fn drain<const N: usize, const W: u64>(
+            local: &Ring<N, W>,
+            fleet: &Ring<N, W>,
+            now_s: u64,
+            w: u64,
+            target: u64,
+        ) -> u64 {
+            if fleet.is_empty() {
+                return local.seconds_until_at_most(now_s, w, target);
+            }
+            let mut both = local.clone();
+            both.merge(fleet);
+            both.seconds_until_at_most(now_s, w, target)
+        }
+        let (w, f) = (metric.window_s(), &self.fleet);
         match metric {
-            Metric::Tokens10s | Metric::Tokens60s => self.tokens.seconds_until_at_most(now_s, w, target),
-            Metric::Requests10s => self.requests.seconds_until_at_most(now_s, w, target),
-            Metric::ToolCalls60s => self.tool_calls.seconds_until_at_most(now_s, w, target),
+            Metric::Tokens10s | Metric::Tokens60s => drain(&self.tokens, &f.tokens, now_s, w, target),
+            Metric::Requests10s => drain(&self.requests, &f.requests, now_s, w, target),
+            Metric::ToolCalls60s => drain(&self.tool_calls, &f.tool_calls, now_s, w, target),
             Metric::ErrorRatio | Metric::Concurrency => 0,
         }
     }
@@ -81,7 +123,7 @@ impl TenantState {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            96 + RecentOutputs::ENCODED_LEN
+            97 + RecentOutputs::ENCODED_LEN
                 + SecondRing::<60>::ENCODED_LEN
                 + SecondRing::<10>::ENCODED_LEN
                 + 3 * MinuteRing::ENCODED_LEN,
@@ -121,6 +163,12 @@ impl TenantState {
         out.extend_from_slice(&observed.to_le_bytes());
         out.extend_from_slice(&self.epoch.to_le_bytes());
         self.outputs.encode(&mut out);
+        if self.fleet == FleetUsage::default() {
+            out.push(0);
+        } else {
+            out.push(1);
+            self.fleet.encode(&mut out);
+        }
         out
     }
 
@@ -132,7 +180,7 @@ impl TenantState {
             return None;
         }
         let format = take_u8(&mut input)?;
-        if format != FORMAT && format != FORMAT_WITHOUT_OUTPUTS {
+        if !matches!(format, FORMAT | FORMAT_WITHOUT_FLEET | FORMAT_WITHOUT_OUTPUTS) {
             return None;
         }
         let tokens = SecondRing::decode(&mut input)?;
@@ -168,7 +216,16 @@ impl TenantState {
             c => Some(Trip { metric: Metric::from_code(c)?, threshold, observed }),
         };
         let epoch = take_u64(&mut input)?;
-        let outputs = if format == FORMAT { RecentOutputs::decode(&mut input)? } else { RecentOutputs::default() };
+        let outputs =
+            if format >= FORMAT_WITHOUT_FLEET { RecentOutputs::decode(&mut input)? } else { RecentOutputs::default() };
+        let fleet = match format {
+            FORMAT => match take_u8(&mut input)? {
+                0 => FleetUsage::default(),
+                1 => FleetUsage::decode(&mut input)?,
+                _ => return None,
+            },
+            _ => FleetUsage::default(),
+        };
         if !input.is_empty() {
             return None;
         }
@@ -184,6 +241,7 @@ impl TenantState {
             breaker: Breaker { state, streak, last_trip_ms, last_trip },
             epoch,
             outputs,
+            fleet,
         })
     }
 }
@@ -211,6 +269,10 @@ mod tests {
         };
         s.epoch = 7;
         s.outputs.record(321);
+        assert_eq!(TenantState::decode(&s.encode()), Some(s.clone()));
+        s.fleet.tokens.add(1_700_000_000, 55);
+        s.fleet.in_flight = 2;
+        s.fleet.as_of_ms = 1_700_000_000_000;
         assert_eq!(TenantState::decode(&s.encode()), Some(s));
     }
 
@@ -220,11 +282,45 @@ mod tests {
         s.tokens.add(1_700_000_000, 42);
         s.outputs.record(900);
         let mut old = s.encode();
-        old.truncate(old.len() - RecentOutputs::ENCODED_LEN);
+        old.truncate(old.len() - 1 - RecentOutputs::ENCODED_LEN);
         old[1] = FORMAT_WITHOUT_OUTPUTS;
         let read = TenantState::decode(&old).expect("format 5 still reads");
         assert_eq!(read.tokens, s.tokens);
         assert_eq!(read.outputs.estimate(), None);
+    }
+
+    #[test]
+    fn a_state_written_before_fleet_counting_reads_with_no_fleet_usage() {
+        let mut s = TenantState::default();
+        s.outputs.record(900);
+        let mut old = s.encode();
+        old.truncate(old.len() - 1);
+        old[1] = FORMAT_WITHOUT_FLEET;
+        assert_eq!(TenantState::decode(&old), Some(s));
+    }
+
+    #[test]
+    fn windows_gauges_and_budgets_count_the_fleet_and_stale_gauges_do_not() {
+        let now = 1_700_000_000;
+        let mut s = TenantState::default();
+        s.tokens.add(now, 100);
+        s.in_flight = 1;
+        s.reserved_tokens = 10;
+        s.budget.add(now, 100, 0);
+        s.fleet.tokens.add(now - 1, 250);
+        s.fleet.in_flight = 3;
+        s.fleet.reserved_tokens = 30;
+        s.fleet.budget.add(now, 250, 0);
+        s.fleet.as_of_ms = now * 1000;
+        assert_eq!(s.observe(Metric::Tokens10s, now), 350);
+        assert_eq!(s.observe(Metric::Concurrency, now), 4);
+        assert_eq!(s.reserved(now), 40);
+        assert_eq!(s.budget_used(Budget::TokensDay, now), 350);
+        // The fleet's bucket (now - 1) leaves the 10 s window a second before ours does.
+        assert_eq!(s.drain_s(Metric::Tokens10s, now, 100), 9);
+        let later = now + crate::fleet::GAUGE_TTL_MS / 1000 + 1;
+        assert_eq!(s.observe(Metric::Concurrency, later), 1, "another Envoy's slots expire");
+        assert_eq!(s.reserved(later), 10);
     }
 
     #[test]
@@ -242,6 +338,10 @@ mod tests {
     fn encoded_state_stays_small() {
         let len = TenantState::default().encode().len();
         assert!(len < 700, "{len} bytes");
+        let mut with_fleet = TenantState::default();
+        with_fleet.fleet.in_flight = 1;
+        let len = with_fleet.encode().len();
+        assert!(len < 1100, "{len} bytes");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Ring<const N: usize, const W: u64> {
 /// One-second buckets: exact enough for `retry-after` on token and request windows.
 pub type SecondRing<const N: usize> = Ring<N, 1>;
 
+/// Five-second buckets over a minute: enough for counts that need no exact `retry-after`.
+pub type MinuteRing = Ring<12, 5>;
+
 impl<const N: usize, const W: u64> Default for Ring<N, W> {
     fn default() -> Self {
         Self { head_s: 0, buckets: [0; N] }
@@ -97,6 +100,35 @@ impl<const N: usize, const W: u64> Ring<N, W> {
             }
         }
         span * W
+    }
+
+    /// Adds `amount` to the bucket holding `at_s`, moving the head forward if `at_s` is newer;
+    /// a time older than the ring reaches is dropped (it has left every window).
+    pub fn add_at(&mut self, at_s: u64, amount: u64) {
+        if at_s / W > self.head_s {
+            self.advance(at_s);
+        }
+        let slot = at_s / W;
+        if self.head_s - slot >= N as u64 {
+            return;
+        }
+        let amount = u32::try_from(amount).unwrap_or(u32::MAX);
+        if let Some(b) = self.buckets.get_mut(Self::slot(slot)) {
+            *b = b.saturating_add(amount);
+        }
+    }
+
+    /// The non-empty buckets still in the ring, as (first second of the bucket, count).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let first = (self.head_s + 1).saturating_sub(N as u64);
+        (first..=self.head_s).map(move |slot| (slot * W, self.bucket(slot))).filter(|&(_, n)| n > 0)
+    }
+
+    /// Adds every bucket of `other` into this ring, aligned by time.
+    pub fn merge(&mut self, other: &Self) {
+        for (at_s, n) in other.entries() {
+            self.add_at(at_s, u64::from(n));
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,6 +217,30 @@ mod tests {
         assert_eq!(r.sum(1059, 60), 12);
         assert_eq!(r.sum(1060, 60), 5, "slot 200 left the 12-slot window");
         assert_eq!(r.seconds_until_at_most(1005, 60, 5), 55);
+    }
+
+    #[test]
+    fn merging_aligns_buckets_by_time_and_drops_what_left_the_ring() {
+        let mut a = SecondRing::<10>::default();
+        a.add(100, 1);
+        a.add(105, 2);
+        let mut b = SecondRing::<10>::default();
+        b.add(96, 50); // left a's window once a moves to 106
+        b.add(105, 3);
+        b.add(106, 4);
+        a.merge(&b);
+        assert_eq!(a.sum(106, 10), 1 + 2 + 3 + 4);
+        assert_eq!(a.entries().collect::<Vec<_>>(), vec![(100, 1), (105, 5), (106, 4)]);
+    }
+
+    #[test]
+    fn entries_of_wide_buckets_start_at_the_bucket_boundary() {
+        let mut r = Ring::<12, 5>::default();
+        r.add(1003, 7);
+        assert_eq!(r.entries().collect::<Vec<_>>(), vec![(1000, 7)]);
+        let mut copy = Ring::<12, 5>::default();
+        copy.add_at(1000, 7);
+        assert_eq!(copy, r);
     }
 
     #[test]

@@ -1,0 +1,155 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! `POST /v1/fleet/sync` in process, over both stores: in memory, and a real `redis-server`
+//! started on a free port (the test fails if it is not installed: `make fleet-servers`).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use fusebox_control::db::{now_ms, Db};
+use fusebox_control::{app, AppState, Config};
+use fusebox_engine::policy::Policy;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const FILTER: &str = "filter-token-0123";
+
+fn replica(fleet_redis: Option<String>) -> Router {
+    let seed =
+        Policy::from_json(br#"{"identity": {"jwt_authn": {}}, "tenants": {"acme": {"tokens_60s": 100}}}"#).unwrap();
+    let config = Config { filter_token: Some(FILTER.into()), fleet_redis, ..Config::default() };
+    app(AppState::new(Db::in_memory().unwrap(), Some((seed, "test".into())), config).unwrap())
+}
+
+/// A throwaway `redis-server` on a free port, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the fleet tests (make fleet-servers installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn sync(app: &Router, body: &Value) -> (StatusCode, Value) {
+    let req = Request::post("/v1/fleet/sync")
+        .header("authorization", format!("Bearer {FILTER}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// One Envoy's sync of `acme`: `tokens` in the current second and `in_flight` requests.
+fn usage(node: &str, tokens: u64, in_flight: u64) -> Value {
+    let now_s = now_ms() / 1000;
+    json!({"node": node, "instance": format!("{node}/1"),
+           "keys": [{"key": "acme", "usage": {"tokens": [[now_s, tokens]], "in_flight": in_flight}}]})
+}
+
+fn tokens_of(reply: &Value) -> u64 {
+    reply["keys"][0]["usage"]["tokens"].as_array().map_or(0, |b| b.iter().map(|b| b[1].as_u64().unwrap()).sum())
+}
+
+async fn each_envoy_learns_the_others_usage_and_never_its_own(a: &Router, b: &Router) {
+    let (status, reply) = sync(a, &usage("envoy-a", 300, 2)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(tokens_of(&reply), 0, "nobody else has used anything yet");
+    let (_, reply) = sync(b, &usage("envoy-b", 40, 1)).await;
+    assert_eq!(tokens_of(&reply), 300);
+    assert_eq!(reply["keys"][0]["usage"]["in_flight"], 2);
+    // The same absolute usage again (a retried sync) is not counted twice.
+    sync(a, &usage("envoy-a", 300, 2)).await;
+    let (_, reply) = sync(b, &usage("envoy-b", 40, 1)).await;
+    assert_eq!(tokens_of(&reply), 300);
+    let (_, reply) = sync(a, &usage("envoy-a", 310, 0)).await;
+    assert_eq!(tokens_of(&reply), 40);
+    assert_eq!(reply["keys"][0]["usage"]["in_flight"], 1);
+}
+
+#[tokio::test]
+async fn envoys_on_one_replica_with_counters_in_memory_see_each_other() {
+    let app = replica(None);
+    each_envoy_learns_the_others_usage_and_never_its_own(&app, &app).await;
+}
+
+#[tokio::test]
+async fn envoys_on_two_replicas_sharing_redis_see_each_other() {
+    let redis = Redis::start();
+    let (one, two) = (replica(Some(redis.url())), replica(Some(redis.url())));
+    each_envoy_learns_the_others_usage_and_never_its_own(&one, &two).await;
+}
+
+#[tokio::test]
+async fn a_sync_without_redis_is_refused_with_503_and_works_again_once_redis_is_back() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let app = replica(Some(redis.url()));
+    assert_eq!(sync(&app, &usage("envoy-a", 5, 0)).await.0, StatusCode::OK);
+    drop(redis);
+    let (status, body) = sync(&app, &usage("envoy-a", 5, 0)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    let back = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let back = Redis { child: back, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = sync(&app, &usage("envoy-a", 5, 0)).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "control did not reconnect to redis ({status})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(back);
+}
+
+#[tokio::test]
+async fn syncs_that_no_honest_envoy_sends_are_refused() {
+    let app = replica(None);
+    let now_s = now_ms() / 1000;
+    let future = json!({"node": "n", "instance": "n/1",
+                        "keys": [{"key": "acme", "usage": {"tokens": [[now_s + 3600, 1]]}}]});
+    let (status, body) = sync(&app, &future).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("tokens"), "{body}");
+    let foreign = json!({"node": "n", "instance": "m/1", "keys": []});
+    assert_eq!(sync(&app, &foreign).await.0, StatusCode::BAD_REQUEST);
+    let bad_key = json!({"node": "n", "instance": "n/1", "keys": [{"key": "a b", "usage": {}}]});
+    assert_eq!(sync(&app, &bad_key).await.0, StatusCode::BAD_REQUEST);
+    let req = Request::post("/v1/fleet/sync").body(Body::from(usage("n", 1, 0).to_string())).unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
