@@ -1,6 +1,7 @@
 //! Budgets, separate from the breaker: tokens per UTC day and cost per UTC calendar month.
 //! An exhausted budget refuses requests until it resets; nothing trips or cools down.
 
+use crate::state::codec::{take_u32, take_u64};
 use serde::Serialize;
 
 const DAY_S: u64 = 86_400;
@@ -113,6 +114,25 @@ impl BudgetState {
         self.roll(now_s);
         self.tokens_day = self.tokens_day.saturating_add(tokens);
         self.cost_month_micros = self.cost_month_micros.saturating_add(cost_micros);
+    }
+
+    /// Byte length of [`BudgetState::encode`].
+    pub(crate) const ENCODED_LEN: usize = 24;
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.day.to_le_bytes());
+        out.extend_from_slice(&self.tokens_day.to_le_bytes());
+        out.extend_from_slice(&self.month.to_le_bytes());
+        out.extend_from_slice(&self.cost_month_micros.to_le_bytes());
+    }
+
+    pub(crate) fn decode(input: &mut &[u8]) -> Option<BudgetState> {
+        Some(BudgetState {
+            day: take_u32(input)?,
+            tokens_day: take_u64(input)?,
+            month: take_u32(input)?,
+            cost_month_micros: take_u64(input)?,
+        })
     }
 
     /// Used amount of a budget at `now_s` (tokens, or cost in micros).

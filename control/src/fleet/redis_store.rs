@@ -35,22 +35,22 @@ impl RedisFleet {
     }
 
     pub(super) async fn sync(&self, req: &SyncRequest, now_ms: u64) -> Result<Vec<KeyUsage>, Unavailable> {
+        let hashes: Vec<String> = req.keys.iter().map(|k| format!("{PREFIX}{}", k.key)).collect();
         let mut pipe = redis::pipe();
-        for k in &req.keys {
-            let hash = format!("{PREFIX}{}", k.key);
+        for (k, hash) in req.keys.iter().zip(&hashes) {
             let stored = StoredUsage { as_of_ms: now_ms, usage: k.usage.clone() };
             let blob = serde_json::to_vec(&stored).map_err(|e| Unavailable(e.to_string()))?;
-            pipe.hset(&hash, &req.instance, blob).ignore().pexpire(&hash, KEY_TTL_MS as i64).ignore().hgetall(&hash);
+            pipe.hset(hash, &req.instance, blob).ignore().pexpire(hash, KEY_TTL_MS as i64).ignore().hgetall(hash);
         }
         let mut conn = self.conn.clone();
-        let hashes: Vec<HashMap<String, Vec<u8>>> = tokio::time::timeout(TIMEOUT, pipe.query_async(&mut conn))
+        let read: Vec<HashMap<String, Vec<u8>>> = tokio::time::timeout(TIMEOUT, pipe.query_async(&mut conn))
             .await
             .map_err(|_| Unavailable("redis did not answer in time".into()))?
             .map_err(|e| Unavailable(format!("redis: {e}")))?;
         let mut answers = Vec::with_capacity(req.keys.len());
         let mut cleanup = redis::pipe();
         let mut expired_any = false;
-        for (k, fields) in req.keys.iter().zip(&hashes) {
+        for ((k, hash), fields) in req.keys.iter().zip(&hashes).zip(&read) {
             let entries: Vec<(&str, FleetUsage)> = fields
                 .iter()
                 .filter_map(|(instance, blob)| {
@@ -62,7 +62,7 @@ impl RedisFleet {
             answers.push(answer(&k.key, &sum.usage));
             if !sum.expired.is_empty() {
                 expired_any = true;
-                cleanup.hdel(format!("{PREFIX}{}", k.key), sum.expired).ignore();
+                cleanup.hdel(hash, sum.expired).ignore();
             }
         }
         if expired_any {

@@ -27,8 +27,13 @@ pub struct FleetUsage {
 
 impl FleetUsage {
     /// Byte length of [`FleetUsage::encode`].
-    pub const ENCODED_LEN: usize =
-        SecondRing::<60>::ENCODED_LEN + SecondRing::<10>::ENCODED_LEN + MinuteRing::ENCODED_LEN + 4 + 8 + 24 + 8;
+    pub const ENCODED_LEN: usize = SecondRing::<60>::ENCODED_LEN
+        + SecondRing::<10>::ENCODED_LEN
+        + MinuteRing::ENCODED_LEN
+        + 4
+        + 8
+        + BudgetState::ENCODED_LEN
+        + 8;
 
     /// Whether the in-flight gauges still count at `now_ms`.
     pub fn gauges_fresh(&self, now_ms: u64) -> bool {
@@ -77,27 +82,13 @@ impl FleetUsage {
             || self.budget.used(Budget::CostMonth, now_s) > 0
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-            && self.requests.is_empty()
-            && self.tool_calls.is_empty()
-            && self.in_flight == 0
-            && self.reserved_tokens == 0
-            && self.budget.tokens_day == 0
-            && self.budget.cost_month_micros == 0
-    }
-
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         self.tokens.encode(out);
         self.requests.encode(out);
         self.tool_calls.encode(out);
         out.extend_from_slice(&self.in_flight.to_le_bytes());
         out.extend_from_slice(&self.reserved_tokens.to_le_bytes());
-        let b = &self.budget;
-        out.extend_from_slice(&b.day.to_le_bytes());
-        out.extend_from_slice(&b.tokens_day.to_le_bytes());
-        out.extend_from_slice(&b.month.to_le_bytes());
-        out.extend_from_slice(&b.cost_month_micros.to_le_bytes());
+        self.budget.encode(out);
         out.extend_from_slice(&self.as_of_ms.to_le_bytes());
     }
 
@@ -108,12 +99,7 @@ impl FleetUsage {
             tool_calls: MinuteRing::decode(input)?,
             in_flight: take_u32(input)?,
             reserved_tokens: take_u64(input)?,
-            budget: BudgetState {
-                day: take_u32(input)?,
-                tokens_day: take_u64(input)?,
-                month: take_u32(input)?,
-                cost_month_micros: take_u64(input)?,
-            },
+            budget: BudgetState::decode(input)?,
             as_of_ms: take_u64(input)?,
         })
     }

@@ -137,11 +137,7 @@ impl TenantState {
         self.errors.encode(&mut out);
         out.extend_from_slice(&self.in_flight.to_le_bytes());
         out.extend_from_slice(&self.reserved_tokens.to_le_bytes());
-        let b = &self.budget;
-        out.extend_from_slice(&b.day.to_le_bytes());
-        out.extend_from_slice(&b.tokens_day.to_le_bytes());
-        out.extend_from_slice(&b.month.to_le_bytes());
-        out.extend_from_slice(&b.cost_month_micros.to_le_bytes());
+        self.budget.encode(&mut out);
         let b = &self.breaker;
         let (tag, until_ms, admitted, succeeded) = match b.state {
             BreakerState::Closed => (0u8, 0u64, 0u32, 0u32),
@@ -190,12 +186,7 @@ impl TenantState {
         let errors = MinuteRing::decode(&mut input)?;
         let in_flight = take_u32(&mut input)?;
         let reserved_tokens = take_u64(&mut input)?;
-        let budget = BudgetState {
-            day: take_u32(&mut input)?,
-            tokens_day: take_u64(&mut input)?,
-            month: take_u32(&mut input)?,
-            cost_month_micros: take_u64(&mut input)?,
-        };
+        let budget = BudgetState::decode(&mut input)?;
         let tag = take_u8(&mut input)?;
         let until_ms = take_u64(&mut input)?;
         let admitted = take_u32(&mut input)?;
