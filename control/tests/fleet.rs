@@ -8,9 +8,9 @@ use axum::Router;
 use fusebox_control::db::{now_ms, Db};
 use fusebox_control::{app, AppState, Config};
 use fusebox_engine::policy::Policy;
+use fusebox_integration::Redis;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
@@ -21,40 +21,6 @@ fn replica(fleet_redis: Option<String>) -> Router {
         Policy::from_json(br#"{"identity": {"jwt_authn": {}}, "tenants": {"acme": {"tokens_60s": 100}}}"#).unwrap();
     let config = Config { filter_token: Some(FILTER.into()), fleet_redis, ..Config::default() };
     app(AppState::new(Db::in_memory().unwrap(), Some((seed, "test".into())), config).unwrap())
-}
-
-/// A throwaway `redis-server` on a free port, stopped when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for the fleet tests (make fleet-servers installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn sync(app: &Router, body: &Value) -> (StatusCode, Value) {
@@ -111,20 +77,17 @@ async fn envoys_on_two_replicas_sharing_redis_see_each_other() {
 
 #[tokio::test]
 async fn a_sync_without_redis_is_refused_with_503_and_works_again_once_redis_is_back() {
-    let redis = Redis::start();
-    let port = redis.port;
+    let mut redis = Redis::start();
     let app = replica(Some(redis.url()));
     assert_eq!(sync(&app, &usage("envoy-a", 5, 0)).await.0, StatusCode::OK);
-    drop(redis);
+    let idle = json!({"node": "envoy-b", "instance": "envoy-b/1", "keys": []});
+    assert_eq!(sync(&app, &idle).await, (StatusCode::OK, json!({"keys": []})), "an idle Envoy's heartbeat");
+    redis.stop();
     let (status, body) = sync(&app, &usage("envoy-a", 5, 0)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
-    let back = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let back = Redis { child: back, port };
+    assert_eq!(sync(&app, &idle).await.0, StatusCode::SERVICE_UNAVAILABLE, "a heartbeat learns it too");
+    redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, _) = sync(&app, &usage("envoy-a", 5, 0)).await;
@@ -134,7 +97,6 @@ async fn a_sync_without_redis_is_refused_with_503_and_works_again_once_redis_is_
         assert!(Instant::now() < deadline, "control did not reconnect to redis ({status})");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(back);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Plugin configuration, as written in Envoy YAML (`configuration` of the Wasm filter or of
 //! the `envoy.bootstrap.wasm` singleton).
 
+use crate::fleet::FleetConfig;
 use crate::path::canonical;
 use crate::policy::Policy;
 use crate::strict::{field_error, parse_json, PolicyError};
@@ -313,6 +314,9 @@ pub struct SingletonConfig {
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub control: ControlConfig,
+    /// Counting with the rest of the fleet (absent: this Envoy counts alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -325,7 +329,7 @@ struct SingletonEnvelope {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginConfig {
     Filter(Box<FilterConfig>),
-    Singleton(SingletonConfig),
+    Singleton(Box<SingletonConfig>),
 }
 
 impl PluginConfig {
@@ -361,7 +365,10 @@ impl PluginConfig {
             if !(100..=10_000_000).contains(&s.control.max_backlog) {
                 return Err(field_error("singleton.control.max_backlog", "must be between 100 and 10000000"));
             }
-            Ok(PluginConfig::Singleton(s))
+            if let Some(f) = &s.fleet {
+                f.validate().map_err(|e| field_error(prefixed("singleton.fleet", &e.field), e.message))?;
+            }
+            Ok(PluginConfig::Singleton(Box::new(s)))
         } else {
             FilterConfig::from_json(json).map(|c| PluginConfig::Filter(Box::new(c)))
         }
@@ -492,6 +499,16 @@ mod tests {
         let PluginConfig::Singleton(s) = cfg else { panic!("not a singleton") };
         assert_eq!(s.control.poll_interval_ms, 1000);
         assert_eq!(s.namespace, "fusebox");
+        assert_eq!(s.fleet, None, "an Envoy counts alone unless told otherwise");
+    }
+
+    #[test]
+    fn a_singleton_counting_with_the_fleet_is_checked_field_by_field() {
+        let cfg = br#"{"singleton": {"control": {"cluster": "c"}, "fleet": {"expected_envoys": 3}}}"#;
+        let Ok(PluginConfig::Singleton(s)) = PluginConfig::from_json(cfg) else { panic!("not a singleton") };
+        assert_eq!(s.fleet.map(|f| (f.expected_envoys, f.interval_ms)), Some((3, 250)));
+        let bad = br#"{"singleton": {"control": {"cluster": "c"}, "fleet": {"expected_envoys": 3, "interval_ms": 1}}}"#;
+        assert_eq!(PluginConfig::from_json(bad).unwrap_err().field, "singleton.fleet.interval_ms");
     }
 
     #[test]

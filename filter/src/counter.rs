@@ -55,6 +55,10 @@ pub enum Counter {
     EventsShipped,
     EventsDropped,
     EventsShipFailures,
+    FleetSyncs,
+    FleetSyncFailures,
+    FleetFallbacks,
+    FleetKeysRefused,
 }
 
 impl Counter {
@@ -94,7 +98,7 @@ impl Counter {
         }
     }
 
-    pub(crate) const ALL: [Counter; 45] = [
+    pub(crate) const ALL: [Counter; 49] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -140,6 +144,10 @@ impl Counter {
         Counter::EventsShipped,
         Counter::EventsDropped,
         Counter::EventsShipFailures,
+        Counter::FleetSyncs,
+        Counter::FleetSyncFailures,
+        Counter::FleetFallbacks,
+        Counter::FleetKeysRefused,
     ];
 
     /// Counters moved on (almost) every request: added up in the worker and flushed to Envoy on
@@ -204,6 +212,10 @@ impl Counter {
             Counter::EventsShipped => "fusebox.events.shipped",
             Counter::EventsDropped => "fusebox.events.dropped",
             Counter::EventsShipFailures => "fusebox.events.ship_failures",
+            Counter::FleetSyncs => "fusebox.fleet.syncs",
+            Counter::FleetSyncFailures => "fusebox.fleet.sync_failures",
+            Counter::FleetFallbacks => "fusebox.fleet.fallbacks",
+            Counter::FleetKeysRefused => "fusebox.fleet.keys_refused",
         }
     }
 }

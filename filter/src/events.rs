@@ -6,6 +6,7 @@
 
 use crate::host;
 use crate::metrics::{Counter, Metrics};
+use crate::queue::SingletonQueue;
 use fusebox_engine::event::{Backlog, Event};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -27,8 +28,7 @@ pub fn queue_name(namespace: &str) -> String {
 
 pub struct Reporter {
     backlog: RefCell<Backlog>,
-    queue_name: String,
-    queue: Cell<Option<u32>>,
+    queue: SingletonQueue,
     last_flush_ms: Cell<u64>,
     metrics: Rc<Metrics>,
     /// Not collecting until then (no queue found).
@@ -40,8 +40,7 @@ impl Reporter {
     pub fn new(namespace: &str, metrics: Rc<Metrics>) -> Reporter {
         Reporter {
             backlog: RefCell::new(Backlog::new(WORKER_BACKLOG)),
-            queue_name: queue_name(namespace),
-            queue: Cell::new(None),
+            queue: SingletonQueue::new(queue_name(namespace)),
             last_flush_ms: Cell::new(0),
             metrics,
             idle_until_ms: Cell::new(0),
@@ -70,14 +69,14 @@ impl Reporter {
         if self.backlog.borrow().is_empty() {
             return;
         }
-        let Some(queue) = self.resolve() else {
+        let Some(queue) = self.queue.resolve() else {
             let lost = self.backlog.borrow_mut().take(usize::MAX).len();
             self.metrics.add(Counter::EventsDropped, lost as u64);
             self.idle_until_ms.set(now_ms.saturating_add(NO_QUEUE_RETRY_MS));
             if !self.warned_no_queue.replace(true) {
                 log::warn!(
                     "no event queue '{}' (is the singleton running, with events_path set?); events are not reported",
-                    self.queue_name
+                    self.queue.name()
                 );
             }
             return;
@@ -88,17 +87,7 @@ impl Reporter {
             // The singleton went away (reload): look the queue up again next time.
             log::warn!("handing {} events to the singleton failed ({s:?}); dropped", events.len());
             self.metrics.add(Counter::EventsDropped, events.len() as u64);
-            self.queue.set(None);
+            self.queue.forget();
         }
-    }
-
-    fn resolve(&self) -> Option<u32> {
-        if let Some(q) = self.queue.get() {
-            return Some(q);
-        }
-        let vm_id = host::property_string(&["plugin_vm_id"]).unwrap_or_default();
-        let q = host::resolve_queue(&vm_id, &self.queue_name);
-        self.queue.set(q);
-        q
     }
 }

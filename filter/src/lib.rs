@@ -5,8 +5,10 @@
 pub mod active;
 pub mod counter;
 pub mod events;
+pub mod fleet_keys;
 pub mod host;
 pub mod metrics;
+pub mod queue;
 pub mod request;
 pub mod root;
 pub mod runs;
@@ -66,7 +68,7 @@ impl RootContext for Root {
                 }
             },
             Ok(PluginConfig::Singleton(cfg)) => {
-                let mut s = SingletonRoot::new(cfg, metrics);
+                let mut s = SingletonRoot::new(*cfg, metrics);
                 let ok = s.start();
                 *self = Root::Singleton(Box::new(s));
                 ok
@@ -86,9 +88,9 @@ impl RootContext for Root {
         }
     }
 
-    fn on_queue_ready(&mut self, _queue_id: u32) {
+    fn on_queue_ready(&mut self, queue_id: u32) {
         if let Root::Singleton(s) = self {
-            s.drain_queue();
+            s.on_queue_ready(queue_id);
         }
     }
 

@@ -66,6 +66,29 @@ fn send(id: u32, n: u64) {
     }
 }
 
+/// A gauge one VM owns and sets (the singleton's fleet figures).
+#[derive(Debug)]
+pub struct Gauge {
+    id: Option<u32>,
+}
+
+impl Gauge {
+    pub fn define(name: &str) -> Gauge {
+        let id = hostcalls::define_metric(MetricType::Gauge, name)
+            .map_err(|s| log::warn!("define_metric {name} failed: {s:?}"))
+            .ok();
+        Gauge { id }
+    }
+
+    pub fn set(&self, value: u64) {
+        if let Some(id) = self.id {
+            if let Err(s) = hostcalls::record_metric(id, value) {
+                log::debug!("record_metric {id} failed: {s:?}");
+            }
+        }
+    }
+}
+
 /// The VM's linear memory, as a gauge summed over every VM that reports it (each adds the
 /// change since its last report), so `fusebox.worker.wasm_memory_bytes` is the total of all
 /// workers. Wasm memory only grows, so the figure is also each VM's peak.

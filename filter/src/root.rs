@@ -3,6 +3,7 @@
 
 use crate::active::ActivePolicy;
 use crate::events::Reporter;
+use crate::fleet_keys::FleetKeys;
 use crate::host;
 use crate::metrics::{Counter, MemoryGauge, Metrics};
 use crate::request::{Request, Worker};
@@ -12,8 +13,9 @@ use fusebox_engine::policy::{Policy, PolicyError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// How often a worker looks for a newly published policy: the delay a kill switch or a
-/// lowered limit adds on top of the singleton's poll.
+/// How often a worker looks for a newly published policy (the delay a kill switch or a
+/// lowered limit adds on top of the singleton's poll), hands its used keys to the fleet sync
+/// and reads the share of the limits it enforces.
 const POLICY_CHECK_MS: u64 = 100;
 /// Events, batched counters and the memory gauge go out every this many policy checks (1 s).
 const FLUSH_EVERY_TICKS: u64 = 10;
@@ -36,6 +38,8 @@ impl FilterRoot {
         let worker = Worker {
             reporter: Reporter::new(&config.namespace, Rc::clone(&metrics)),
             keys: Keys::new(&config.namespace),
+            fleet_keys: FleetKeys::new(&config.namespace),
+            fleet_share: Cell::new(1),
             config,
             metrics,
         };
@@ -57,6 +61,9 @@ impl FilterRoot {
 
     pub fn on_tick(&self) {
         self.refresh_policy();
+        let w = &self.worker;
+        w.fleet_keys.flush(host::now_ms());
+        w.fleet_share.set(store::fleet_share(&w.keys));
         let ticks = self.ticks.get().wrapping_add(1);
         self.ticks.set(ticks);
         if ticks % FLUSH_EVERY_TICKS == 0 {

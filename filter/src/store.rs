@@ -55,6 +55,10 @@ pub struct Keys {
     anchor: String,
     pub policy: String,
     pub policy_gen: String,
+    /// The share of every limit the workers enforce (1: the whole limit, counted fleet-wide).
+    pub fleet_share: String,
+    /// This Envoy's name in the fleet, kept across singleton reloads (see `singleton/fleet.rs`).
+    pub fleet_instance: String,
 }
 
 impl Keys {
@@ -65,11 +69,23 @@ impl Keys {
             anchor: format!("{namespace}/v1/cas-anchor"),
             policy: format!("{namespace}/v1/policy"),
             policy_gen: format!("{namespace}/v1/policy-gen"),
+            fleet_share: format!("{namespace}/v1/fleet-share"),
+            fleet_instance: format!("{namespace}/v1/fleet-instance"),
         }
     }
 
     pub fn tenant(&self, tenant: &str) -> String {
         format!("{}{tenant}", self.tenant_prefix)
+    }
+
+    /// The key of a state by its fleet name (a tenant id, or `tenant#tier`).
+    pub fn state(&self, fleet_key: &str) -> String {
+        self.tenant(fleet_key)
+    }
+
+    /// A state key's fleet name: what follows the tenant prefix.
+    pub fn fleet_key<'a>(&self, state_key: &'a str) -> Option<&'a str> {
+        state_key.strip_prefix(self.tenant_prefix.as_str())
     }
 
     /// The state of a tenant's requests on a route with a tier of its own (`#` cannot occur in
@@ -156,4 +172,23 @@ pub fn published_policy(keys: &Keys) -> Option<Vec<u8>> {
 pub fn publish_policy(keys: &Keys, json: &[u8], generation: u64) -> Result<(), Status> {
     host::shared_set(&keys.policy, json, None)?;
     host::shared_set(&keys.policy_gen, &generation.to_le_bytes(), None)
+}
+
+/// The share of every limit the workers enforce: 1 unless the singleton fell back to a local
+/// share because fleet counts are unavailable.
+pub fn fleet_share(keys: &Keys) -> u32 {
+    match host::shared_get(&keys.fleet_share) {
+        Ok((Some(b), _)) => b.as_slice().try_into().ok().map_or(1, u32::from_le_bytes).max(1),
+        _ => 1,
+    }
+}
+
+/// Publishes the share (singleton only).
+pub fn publish_fleet_share(keys: &Keys, share: u32) -> Result<(), Status> {
+    host::shared_set(&keys.fleet_share, &share.to_le_bytes(), None)
+}
+
+/// A UTF-8 value, if the key exists and holds one.
+pub fn read_string(key: &str) -> Option<String> {
+    host::shared_get(key).ok().and_then(|(b, _)| b).and_then(|b| String::from_utf8(b).ok())
 }

@@ -1,7 +1,7 @@
 //! What tests send and expect: the demo identity, tokens, policies and templates.
 
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const DEMO_SECRET: &str = "fusebox-demo-secret-change-me";
 pub const DEMO_ISSUER: &str = "https://auth.fusebox.demo";
@@ -69,4 +69,14 @@ pub fn observed(status: &Value, metric: &str) -> u64 {
 /// Fills `${NAME}` placeholders.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
+}
+
+/// Polls `ok` every 20 ms until it holds; fails the test after `secs`. Returns how long it took.
+pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
 }

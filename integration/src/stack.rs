@@ -5,7 +5,7 @@
 
 use crate::fixtures::{render, DEMO_ADMIN_TOKEN, DEMO_FILTER_TOKEN};
 use crate::paths::{envoy_binary, sibling_binary, wasm_path, work_dir, workspace_root, WorkDir};
-use crate::ports::Ports;
+use crate::ports::{free_port, Ports};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub foreground: bool,
     /// Start fusebox-control (off: Envoy's control cluster points at whatever is on `ports.control`).
     pub start_control: bool,
+    /// Start the mock LLM (off: Envoy's upstream is whatever is on `ports.mock`).
+    pub start_mock: bool,
     /// More arguments for `fusebox-control serve`.
     pub control_args: Vec<String>,
 }
@@ -84,7 +86,31 @@ impl Stack {
                 workers,
                 foreground: false,
                 start_control: true,
+                start_mock: true,
                 control_args,
+            };
+            Stack::start_with(options, dir)
+        })
+    }
+
+    /// Another Envoy (`bootstrap`, a template like `envoy/demo.yaml`) on ports of its own,
+    /// sharing this stack's control and mock LLM: a fleet of Envoys in front of one control.
+    pub fn start_envoy_beside(&self, bootstrap: &str, workers: u32) -> Stack {
+        retry_start(|| {
+            let dir = work_dir();
+            let envoy_config = dir.join("custom-envoy.yaml");
+            std::fs::write(&envoy_config, bootstrap).map_err(|e| format!("writing the bootstrap: {e}"))?;
+            let ports = Ports { listen: free_port(), admin: free_port(), ..self.ports.clone() };
+            let options = StackOptions {
+                ports,
+                db: self.db.clone(),
+                policy_file: self.policy_file.clone(),
+                envoy_config,
+                workers,
+                foreground: false,
+                start_control: false,
+                start_mock: false,
+                control_args: Vec::new(),
             };
             Stack::start_with(options, dir)
         })
@@ -110,6 +136,7 @@ impl Stack {
                 workers: 2,
                 foreground: false,
                 start_control: false,
+                start_mock: true,
                 control_args: Vec::new(),
             };
             Stack::start_with(options, dir)
@@ -201,17 +228,19 @@ impl Stack {
         mock_bin: &Path,
     ) -> Result<(), String> {
         let p = &o.ports;
-        let mock = spawn(
-            "mock",
-            Command::new(mock_bin)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{}", p.mock))
-                .arg("--transcripts")
-                .arg(workspace_root().join("tests/responses")),
-            &self.dir,
-            o.foreground,
-        )?;
-        self.children.push(("mock-llm".into(), mock));
+        if o.start_mock {
+            let mock = spawn(
+                "mock",
+                Command::new(mock_bin)
+                    .arg("--listen")
+                    .arg(format!("127.0.0.1:{}", p.mock))
+                    .arg("--transcripts")
+                    .arg(workspace_root().join("tests/responses")),
+                &self.dir,
+                o.foreground,
+            )?;
+            self.children.push(("mock-llm".into(), mock));
+        }
         if o.start_control {
             let control = self.spawn_control(control_bin, o.foreground)?;
             self.children.push(("fusebox-control".into(), control));

@@ -2,7 +2,7 @@
 //! End-to-end through the real Envoy: the control plane's admin API and CLI change what Envoy
 //! enforces at run time (tier changes, the kill switch), and the audit log catches tampering.
 
-use fusebox_integration::{demo_policy, generous, sibling_binary, token, Stack, DEMO_ADMIN_TOKEN};
+use fusebox_integration::{demo_policy, generous, sibling_binary, token, wait_until, Stack, DEMO_ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,15 +15,6 @@ fn chat(stack: &Stack, tenant_token: &str, input: u64, output: u64) -> fusebox_i
     let u = usage(input, output);
     let h: Vec<(&str, &str)> = u.iter().map(|(k, v)| (*k, v.as_str())).collect();
     stack.chat(Some(tenant_token), &h)
-}
-
-fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
 }
 
 fn version(r: &fusebox_integration::Resp) -> u64 {

@@ -2,25 +2,16 @@
 //! End-to-end: concurrency cap (released on every end of stream, including client disconnects),
 //! tool calls per 60 s, and the upstream error ratio.
 
-use fusebox_integration::{demo_policy, generous, observed, token, Stack};
+use fusebox_integration::{demo_policy, generous, observed, token, wait_until, Stack};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 fn tier(extra: Value) -> Value {
     let mut t = generous();
     t.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     t["breaker"] = json!({"cooldown_s": 30});
     t
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -32,7 +23,7 @@ fn concurrency_cap_refuses_the_extra_request_without_tripping_the_breaker() {
     std::thread::scope(|scope| {
         let a = scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, "{}"));
         let b = scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, "{}"));
-        wait_until("two requests in flight", || observed(&stack.status(&t), "concurrency") == 2);
+        wait_until("two requests in flight", 10, || observed(&stack.status(&t), "concurrency") == 2);
         let third = stack.chat(Some(&t), &[]);
         assert_eq!(third.status, 429, "{}", third.body);
         assert_eq!(third.header("x-fusebox-reason"), Some("concurrency"));
@@ -66,7 +57,7 @@ fn a_client_disconnecting_mid_stream_releases_its_in_flight_slot() {
     assert_eq!(observed(&stack.status(&t), "concurrency"), 1);
     assert_eq!(stack.chat(Some(&t), &[]).status, 429, "the stream holds the only slot");
     drop(conn);
-    wait_until("the slot to be released", || observed(&stack.status(&t), "concurrency") == 0);
+    wait_until("the slot to be released", 10, || observed(&stack.status(&t), "concurrency") == 0);
     assert_eq!(stack.chat(Some(&t), &[]).status, 200);
 }
 
@@ -169,7 +160,7 @@ fn reservations_of_requests_in_flight_hold_back_a_request_that_would_overshoot()
             in_flight.push(
                 scope.spawn(|| stack.post_with(&Stack::start_client(), "/v1/chat/completions", Some(&t), &slow, body)),
             );
-            wait_until("the reservation", || reserved(&stack) >= reserve_each * in_flight.len() as u64);
+            wait_until("the reservation", 10, || reserved(&stack) >= reserve_each * in_flight.len() as u64);
         }
         // Nothing used yet, but 3 reservations already exceed 1000 tokens: wait, do not trip.
         let held = stack.post("/v1/chat/completions", Some(&t), &[], body);

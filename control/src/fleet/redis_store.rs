@@ -42,6 +42,10 @@ impl RedisFleet {
             let blob = serde_json::to_vec(&stored).map_err(|e| Unavailable(e.to_string()))?;
             pipe.hset(hash, &req.instance, blob).ignore().pexpire(hash, KEY_TTL_MS as i64).ignore().hgetall(hash);
         }
+        if req.keys.is_empty() {
+            // An idle Envoy's sync is a heartbeat: it must still learn whether Redis is there.
+            pipe.cmd("PING").ignore();
+        }
         let mut conn = self.conn.clone();
         let read: Vec<HashMap<String, Vec<u8>>> = tokio::time::timeout(TIMEOUT, pipe.query_async(&mut conn))
             .await

@@ -88,6 +88,11 @@ impl From<&FleetUsage> for WireUsage {
 }
 
 impl WireUsage {
+    /// No usage at all (an answer like this for a key that holds none needs no write).
+    pub fn is_empty(&self) -> bool {
+        *self == WireUsage::default()
+    }
+
     /// The usage this describes, its gauges true at `as_of_ms`.
     pub fn to_usage(&self, as_of_ms: u64) -> FleetUsage {
         let mut u = FleetUsage {

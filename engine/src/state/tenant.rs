@@ -70,8 +70,10 @@ impl TenantState {
     }
 
     /// This Envoy's own usage, as a fleet sync reports it (gauges true at `now_ms`).
+    /// Windows are moved on to `now_ms` first: a key idle for a while sends only what is
+    /// still inside them.
     pub fn local_usage(&self, now_ms: u64) -> FleetUsage {
-        FleetUsage {
+        let mut u = FleetUsage {
             tokens: self.tokens.clone(),
             requests: self.requests.clone(),
             tool_calls: self.tool_calls.clone(),
@@ -79,7 +81,12 @@ impl TenantState {
             reserved_tokens: self.reserved_tokens,
             budget: self.budget,
             as_of_ms: now_ms,
-        }
+        };
+        let now_s = now_ms / 1000;
+        u.tokens.advance(now_s);
+        u.requests.advance(now_s);
+        u.tool_calls.advance(now_s);
+        u
     }
 
     /// Completed responses in the error-ratio window.
@@ -312,6 +319,22 @@ mod tests {
         let later = now + crate::fleet::GAUGE_TTL_MS / 1000 + 1;
         assert_eq!(s.observe(Metric::Concurrency, later), 1, "another Envoy's slots expire");
         assert_eq!(s.reserved(later), 10);
+    }
+
+    #[test]
+    fn the_usage_a_sync_reports_is_only_what_is_still_inside_the_windows() {
+        let then = 1_700_000_000;
+        let mut s = TenantState::default();
+        s.tokens.add(then, 100);
+        s.requests.add(then, 1);
+        s.in_flight = 2;
+        s.fleet.tokens.add(then, 7);
+        let now_ms = (then + 30) * 1000;
+        let u = s.local_usage(now_ms);
+        assert_eq!(u.tokens.entries().collect::<Vec<_>>(), [(then, 100)], "ours, never the fleet's");
+        assert!(u.requests.is_empty(), "the 10 s window moved past it");
+        assert_eq!((u.in_flight, u.as_of_ms), (2, now_ms));
+        assert!(s.local_usage((then + 61) * 1000).tokens.is_empty());
     }
 
     #[test]

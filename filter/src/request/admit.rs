@@ -14,6 +14,7 @@ use fusebox_engine::admission::{self, Admitted, Allowed, Decision};
 use fusebox_engine::api_shape;
 use fusebox_engine::config::{Mode, RouteMatch};
 use fusebox_engine::event::Event;
+use fusebox_engine::fleet;
 use fusebox_engine::identity::Identity;
 use fusebox_engine::policy::Limits;
 use fusebox_engine::reply::{self, StreamApi};
@@ -40,9 +41,10 @@ struct Judged {
 
 /// A route with a tier of its own is judged by that tier, in a state of its own; any other
 /// request by the tenant's limits.
+/// Without fleet counts (the singleton fell back), each Envoy enforces its share of the limits.
 fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &RouteMatch<'_>) -> Judged {
     let tenant = &identity.tenant;
-    match route.tier.and_then(|t| Some((t, active.policy.route_limits(tenant, t)?))) {
+    let mut j = match route.tier.and_then(|t| Some((t, active.policy.route_limits(tenant, t)?))) {
         Some((t, limits)) => {
             Judged { tier: t.to_string(), limits, key: worker.keys.route_tenant(tenant, t), scope: Some(t.to_string()) }
         }
@@ -50,13 +52,21 @@ fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &R
             let (tier, limits) = active.policy.limits_for(tenant, identity.tier.as_deref());
             Judged { tier, limits, key: worker.keys.tenant(tenant), scope: None }
         }
+    };
+    let share = worker.fleet_share.get();
+    if share > 1 {
+        j.limits = fleet::local_share(&j.limits, share);
     }
+    j
 }
 
 /// Admits a request, or refuses it (the reply is sent) and returns `None`.
 pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<Counting> {
     let enforce = a.route.mode == Mode::Enforce;
     let j = judged(worker, active, &a.identity, &a.route);
+    if let Some(k) = worker.keys.fleet_key(&j.key) {
+        worker.fleet_keys.touch(k, a.now_ms);
+    }
     let tenant = a.identity.tenant;
     // For access logs (`%FILTER_STATE(wasm.fusebox_tenant:PLAIN)%` and kin), allowed or not.
     host::set_filter_state("fusebox_tenant", &tenant);

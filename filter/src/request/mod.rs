@@ -13,6 +13,7 @@ mod status;
 
 use crate::active::ActivePolicy;
 use crate::events::Reporter;
+use crate::fleet_keys::FleetKeys;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::store::{self, Keys};
@@ -31,6 +32,7 @@ use identify::RunHeaders;
 use lifecycle::{Counting, Flow, Hold, Lifecycle, RequestBody, Response};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// What every request of a worker shares (built once per configuration).
@@ -39,6 +41,10 @@ pub struct Worker {
     pub keys: Keys,
     pub metrics: Rc<Metrics>,
     pub reporter: Reporter,
+    /// The state keys used since the last tick, for the singleton's fleet sync.
+    pub fleet_keys: FleetKeys,
+    /// The share of every limit enforced here (1 unless fleet counts are unavailable).
+    pub fleet_share: Cell<u32>,
 }
 
 pub struct Request {

@@ -1,6 +1,17 @@
 //! Calls from the singleton to control: the headers every call carries.
 
+use crate::host;
 use fusebox_engine::config::ControlConfig;
+
+/// The node this Envoy is to control: the configured `node_id`, else Envoy's `node.id`, else
+/// `envoy`. Event batch ids and the fleet instance start with it; a node token is bound to it.
+pub fn node_id(config: &ControlConfig) -> String {
+    config
+        .node_id
+        .clone()
+        .or_else(|| host::property_string(&["node", "id"]).filter(|id| !id.is_empty()))
+        .unwrap_or_else(|| "envoy".into())
+}
 
 /// How the singleton reaches control (built once from its configuration).
 pub struct ControlCalls {

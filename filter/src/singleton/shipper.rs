@@ -48,14 +48,10 @@ impl EventShipper {
     }
 
     /// Registers the workers' queue (when events are shipped at all).
-    pub fn start(&mut self, config: &ControlConfig, namespace: &str) {
+    pub fn start(&mut self, config: &ControlConfig, namespace: &str, node: &str) {
         self.boot_ms = host::now_ms();
         // Batch ids must be unique across Envoys and restarts: node id plus start time.
-        self.source = config
-            .node_id
-            .clone()
-            .or_else(|| host::property_string(&["node", "id"]).filter(|id| !id.is_empty()))
-            .unwrap_or_else(|| "envoy".into());
+        self.source = node.to_string();
         if config.events_path.is_some() {
             self.queue = host::register_queue(&events::queue_name(namespace));
         }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         workers: 2,
         foreground: false,
         start_control: true,
+        start_mock: true,
         control_args: Vec::new(),
     };
     let mut stack = match Stack::start_with(options, dir) {

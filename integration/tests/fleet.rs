@@ -1,0 +1,205 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! End-to-end across a fleet: three real Envoys (two workers each) in front of one
+//! fusebox-control whose fleet counters live in a real `redis-server`. A tenant spread over
+//! the three is held to one limit within the stated bound; slots of a killed Envoy expire;
+//! with Redis down each Envoy enforces its share, and fleet counting returns with Redis.
+
+use fusebox_integration::{demo_policy, generous, observed, token, wait_until, Redis, Resp, Stack};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const ENVOYS: u32 = 3;
+const SYNC_MS: u64 = 250;
+/// The singleton's gauge: 1 while this Envoy enforces its local share.
+const FALLBACK: &str = "wasmcustom.fusebox.fleet.fallback";
+
+/// The demo bootstrap with this Envoy's node id and fleet counting turned on.
+fn bootstrap(node: &str) -> String {
+    let demo = Stack::demo_bootstrap();
+    let plain = r#""token": "fusebox-demo-filter-token"}}}'"#;
+    assert!(demo.contains(plain), "envoy/demo.yaml's singleton configuration changed");
+    demo.replace(
+        plain,
+        &format!(
+            r#""token": "fusebox-demo-filter-token", "node_id": "{node}"}}, "fleet": {{"expected_envoys": {ENVOYS}, "interval_ms": {SYNC_MS}}}}}}}'"#
+        ),
+    )
+}
+
+struct Fleet {
+    redis: Redis,
+    /// The first owns control and the mock LLM; the others share them.
+    envoys: Vec<Stack>,
+}
+
+impl Fleet {
+    fn start(policy: &str) -> Fleet {
+        let redis = Redis::start();
+        let url = redis.url();
+        let first =
+            Stack::start_custom(policy, 2, |_| (bootstrap("envoy-a"), vec!["--fleet-redis".to_string(), url.clone()]));
+        let mut envoys = vec![first];
+        for node in ["envoy-b", "envoy-c"] {
+            let next = envoys[0].start_envoy_beside(&bootstrap(node), 2);
+            envoys.push(next);
+        }
+        envoys.iter().for_each(|e| e.wait_policy_version(1));
+        Fleet { redis, envoys }
+    }
+
+    fn control(&self) -> &Stack {
+        &self.envoys[0]
+    }
+}
+
+fn chat(envoy: &Stack, tenant: &str, input: u64, output: u64) -> Resp {
+    let (i, o) = (input.to_string(), output.to_string());
+    envoy.chat(Some(&token(tenant, None)), &[("x-mock-input-tokens", &i), ("x-mock-output-tokens", &o)])
+}
+
+fn tier(extra: Value) -> Value {
+    let mut t = generous();
+    t.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    t
+}
+
+#[test]
+fn a_tenant_spread_over_three_envoys_is_held_to_one_limit_within_the_stated_bound() {
+    const LIMIT: u64 = 6_000;
+    const PER_REQUEST: u64 = 100;
+    let fleet = Fleet::start(&demo_policy(
+        json!({"free": generous()}),
+        json!({"spread": {"tokens_60s": LIMIT, "tokens_10s": 100_000_000u64}}),
+    ));
+    // Round robin over the three Envoys at a steady pace, until every Envoy refuses.
+    let pace = Duration::from_millis(20);
+    let start = Instant::now();
+    let (mut admitted, mut sent, mut refused_in_a_row) = (0u64, 0u64, 0);
+    let mut first_refusal: Option<Duration> = None;
+    while refused_in_a_row < 6 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the tenant was never held ({admitted} tokens admitted)");
+        let envoy = &fleet.envoys[(sent % u64::from(ENVOYS)) as usize];
+        let r = chat(envoy, "spread", PER_REQUEST / 2, PER_REQUEST / 2);
+        sent += 1;
+        match r.status {
+            200 => {
+                admitted += PER_REQUEST;
+                refused_in_a_row = 0;
+            }
+            429 => {
+                first_refusal.get_or_insert(start.elapsed());
+                refused_in_a_row += 1;
+                assert_eq!(r.header("x-fusebox-reason"), Some("tokens_60s"), "{}", r.body);
+            }
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+        std::thread::sleep(pace);
+    }
+    let until = first_refusal.unwrap();
+    let rate = admitted as f64 / until.as_secs_f64().max(0.001); // tokens per second, fleet-wide
+                                                                 // The stated bound: what the rest of the fleet admits while its usage travels, one sync
+                                                                 // interval to reach control and one to reach the judging Envoy, plus a round trip each.
+    let bound = (rate * 2.0 * (SYNC_MS as f64 + 50.0) / 1000.0) as u64;
+    let overshoot = admitted.saturating_sub(LIMIT);
+    eprintln!(
+        "fleet overshoot: {overshoot} tokens over {LIMIT} ({:.1}%), bound {bound}, at {rate:.0} tokens/s over {ENVOYS} Envoys",
+        overshoot as f64 * 100.0 / LIMIT as f64
+    );
+    assert!(admitted >= LIMIT - PER_REQUEST, "refused early: {admitted} of {LIMIT}");
+    assert!(overshoot <= bound, "{overshoot} tokens over the limit, more than the bound {bound}");
+    assert!(admitted < 2 * LIMIT, "counted apart, three Envoys would admit up to 3x: {admitted}");
+    // Every Envoy refuses the tenant now; another tenant is untouched on each of them.
+    for envoy in &fleet.envoys {
+        assert_eq!(chat(envoy, "spread", 1, 1).status, 429);
+        assert_eq!(chat(envoy, "bystander", 50, 50).status, 200);
+    }
+    // Control metered exactly what the mock served, from all three Envoys' events.
+    let mock = fleet.control().mock_stats();
+    let served = mock["tenants"]["spread"]["requests"].as_u64().unwrap();
+    assert_eq!(served * PER_REQUEST, admitted, "the mock served what was admitted");
+    wait_until("control to meter all three Envoys' usage", 20, || {
+        let u = fleet.control().control_get("/v1/usage?tenant=spread");
+        u["tenants"][0]["usage"]["total_tokens"].as_u64() == Some(admitted)
+    });
+}
+
+#[test]
+fn requests_in_flight_on_one_envoy_hold_the_cap_on_another_until_that_envoy_is_killed() {
+    let fleet = Fleet::start(&demo_policy(json!({"free": tier(json!({"concurrency": 2}))}), json!({})));
+    let (mut envoys, redis) = (fleet.envoys, fleet.redis);
+    let t = token("slots", None);
+    let b_port = envoys[1].ports.listen;
+    // An Envoy syncs the keys it has used: A has seen this tenant before B fills its slots.
+    assert_eq!(envoys[0].chat(Some(&t), &[]).status, 200);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let t = t.clone();
+            scope.spawn(move || {
+                // Held until Envoy B is killed under it.
+                let agent = Stack::start_client();
+                let url = format!("http://127.0.0.1:{b_port}/v1/chat/completions");
+                let _ = agent
+                    .post(url)
+                    .header("authorization", format!("Bearer {t}"))
+                    .header("x-mock-latency-ms", "15000")
+                    .send(r#"{"model":"m","messages":[]}"#);
+            });
+        }
+        wait_until("Envoy A to see B's two requests in flight", 10, || {
+            observed(&envoys[0].status(&t), "concurrency") == 2
+        });
+        let refused = envoys[0].chat(Some(&t), &[]);
+        assert_eq!(refused.status, 429, "the cap of 2 holds across Envoys: {}", refused.body);
+        assert_eq!(refused.header("x-fusebox-reason"), Some("concurrency"));
+        // B dies with its two slots taken; A must not keep them for good.
+        envoys[1].kill("envoy");
+        let freed = wait_until("B's slots to expire", 10, || envoys[0].chat(Some(&t), &[]).status == 200);
+        eprintln!("a killed Envoy's slots were free again after {} ms", freed.as_millis());
+        assert!(observed(&envoys[0].status(&t), "concurrency") <= 1);
+    });
+    drop(redis);
+}
+
+#[test]
+fn with_redis_down_each_envoy_enforces_its_share_and_fleet_counting_returns_with_redis() {
+    const LIMIT: u64 = 3_000;
+    let mut fleet = Fleet::start(&demo_policy(json!({"free": tier(json!({"tokens_60s": LIMIT}))}), json!({})));
+    let a = &fleet.envoys[0];
+    assert_eq!(a.envoy_stat(FALLBACK), Some(0));
+    fleet.redis.stop();
+    for envoy in &fleet.envoys {
+        wait_until("every Envoy to fall back", 10, || envoy.envoy_stat(FALLBACK) == Some(1));
+    }
+    let a = &fleet.envoys[0];
+    wait_until("the fallback's log line", 5, || a.log("envoy.log").contains("fleet counts unavailable"));
+    assert_eq!(a.log("envoy.log").matches("fleet counts unavailable").count(), 1, "said once");
+    // Alone, Envoy A holds the tenant to a third of the limit.
+    let mut admitted = 0;
+    let refusal = loop {
+        let r = chat(a, "alone", 50, 50);
+        if r.status != 200 {
+            break r;
+        }
+        admitted += 100;
+        assert!(admitted <= LIMIT, "the share was not enforced");
+    };
+    assert_eq!(refusal.status, 429, "{}", refusal.body);
+    assert_eq!(refusal.json()["error"]["fusebox"]["threshold"], LIMIT / u64::from(ENVOYS));
+    let share = LIMIT / u64::from(ENVOYS);
+    // As on one Envoy: the request that crosses the threshold is the last one admitted.
+    assert!((share..=share + 100).contains(&admitted), "{admitted} admitted against a share of {share}");
+    assert!(a.envoy_counter("fusebox.fleet.sync_failures") >= 1);
+    // Redis back: every Envoy counts fleet-wide against the whole limit again.
+    fleet.redis.restart();
+    for envoy in &fleet.envoys {
+        wait_until("fleet counting to return", 15, || envoy.envoy_stat(FALLBACK) == Some(0));
+    }
+    let a = &fleet.envoys[0];
+    wait_until("the return's log line", 5, || a.log("envoy.log").contains("fleet counts are back"));
+    assert_eq!(chat(&fleet.envoys[1], "fresh", 50, 50).status, 200);
+    // The usage ledger (control's database, not Redis) lost nothing while Redis was down.
+    wait_until("control to meter the tenant's usage", 20, || {
+        let u = a.control_get("/v1/usage?tenant=alone");
+        u["tenants"][0]["usage"]["total_tokens"].as_u64() == Some(admitted)
+    });
+}
