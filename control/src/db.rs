@@ -174,6 +174,12 @@ pub fn latest_policy(conn: &Connection) -> rusqlite::Result<Option<(u64, String)
     .optional()
 }
 
+/// The newest stored policy version (cheap: the primary key's end), if any.
+pub fn latest_version(conn: &Connection) -> rusqlite::Result<Option<u64>> {
+    conn.query_row("SELECT MAX(version) FROM policy_versions", [], |r| r.get::<_, Option<i64>>(0))
+        .map(|v| v.map(from_sql))
+}
+
 pub fn insert_policy(tx: &Transaction<'_>, version: u64, doc: &str, actor: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO policy_versions (version, doc, created_ms, actor) VALUES (?1, ?2, ?3, ?4)",

@@ -144,12 +144,16 @@ impl Stack {
     }
 
     fn spawn_control(&self, control_bin: &Path, foreground: bool) -> Result<Child, String> {
+        self.spawn_control_on(control_bin, foreground, self.ports.control, "control")
+    }
+
+    fn spawn_control_on(&self, control_bin: &Path, foreground: bool, port: u16, log: &str) -> Result<Child, String> {
         spawn(
-            "control",
+            log,
             Command::new(control_bin)
                 .arg("serve")
                 .arg("--listen")
-                .arg(format!("127.0.0.1:{}", self.ports.control))
+                .arg(format!("127.0.0.1:{port}"))
                 .arg("--policy")
                 .arg(&self.policy_file)
                 .arg("--db")
@@ -172,10 +176,23 @@ impl Stack {
         let bin = sibling_binary("fusebox-control").unwrap_or_else(|e| panic!("{e}"));
         let child = self.spawn_control(&bin, false).unwrap_or_else(|e| panic!("{e}"));
         self.children.push(("fusebox-control".into(), child));
-        let url = format!("http://127.0.0.1:{}/healthz", self.ports.control);
+        self.wait_control(self.ports.control);
+    }
+
+    /// Starts a second fusebox-control replica on `port`, with the same database, policy and
+    /// arguments (killed as `fusebox-control-2`), and waits until it answers.
+    pub fn start_control_replica(&mut self, port: u16) {
+        let bin = sibling_binary("fusebox-control").unwrap_or_else(|e| panic!("{e}"));
+        let child = self.spawn_control_on(&bin, false, port, "control-2").unwrap_or_else(|e| panic!("{e}"));
+        self.children.push(("fusebox-control-2".into(), child));
+        self.wait_control(port);
+    }
+
+    fn wait_control(&self, port: u16) {
+        let url = format!("http://127.0.0.1:{port}/healthz");
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
-            assert!(Instant::now() < deadline, "fusebox-control did not come back");
+            assert!(Instant::now() < deadline, "fusebox-control on port {port} did not answer");
             std::thread::sleep(Duration::from_millis(50));
         }
     }

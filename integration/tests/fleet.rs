@@ -4,7 +4,9 @@
 //! the three is held to one limit within the stated bound; slots of a killed Envoy expire;
 //! with Redis down each Envoy enforces its share, and fleet counting returns with Redis.
 
-use fusebox_integration::{demo_policy, generous, observed, token, wait_until, Redis, Resp, Stack};
+use fusebox_integration::{
+    demo_policy, free_port, generous, observed, token, wait_until, Redis, Resp, Stack, DEMO_ADMIN_TOKEN,
+};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -13,34 +15,50 @@ const SYNC_MS: u64 = 250;
 /// The singleton's gauge: 1 while this Envoy enforces its local share.
 const FALLBACK: &str = "wasmcustom.fusebox.fleet.fallback";
 
-/// The demo bootstrap with this Envoy's node id and fleet counting turned on.
-fn bootstrap(node: &str) -> String {
+/// The demo bootstrap with this Envoy's node id and fleet counting turned on, and with a
+/// second control replica on `replica` (health-checked, so a dead one is skipped).
+fn bootstrap(node: &str, replica: Option<u16>) -> String {
     let demo = Stack::demo_bootstrap();
     let plain = r#""token": "fusebox-demo-filter-token"}}}'"#;
     assert!(demo.contains(plain), "envoy/demo.yaml's singleton configuration changed");
-    demo.replace(
-        plain,
-        &format!(
-            r#""token": "fusebox-demo-filter-token", "node_id": "{node}"}}, "fleet": {{"expected_envoys": {ENVOYS}, "interval_ms": {SYNC_MS}}}}}}}'"#
-        ),
-    )
+    let fleet = format!(r#""fleet": {{"expected_envoys": {ENVOYS}, "interval_ms": {SYNC_MS}}}"#);
+    let mut b =
+        demo.replace(plain, &format!(r#""token": "fusebox-demo-filter-token", "node_id": "{node}"}}, {fleet}}}}}'"#));
+    if let Some(port) = replica {
+        let last = "port_value: ${CONTROL_PORT} } } }\n";
+        assert!(b.ends_with(last), "envoy/demo.yaml no longer ends with the control cluster");
+        let endpoint = format!("{{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}");
+        // Checked every 0.5 s even before the cluster carries traffic (Envoy's default for a
+        // cluster without traffic is once a minute, and the singleton's calls do not count).
+        let check = "{ timeout: 0.5s, interval: 0.5s, no_traffic_interval: 0.5s, unhealthy_threshold: 1, \
+                     healthy_threshold: 1, http_health_check: { path: /healthz } }";
+        b.push_str(&format!("        - endpoint: {endpoint}\n    health_checks:\n    - {check}\n"));
+    }
+    b
 }
 
 struct Fleet {
     redis: Redis,
-    /// The first owns control and the mock LLM; the others share them.
+    /// The first owns control (and the replica, if any) and the mock LLM; the others share them.
     envoys: Vec<Stack>,
 }
 
 impl Fleet {
     fn start(policy: &str) -> Fleet {
+        Fleet::start_with(policy, None)
+    }
+
+    /// With a second control replica on `replica`, sharing the first one's Redis and database.
+    fn start_with(policy: &str, replica: Option<u16>) -> Fleet {
         let redis = Redis::start();
-        let url = redis.url();
-        let first =
-            Stack::start_custom(policy, 2, |_| (bootstrap("envoy-a"), vec!["--fleet-redis".to_string(), url.clone()]));
+        let args = vec!["--fleet-redis".to_string(), redis.url()];
+        let mut first = Stack::start_custom(policy, 2, |_| (bootstrap("envoy-a", replica), args.clone()));
+        if let Some(port) = replica {
+            first.start_control_replica(port);
+        }
         let mut envoys = vec![first];
         for node in ["envoy-b", "envoy-c"] {
-            let next = envoys[0].start_envoy_beside(&bootstrap(node), 2);
+            let next = envoys[0].start_envoy_beside(&bootstrap(node, replica), 2);
             envoys.push(next);
         }
         envoys.iter().for_each(|e| e.wait_policy_version(1));
@@ -124,6 +142,30 @@ fn a_tenant_spread_over_three_envoys_is_held_to_one_limit_within_the_stated_boun
 }
 
 #[test]
+fn a_day_budget_is_spent_once_across_the_fleet() {
+    const BUDGET: u64 = 1_500;
+    let fleet = Fleet::start(&demo_policy(json!({"free": tier(json!({"budget_tokens_day": BUDGET}))}), json!({})));
+    let mut admitted = 0;
+    let refusal = loop {
+        let envoy = &fleet.envoys[(admitted / 100 % u64::from(ENVOYS)) as usize];
+        let r = chat(envoy, "spender", 50, 50);
+        if r.status != 200 {
+            break r;
+        }
+        admitted += 100;
+        assert!(admitted < 2 * BUDGET, "the budget was not held fleet-wide: {admitted}");
+        // Slower than the sync: each Envoy knows the others' spending before it admits again.
+        std::thread::sleep(Duration::from_millis(2 * SYNC_MS + 100));
+    };
+    assert_eq!(refusal.status, 429, "{}", refusal.body);
+    assert_eq!(refusal.header("x-fusebox-reason"), Some("budget_tokens_day"));
+    assert!((BUDGET..=BUDGET + 100).contains(&admitted), "{admitted} admitted against a budget of {BUDGET}");
+    for envoy in &fleet.envoys {
+        assert_eq!(chat(envoy, "spender", 1, 1).header("x-fusebox-reason"), Some("budget_tokens_day"));
+    }
+}
+
+#[test]
 fn requests_in_flight_on_one_envoy_hold_the_cap_on_another_until_that_envoy_is_killed() {
     let fleet = Fleet::start(&demo_policy(json!({"free": tier(json!({"concurrency": 2}))}), json!({})));
     let (mut envoys, redis) = (fleet.envoys, fleet.redis);
@@ -202,4 +244,76 @@ fn with_redis_down_each_envoy_enforces_its_share_and_fleet_counting_returns_with
         let u = a.control_get("/v1/usage?tenant=alone");
         u["tenants"][0]["usage"]["total_tokens"].as_u64() == Some(admitted)
     });
+}
+
+#[test]
+fn with_one_control_replica_killed_the_fleet_keeps_syncing_and_reporting_through_the_other() {
+    let replica = free_port();
+    let mut fleet = Fleet::start_with(
+        &demo_policy(json!({"free": generous()}), json!({"steady": {"tokens_60s": 1_000_000}})),
+        Some(replica),
+    );
+    for envoy in &fleet.envoys {
+        assert_eq!(chat(envoy, "steady", 50, 50).status, 200);
+    }
+    // A kill switch thrown on the replica is enforced by every Envoy, whichever replica each
+    // long-polls (the other picks the change up from the shared database).
+    let agent = Stack::start_client();
+    let on_replica = |method: &str, path: &str, body: &str| {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{replica}{path}"))
+            .header("authorization", format!("Bearer {DEMO_ADMIN_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .unwrap();
+        let mut r = agent.run(req).unwrap();
+        serde_json::from_str::<Value>(&r.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default()
+    };
+    for envoy in &fleet.envoys {
+        assert_eq!(chat(envoy, "runaway", 1, 1).status, 200);
+    }
+    let thrown = Instant::now();
+    on_replica("POST", "/v1/tenants/runaway/breaker", r#"{"action": "open", "reason": "fleet-wide"}"#);
+    let mut slowest = Duration::ZERO;
+    for envoy in &fleet.envoys {
+        wait_until("the kill switch on every Envoy", 5, || {
+            chat(envoy, "runaway", 1, 1).header("x-fusebox-reason") == Some("kill_switch")
+        });
+        slowest = slowest.max(thrown.elapsed());
+    }
+    // Reported, not asserted (timing belongs in benchmarks).
+    println!("kill switch enforced by all {ENVOYS} Envoys {} ms after the API call", slowest.as_millis());
+    let synced: Vec<u64> = fleet.envoys.iter().map(|e| e.envoy_counter("fusebox.fleet.syncs")).collect();
+    fleet.envoys[0].kill("fusebox-control");
+    // Traffic on every Envoy while one replica is gone.
+    let mut admitted = 300;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for envoy in &fleet.envoys {
+            assert_eq!(chat(envoy, "steady", 50, 50).status, 200);
+            admitted += 100;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (envoy, before) in fleet.envoys.iter().zip(synced) {
+        wait_until("syncs through the surviving replica", 10, || {
+            envoy.envoy_counter("fusebox.fleet.syncs") > before + 4
+        });
+        assert_eq!(envoy.envoy_counter("fusebox.fleet.fallbacks"), 0, "never fell back to its share");
+    }
+    // Every Envoy still sees the others: each one's 60 s window holds the whole fleet's tokens.
+    for envoy in &fleet.envoys {
+        wait_until("the whole fleet's tokens", 5, || {
+            observed(&envoy.status(&token("steady", None)), "tokens_60s") == admitted
+        });
+    }
+    // And the events of all three were metered through the surviving replica.
+    let mut metered = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metered["tenants"][0]["usage"]["total_tokens"].as_u64() != Some(admitted) {
+        assert!(Instant::now() < deadline, "the survivor metered {metered} of {admitted} tokens");
+        std::thread::sleep(Duration::from_millis(100));
+        metered = on_replica("GET", "/v1/usage?tenant=steady", "");
+    }
 }

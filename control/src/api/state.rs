@@ -89,13 +89,51 @@ impl AppState {
         self.0.served.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Serves `policy` from now on, unless a newer version is served already (a write here and
+    /// one picked up from another replica can arrive in either order).
     pub(super) fn publish(&self, policy: Policy) -> Result<(), ApiError> {
         let served = Served::new(policy)?;
         let version = served.policy.version;
-        *self.0.served.write().unwrap_or_else(|p| p.into_inner()) = served;
+        {
+            let mut current = self.0.served.write().unwrap_or_else(|p| p.into_inner());
+            if current.policy.version > version {
+                return Ok(());
+            }
+            *current = served;
+        }
         // Wakes every long poll (none waiting is fine).
         self.0.changes.send_replace(version);
         Ok(())
+    }
+
+    /// Serves the policy versions other replicas store in the shared database, checking every
+    /// `every`: the database is all replicas share, and a long poll on any of them must wake
+    /// for a change made on another. Runs for the life of the service.
+    pub async fn follow_database(self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let seen = self.served().policy.version;
+            let newer = self
+                .blocking(move |inner| {
+                    let conn = inner.db.conn();
+                    match crate::db::latest_version(&conn)? {
+                        Some(v) if v > seen => policy_ops::current(&conn),
+                        _ => Ok(None),
+                    }
+                })
+                .await;
+            match newer.and_then(|p| p.map_or(Ok(()), |p| self.publish(p))) {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!("reading the database for policy changes failed: {e}");
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// Waits until the served policy's version is no longer `seen`, or `limit` passes.

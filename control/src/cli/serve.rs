@@ -6,6 +6,11 @@ use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
 use fusebox_control::nodes::NodeTokens;
 use fusebox_control::{app, AppState, Config};
+use std::time::Duration;
+
+/// How often a replica looks for policy versions stored by another replica of the same
+/// database: what a change made on one replica adds before Envoys polling another see it.
+const POLICY_FOLLOW: Duration = Duration::from_millis(50);
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     let admin_token = match (&args.admin_token, &args.admin_token_file) {
@@ -42,6 +47,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
         fleet_redis: args.fleet_redis.clone(),
     };
     let state = AppState::new(db, seed, config)?;
+    tokio::spawn(state.clone().follow_database(POLICY_FOLLOW));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
     tracing::info!(

@@ -1,0 +1,61 @@
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
+//! Two control replicas over one database: a change made on one wakes the Envoys long-polling
+//! the other (each replica follows the versions the database holds).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use fusebox_control::db::Db;
+use fusebox_control::{app, AppState, Config};
+use fusebox_engine::policy::Policy;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-0123";
+
+fn replica(db_path: &std::path::Path) -> (AppState, Router) {
+    let seed =
+        Policy::from_json(br#"{"identity": {"jwt_authn": {}}, "tenants": {"acme": {"tokens_60s": 100}}}"#).unwrap();
+    let config = Config { admin_token: Some(ADMIN.into()), ..Config::default() };
+    let state = AppState::new(Db::open(db_path).unwrap(), Some((seed, "test".into())), config).unwrap();
+    (state.clone(), app(state))
+}
+
+async fn call(app: &Router, method: &str, uri: &str, extra: &[(&str, &str)], body: &str) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {ADMIN}"));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_change_made_on_one_replica_wakes_the_long_polls_of_the_other() {
+    let dir = std::env::temp_dir().join(format!("fusebox-replicas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("control.db");
+    let (_, one) = replica(&db);
+    let (two_state, two) = replica(&db);
+    tokio::spawn(two_state.follow_database(Duration::from_millis(50)));
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = call(&two, "GET", "/v1/policy?wait=30", &[("if-none-match", "\"v1\"")], "").await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "nothing changed yet");
+    let (status, body) =
+        call(&one, "POST", "/v1/tenants/acme/breaker", &[], r#"{"action": "open", "reason": "runaway"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ((status, policy), waited) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(policy["version"], 2, "the other replica serves the new version");
+    assert_eq!(policy["tenants"]["acme"]["forced"]["state"], "open");
+    assert!(waited < Duration::from_secs(30), "woken by the change, not the end of the wait");
+    let _ = std::fs::remove_dir_all(&dir);
+}
