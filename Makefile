@@ -56,12 +56,15 @@ build: wasm
 run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
 
-## Lints, unit tests, control tests and real-Envoy end-to-end tests (what CI runs).
+## Lints, unit tests, control tests (on SQLite, then again on PostgreSQL) and real-Envoy
+## end-to-end tests (what CI runs).
 test: lint envoy $(PYTHON_SDKS) $(NODE_SDK) browser fleet-servers build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast; \
+		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast && \
+		FUSEBOX_TEST_DATABASE=postgres $(CARGO) nextest run -p fusebox-control --no-fail-fast; \
 	else \
-		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) test --workspace --no-fail-fast; \
+		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) test --workspace --no-fail-fast && \
+		FUSEBOX_TEST_DATABASE=postgres $(CARGO) test -p fusebox-control --no-fail-fast; \
 	fi
 
 ## Native unit tests only (engine, filter, control, harness): the fast loop while editing.
@@ -80,11 +83,12 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null
 
-## Redis (fleet counters) from Debian's packages, if missing; tests start their own on free ports.
+## Redis (fleet counters) and PostgreSQL (control's shared database) from Debian's packages, if
+## missing; tests start their own on free ports.
 fleet-servers:
-	@command -v redis-server >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
-	@command -v redis-server >/dev/null
+	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null; }
+	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null
 
 ## wrk and h2load from Debian's packages, if missing.
 bench-tools:

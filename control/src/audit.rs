@@ -8,9 +8,9 @@
 //! file can rebuild a consistent chain: record `head` from `/v1/audit/verify` elsewhere to
 //! anchor it.
 
-use crate::db::{from_sql, now_ms, to_sql};
+use crate::db::{from_sql, now_ms, to_sql, DbError, Row, Sql};
+use crate::params;
 use fusebox_engine::identity::{hex, sha256};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -58,13 +58,12 @@ fn entry_hash(
     hex(&sha256(canonical.as_bytes()))
 }
 
-fn head(conn: &Connection) -> rusqlite::Result<Option<(u64, String)>> {
-    conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((from_sql(r.get(0)?), r.get(1)?)))
-        .optional()
+fn head(conn: &dyn Sql) -> Result<Option<(u64, String)>, DbError> {
+    conn.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", params![], |r| Ok((from_sql(r.get(0)?), r.get(1)?)))
 }
 
 /// Appends an entry inside the caller's transaction.
-pub fn append(tx: &Transaction<'_>, e: NewEntry<'_>) -> rusqlite::Result<u64> {
+pub fn append(tx: &dyn Sql, e: NewEntry<'_>) -> Result<u64, DbError> {
     let (prev_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS.to_string()));
     let seq = prev_seq + 1;
     let ts_ms = now_ms();
@@ -95,7 +94,7 @@ pub fn append(tx: &Transaction<'_>, e: NewEntry<'_>) -> rusqlite::Result<u64> {
     Ok(seq)
 }
 
-fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
+fn row_to_entry(r: &Row) -> Result<(Entry, String), DbError> {
     let details: String = r.get(7)?;
     Ok((
         Entry {
@@ -114,17 +113,18 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
     ))
 }
 
+/// Entries read per query while verifying.
+const VERIFY_PAGE: usize = 1000;
+
 const COLUMNS: &str = "seq, ts_ms, tenant_id, actor_id, action, reason_code, outcome, details, prev_hash, hash";
 
 /// The newest `limit` entries (of one tenant, if given), oldest first.
-pub fn list(conn: &Connection, tenant: Option<&str>, limit: u64) -> rusqlite::Result<Vec<Entry>> {
+pub fn list(conn: &dyn Sql, tenant: Option<&str>, limit: u64) -> Result<Vec<Entry>, DbError> {
     let sql = format!(
-        "SELECT * FROM (SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY seq DESC LIMIT ?2)
-         ORDER BY seq"
+        "SELECT * FROM (SELECT {COLUMNS} FROM audit WHERE (CAST(?1 AS TEXT) IS NULL OR tenant_id = ?1) ORDER BY seq DESC LIMIT ?2)
+         AS newest ORDER BY seq"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![tenant, to_sql(limit)], |r| row_to_entry(r).map(|(e, _)| e))?;
-    rows.collect()
+    conn.query_map(&sql, params![tenant, to_sql(limit)], |r| row_to_entry(r).map(|(e, _)| e))
 }
 
 /// The outcome of checking the chain.
@@ -142,10 +142,7 @@ pub struct Verification {
 }
 
 /// Recomputes the whole chain.
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
-    let mut rows = stmt.query([])?;
-    let mut expected_seq = 1u64;
+pub fn verify(conn: &dyn Sql) -> Result<Verification, DbError> {
     let mut prev = GENESIS.to_string();
     let mut count = 0u64;
     let fail = |count: u64, seq: u64, error: String| Verification {
@@ -155,31 +152,39 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
         error: Some(error),
         first_bad_seq: Some(seq),
     };
-    while let Some(r) = rows.next()? {
-        let (e, details) = row_to_entry(r)?;
-        if e.seq != expected_seq {
-            return Ok(fail(count, expected_seq, format!("entry {expected_seq} is missing")));
+    // In pages by sequence number, so a long log is never held in memory whole.
+    let page = format!("SELECT {COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT {VERIFY_PAGE}");
+    loop {
+        let rows = conn.query(&page, params![to_sql(count)])?;
+        for r in &rows {
+            let (e, details) = row_to_entry(r)?;
+            let expected_seq = count + 1;
+            if e.seq != expected_seq {
+                return Ok(fail(count, expected_seq, format!("entry {expected_seq} is missing")));
+            }
+            if e.prev_hash != prev {
+                return Ok(fail(count, e.seq, format!("entry {} does not follow entry {}", e.seq, e.seq - 1)));
+            }
+            let hash = entry_hash(
+                &e.prev_hash,
+                e.seq,
+                e.timestamp_ms,
+                e.tenant_id.as_deref(),
+                &e.actor_id,
+                &e.action,
+                &e.reason_code,
+                &e.outcome,
+                &details,
+            );
+            if hash != e.hash {
+                return Ok(fail(count, e.seq, format!("entry {} was altered", e.seq)));
+            }
+            prev = e.hash;
+            count += 1;
         }
-        if e.prev_hash != prev {
-            return Ok(fail(count, e.seq, format!("entry {} does not follow entry {}", e.seq, e.seq - 1)));
+        if rows.len() < VERIFY_PAGE {
+            break;
         }
-        let hash = entry_hash(
-            &e.prev_hash,
-            e.seq,
-            e.timestamp_ms,
-            e.tenant_id.as_deref(),
-            &e.actor_id,
-            &e.action,
-            &e.reason_code,
-            &e.outcome,
-            &details,
-        );
-        if hash != e.hash {
-            return Ok(fail(count, e.seq, format!("entry {} was altered", e.seq)));
-        }
-        prev = e.hash;
-        expected_seq += 1;
-        count += 1;
     }
     let recorded = head(conn)?;
     let last = (count > 0).then(|| (count, prev.clone()));
@@ -216,9 +221,8 @@ mod tests {
 
     /// Tampering as an attacker with the file would: drop the guard triggers first.
     fn tamper(db: &Db, sql: &str) {
-        let conn = db.conn();
-        conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;").unwrap();
-        conn.execute_batch(sql).unwrap();
+        db.sqlite_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;").unwrap();
+        db.sqlite_batch(sql).unwrap();
     }
 
     #[test]
@@ -243,8 +247,8 @@ mod tests {
     fn updates_and_deletes_are_refused_by_the_database() {
         let db = filled();
         let conn = db.conn();
-        assert!(conn.execute("UPDATE audit SET outcome = 'x' WHERE seq = 2", []).is_err());
-        assert!(conn.execute("DELETE FROM audit WHERE seq = 2", []).is_err());
+        assert!(conn.execute("UPDATE audit SET outcome = 'x' WHERE seq = 2", params![]).is_err());
+        assert!(conn.execute("DELETE FROM audit WHERE seq = 2", params![]).is_err());
     }
 
     #[test]
@@ -293,6 +297,17 @@ mod tests {
         tamper(&db, &format!("UPDATE audit SET outcome = 'rejected', hash = '{forged}' WHERE seq = 2"));
         let v = verify(&db.conn()).unwrap();
         assert_eq!((v.ok, v.first_bad_seq), (false, Some(3)));
+    }
+
+    #[test]
+    fn a_chain_longer_than_a_page_verifies_and_a_break_past_the_first_page_is_found() {
+        let db = Db::in_memory().unwrap();
+        db.write(|tx| (0..VERIFY_PAGE * 2 + 5).try_for_each(|_| append(tx, entry("a")).map(|_| ()))).unwrap();
+        let v = verify(&db.conn()).unwrap();
+        assert_eq!((v.ok, v.entries), (true, (VERIFY_PAGE * 2 + 5) as u64));
+        tamper(&db, &format!("DELETE FROM audit WHERE seq = {}", VERIFY_PAGE + 7));
+        let v = verify(&db.conn()).unwrap();
+        assert_eq!((v.ok, v.first_bad_seq), (false, Some(VERIFY_PAGE as u64 + 7)));
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! audit entries.
 
 use crate::audit;
-use crate::db::{from_sql, to_sql};
+use crate::db::{from_sql, saturating_sum, to_sql, DbError, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
+use crate::params;
 use crate::report::{escalated, event_row, known_tenants, reported_breaker, totals};
 use fusebox_engine::budget::{civil_date, days_from_civil};
 use fusebox_engine::policy::{Forced, Policy};
-use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
 /// The page itself: plain HTML with an inline script that reads `/v1/dashboard`.
@@ -37,24 +37,24 @@ struct Usage {
 }
 
 /// One pass over the tenant's usage rows for the three periods the dashboard shows.
-fn usage(conn: &Connection, tenant: &str, recent_s: u64, day_s: u64, month_s: u64) -> rusqlite::Result<Usage> {
+fn usage(conn: &dyn Sql, tenant: &str, recent_s: u64, day_s: u64, month_s: u64) -> Result<Usage, DbError> {
     let from = recent_s.min(day_s).min(month_s);
-    conn.query_row(
-        "SELECT CAST(MIN(TOTAL(CASE WHEN minute >= ?2 THEN input_tokens + output_tokens END), 9.2e18) AS INTEGER),
-                CAST(MIN(TOTAL(CASE WHEN minute >= ?2 THEN requests END), 9.2e18) AS INTEGER),
-                CAST(MIN(TOTAL(CASE WHEN minute >= ?3 THEN input_tokens + output_tokens END), 9.2e18) AS INTEGER),
-                CAST(MIN(TOTAL(CASE WHEN minute >= ?4 THEN cost_micros END), 9.2e18) AS INTEGER)
-         FROM usage WHERE tenant = ?1 AND minute >= ?5",
-        params![tenant, to_sql(recent_s), to_sql(day_s), to_sql(month_s), to_sql(from)],
-        |r| {
-            Ok(Usage {
-                tokens_recent: from_sql(r.get(0)?),
-                requests_recent: from_sql(r.get(1)?),
-                tokens_day: from_sql(r.get(2)?),
-                cost_month_micros: from_sql(r.get(3)?),
-            })
-        },
-    )
+    let sum = |c: &str| saturating_sum(conn.dialect(), c);
+    let sql = format!(
+        "SELECT {}, {}, {}, {} FROM usage WHERE tenant = ?1 AND minute >= ?5",
+        sum("CASE WHEN minute >= ?2 THEN input_tokens + output_tokens END"),
+        sum("CASE WHEN minute >= ?2 THEN requests END"),
+        sum("CASE WHEN minute >= ?3 THEN input_tokens + output_tokens END"),
+        sum("CASE WHEN minute >= ?4 THEN cost_micros END")
+    );
+    conn.query_one(&sql, params![tenant, to_sql(recent_s), to_sql(day_s), to_sql(month_s), to_sql(from)], |r| {
+        Ok(Usage {
+            tokens_recent: from_sql(r.get(0)?),
+            requests_recent: from_sql(r.get(1)?),
+            tokens_day: from_sql(r.get(2)?),
+            cost_month_micros: from_sql(r.get(3)?),
+        })
+    })
 }
 
 /// One usage line: what was used against its limit (`null` when the tier sets none).
@@ -63,7 +63,7 @@ fn gauge(name: &str, used: Value, limit: Option<Value>, note: &str) -> Value {
 }
 
 /// `GET /v1/dashboard`.
-pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) -> Result<Value, ApiError> {
+pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation) -> Result<Value, ApiError> {
     let now_s = now_ms / 1000;
     let (day_start, month_start) = period_starts(now_s);
     // The current minute and the one before it: control sees usage by the minute.
@@ -111,10 +111,11 @@ pub fn view(conn: &Connection, policy: &Policy, now_ms: u64, esc: Escalation) ->
     tenants.sort_by_key(rank);
     let hidden = tenants.len().saturating_sub(MAX_TENANTS);
     tenants.truncate(MAX_TENANTS);
-    let mut trips = conn.prepare(
+    let trips = conn.query_map(
         "SELECT tenant, at_ms, details FROM tenant_events WHERE kind = 'trip' ORDER BY at_ms DESC, id DESC LIMIT ?1",
+        params![to_sql(RECENT)],
+        |r| event_row(r, "tenant"),
     )?;
-    let trips = trips.query_map([to_sql(RECENT)], |r| event_row(r, "tenant"))?.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut audit_entries = audit::list(conn, None, RECENT)?;
     audit_entries.reverse();
     Ok(json!({

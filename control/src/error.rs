@@ -73,8 +73,8 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> ApiError {
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> ApiError {
         tracing::error!("database error: {e}");
         ApiError::internal(format!("database error: {e}"))
     }

@@ -3,13 +3,13 @@
 //! ignored: usage is counted exactly once.
 
 use crate::audit::{self, NewEntry};
-use crate::db::{now_ms, to_sql, Db};
+use crate::db::{now_ms, to_sql, Db, DbError, Sql};
 use crate::error::ApiError;
+use crate::params;
 use fusebox_engine::breaker::Phase;
 use fusebox_engine::event::Event;
 use fusebox_engine::policy::{is_valid_tenant_id, Policy};
 use fusebox_engine::usage::{Usage, MAX_TOKENS_PER_FIGURE};
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -92,10 +92,11 @@ fn valid(e: &Event) -> bool {
     }
 }
 
-/// `column + excluded.column`, saturating at the largest integer SQLite stores (values are
+/// `table.column + excluded.column`, saturating at the largest integer SQLite stores (values are
 /// never negative), so a total can never overflow into an error that breaks every read.
-fn saturating_add(column: &str) -> String {
-    format!("CASE WHEN {column} > 9223372036854775807 - excluded.{column} THEN 9223372036854775807 ELSE {column} + excluded.{column} END")
+fn saturating_add(table: &str, column: &str) -> String {
+    let (old, new) = (format!("{table}.{column}"), format!("excluded.{column}"));
+    format!("CASE WHEN {old} > 9223372036854775807 - {new} THEN 9223372036854775807 ELSE {old} + {new} END")
 }
 
 /// Stores a batch; usage is priced with `policy` (the one control serves).
@@ -126,7 +127,7 @@ pub fn ingest(db: &Db, policy: &Policy, batch: RawBatch, escalation: Escalation)
     }
     db.write(|tx| {
         let seen: Option<i64> =
-            tx.query_row("SELECT 1 FROM batches WHERE batch_id = ?1", [&batch.batch_id], |r| r.get(0)).optional()?;
+            tx.query_opt("SELECT 1 FROM batches WHERE batch_id = ?1", params![batch.batch_id], |r| r.get(0))?;
         if seen.is_some() {
             out.duplicate = true;
             return Ok::<_, ApiError>(());
@@ -144,26 +145,20 @@ pub fn ingest(db: &Db, policy: &Policy, batch: RawBatch, escalation: Escalation)
     Ok(out)
 }
 
-fn bump_totals(tx: &Transaction<'_>, tenant: &str, column: &str, by: u64) -> rusqlite::Result<()> {
+fn bump_totals(tx: &dyn Sql, tenant: &str, column: &str, by: u64) -> Result<(), DbError> {
     // `column` is one of our own constants, never input.
     tx.execute(
         &format!(
             "INSERT INTO tenant_totals (tenant, {column}) VALUES (?1, ?2)
              ON CONFLICT(tenant) DO UPDATE SET {column} = {sum}",
-            sum = saturating_add(column)
+            sum = saturating_add("tenant_totals", column)
         ),
         params![tenant, to_sql(by)],
     )
     .map(|_| ())
 }
 
-fn store(
-    tx: &Transaction<'_>,
-    e: &Event,
-    policy: &Policy,
-    source: &str,
-    escalation: Escalation,
-) -> Result<(), ApiError> {
+fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Escalation) -> Result<(), ApiError> {
     match e {
         Event::Usage { tenant, model, route, run_id, status, minute, requests, input_tokens, output_tokens } => {
             let usage = Usage { input_tokens: *input_tokens, output_tokens: *output_tokens };
@@ -191,10 +186,10 @@ fn store(
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(tenant) DO UPDATE SET requests = {}, input_tokens = {}, output_tokens = {},
                         cost_micros = {}",
-                    saturating_add("requests"),
-                    saturating_add("input_tokens"),
-                    saturating_add("output_tokens"),
-                    saturating_add("cost_micros")
+                    saturating_add("tenant_totals", "requests"),
+                    saturating_add("tenant_totals", "input_tokens"),
+                    saturating_add("tenant_totals", "output_tokens"),
+                    saturating_add("tenant_totals", "cost_micros")
                 ),
                 params![tenant, to_sql(*requests), to_sql(*input_tokens), to_sql(*output_tokens), to_sql(cost)],
             )?;
@@ -204,7 +199,7 @@ fn store(
                 &format!(
                     "INSERT INTO tenant_denials (tenant, reason, count) VALUES (?1, ?2, ?3)
                      ON CONFLICT(tenant, reason) DO UPDATE SET count = {}",
-                    saturating_add("count")
+                    saturating_add("tenant_denials", "count")
                 ),
                 params![tenant, reason, to_sql(*count)],
             )?;
@@ -286,13 +281,13 @@ fn store(
 
 /// Records an escalation when the tenant has tripped `escalation.trips` times within the
 /// window, once per window.
-fn escalate_if_repeated(tx: &Transaction<'_>, tenant: &str, at_ms: u64, esc: Escalation) -> rusqlite::Result<()> {
+fn escalate_if_repeated(tx: &dyn Sql, tenant: &str, at_ms: u64, esc: Escalation) -> Result<(), DbError> {
     let since = to_sql(at_ms.saturating_sub(esc.window_s.saturating_mul(1000)));
-    let count = |kind: &str| -> rusqlite::Result<u64> {
-        tx.query_row(
+    let count = |kind: &str| -> Result<u64, DbError> {
+        tx.query_one(
             "SELECT COUNT(*) FROM tenant_events WHERE tenant = ?1 AND kind = ?2 AND at_ms > ?3",
             params![tenant, kind, since],
-            |r| r.get::<_, i64>(0),
+            |r| r.get::<i64>(0),
         )
         .map(crate::db::from_sql)
     };

@@ -5,10 +5,11 @@
 
 use crate::audit::{self, NewEntry};
 use crate::db::{self, Db};
+use crate::db::{DbError, Sql};
 use crate::error::ApiError;
+use crate::params;
 use fusebox_engine::identity::{hex, sha256};
 use fusebox_engine::policy::{Forced, ForcedBreaker, Limits, Policy, TenantPolicy};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -191,7 +192,7 @@ pub struct Applied {
 }
 
 /// Loads the current policy (the newest stored version).
-pub fn current(conn: &rusqlite::Connection) -> Result<Option<Policy>, ApiError> {
+pub fn current(conn: &dyn Sql) -> Result<Option<Policy>, ApiError> {
     match db::latest_policy(conn)? {
         None => Ok(None),
         Some((version, doc)) => {
@@ -228,13 +229,7 @@ pub fn seed(db: &Db, mut policy: Policy, actor: &str, source: &str) -> Result<Po
 }
 
 /// Appends the audit entry of a change.
-fn record(
-    tx: &rusqlite::Transaction<'_>,
-    change: &Change,
-    actor: &str,
-    outcome: &str,
-    details: Value,
-) -> rusqlite::Result<()> {
+fn record(tx: &dyn Sql, change: &Change, actor: &str, outcome: &str, details: Value) -> Result<(), DbError> {
     let entry = NewEntry {
         tenant_id: change.tenant(),
         actor_id: actor,

@@ -1,12 +1,12 @@
 //! `GET /metrics`: control's view of every tenant in the Prometheus text format, with the
 //! number of per-tenant series bounded.
 
-use crate::db::{from_sql, to_sql};
+use crate::db::{from_sql, saturating_sum, to_sql, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
-use crate::report::{cost, Totals, STATE_NOW};
+use crate::params;
+use crate::report::{cost, state_now, Totals};
 use fusebox_engine::policy::Policy;
-use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -25,39 +25,38 @@ struct MetricTenant {
 
 /// `GET /metrics` in the Prometheus text format.
 pub fn metrics(
-    conn: &Connection,
+    conn: &dyn Sql,
     policy: &Policy,
     now_ms: u64,
     esc: Escalation,
     max_tenants: usize,
 ) -> Result<String, ApiError> {
-    let mut stmt = conn.prepare(&format!(
+    let sql = format!(
         "SELECT t.tenant, t.requests, t.input_tokens, t.output_tokens, t.cost_micros, t.denials, t.trips, t.warnings, b.state
-         FROM tenant_totals t LEFT JOIN (SELECT tenant, {STATE_NOW} AS state FROM breaker_state) b ON b.tenant = t.tenant"
-    ))?;
-    let mut rows: Vec<MetricTenant> = stmt
-        .query_map([], |r| {
-            let input = from_sql(r.get(2)?);
-            let output = from_sql(r.get(3)?);
-            Ok(MetricTenant {
-                tenant: r.get(0)?,
-                totals: Totals {
-                    requests: from_sql(r.get(1)?),
-                    input_tokens: input,
-                    output_tokens: output,
-                    total_tokens: input + output,
-                    cost: 0.0,
-                    denials: from_sql(r.get(5)?),
-                    trips: from_sql(r.get(6)?),
-                    warnings: from_sql(r.get(7)?),
-                },
-                cost_micros: from_sql(r.get(4)?),
-                state: r.get(8)?,
-                forced: None,
-                escalated: false,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+         FROM tenant_totals t LEFT JOIN (SELECT tenant, {} AS state FROM breaker_state) b ON b.tenant = t.tenant",
+        state_now(conn.dialect())
+    );
+    let mut rows: Vec<MetricTenant> = conn.query_map(&sql, params![], |r| {
+        let input = from_sql(r.get(2)?);
+        let output = from_sql(r.get(3)?);
+        Ok(MetricTenant {
+            tenant: r.get(0)?,
+            totals: Totals {
+                requests: from_sql(r.get(1)?),
+                input_tokens: input,
+                output_tokens: output,
+                total_tokens: input + output,
+                cost: 0.0,
+                denials: from_sql(r.get(5)?),
+                trips: from_sql(r.get(6)?),
+                warnings: from_sql(r.get(7)?),
+            },
+            cost_micros: from_sql(r.get(4)?),
+            state: r.get(8)?,
+            forced: None,
+            escalated: false,
+        })
+    })?;
     for (t, entry) in &policy.tenants {
         let Some(f) = &entry.forced else { continue };
         match rows.iter_mut().find(|r| &r.tenant == t) {
@@ -73,9 +72,8 @@ pub fn metrics(
         }
     }
     let since = to_sql(now_ms.saturating_sub(esc.window_s.saturating_mul(1000)));
-    let mut stmt =
-        conn.prepare("SELECT DISTINCT tenant FROM tenant_events WHERE kind = 'escalation' AND at_ms > ?1")?;
-    let escalated_now: BTreeSet<String> = stmt.query_map([since], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let sql = "SELECT DISTINCT tenant FROM tenant_events WHERE kind = 'escalation' AND at_ms > ?1";
+    let escalated_now: BTreeSet<String> = conn.query_map(sql, params![since], |r| r.get(0))?.into_iter().collect();
     for r in rows.iter_mut() {
         r.escalated = escalated_now.contains(&r.tenant);
     }
@@ -86,9 +84,10 @@ pub fn metrics(
     let (top, rest) = rows.split_at(shown);
     let mut denials: BTreeMap<(String, String), u64> = BTreeMap::new();
     let shown_names: BTreeSet<&str> = top.iter().map(|r| r.tenant.as_str()).collect();
-    let mut stmt = conn.prepare("SELECT tenant, reason, count FROM tenant_denials")?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, from_sql(r.get(2)?))))? {
-        let (tenant, reason, count) = row?;
+    let sql = "SELECT tenant, reason, count FROM tenant_denials";
+    for (tenant, reason, count) in
+        conn.query_map(sql, params![], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, from_sql(r.get(2)?))))?
+    {
         let label = if shown_names.contains(tenant.as_str()) { tenant } else { "_other".to_string() };
         *denials.entry((label, reason)).or_default() += count;
     }
@@ -99,7 +98,7 @@ pub fn metrics(
     };
     header(&mut out, "fusebox_control_policy_version", "gauge", "Version of the policy control serves.");
     let _ = writeln!(out, "fusebox_control_policy_version {}", policy.version);
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(from_sql);
+    let count = |sql: &str| conn.query_one(sql, params![], |r| r.get::<i64>(0)).map(from_sql);
     header(&mut out, "fusebox_control_audit_entries", "gauge", "Entries in the audit log.");
     let _ = writeln!(out, "fusebox_control_audit_entries {}", count("SELECT COUNT(*) FROM audit")?);
     header(&mut out, "fusebox_control_event_batches_total", "counter", "Event batches received from filters.");
@@ -110,9 +109,10 @@ pub fn metrics(
         "gauge",
         "Events filters reported dropping (newest report per source, summed).",
     );
-    let dropped = count(
-        "SELECT CAST(MIN(TOTAL(d), 9.2e18) AS INTEGER) FROM (SELECT MAX(dropped) AS d FROM batches GROUP BY source)",
-    )?;
+    let dropped = count(&format!(
+        "SELECT {} FROM (SELECT MAX(dropped) AS d FROM batches GROUP BY source) AS newest",
+        saturating_sum(conn.dialect(), "d")
+    ))?;
     let _ = writeln!(out, "fusebox_control_events_dropped_by_filters {dropped}");
     header(&mut out, "fusebox_control_tenants_not_shown", "gauge", "Tenants summed under tenant=\"_other\".");
     let _ = writeln!(out, "fusebox_control_tenants_not_shown {}", rest.len());

@@ -1,11 +1,11 @@
 //! Read-side views: one tenant, all tenants, usage over a time range (Prometheus metrics are
 //! in `prometheus.rs`).
 
-use crate::db::{from_sql, to_sql};
+use crate::db::{from_sql, saturating_sum, to_sql, DbError, Dialect, Row, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
+use crate::params;
 use fusebox_engine::policy::Policy;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,28 +28,35 @@ pub struct ReportedBreaker {
 
 /// A reported state as it stands now: an `open` whose cooldown has passed is `half_open` (the
 /// next request is a probe), whether or not a request has come since to report it.
-pub(crate) const STATE_NOW: &str = "CASE WHEN state = 'open' AND open_until_ms IS NOT NULL
-     AND open_until_ms <= CAST(strftime('%s', 'now') AS INTEGER) * 1000 THEN 'half_open' ELSE state END";
+pub(crate) fn state_now(dialect: Dialect) -> String {
+    let now_ms = match dialect {
+        Dialect::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) * 1000",
+        Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) * 1000",
+    };
+    format!(
+        "CASE WHEN state = 'open' AND open_until_ms IS NOT NULL AND open_until_ms <= {now_ms} THEN 'half_open' ELSE state END"
+    )
+}
 
-pub(crate) fn reported_breaker(conn: &Connection, tenant: &str) -> rusqlite::Result<Option<ReportedBreaker>> {
-    conn.query_row(
+pub(crate) fn reported_breaker(conn: &dyn Sql, tenant: &str) -> Result<Option<ReportedBreaker>, DbError> {
+    conn.query_opt(
         &format!(
-            "SELECT {STATE_NOW}, at_ms, metric, threshold, observed, open_until_ms, source FROM breaker_state WHERE tenant = ?1"
+            "SELECT {}, at_ms, metric, threshold, observed, open_until_ms, source FROM breaker_state WHERE tenant = ?1",
+            state_now(conn.dialect())
         ),
-        [tenant],
+        params![tenant],
         |r| {
             Ok(ReportedBreaker {
                 state: r.get(0)?,
                 at_ms: from_sql(r.get(1)?),
                 metric: r.get(2)?,
-                threshold: r.get::<_, Option<i64>>(3)?.map(from_sql),
-                observed: r.get::<_, Option<i64>>(4)?.map(from_sql),
-                open_until_ms: r.get::<_, Option<i64>>(5)?.map(from_sql),
+                threshold: r.get::<Option<i64>>(3)?.map(from_sql),
+                observed: r.get::<Option<i64>>(4)?.map(from_sql),
+                open_until_ms: r.get::<Option<i64>>(5)?.map(from_sql),
                 source: r.get(6)?,
             })
         },
     )
-    .optional()
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -64,10 +71,10 @@ pub struct Totals {
     pub warnings: u64,
 }
 
-pub(crate) fn totals(conn: &Connection, tenant: &str) -> rusqlite::Result<Totals> {
-    conn.query_row(
+pub(crate) fn totals(conn: &dyn Sql, tenant: &str) -> Result<Totals, DbError> {
+    conn.query_opt(
         "SELECT requests, input_tokens, output_tokens, cost_micros, denials, trips, warnings FROM tenant_totals WHERE tenant = ?1",
-        [tenant],
+        params![tenant],
         |r| {
             let input = from_sql(r.get(1)?);
             let output = from_sql(r.get(2)?);
@@ -83,34 +90,28 @@ pub(crate) fn totals(conn: &Connection, tenant: &str) -> rusqlite::Result<Totals
             })
         },
     )
-    .optional()
     .map(Option::unwrap_or_default)
 }
 
-pub(crate) fn escalated(conn: &Connection, tenant: &str, now_ms: u64, esc: Escalation) -> rusqlite::Result<bool> {
+pub(crate) fn escalated(conn: &dyn Sql, tenant: &str, now_ms: u64, esc: Escalation) -> Result<bool, DbError> {
     let since = to_sql(now_ms.saturating_sub(esc.window_s.saturating_mul(1000)));
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM tenant_events WHERE tenant = ?1 AND kind = 'escalation' AND at_ms > ?2)",
+    conn.query_one(
+        "SELECT COUNT(*) FROM tenant_events WHERE tenant = ?1 AND kind = 'escalation' AND at_ms > ?2",
         params![tenant, since],
-        |r| r.get(0),
+        |r| Ok(r.get::<i64>(0)? > 0),
     )
 }
 
 /// `GET /v1/tenants/{t}`: policy entry, effective limits, operator hold, last reported
 /// breaker state, totals and recent warnings, trips and escalations.
-pub fn tenant(
-    conn: &Connection,
-    policy: &Policy,
-    tenant: &str,
-    now_ms: u64,
-    esc: Escalation,
-) -> Result<Value, ApiError> {
+pub fn tenant(conn: &dyn Sql, policy: &Policy, tenant: &str, now_ms: u64, esc: Escalation) -> Result<Value, ApiError> {
     let entry = policy.tenants.get(tenant);
     let (tier, limits) = policy.limits_for(tenant, None);
-    let mut stmt = conn.prepare(
+    let events = conn.query_map(
         "SELECT kind, at_ms, details FROM tenant_events WHERE tenant = ?1 ORDER BY at_ms DESC, id DESC LIMIT 20",
+        params![tenant],
+        |r| event_row(r, "kind"),
     )?;
-    let events = stmt.query_map([tenant], |r| event_row(r, "kind"))?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(json!({
         "tenant": tenant,
         "policy_version": policy.version,
@@ -126,7 +127,7 @@ pub fn tenant(
 }
 
 /// A `tenant_events` row `(<first>, at_ms, details)` as JSON, `first` naming its first column.
-pub(crate) fn event_row(r: &rusqlite::Row<'_>, first: &str) -> rusqlite::Result<Value> {
+pub(crate) fn event_row(r: &Row, first: &str) -> Result<Value, DbError> {
     let details: String = r.get(2)?;
     let mut row = serde_json::Map::new();
     row.insert(first.to_string(), Value::String(r.get(0)?));
@@ -136,17 +137,15 @@ pub(crate) fn event_row(r: &rusqlite::Row<'_>, first: &str) -> rusqlite::Result<
 }
 
 /// Every tenant with a policy entry or reported traffic.
-pub(crate) fn known_tenants(conn: &Connection, policy: &Policy) -> rusqlite::Result<BTreeSet<String>> {
+pub(crate) fn known_tenants(conn: &dyn Sql, policy: &Policy) -> Result<BTreeSet<String>, DbError> {
     let mut names: BTreeSet<String> = policy.tenants.keys().cloned().collect();
-    let mut stmt = conn.prepare("SELECT tenant FROM tenant_totals UNION SELECT tenant FROM breaker_state")?;
-    for t in stmt.query_map([], |r| r.get::<_, String>(0))? {
-        names.insert(t?);
-    }
+    let sql = "SELECT tenant FROM tenant_totals UNION SELECT tenant FROM breaker_state";
+    names.extend(conn.query_map(sql, params![], |r| r.get::<String>(0))?);
     Ok(names)
 }
 
 /// `GET /v1/tenants`: every tenant with a policy entry or reported traffic.
-pub fn tenants(conn: &Connection, policy: &Policy) -> Result<Value, ApiError> {
+pub fn tenants(conn: &dyn Sql, policy: &Policy) -> Result<Value, ApiError> {
     let list = known_tenants(conn, policy)?
         .iter()
         .map(|t| {
@@ -200,18 +199,21 @@ impl UsageLine {
 /// so `from`/`to` select whole minutes (a minute counts if it starts in the range). Sums
 /// saturate rather than fail (`TOTAL` is a float, exact below 2^53 tokens), so no stored value
 /// can make this answer an error.
-pub fn usage(conn: &Connection, q: &UsageQuery) -> Result<Value, ApiError> {
-    let mut stmt = conn.prepare(
-        "SELECT tenant, model, CAST(MIN(TOTAL(requests), 9.2e18) AS INTEGER),
-                CAST(MIN(TOTAL(input_tokens), 9.2e18) AS INTEGER), CAST(MIN(TOTAL(output_tokens), 9.2e18) AS INTEGER),
-                CAST(MIN(TOTAL(cost_micros), 9.2e18) AS INTEGER) FROM usage
-         WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR tenant = ?3) AND (?4 IS NULL OR model = ?4)
+pub fn usage(conn: &dyn Sql, q: &UsageQuery) -> Result<Value, ApiError> {
+    let sum = |c: &str| saturating_sum(conn.dialect(), c);
+    let sql = format!(
+        "SELECT tenant, model, {}, {}, {}, {} FROM usage
+         WHERE minute >= ?1 AND minute < ?2 AND (CAST(?3 AS TEXT) IS NULL OR tenant = ?3) AND (CAST(?4 AS TEXT) IS NULL OR model = ?4)
          GROUP BY tenant, model ORDER BY tenant, model",
-    )?;
-    let rows = stmt.query_map(params![to_sql(q.from_s), to_sql(q.to_s), q.tenant, q.model], |r| {
+        sum("requests"),
+        sum("input_tokens"),
+        sum("output_tokens"),
+        sum("cost_micros")
+    );
+    let rows = conn.query_map(&sql, params![to_sql(q.from_s), to_sql(q.to_s), q.tenant, q.model], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
             from_sql(r.get(2)?),
             from_sql(r.get(3)?),
             from_sql(r.get(4)?),
@@ -219,8 +221,7 @@ pub fn usage(conn: &Connection, q: &UsageQuery) -> Result<Value, ApiError> {
         ))
     })?;
     let mut by_tenant: BTreeMap<String, (UsageLine, BTreeMap<String, UsageLine>)> = BTreeMap::new();
-    for row in rows {
-        let (tenant, model, requests, input, output, micros) = row?;
+    for (tenant, model, requests, input, output, micros) in rows {
         let (total, models) = by_tenant.entry(tenant).or_default();
         total.add(requests, input, output, micros);
         models.entry(model).or_default().add(requests, input, output, micros);

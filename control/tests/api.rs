@@ -39,8 +39,23 @@ fn service_with(db: Db, escalation: Escalation, node_tokens: NodeTokens) -> Rout
     app(AppState::new(db, Some((seed, "test".into())), config).unwrap())
 }
 
+/// A fresh database: in memory, or with `FUSEBOX_TEST_DATABASE=postgres` (the second run of
+/// `make test`) a new database on a real PostgreSQL server the test process starts.
+fn new_db() -> Db {
+    match std::env::var("FUSEBOX_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = fusebox_integration::Postgres::shared().create_database(&format!("api_{n}"));
+            Db::postgres(&url).unwrap()
+        }
+        Ok(other) => panic!("FUSEBOX_TEST_DATABASE={other}: expected postgres"),
+        Err(_) => Db::in_memory().unwrap(),
+    }
+}
+
 fn service() -> Router {
-    service_on(Db::in_memory().unwrap(), Escalation::default())
+    service_on(new_db(), Escalation::default())
 }
 
 struct Resp {
@@ -112,7 +127,7 @@ async fn reads_need_a_token_and_writes_need_the_admin_token() {
 #[tokio::test]
 async fn writes_are_disabled_without_an_admin_token() {
     let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
-    let app = app(AppState::new(Db::in_memory().unwrap(), Some((seed, "t".into())), Config::default()).unwrap());
+    let app = app(AppState::new(new_db(), Some((seed, "t".into())), Config::default()).unwrap());
     let r = call(&app, "PUT", "/v1/tenants/acme", Some("anything"), &[], "{}").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("--admin-token"));
@@ -266,7 +281,7 @@ fn trip(at_ms: u64) -> Value {
 
 #[tokio::test]
 async fn transitions_are_audited_and_repeated_trips_escalate() {
-    let app = service_on(Db::in_memory().unwrap(), Escalation { trips: 2, window_s: 3600 });
+    let app = service_on(new_db(), Escalation { trips: 2, window_s: 3600 });
     let now = fusebox_control::db::now_ms();
     let batch = json!({"batch_id": "b1", "source": "envoy-1", "events": [trip(now - 5000)]}).to_string();
     call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await;
@@ -308,7 +323,7 @@ async fn transitions_are_audited_and_repeated_trips_escalate() {
 async fn metrics_keep_cardinality_bounded() {
     let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
     let config = Config { admin_token: Some(ADMIN.into()), metrics_max_tenants: 3, ..Config::default() };
-    let app = app(AppState::new(Db::in_memory().unwrap(), Some((seed, "t".into())), config).unwrap());
+    let app = app(AppState::new(new_db(), Some((seed, "t".into())), config).unwrap());
     let events: Vec<Value> = (0..10).map(|i| usage_event(&format!("t{i}"), "m", 100 * (i + 1), 0)).collect();
     let batch = json!({"batch_id": "b", "source": "s", "events": events}).to_string();
     assert_eq!(call(&app, "POST", "/v1/events", Some(ADMIN), &[], &batch).await.status, StatusCode::OK);
@@ -502,7 +517,7 @@ async fn with_node_tokens_each_envoy_speaks_only_for_itself() {
         fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"token-a")),
         fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"token-b"))
     );
-    let app = service_with(Db::in_memory().unwrap(), Escalation::default(), NodeTokens::parse(&nodes).unwrap());
+    let app = service_with(new_db(), Escalation::default(), NodeTokens::parse(&nodes).unwrap());
     let batch = |id: &str, source: &str| {
         json!({"batch_id": id, "source": source, "events": [usage_event("acme", "m", 5, 5)]}).to_string()
     };

@@ -15,11 +15,41 @@ use tower::ServiceExt;
 
 const ADMIN: &str = "admin-token-0123";
 
-fn replica(db_path: &std::path::Path) -> (AppState, Router) {
+/// A database the replicas share, opened once per replica: a SQLite file, or with
+/// `FUSEBOX_TEST_DATABASE=postgres` a database on a real PostgreSQL server.
+struct Shared {
+    open: Box<dyn Fn() -> Db>,
+    _dir: Option<TempDir>,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn shared(name: &str) -> Shared {
+    match std::env::var("FUSEBOX_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            let url = fusebox_integration::Postgres::shared().create_database(name);
+            Shared { open: Box::new(move || Db::postgres(&url).unwrap()), _dir: None }
+        }
+        _ => {
+            let dir = std::env::temp_dir().join(format!("fusebox-replicas-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("control.db");
+            Shared { open: Box::new(move || Db::open(&path).unwrap()), _dir: Some(TempDir(dir)) }
+        }
+    }
+}
+
+fn replica(db: &Shared) -> (AppState, Router) {
     let seed =
         Policy::from_json(br#"{"identity": {"jwt_authn": {}}, "tenants": {"acme": {"tokens_60s": 100}}}"#).unwrap();
     let config = Config { admin_token: Some(ADMIN.into()), ..Config::default() };
-    let state = AppState::new(Db::open(db_path).unwrap(), Some((seed, "test".into())), config).unwrap();
+    let state = AppState::new((db.open)(), Some((seed, "test".into())), config).unwrap();
     (state.clone(), app(state))
 }
 
@@ -36,9 +66,7 @@ async fn call(app: &Router, method: &str, uri: &str, extra: &[(&str, &str)], bod
 
 #[tokio::test]
 async fn a_change_made_on_one_replica_wakes_the_long_polls_of_the_other() {
-    let dir = std::env::temp_dir().join(format!("fusebox-replicas-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("control.db");
+    let db = shared("long_poll");
     let (_, one) = replica(&db);
     let (two_state, two) = replica(&db);
     tokio::spawn(two_state.follow_database(Duration::from_millis(50)));
@@ -57,5 +85,44 @@ async fn a_change_made_on_one_replica_wakes_the_long_polls_of_the_other() {
     assert_eq!(policy["version"], 2, "the other replica serves the new version");
     assert_eq!(policy["tenants"]["acme"]["forced"]["state"], "open");
     assert!(waited < Duration::from_secs(30), "woken by the change, not the end of the wait");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_appending_at_once_still_write_one_valid_audit_chain() {
+    let db = shared("audit_chain");
+    let replicas = [replica(&db), replica(&db)].map(|(state, app)| {
+        tokio::spawn(state.follow_database(Duration::from_millis(50)));
+        app
+    });
+    let mut writers = Vec::new();
+    for (r, app) in replicas.iter().enumerate() {
+        for w in 0..4 {
+            let app = app.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let tenant = format!("t{r}-{w}-{i}");
+                    let body = r#"{"action": "open", "reason": "concurrent"}"#;
+                    let (status, body) = call(&app, "POST", &format!("/v1/tenants/{tenant}/breaker"), &[], body).await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                }
+            }));
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for app in &replicas {
+        let (status, v) = call(app, "GET", "/v1/audit/verify", &[], "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["entries"], 1 + 80, "the seed and every change, once each: {v}");
+    }
+    // Versions are consecutive whichever replica wrote them, and both serve the newest.
+    for app in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while call(app, "GET", "/v1/policy", &[], "").await.1["version"] != 81 {
+            assert!(Instant::now() < deadline, "a replica never served version 81");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -19,5 +19,5 @@ pub use fixtures::{
 };
 pub use paths::{envoy_binary, on_path, sibling_binary, wasm_path, work_dir, workspace_root, WorkDir};
 pub use ports::{free_port, Ports};
-pub use servers::Redis;
+pub use servers::{Postgres, Redis};
 pub use stack::{Stack, StackOptions};

@@ -1,11 +1,11 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
-//! End-to-end across a fleet: three real Envoys (two workers each) in front of one
-//! fusebox-control whose fleet counters live in a real `redis-server`. A tenant spread over
+//! End-to-end across a fleet: three real Envoys (two workers each) in front of fusebox-control
+//! (one, or two replicas on a real PostgreSQL) whose fleet counters live in a real `redis-server`. A tenant spread over
 //! the three is held to one limit within the stated bound; slots of a killed Envoy expire;
 //! with Redis down each Envoy enforces its share, and fleet counting returns with Redis.
 
 use fusebox_integration::{
-    demo_policy, free_port, generous, observed, token, wait_until, Redis, Resp, Stack, DEMO_ADMIN_TOKEN,
+    demo_policy, free_port, generous, observed, token, wait_until, Postgres, Redis, Resp, Stack, DEMO_ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -39,19 +39,25 @@ fn bootstrap(node: &str, replica: Option<u16>) -> String {
 
 struct Fleet {
     redis: Redis,
+    /// Control's database when it is PostgreSQL (every replica shares it).
+    postgres: Option<Postgres>,
     /// The first owns control (and the replica, if any) and the mock LLM; the others share them.
     envoys: Vec<Stack>,
 }
 
 impl Fleet {
     fn start(policy: &str) -> Fleet {
-        Fleet::start_with(policy, None)
+        Fleet::start_with(policy, None, None)
     }
 
-    /// With a second control replica on `replica`, sharing the first one's Redis and database.
-    fn start_with(policy: &str, replica: Option<u16>) -> Fleet {
+    /// With control on PostgreSQL, and a second control replica on `replica` sharing the first
+    /// one's Redis and database.
+    fn start_with(policy: &str, postgres: Option<Postgres>, replica: Option<u16>) -> Fleet {
         let redis = Redis::start();
-        let args = vec!["--fleet-redis".to_string(), redis.url()];
+        let mut args = vec!["--fleet-redis".to_string(), redis.url()];
+        if let Some(pg) = &postgres {
+            args.extend(["--database-url".to_string(), pg.create_database("fusebox")]);
+        }
         let mut first = Stack::start_custom(policy, 2, |_| (bootstrap("envoy-a", replica), args.clone()));
         if let Some(port) = replica {
             first.start_control_replica(port);
@@ -62,7 +68,7 @@ impl Fleet {
             envoys.push(next);
         }
         envoys.iter().for_each(|e| e.wait_policy_version(1));
-        Fleet { redis, envoys }
+        Fleet { redis, postgres, envoys }
     }
 
     fn control(&self) -> &Stack {
@@ -251,6 +257,7 @@ fn with_one_control_replica_killed_the_fleet_keeps_syncing_and_reporting_through
     let replica = free_port();
     let mut fleet = Fleet::start_with(
         &demo_policy(json!({"free": generous()}), json!({"steady": {"tokens_60s": 1_000_000}})),
+        Some(Postgres::start()),
         Some(replica),
     );
     for envoy in &fleet.envoys {
@@ -316,4 +323,40 @@ fn with_one_control_replica_killed_the_fleet_keeps_syncing_and_reporting_through
         std::thread::sleep(Duration::from_millis(100));
         metered = on_replica("GET", "/v1/usage?tenant=steady", "");
     }
+}
+
+#[test]
+fn with_postgres_down_enforcement_goes_on_and_no_event_is_lost_when_it_is_back() {
+    let mut fleet = Fleet::start_with(
+        &demo_policy(json!({"free": generous()}), json!({"held": {"forced": {"state": "open"}}})),
+        Some(Postgres::start()),
+        None,
+    );
+    let send = |fleet: &Fleet, n: u64| {
+        for envoy in &fleet.envoys {
+            for _ in 0..n {
+                assert_eq!(chat(envoy, "busy", 50, 50).status, 200);
+            }
+        }
+    };
+    send(&fleet, 2);
+    fleet.postgres.as_mut().unwrap().stop();
+    // Enforcement needs no database: traffic is served and the held tenant stays refused.
+    send(&fleet, 5);
+    for envoy in &fleet.envoys {
+        assert_eq!(chat(envoy, "held", 1, 1).header("x-fusebox-reason"), Some("kill_switch"));
+    }
+    let a = &fleet.envoys[0];
+    wait_until("an event post to fail while the database is down", 10, || {
+        a.envoy_counter("fusebox.events.ship_failures") > 0
+    });
+    assert!(a.control("GET", "/v1/usage?tenant=busy", "").status >= 500, "control says it cannot read");
+    fleet.postgres.as_mut().unwrap().restart();
+    send(&fleet, 1);
+    let served = 3 * (2 + 5 + 1) * 100;
+    wait_until("every event to reach the database once it is back", 30, || {
+        let u = fleet.control().control_get("/v1/usage?tenant=busy");
+        u["tenants"][0]["usage"]["total_tokens"].as_u64() == Some(served)
+    });
+    assert_eq!(a.envoy_counter("fusebox.events.dropped"), 0);
 }

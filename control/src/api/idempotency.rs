@@ -4,9 +4,9 @@
 use super::state::Inner;
 use crate::db;
 use crate::error::ApiError;
+use crate::params;
 use axum::http::Method;
 use fusebox_engine::identity::{hex, sha256};
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 /// A stored reply to an `Idempotency-Key`d write.
@@ -17,13 +17,11 @@ pub(super) struct Remembered {
 }
 
 pub(super) fn remembered(inner: &Inner, key: &str) -> Result<Option<Remembered>, ApiError> {
-    Ok(inner
-        .db
-        .conn()
-        .query_row("SELECT fingerprint, status, body FROM idempotency WHERE key = ?1", [key], |r| {
-            Ok(Remembered { fingerprint: r.get(0)?, status: r.get(1)?, body: r.get(2)? })
-        })
-        .optional()?)
+    Ok(inner.db.conn().query_opt(
+        "SELECT fingerprint, status, body FROM idempotency WHERE key = ?1",
+        params![key],
+        |r| Ok(Remembered { fingerprint: r.get(0)?, status: r.get(1)?, body: r.get(2)? }),
+    )?)
 }
 
 /// What identifies a request for its key: method, path and body.
@@ -42,7 +40,8 @@ pub(super) fn remember(
     reply: &Value,
 ) -> Result<(), ApiError> {
     inner.db.conn().execute(
-        "INSERT OR IGNORE INTO idempotency (key, fingerprint, status, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO idempotency (key, fingerprint, status, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (key) DO NOTHING",
         params![key, fingerprint, status, reply.to_string(), db::to_sql(db::now_ms())],
     )?;
     Ok(())

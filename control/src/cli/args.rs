@@ -123,6 +123,10 @@ pub(crate) struct ServeArgs {
     /// SQLite database file (created if missing).
     #[arg(long, env = "FUSEBOX_DB", default_value = "fusebox-control.db")]
     pub(crate) db: PathBuf,
+    /// PostgreSQL instead of the SQLite file (`postgres://user:password@host:5432/fusebox`):
+    /// the database every control replica shares. Migrated on start.
+    #[arg(long, env = "FUSEBOX_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
     /// Policy file (JSON) to seed an empty database with; ignored once the database has one.
     #[arg(long, env = "FUSEBOX_POLICY")]
     pub(crate) policy: Option<PathBuf>,

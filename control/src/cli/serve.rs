@@ -37,7 +37,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => NodeTokens::default(),
     };
-    let db = Db::open(&args.db)?;
+    let database = match &args.database_url {
+        Some(url) => fusebox_control::db::redact(url),
+        None => args.db.display().to_string(),
+    };
+    let db = match &args.database_url {
+        Some(url) => Db::postgres(url)?,
+        None => Db::open(&args.db)?,
+    };
     let config = Config {
         admin_token,
         filter_token: args.filter_token.clone(),
@@ -53,7 +60,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(
         "fusebox-control listening on http://{} (database {}, fleet counters in {})",
         args.listen,
-        args.db.display(),
+        database,
         state.fleet_store()
     );
     axum::serve(listener, app(state))
