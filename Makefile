@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: fleet-servers help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
+.PHONY: fleet fleet-servers help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := policy identity json_usage sse events
@@ -55,6 +55,11 @@ build: wasm
 ## The demo stack in the foreground (Envoy + fusebox-control + mock LLM). Ctrl-C stops it.
 run: envoy build
 	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-dev
+
+## The demo as a fleet in the foreground: 3 Envoys counting fleet-wide, 2 control replicas on
+## PostgreSQL, Redis and the mock LLM. Ctrl-C stops it.
+fleet: envoy fleet-servers build
+	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-fleet
 
 ## Lints, unit tests, control tests (on SQLite, then again on PostgreSQL) and real-Envoy
 ## end-to-end tests (what CI runs).

@@ -80,3 +80,26 @@ pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Durati
     }
     start.elapsed()
 }
+
+/// The demo bootstrap (`envoy/demo.yaml`, a template) as one of `envoys` Envoys of a fleet:
+/// its node id, fleet counting every `interval_ms`, and a second control replica on `replica`
+/// (health-checked, so a dead one is skipped).
+pub fn fleet_bootstrap(node: &str, envoys: u32, interval_ms: u64, replica: Option<u16>) -> String {
+    let demo = std::fs::read_to_string(crate::paths::workspace_root().join("envoy/demo.yaml")).unwrap_or_default();
+    let plain = r#""token": "fusebox-demo-filter-token"}}}'"#;
+    assert!(demo.contains(plain), "envoy/demo.yaml's singleton configuration changed");
+    let fleet = format!(r#""fleet": {{"expected_envoys": {envoys}, "interval_ms": {interval_ms}}}"#);
+    let mut b =
+        demo.replace(plain, &format!(r#""token": "fusebox-demo-filter-token", "node_id": "{node}"}}, {fleet}}}}}'"#));
+    if let Some(port) = replica {
+        let last = "port_value: ${CONTROL_PORT} } } }\n";
+        assert!(b.ends_with(last), "envoy/demo.yaml no longer ends with the control cluster");
+        let endpoint = format!("{{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}");
+        // Checked every 0.5 s even before the cluster carries traffic (Envoy's default for a
+        // cluster without traffic is once a minute, and the singleton's calls do not count).
+        let check = "{ timeout: 0.5s, interval: 0.5s, no_traffic_interval: 0.5s, unhealthy_threshold: 1, \
+                     healthy_threshold: 1, http_health_check: { path: /healthz } }";
+        b.push_str(&format!("        - endpoint: {endpoint}\n    health_checks:\n    - {check}\n"));
+    }
+    b
+}

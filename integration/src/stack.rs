@@ -96,11 +96,21 @@ impl Stack {
     /// Another Envoy (`bootstrap`, a template like `envoy/demo.yaml`) on ports of its own,
     /// sharing this stack's control and mock LLM: a fleet of Envoys in front of one control.
     pub fn start_envoy_beside(&self, bootstrap: &str, workers: u32) -> Stack {
-        retry_start(|| {
+        retry_start(|| self.try_envoy_beside(bootstrap, workers, (free_port(), free_port())))
+    }
+
+    /// [`Stack::start_envoy_beside`] on given `(listen, admin)` ports (`make fleet`).
+    pub fn try_envoy_beside(
+        &self,
+        bootstrap: &str,
+        workers: u32,
+        (listen, admin): (u16, u16),
+    ) -> Result<Stack, String> {
+        {
             let dir = work_dir();
             let envoy_config = dir.join("custom-envoy.yaml");
             std::fs::write(&envoy_config, bootstrap).map_err(|e| format!("writing the bootstrap: {e}"))?;
-            let ports = Ports { listen: free_port(), admin: free_port(), ..self.ports.clone() };
+            let ports = Ports { listen, admin, ..self.ports.clone() };
             let options = StackOptions {
                 ports,
                 db: self.db.clone(),
@@ -113,7 +123,7 @@ impl Stack {
                 control_args: Vec::new(),
             };
             Stack::start_with(options, dir)
-        })
+        }
     }
 
     /// The demo bootstrap (`envoy/demo.yaml`), to build a custom one from.

@@ -5,7 +5,8 @@
 //! with Redis down each Envoy enforces its share, and fleet counting returns with Redis.
 
 use fusebox_integration::{
-    demo_policy, free_port, generous, observed, token, wait_until, Postgres, Redis, Resp, Stack, DEMO_ADMIN_TOKEN,
+    demo_policy, fleet_bootstrap, free_port, generous, observed, token, wait_until, Postgres, Redis, Resp, Stack,
+    DEMO_ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -14,28 +15,6 @@ const ENVOYS: u32 = 3;
 const SYNC_MS: u64 = 250;
 /// The singleton's gauge: 1 while this Envoy enforces its local share.
 const FALLBACK: &str = "wasmcustom.fusebox.fleet.fallback";
-
-/// The demo bootstrap with this Envoy's node id and fleet counting turned on, and with a
-/// second control replica on `replica` (health-checked, so a dead one is skipped).
-fn bootstrap(node: &str, replica: Option<u16>) -> String {
-    let demo = Stack::demo_bootstrap();
-    let plain = r#""token": "fusebox-demo-filter-token"}}}'"#;
-    assert!(demo.contains(plain), "envoy/demo.yaml's singleton configuration changed");
-    let fleet = format!(r#""fleet": {{"expected_envoys": {ENVOYS}, "interval_ms": {SYNC_MS}}}"#);
-    let mut b =
-        demo.replace(plain, &format!(r#""token": "fusebox-demo-filter-token", "node_id": "{node}"}}, {fleet}}}}}'"#));
-    if let Some(port) = replica {
-        let last = "port_value: ${CONTROL_PORT} } } }\n";
-        assert!(b.ends_with(last), "envoy/demo.yaml no longer ends with the control cluster");
-        let endpoint = format!("{{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}");
-        // Checked every 0.5 s even before the cluster carries traffic (Envoy's default for a
-        // cluster without traffic is once a minute, and the singleton's calls do not count).
-        let check = "{ timeout: 0.5s, interval: 0.5s, no_traffic_interval: 0.5s, unhealthy_threshold: 1, \
-                     healthy_threshold: 1, http_health_check: { path: /healthz } }";
-        b.push_str(&format!("        - endpoint: {endpoint}\n    health_checks:\n    - {check}\n"));
-    }
-    b
-}
 
 struct Fleet {
     redis: Redis,
@@ -58,13 +37,14 @@ impl Fleet {
         if let Some(pg) = &postgres {
             args.extend(["--database-url".to_string(), pg.create_database("fusebox")]);
         }
-        let mut first = Stack::start_custom(policy, 2, |_| (bootstrap("envoy-a", replica), args.clone()));
+        let mut first =
+            Stack::start_custom(policy, 2, |_| (fleet_bootstrap("envoy-a", ENVOYS, SYNC_MS, replica), args.clone()));
         if let Some(port) = replica {
             first.start_control_replica(port);
         }
         let mut envoys = vec![first];
         for node in ["envoy-b", "envoy-c"] {
-            let next = envoys[0].start_envoy_beside(&bootstrap(node, replica), 2);
+            let next = envoys[0].start_envoy_beside(&fleet_bootstrap(node, ENVOYS, SYNC_MS, replica), 2);
             envoys.push(next);
         }
         envoys.iter().for_each(|e| e.wait_policy_version(1));
@@ -359,4 +339,63 @@ fn with_postgres_down_enforcement_goes_on_and_no_event_is_lost_when_it_is_back()
         u["tenants"][0]["usage"]["total_tokens"].as_u64() == Some(served)
     });
     assert_eq!(a.envoy_counter("fusebox.events.dropped"), 0);
+}
+
+/// `n` consecutive free ports.
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let base = free_port();
+        if base > 0 && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+#[test]
+fn make_fleet_serves_on_three_listeners_and_sigterm_stops_every_process() {
+    let (listen, admin, control, mock) = (free_ports(3), free_ports(3), free_ports(2), free_port());
+    let mut child = std::process::Command::new(fusebox_integration::sibling_binary("fusebox-fleet").unwrap())
+        .env("FUSEBOX_LISTEN_PORT", listen.to_string())
+        .env("FUSEBOX_ADMIN_PORT", admin.to_string())
+        .env("FUSEBOX_CONTROL_PORT", control.to_string())
+        .env("FUSEBOX_MOCK_PORT", mock.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("Ctrl-C stops everything") {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "fusebox-fleet stopped:\n{banner}");
+        banner.push_str(&line);
+    }
+    assert!(banner.contains(&format!("localhost:{listen}  :{}  :{}", listen + 1, listen + 2)), "{banner}");
+    // The banner's request, sent to each Envoy in turn: one limit for the whole fleet.
+    let agent = Stack::start_client();
+    let acme = token("acme", None);
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let url = format!("http://127.0.0.1:{}/v1/chat/completions", listen + i % 3);
+        let r = agent
+            .post(url)
+            .header("authorization", format!("Bearer {acme}"))
+            .header("content-type", "application/json")
+            .send(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        std::thread::sleep(Duration::from_millis(2 * SYNC_MS + 200));
+    }
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(admitted, 6, "2000 tokens at 400 a request, fleet-wide, as on one Envoy: {statuses:?}");
+    assert!(statuses[admitted..].iter().all(|&s| s == 429), "{statuses:?}");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "fusebox-fleet did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ports = [listen, listen + 1, listen + 2, admin, admin + 2, control, control + 1, mock];
+    for port in ports {
+        wait_until("every process to be gone", 10, || std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
 }

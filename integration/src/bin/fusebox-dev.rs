@@ -2,9 +2,10 @@
 //! (a fresh database seeded from `tests/policies/demo.json`; change it live with the CLI or the
 //! admin API) and the mock LLM. Ctrl-C stops everything.
 
-use fusebox_integration::{token, work_dir, workspace_root, Ports, Stack, StackOptions, DEMO_ADMIN_TOKEN};
+use fusebox_integration::{
+    run_until_stopped, token, work_dir, workspace_root, Ports, Stack, StackOptions, DEMO_ADMIN_TOKEN,
+};
 use std::process::ExitCode;
-use std::time::Duration;
 
 fn curl(port: u16, token: &str) -> String {
     format!(
@@ -68,41 +69,6 @@ fn main() -> ExitCode {
         ports.control,
         DEMO_ADMIN_TOKEN,
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("fusebox-dev: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let exited = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        // SIGTERM/SIGHUP too, so `timeout`, `kill` or a closed terminal still stop the children.
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-            return Some(("fusebox-dev".to_string(), "cannot install signal handlers".to_string()));
-        };
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return None,
-                _ = term.recv() => return None,
-                _ = hup.recv() => return None,
-                _ = tick.tick() => {
-                    if let Some(gone) = stack.exited() {
-                        return Some(gone);
-                    }
-                }
-            }
-        }
-    });
-    match exited {
-        None => {
-            println!("\nstopping.");
-            ExitCode::SUCCESS
-        }
-        Some((name, status)) => {
-            eprintln!("fusebox-dev: {name} exited ({status}); logs in {}", stack.dir.display());
-            ExitCode::FAILURE
-        }
-    }
+    let logs = stack.dir.display().to_string();
+    run_until_stopped("fusebox-dev", || stack.exited(), &logs)
 }
