@@ -7,13 +7,15 @@ use serde_json::{json, Value};
 
 pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
     let get = |k: &str| s.iter().find(|x| x.key == k);
-    let pairs: [(&'static str, &str, &str, Option<f64>); 8] = [
+    let pairs: [(&'static str, &str, &str, Option<f64>); 10] = [
         ("fusebox / no-op Wasm", "fusebox", "noop", Some(0.9)),
         ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.4)),
         ("no-op Wasm / bare Envoy", "noop", "bare", None),
         ("fusebox RS256 / HS256", "fusebox_rs256", "fusebox", None),
         ("fusebox 1k / 10 tenants", "fusebox_1k", "fusebox", None),
         ("fusebox 100k / 10 tenants", "fusebox_100k", "fusebox", None),
+        ("fleet sync on / off", "fusebox_fleet", "fusebox", Some(0.95)),
+        ("fleet sync on / off, 100k tenants", "fusebox_fleet_100k", "fusebox_100k", Some(0.95)),
         ("fusebox / no-op, 2 workers", "fusebox_2w", "noop_2w", None),
         ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
     ];

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod figures;
+mod fleet;
 mod load;
 mod procs;
 mod report;
@@ -83,9 +84,15 @@ impl Env {
             Filters::Noop => read("filters/noop.yaml")?,
             Filters::NoopX20 => read("filters/noop_x20.yaml")?,
             Filters::Native => read("filters/native.yaml")?,
-            Filters::Fusebox => read("filters/fusebox.yaml")?,
+            Filters::Fusebox | Filters::FuseboxFleet => read("filters/fusebox.yaml")?,
         };
-        let extensions = if filters == Filters::Fusebox { read("singleton.yaml")? } else { String::new() };
+        let extensions = match filters {
+            Filters::Fusebox => render(&read("singleton.yaml")?, &[("FLEET", String::new())]),
+            Filters::FuseboxFleet => {
+                render(&read("singleton.yaml")?, &[("FLEET", r#", "fleet": {"expected_envoys": 3}"#.to_string())])
+            }
+            _ => String::new(),
+        };
         // Fragments first: they carry placeholders of their own.
         Ok(render(
             &read("proxy.yaml")?,
@@ -170,7 +177,7 @@ fn run(args: Args) -> Result<(), String> {
 
     // The shared parts: control (serves bench/policy.json, takes the usage events), the fast
     // keep-alive upstream (this binary, `--serve-upstream`) and the mock LLM (streams).
-    let _control = start_control(&env, rest)?;
+    let control = start_control(&env, rest)?;
     let upstream_port = free_port();
     let _upstream = start_upstream(&env, upstream_port, rest)?;
     let mock_port = free_port();
@@ -238,6 +245,7 @@ fn run(args: Args) -> Result<(), String> {
     drop(running);
 
     let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Vec::new() };
+    let fleet_sync = fleet::measure(&env.agent, env.control_port, control.pid(), FILTER_TOKEN)?;
     let ratios = ratios(&summaries);
     let bare = summaries.iter().find(|s| s.key == "bare");
     let mut text = report::table(&summaries, bare);
@@ -248,6 +256,7 @@ fn run(args: Args) -> Result<(), String> {
     text.push_str(&cost_lines(&costs));
     text.push('\n');
     text.push_str(&stream_lines(&streams));
+    text.push_str(&fleet_sync.line());
     println!("\n{text}");
 
     let report = json!({
@@ -261,6 +270,7 @@ fn run(args: Args) -> Result<(), String> {
         "ratios": ratios,
         "costs_us": costs,
         "stream": streams,
+        "fleet_sync": fleet_sync,
     });
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default())
         .map_err(|e| e.to_string())?;

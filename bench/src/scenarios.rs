@@ -9,6 +9,8 @@ pub(crate) enum Filters {
     NoopX20,
     Native,
     Fusebox,
+    /// fusebox with the singleton's fleet sync on (every 250 ms, against control).
+    FuseboxFleet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +33,7 @@ pub(crate) const fn scenario(key: &'static str, what: &'static str, filters: Fil
 }
 
 /// The throughput scenarios, in table order.
-pub(crate) const SCENARIOS: [Scenario; 12] = [
+pub(crate) const SCENARIOS: [Scenario; 14] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
     scenario("noop_x20", "no-op Wasm filter making 20 header reads", Filters::NoopX20, Tokens::Hs256(10)),
@@ -40,6 +42,13 @@ pub(crate) const SCENARIOS: [Scenario; 12] = [
     scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
     scenario("fusebox_1k", "fusebox, 1 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(1_000)),
     scenario("fusebox_100k", "fusebox, 100 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(100_000)),
+    scenario("fusebox_fleet", "fusebox, fleet sync on, 10 tenants", Filters::FuseboxFleet, Tokens::Hs256(10)),
+    scenario(
+        "fusebox_fleet_100k",
+        "fusebox, fleet sync on, 100 000 tenants",
+        Filters::FuseboxFleet,
+        Tokens::Hs256(100_000),
+    ),
     Scenario { workers: 2, ..scenario("noop_2w", "no-op Wasm filter, 2 workers", Filters::Noop, Tokens::Hs256(10)) },
     Scenario {
         workers: 2,
