@@ -78,7 +78,7 @@ check:
 
 ## The benchmark suite (bench/README.md): bare Envoy, a no-op Wasm filter, native jwt_authn +
 ## local_ratelimit and fusebox, same load, one run; table on stdout, report in target/bench/.
-bench: envoy wasm bench-tools
+bench: envoy wasm bench-tools fleet-servers
 	$(CARGO) build --release -p fusebox-control -p fusebox-integration -p fusebox-bench --bin fusebox-control --bin mock-llm --bin fusebox-bench
 	FUSEBOX_ENVOY=$(abspath $(ENVOY)) target/release/fusebox-bench
 

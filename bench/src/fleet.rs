@@ -11,18 +11,24 @@ const SYNCS: u32 = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct SyncCost {
+    /// Where control keeps the fleet counters: `memory` or `redis`.
+    pub(crate) store: &'static str,
     pub(crate) keys: usize,
     pub(crate) request_bytes: usize,
     pub(crate) reply_bytes: usize,
     pub(crate) control_cpu_ms: f64,
+    /// Redis's own CPU per sync, when the store is Redis.
+    pub(crate) redis_cpu_ms: Option<f64>,
     pub(crate) wall_ms: f64,
 }
 
 impl SyncCost {
     pub(crate) fn line(&self) -> String {
+        let redis = self.redis_cpu_ms.map(|ms| format!(" + Redis {ms:.0} ms")).unwrap_or_default();
         format!(
-            "fleet sync of {} keys: {:.1} MB out, {:.1} MB back, control CPU {:.0} ms, {:.0} ms wall per sync\n",
+            "fleet sync of {} keys ({}): {:.1} MB out, {:.1} MB back, control CPU {:.0} ms{redis}, {:.0} ms wall per sync\n",
             self.keys,
+            self.store,
             self.request_bytes as f64 / 1e6,
             self.reply_bytes as f64 / 1e6,
             self.control_cpu_ms,
@@ -57,11 +63,13 @@ fn cpu_s(pid: u32) -> Result<f64, String> {
 }
 
 /// Syncs as two Envoys taking turns, so every answer carries the other's usage of every key.
+/// `store` names control's store; its pid, if it is a process of its own, is measured too.
 pub(crate) fn measure(
     agent: &ureq::Agent,
     control_port: u16,
     control_pid: u32,
     token: &str,
+    (store, store_pid): (&'static str, Option<u32>),
 ) -> Result<SyncCost, String> {
     let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let bodies: Vec<Vec<u8>> = ["bench-a", "bench-b"]
@@ -86,17 +94,22 @@ pub(crate) fn measure(
     for body in &bodies {
         reply_bytes = post(body)?; // warm: both instances stored
     }
-    let (cpu0, t0) = (cpu_s(control_pid)?, Instant::now());
+    let store_cpu = || store_pid.map(cpu_s).transpose();
+    let (cpu0, store0, t0) = (cpu_s(control_pid)?, store_cpu()?, Instant::now());
     for i in 0..SYNCS {
         let body = bodies.get(i as usize % 2).ok_or("no body")?;
         reply_bytes = post(body)?;
     }
     let (cpu, wall) = (cpu_s(control_pid)? - cpu0, t0.elapsed());
+    let per_sync = |s: f64| s * 1000.0 / f64::from(SYNCS);
+    let redis_cpu_ms = store_cpu()?.zip(store0).map(|(now, then)| per_sync(now - then));
     Ok(SyncCost {
+        store,
+        redis_cpu_ms,
         keys: KEYS,
         request_bytes: bodies.first().map_or(0, Vec::len),
         reply_bytes,
-        control_cpu_ms: cpu * 1000.0 / f64::from(SYNCS),
+        control_cpu_ms: per_sync(cpu),
         wall_ms: (wall / SYNCS).as_secs_f64() * 1000.0,
     })
 }

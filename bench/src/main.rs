@@ -245,7 +245,10 @@ fn run(args: Args) -> Result<(), String> {
     drop(running);
 
     let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Vec::new() };
-    let fleet_sync = fleet::measure(&env.agent, env.control_port, control.pid(), FILTER_TOKEN)?;
+    let fleet_sync = vec![
+        fleet::measure(&env.agent, env.control_port, control.pid(), FILTER_TOKEN, ("memory", None))?,
+        measure_fleet_sync_on_redis(&env, rest)?,
+    ];
     let ratios = ratios(&summaries);
     let bare = summaries.iter().find(|s| s.key == "bare");
     let mut text = report::table(&summaries, bare);
@@ -256,7 +259,7 @@ fn run(args: Args) -> Result<(), String> {
     text.push_str(&cost_lines(&costs));
     text.push('\n');
     text.push_str(&stream_lines(&streams));
-    text.push_str(&fleet_sync.line());
+    fleet_sync.iter().for_each(|c| text.push_str(&c.line()));
     println!("\n{text}");
 
     let report = json!({
@@ -290,22 +293,36 @@ const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench0001","object":"chat.completion","created":1763900000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Prince Hamlet feigns madness to avenge his father's murder by his uncle Claudius, and his hesitation ends in a duel that kills nearly everyone, Hamlet included.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":27,"completion_tokens":36,"total_tokens":63,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}"#;
 
 fn start_control(env: &Env, cpus: Option<&str>) -> Result<Proc, String> {
+    start_control_on(env, cpus, env.control_port, "control", &[])
+}
+
+/// A fusebox-control on `port` with its own database (and `extra` arguments).
+fn start_control_on(env: &Env, cpus: Option<&str>, port: u16, name: &str, extra: &[String]) -> Result<Proc, String> {
     let mut cmd = procs::pinned(cpus, &sibling_binary("fusebox-control")?);
     cmd.arg("serve")
         .arg("--listen")
-        .arg(format!("127.0.0.1:{}", env.control_port))
+        .arg(format!("127.0.0.1:{port}"))
         .arg("--policy")
         .arg(workspace_root().join("bench/policy.json"))
         .arg("--db")
-        .arg(env.dir.join("control.db"))
+        .arg(env.dir.join(format!("{name}.db")))
         .arg("--admin-token")
         .arg(ADMIN_TOKEN)
         .arg("--filter-token")
-        .arg(FILTER_TOKEN);
-    let mut proc = Proc::spawn("control", cmd, &env.dir)?;
-    let url = format!("http://127.0.0.1:{}/healthz", env.control_port);
+        .arg(FILTER_TOKEN)
+        .args(extra);
+    let mut proc = Proc::spawn(name, cmd, &env.dir)?;
+    let url = format!("http://127.0.0.1:{port}/healthz");
     procs::wait_ok(&env.agent, &url, &mut proc, Duration::from_secs(15))?;
     Ok(proc)
+}
+
+/// The 100 000-key sync on a control whose fleet counters are in a real Redis.
+fn measure_fleet_sync_on_redis(env: &Env, cpus: Option<&str>) -> Result<fleet::SyncCost, String> {
+    let redis = fusebox_integration::Redis::start();
+    let port = free_port();
+    let control = start_control_on(env, cpus, port, "control-redis", &["--fleet-redis".into(), redis.url()])?;
+    fleet::measure(&env.agent, port, control.pid(), FILTER_TOKEN, ("redis", redis.pid()))
 }
 
 fn start_upstream(env: &Env, port: u16, cpus: Option<&str>) -> Result<Proc, String> {

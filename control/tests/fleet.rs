@@ -76,6 +76,27 @@ async fn envoys_on_two_replicas_sharing_redis_see_each_other() {
 }
 
 #[tokio::test]
+async fn a_sync_of_more_keys_than_one_redis_pipeline_answers_every_key_in_order() {
+    let redis = Redis::start();
+    let app = replica(Some(redis.url()));
+    let now_s = now_ms() / 1000;
+    let many = |node: &str, tokens: u64| {
+        let keys: Vec<Value> =
+            (0..4_500).map(|i| json!({"key": format!("t{i}"), "usage": {"tokens": [[now_s, tokens + i]]}})).collect();
+        json!({"node": node, "instance": format!("{node}/1"), "keys": keys})
+    };
+    assert_eq!(sync(&app, &many("envoy-a", 10)).await.0, StatusCode::OK);
+    let (status, reply) = sync(&app, &many("envoy-b", 0)).await;
+    assert_eq!(status, StatusCode::OK);
+    let keys = reply["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 4_500);
+    for i in [0usize, 1_999, 2_000, 4_499] {
+        assert_eq!(keys[i]["key"], format!("t{i}"));
+        assert_eq!(keys[i]["usage"]["tokens"][0][1], 10 + i as u64, "envoy-a's usage of t{i}");
+    }
+}
+
+#[tokio::test]
 async fn a_sync_without_redis_is_refused_with_503_and_works_again_once_redis_is_back() {
     let mut redis = Redis::start();
     let app = replica(Some(redis.url()));

@@ -24,6 +24,11 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts it again on the same port (after [`Redis::stop`]), empty.
     pub fn restart(&mut self) {
         self.stop();

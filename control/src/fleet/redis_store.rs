@@ -1,7 +1,8 @@
 //! Fleet counters in Redis, shared by every control replica: one hash per key
 //! (`fusebox:fleet:<key>`), one field per Envoy process holding its last synced usage as JSON.
-//! A sync is one pipeline (write each field, refresh the hash's expiry, read the hash back) and
-//! a second, only when something expired, to delete the entries of Envoys gone for good.
+//! A sync is one pipeline per 2 000 keys (write each field, refresh the hash's expiry, read the
+//! hash back) and another, only when something expired, to delete the entries of Envoys gone
+//! for good.
 //! Redis 7.0 has no per-field expiry, so expiry is decided here, on read, by the engine's rule.
 
 use super::{answer, Unavailable};
@@ -14,8 +15,11 @@ use std::time::Duration;
 const PREFIX: &str = "fusebox:fleet:";
 /// A hash nobody writes to for this long goes (the longest budget is a calendar month).
 const KEY_TTL_MS: u64 = 32 * 86_400_000;
-/// A sync that Redis has not answered by then fails (the Envoy retries on its next interval).
+/// A pipeline that Redis has not answered by then fails the sync (the Envoy retries on its
+/// next interval).
 const TIMEOUT: Duration = Duration::from_millis(1000);
+/// Keys per pipeline: a sync of many keys is several pipelines, each well inside the timeout.
+const CHUNK: usize = 2_000;
 
 pub struct RedisFleet {
     conn: ConnectionManager,
@@ -35,14 +39,26 @@ impl RedisFleet {
     }
 
     pub(super) async fn sync(&self, req: &SyncRequest, now_ms: u64) -> Result<Vec<KeyUsage>, Unavailable> {
-        let hashes: Vec<String> = req.keys.iter().map(|k| format!("{PREFIX}{}", k.key)).collect();
+        if req.keys.is_empty() {
+            return self.chunk(&[], &req.instance, now_ms).await;
+        }
+        let mut answers = Vec::with_capacity(req.keys.len());
+        for keys in req.keys.chunks(CHUNK) {
+            answers.extend(self.chunk(keys, &req.instance, now_ms).await?);
+        }
+        Ok(answers)
+    }
+
+    /// One pipeline: the keys' writes and reads, and their answers.
+    async fn chunk(&self, keys: &[KeyUsage], instance: &str, now_ms: u64) -> Result<Vec<KeyUsage>, Unavailable> {
+        let hashes: Vec<String> = keys.iter().map(|k| format!("{PREFIX}{}", k.key)).collect();
         let mut pipe = redis::pipe();
-        for (k, hash) in req.keys.iter().zip(&hashes) {
+        for (k, hash) in keys.iter().zip(&hashes) {
             let stored = StoredUsage { as_of_ms: now_ms, usage: k.usage.clone() };
             let blob = serde_json::to_vec(&stored).map_err(|e| Unavailable(e.to_string()))?;
-            pipe.hset(hash, &req.instance, blob).ignore().pexpire(hash, KEY_TTL_MS as i64).ignore().hgetall(hash);
+            pipe.hset(hash, instance, blob).ignore().pexpire(hash, KEY_TTL_MS as i64).ignore().hgetall(hash);
         }
-        if req.keys.is_empty() {
+        if keys.is_empty() {
             // An idle Envoy's sync is a heartbeat: it must still learn whether Redis is there.
             pipe.cmd("PING").ignore();
         }
@@ -51,10 +67,10 @@ impl RedisFleet {
             .await
             .map_err(|_| Unavailable("redis did not answer in time".into()))?
             .map_err(|e| Unavailable(format!("redis: {e}")))?;
-        let mut answers = Vec::with_capacity(req.keys.len());
+        let mut answers = Vec::with_capacity(keys.len());
         let mut cleanup = redis::pipe();
         let mut expired_any = false;
-        for ((k, hash), fields) in req.keys.iter().zip(&hashes).zip(&read) {
+        for ((k, hash), fields) in keys.iter().zip(&hashes).zip(&read) {
             let entries: Vec<(&str, FleetUsage)> = fields
                 .iter()
                 .filter_map(|(instance, blob)| {
@@ -62,7 +78,7 @@ impl RedisFleet {
                     Some((instance.as_str(), s.usage.to_usage(s.as_of_ms)))
                 })
                 .collect();
-            let sum = others(entries.iter().map(|(i, u)| (*i, u)), &req.instance, now_ms);
+            let sum = others(entries.iter().map(|(i, u)| (*i, u)), instance, now_ms);
             answers.push(answer(&k.key, &sum.usage));
             if !sum.expired.is_empty() {
                 expired_any = true;
