@@ -93,7 +93,9 @@ fn a_tenant_spread_over_three_envoys_is_held_to_one_limit_within_the_stated_boun
             429 => {
                 first_refusal.get_or_insert(start.elapsed());
                 refused_in_a_row += 1;
-                assert_eq!(r.header("x-fusebox-reason"), Some("tokens_60s"), "{}", r.body);
+                // At the limit: the window itself, or a request in flight elsewhere that would cross it.
+                let reason = r.header("x-fusebox-reason");
+                assert!(matches!(reason, Some("tokens_60s" | "reserved")), "{}", r.body);
             }
             other => panic!("unexpected {other}: {}", r.body),
         }
