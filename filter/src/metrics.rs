@@ -72,12 +72,14 @@ pub struct Gauge {
     id: Option<u32>,
 }
 
+/// A gauge's id, or `None` (logged) where Envoy refuses to define it.
+fn define_gauge(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Gauge, name).map_err(|s| log::warn!("define_metric {name} failed: {s:?}")).ok()
+}
+
 impl Gauge {
     pub fn define(name: &str) -> Gauge {
-        let id = hostcalls::define_metric(MetricType::Gauge, name)
-            .map_err(|s| log::warn!("define_metric {name} failed: {s:?}"))
-            .ok();
-        Gauge { id }
+        Gauge { id: define_gauge(name) }
     }
 
     pub fn set(&self, value: u64) {
@@ -100,10 +102,7 @@ pub struct MemoryGauge {
 
 impl MemoryGauge {
     pub fn define(name: &str) -> MemoryGauge {
-        let id = hostcalls::define_metric(MetricType::Gauge, name)
-            .map_err(|s| log::warn!("define_metric {name} failed: {s:?}"))
-            .ok();
-        MemoryGauge { id, reported: std::cell::Cell::new(0) }
+        MemoryGauge { id: define_gauge(name), reported: std::cell::Cell::new(0) }
     }
 
     pub fn report(&self) {

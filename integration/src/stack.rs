@@ -106,24 +106,22 @@ impl Stack {
         workers: u32,
         (listen, admin): (u16, u16),
     ) -> Result<Stack, String> {
-        {
-            let dir = work_dir();
-            let envoy_config = dir.join("custom-envoy.yaml");
-            std::fs::write(&envoy_config, bootstrap).map_err(|e| format!("writing the bootstrap: {e}"))?;
-            let ports = Ports { listen, admin, ..self.ports.clone() };
-            let options = StackOptions {
-                ports,
-                db: self.db.clone(),
-                policy_file: self.policy_file.clone(),
-                envoy_config,
-                workers,
-                foreground: false,
-                start_control: false,
-                start_mock: false,
-                control_args: Vec::new(),
-            };
-            Stack::start_with(options, dir)
-        }
+        let dir = work_dir();
+        let envoy_config = dir.join("custom-envoy.yaml");
+        std::fs::write(&envoy_config, bootstrap).map_err(|e| format!("writing the bootstrap: {e}"))?;
+        let ports = Ports { listen, admin, ..self.ports.clone() };
+        let options = StackOptions {
+            ports,
+            db: self.db.clone(),
+            policy_file: self.policy_file.clone(),
+            envoy_config,
+            workers,
+            foreground: false,
+            start_control: false,
+            start_mock: false,
+            control_args: Vec::new(),
+        };
+        Stack::start_with(options, dir)
     }
 
     /// The demo bootstrap (`envoy/demo.yaml`), to build a custom one from.

@@ -106,9 +106,8 @@ impl FleetSync {
     }
 
     /// Takes in the keys the workers used.
-    pub fn drain_queue(&mut self) {
+    pub fn drain_queue(&mut self, now_ms: u64) {
         let Some(queue) = self.queue else { return };
-        let now_ms = host::now_ms();
         let before = self.active.refused();
         while let Some(bytes) = host::dequeue(queue) {
             for key in bytes.split(|&b| b == b'\n').filter_map(|k| std::str::from_utf8(k).ok()) {
@@ -127,9 +126,8 @@ impl FleetSync {
     }
 
     /// The singleton's tick: fall back if syncs have failed for too long, sync when due.
-    pub fn on_tick(&mut self, calls: &ControlCalls) {
-        self.drain_queue();
-        let now_ms = host::now_ms();
+    pub fn on_tick(&mut self, calls: &ControlCalls, now_ms: u64) {
+        self.drain_queue(now_ms);
         if self.health.check(now_ms) == Some(Counting::LocalShare) {
             self.switched(Counting::LocalShare);
         }

@@ -95,10 +95,10 @@ impl SingletonRoot {
         self.fast_ticks_left = self.fast_ticks_left.saturating_sub(1);
         self.shipper.drain_queue();
         self.shipper.ship(&self.calls);
-        if let Some(f) = self.fleet.as_mut() {
-            f.on_tick(&self.calls);
-        }
         let now_ms = host::now_ms();
+        if let Some(f) = self.fleet.as_mut() {
+            f.on_tick(&self.calls, now_ms);
+        }
         if now_ms >= self.next_poll_ms {
             // Less a little slack: a tick a few ms early must not put the poll off a whole tick.
             self.next_poll_ms = now_ms.saturating_add(self.poll_every_ms()).saturating_sub(START_TICK_MS / 2);
@@ -110,7 +110,7 @@ impl SingletonRoot {
     /// A worker queued events or keys.
     pub fn on_queue_ready(&mut self, queue: u32) {
         match self.fleet.as_mut() {
-            Some(f) if f.owns_queue(queue) => f.drain_queue(),
+            Some(f) if f.owns_queue(queue) => f.drain_queue(host::now_ms()),
             _ => self.shipper.drain_queue(),
         }
     }
