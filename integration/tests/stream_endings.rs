@@ -23,7 +23,8 @@ fn trip_mid_stream(stack: &Stack, t: &str) {
         assert!(std::time::Instant::now() < deadline, "the stream never got in flight");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Under way: a few events out (the streams here last seconds), far from their end.
+    std::thread::sleep(Duration::from_millis(500));
     let big = [("x-mock-input-tokens", "1000"), ("x-mock-output-tokens", "500")];
     assert_eq!(stack.chat(Some(t), &big).status, 200);
     assert_eq!(stack.status(t)["breaker"]["state"], "open");
@@ -79,7 +80,8 @@ fn a_stream_written_in_random_pieces_ends_with_whole_events_then_the_error_in_it
         assert!(body.ends_with("\n\n"), "{path}: the last event is whole: {body:?}");
         assert!(!body.contains("tok39"), "{path}: the stream was ended before its end");
         let events = events(body);
-        assert!(events.len() >= 3, "{path}: {body}");
+        // At least one event the upstream sent, then the error (and `[DONE]` on chat).
+        assert!(events.len() >= 2, "{path}: {body}");
         let (last_names, last) = if *path == "/v1/chat/completions" {
             assert_eq!(events.last().unwrap().1, "[DONE]", "{body}");
             events[events.len() - 2].clone()
