@@ -48,7 +48,7 @@ fn request(node: &str, now_s: u64) -> SyncRequest {
         ..WireUsage::default()
     };
     let keys = (0..KEYS).map(|i| KeyUsage { key: format!("bench-tenant-{i}"), usage: usage.clone() }).collect();
-    SyncRequest { node: node.into(), instance: format!("{node}/1"), keys }
+    SyncRequest { node: node.into(), instance: format!("{node}/1"), keys, runs: vec![] }
 }
 
 /// CPU seconds a process has used (user + system), from `/proc`.

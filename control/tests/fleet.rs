@@ -62,10 +62,35 @@ async fn each_envoy_learns_the_others_usage_and_never_its_own(a: &Router, b: &Ro
     assert_eq!(reply["keys"][0]["usage"]["in_flight"], 1);
 }
 
+/// One Envoy's part of acme's run `r1`: `steps`, 100 tokens each, started `ago_ms` ago.
+fn run_part(node: &str, steps: u64, ago_ms: u64) -> Value {
+    let now = now_ms();
+    json!({"node": node, "instance": format!("{node}/1"), "keys": [],
+           "runs": [{"run": "acme/r1", "part": {"steps": steps, "tokens": steps * 100,
+                     "started_ms": now - ago_ms, "last_seen_ms": now, "ttl_s": 600}}]})
+}
+
+async fn each_envoy_learns_the_others_part_of_a_run(a: &Router, b: &Router) {
+    let (status, reply) = sync(a, &run_part("envoy-a", 3, 9_000)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["runs"][0]["part"], json!({}), "nobody else has served the run yet");
+    let (_, reply) = sync(b, &run_part("envoy-b", 2, 1_000)).await;
+    let part = &reply["runs"][0]["part"];
+    assert_eq!(
+        (&reply["runs"][0]["run"], &part["steps"], &part["tokens"]),
+        (&json!("acme/r1"), &json!(3), &json!(300))
+    );
+    let started = part["started_ms"].as_u64().unwrap();
+    assert!(now_ms() - started >= 9_000, "the run started on envoy-a 9 s ago");
+    let (_, reply) = sync(a, &run_part("envoy-a", 4, 9_000)).await;
+    assert_eq!(reply["runs"][0]["part"]["steps"], 2, "envoy-b's steps, never envoy-a's own");
+}
+
 #[tokio::test]
 async fn envoys_on_one_replica_with_counters_in_memory_see_each_other() {
     let app = replica(None);
     each_envoy_learns_the_others_usage_and_never_its_own(&app, &app).await;
+    each_envoy_learns_the_others_part_of_a_run(&app, &app).await;
 }
 
 #[tokio::test]
@@ -73,6 +98,7 @@ async fn envoys_on_two_replicas_sharing_redis_see_each_other() {
     let redis = Redis::start();
     let (one, two) = (replica(Some(redis.url())), replica(Some(redis.url())));
     each_envoy_learns_the_others_usage_and_never_its_own(&one, &two).await;
+    each_envoy_learns_the_others_part_of_a_run(&one, &two).await;
 }
 
 #[tokio::test]
@@ -133,6 +159,11 @@ async fn syncs_that_no_honest_envoy_sends_are_refused() {
     assert_eq!(sync(&app, &foreign).await.0, StatusCode::BAD_REQUEST);
     let bad_key = json!({"node": "n", "instance": "n/1", "keys": [{"key": "a b", "usage": {}}]});
     assert_eq!(sync(&app, &bad_key).await.0, StatusCode::BAD_REQUEST);
+    let mut forged_run = run_part("n", 1, 0);
+    forged_run["runs"][0]["part"]["last_seen_ms"] = json!(now_s * 1000 + 86_400_000);
+    let (status, body) = sync(&app, &forged_run).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("last_seen_ms"), "{body}");
     let req = Request::post("/v1/fleet/sync").body(Body::from(usage("n", 1, 0).to_string())).unwrap();
     assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }

@@ -1,8 +1,9 @@
-//! The state keys a worker used, handed to the singleton (which syncs them with the fleet)
+//! The state keys and run trees a worker used, handed to the singleton (which syncs them with the fleet)
 //! on the worker's tick: a request costs a set lookup, not a hostcall.
 
 use crate::host;
 use crate::queue::SingletonQueue;
+use fusebox_engine::fleet;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
@@ -41,6 +42,13 @@ impl FleetKeys {
         let mut pending = self.pending.borrow_mut();
         if pending.len() < MAX_PENDING && !pending.contains(key) {
             pending.insert(key.to_string());
+        }
+    }
+
+    /// A request was a step of `tenant`'s run tree rooted at `root_id`.
+    pub fn touch_run(&self, tenant: &str, root_id: &str, now_ms: u64) {
+        if now_ms >= self.idle_until_ms.get() {
+            self.touch(&fleet::run_name(tenant, root_id), now_ms);
         }
     }
 

@@ -3,6 +3,7 @@
 //! record (see `fusebox_engine::run`).
 
 use crate::store::{self, Keys, StoreError};
+use fusebox_engine::fleet::RunPart;
 use fusebox_engine::policy::Limits;
 use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
 
@@ -10,7 +11,7 @@ use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
 #[derive(Debug, Clone)]
 pub struct AdmittedRun {
     pub run_id: String,
-    root_id: String,
+    pub root_id: String,
     pub root_key: String,
 }
 
@@ -119,6 +120,29 @@ pub fn admit(
     })?;
     step.map_err(RunRefusal::Denied)?;
     Ok(AdmittedRun { run_id: run_id.to_string(), root_id, root_key })
+}
+
+/// The slot key and record of `tenant`'s root run `root_id`, if this Envoy holds one.
+pub fn root_record(keys: &Keys, tenant: &str, root_id: &str) -> Result<Option<(String, RunRecord)>, StoreError> {
+    for slot in slots(root_id) {
+        let key = keys.run(tenant, slot);
+        let record: RunRecord = store::read(&key)?;
+        if record.id == root_id && record.root.is_none() && record.started_ms != 0 {
+            return Ok(Some((key, record)));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the rest of the fleet's part of a run tree into its root record at `key`.
+pub fn write_fleet_part(keys: &Keys, key: &str, root_id: &str, part: RunPart) -> Result<(), StoreError> {
+    store::update(keys, key, |r: &mut RunRecord| {
+        // Only while the slot still holds this run's root (it could have been reused).
+        if r.id == root_id && r.root.is_none() {
+            r.fleet = part;
+        }
+    })
+    .map(|_| ())
 }
 
 /// Adds a finished step's tokens to its run tree; returns a trip it caused.

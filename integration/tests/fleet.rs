@@ -102,9 +102,10 @@ fn a_tenant_spread_over_three_envoys_is_held_to_one_limit_within_the_stated_boun
         std::thread::sleep(pace);
     }
     let until = first_refusal.unwrap();
-    let rate = admitted as f64 / until.as_secs_f64().max(0.001); // tokens per second, fleet-wide
-                                                                 // The stated bound: what the rest of the fleet admits while its usage travels, one sync
-                                                                 // interval to reach control and one to reach the judging Envoy, plus a round trip each.
+    // Tokens per second, fleet-wide. The stated bound: what the rest of the fleet admits while
+    // its usage travels, one sync interval to reach control and one to reach the judging Envoy,
+    // plus a round trip each.
+    let rate = admitted as f64 / until.as_secs_f64().max(0.001);
     let bound = (rate * 2.0 * (SYNC_MS as f64 + 50.0) / 1000.0) as u64;
     let overshoot = admitted.saturating_sub(LIMIT);
     eprintln!(
@@ -151,6 +152,35 @@ fn a_day_budget_is_spent_once_across_the_fleet() {
     for envoy in &fleet.envoys {
         assert_eq!(chat(envoy, "spender", 1, 1).header("x-fusebox-reason"), Some("budget_tokens_day"));
     }
+}
+
+#[test]
+fn an_agent_runs_step_limit_holds_across_the_fleet_and_a_sub_agent_on_another_envoy_counts_toward_it() {
+    let fleet = Fleet::start(&demo_policy(json!({"free": tier(json!({"run_steps": 6, "run_ttl_s": 600}))}), json!({})));
+    let t = token("agent", None);
+    let step = |envoy: usize, run: &str, parent: Option<&str>| {
+        let mut h = vec![("x-agent-run-id", run)];
+        h.extend(parent.map(|p| ("x-agent-parent-run-id", p)));
+        let r = fleet.envoys[envoy].chat(Some(&t), &h);
+        // Long enough for the step to reach every other Envoy (two sync intervals and round trips).
+        std::thread::sleep(Duration::from_millis(3 * SYNC_MS));
+        r
+    };
+    // The sub-agent's first step lands on envoy-c, which has not seen its parent: it counts
+    // toward the root run all the same.
+    let plan = [(0, "root", None), (1, "root", None), (2, "sub", Some("root")), (0, "root", None), (1, "root", None)];
+    for (i, (envoy, run, parent)) in plan.into_iter().enumerate() {
+        assert_eq!(step(envoy, run, parent).status, 200, "step {} of 6", i + 1);
+    }
+    assert_eq!(step(2, "root", None).status, 200, "step 6 of 6");
+    for envoy in 0..fleet.envoys.len() {
+        let r = step(envoy, "root", None);
+        assert_eq!((r.status, r.header("x-fusebox-reason")), (429, Some("run_steps")), "envoy {envoy}: {}", r.body);
+        assert!(r.body.contains("(7 > 6)"), "the refusal counts the whole fleet's steps: {}", r.body);
+        let sub = step(envoy, "sub", Some("root"));
+        assert_eq!(sub.status, 429, "the sub-agent is refused with its tree on envoy {envoy}");
+    }
+    assert_eq!(step(1, "another-run", None).status, 200, "the tenant's other runs are untouched");
 }
 
 #[test]

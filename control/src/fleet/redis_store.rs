@@ -1,24 +1,23 @@
 //! Fleet counters in Redis, shared by every control replica: one hash per key
-//! (`fusebox:fleet:<key>`), one field per Envoy process holding its last synced usage as JSON.
-//! A sync is one pipeline per 2 000 keys (write each field, refresh the hash's expiry, read the
-//! hash back) and another, only when something expired, to delete the entries of Envoys gone
-//! for good.
+//! (`fusebox:fleet:<key>`) and per run (`fusebox:fleet-run:<tenant>/<root run>`), one field per
+//! Envoy process holding its last synced usage or run part as JSON. A sync is one pipeline per
+//! 2 000 names (write each field, refresh the hash's expiry, read the hash back) and another,
+//! only when something expired, to delete the entries of Envoys gone for good.
 //! Redis 7.0 has no per-field expiry, so expiry is decided here, on read, by the engine's rule.
 
-use super::{answer, Unavailable};
-use fusebox_engine::fleet::wire::{KeyUsage, StoredUsage, SyncRequest};
-use fusebox_engine::fleet::{others, FleetUsage};
+use super::{Synced, Unavailable};
+use fusebox_engine::fleet::others;
+use fusebox_engine::fleet::wire::{KeyUsage, SyncReply, SyncRequest};
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
 
-const PREFIX: &str = "fusebox:fleet:";
 /// A hash nobody writes to for this long goes (the longest budget is a calendar month).
 const KEY_TTL_MS: u64 = 32 * 86_400_000;
 /// A pipeline that Redis has not answered by then fails the sync (the Envoy retries on its
 /// next interval).
 const TIMEOUT: Duration = Duration::from_millis(1000);
-/// Keys per pipeline: a sync of many keys is several pipelines, each well inside the timeout.
+/// Names per pipeline: a sync of many is several pipelines, each well inside the timeout.
 const CHUNK: usize = 2_000;
 
 pub struct RedisFleet {
@@ -38,28 +37,35 @@ impl RedisFleet {
         Ok(RedisFleet { conn })
     }
 
-    pub(super) async fn sync(&self, req: &SyncRequest, now_ms: u64) -> Result<Vec<KeyUsage>, Unavailable> {
-        if req.keys.is_empty() {
-            return self.chunk(&[], &req.instance, now_ms).await;
+    pub(super) async fn sync(&self, req: &SyncRequest, now_ms: u64) -> Result<SyncReply, Unavailable> {
+        if req.keys.is_empty() && req.runs.is_empty() {
+            // An idle Envoy's sync is a heartbeat: it must still learn whether Redis is there.
+            self.chunk::<KeyUsage>(&[], &req.instance, now_ms).await?;
+            return Ok(SyncReply::default());
         }
-        let mut answers = Vec::with_capacity(req.keys.len());
-        for keys in req.keys.chunks(CHUNK) {
-            answers.extend(self.chunk(keys, &req.instance, now_ms).await?);
+        Ok(SyncReply {
+            keys: self.all(&req.keys, &req.instance, now_ms).await?,
+            runs: self.all(&req.runs, &req.instance, now_ms).await?,
+        })
+    }
+
+    async fn all<S: Synced>(&self, items: &[S], instance: &str, now_ms: u64) -> Result<Vec<S>, Unavailable> {
+        let mut answers = Vec::with_capacity(items.len());
+        for chunk in items.chunks(CHUNK) {
+            answers.extend(self.chunk(chunk, instance, now_ms).await?);
         }
         Ok(answers)
     }
 
-    /// One pipeline: the keys' writes and reads, and their answers.
-    async fn chunk(&self, keys: &[KeyUsage], instance: &str, now_ms: u64) -> Result<Vec<KeyUsage>, Unavailable> {
-        let hashes: Vec<String> = keys.iter().map(|k| format!("{PREFIX}{}", k.key)).collect();
+    /// One pipeline: the items' writes and reads, and their answers.
+    async fn chunk<S: Synced>(&self, items: &[S], instance: &str, now_ms: u64) -> Result<Vec<S>, Unavailable> {
+        let hashes: Vec<String> = items.iter().map(|k| format!("{}{}", S::PREFIX, k.name())).collect();
         let mut pipe = redis::pipe();
-        for (k, hash) in keys.iter().zip(&hashes) {
-            let stored = StoredUsage { as_of_ms: now_ms, usage: k.usage.clone() };
-            let blob = serde_json::to_vec(&stored).map_err(|e| Unavailable(e.to_string()))?;
+        for (item, hash) in items.iter().zip(&hashes) {
+            let blob = serde_json::to_vec(&item.stored(now_ms)).map_err(|e| Unavailable(e.to_string()))?;
             pipe.hset(hash, instance, blob).ignore().pexpire(hash, KEY_TTL_MS as i64).ignore().hgetall(hash);
         }
-        if keys.is_empty() {
-            // An idle Envoy's sync is a heartbeat: it must still learn whether Redis is there.
+        if items.is_empty() {
             pipe.cmd("PING").ignore();
         }
         let mut conn = self.conn.clone();
@@ -67,19 +73,16 @@ impl RedisFleet {
             .await
             .map_err(|_| Unavailable("redis did not answer in time".into()))?
             .map_err(|e| Unavailable(format!("redis: {e}")))?;
-        let mut answers = Vec::with_capacity(keys.len());
+        let mut answers = Vec::with_capacity(items.len());
         let mut cleanup = redis::pipe();
         let mut expired_any = false;
-        for ((k, hash), fields) in keys.iter().zip(&hashes).zip(&read) {
-            let entries: Vec<(&str, FleetUsage)> = fields
+        for ((item, hash), fields) in items.iter().zip(&hashes).zip(&read) {
+            let entries: Vec<(&str, S::Entry)> = fields
                 .iter()
-                .filter_map(|(instance, blob)| {
-                    let s: StoredUsage = serde_json::from_slice(blob).ok()?;
-                    Some((instance.as_str(), s.usage.to_usage(s.as_of_ms)))
-                })
+                .filter_map(|(instance, blob)| Some((instance.as_str(), S::entry(serde_json::from_slice(blob).ok()?))))
                 .collect();
             let sum = others(entries.iter().map(|(i, u)| (*i, u)), instance, now_ms);
-            answers.push(answer(&k.key, &sum.usage));
+            answers.push(S::answer(item.name(), &sum.usage));
             if !sum.expired.is_empty() {
                 expired_any = true;
                 cleanup.hdel(hash, sum.expired).ignore();

@@ -3,17 +3,45 @@
 
 use super::FleetUsage;
 
+/// What control stores per (key, Envoy) and sums over the other Envoys.
+pub trait Entry: Default {
+    /// Whether the entry still counts at `now_ms` (else it can be deleted).
+    fn retained(&self, now_ms: u64) -> bool;
+    /// Adds `other` into this sum as of `now_ms`.
+    fn add(&mut self, other: &Self, now_ms: u64);
+    /// When its Envoy last vouched for it (the newest entries are kept when space runs out).
+    fn seen_ms(&self) -> u64;
+}
+
+impl Entry for FleetUsage {
+    fn retained(&self, now_ms: u64) -> bool {
+        FleetUsage::retained(self, now_ms)
+    }
+
+    fn add(&mut self, other: &FleetUsage, now_ms: u64) {
+        FleetUsage::add(self, other, now_ms);
+    }
+
+    fn seen_ms(&self) -> u64 {
+        self.as_of_ms
+    }
+}
+
 /// What one key's stored entries amount to for the Envoy that asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Others<'a> {
-    pub usage: FleetUsage,
+pub struct Others<'a, E> {
+    pub usage: E,
     /// Instances whose entries can be deleted.
     pub expired: Vec<&'a str>,
 }
 
 /// Sums the entries of every instance but `me` as of `now_ms`, and names the expired ones.
-pub fn others<'a>(entries: impl IntoIterator<Item = (&'a str, &'a FleetUsage)>, me: &str, now_ms: u64) -> Others<'a> {
-    let mut out = Others { usage: FleetUsage { as_of_ms: now_ms, ..FleetUsage::default() }, expired: Vec::new() };
+pub fn others<'a, E: Entry + 'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a E)>,
+    me: &str,
+    now_ms: u64,
+) -> Others<'a, E> {
+    let mut out = Others { usage: E::default(), expired: Vec::new() };
     for (instance, usage) in entries {
         if !usage.retained(now_ms) {
             out.expired.push(instance);

@@ -18,13 +18,15 @@ mod active;
 mod aggregate;
 mod config;
 mod health;
+mod run;
 mod share;
 mod usage;
 pub mod wire;
 
 pub use active::{ActiveKeys, ACTIVE_FOR_MS};
-pub use aggregate::{others, Others};
+pub use aggregate::{others, Entry, Others};
 pub use config::FleetConfig;
 pub use health::{Counting, SyncHealth};
+pub use run::{parse_run_name, run_name, RunPart, RunUsage};
 pub use share::local_share;
 pub use usage::{FleetUsage, GAUGE_TTL_MS, RETAIN_WINDOWS_MS};

@@ -2,7 +2,7 @@
 //! each key it has seen recently and gets back the rest of the fleet's. Windows travel as their
 //! non-empty buckets, `[unix second the bucket starts, count]`, so an idle key costs a few bytes.
 
-use super::FleetUsage;
+use super::{parse_run_name, FleetUsage, RunUsage};
 use crate::budget::BudgetState;
 use crate::ids::is_valid_tenant_id;
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,9 @@ pub struct SyncRequest {
     /// This Envoy process, `<node>/<start>`: the owner of the usage it sends.
     pub instance: String,
     pub keys: Vec<KeyUsage>,
+    /// This Envoy's part of each run tree it served recently.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunUsage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,9 @@ pub struct SyncRequest {
 pub struct SyncReply {
     /// For each key of the request, the usage of every other Envoy.
     pub keys: Vec<KeyUsage>,
+    /// For each run of the request, every other Envoy's part of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunUsage>,
 }
 
 impl From<&FleetUsage> for WireUsage {
@@ -166,7 +172,7 @@ pub fn is_valid_instance(instance: &str) -> bool {
 }
 
 impl SyncRequest {
-    /// Everything [`WireUsage::validate`] checks, for every key, plus the names.
+    /// Everything [`WireUsage::validate`] and `RunPart::validate` check, plus the names.
     pub fn validate(&self, now_s: u64) -> Result<(), String> {
         if !is_valid_instance(&self.instance) {
             return Err("instance: 1-200 printable characters".into());
@@ -174,8 +180,14 @@ impl SyncRequest {
         if self.instance.strip_prefix(self.node.as_str()).and_then(|rest| rest.strip_prefix('/')).is_none() {
             return Err("instance: must start with the node id and '/'".into());
         }
-        if self.keys.len() > MAX_KEYS {
-            return Err(format!("keys: at most {MAX_KEYS} per sync"));
+        if self.keys.len() > MAX_KEYS || self.runs.len() > MAX_KEYS {
+            return Err(format!("keys and runs: at most {MAX_KEYS} each per sync"));
+        }
+        for r in &self.runs {
+            if parse_run_name(&r.run).is_none() {
+                return Err(format!("runs: '{}' is not tenant/run-id", r.run.escape_debug()));
+            }
+            r.part.validate(now_s.saturating_mul(1000)).map_err(|e| format!("runs['{}'].part.{e}", r.run))?;
         }
         for k in &self.keys {
             if !is_valid_key(&k.key) {
@@ -234,10 +246,11 @@ mod tests {
             node: "envoy-1".into(),
             instance: "envoy-1/1795428000000".into(),
             keys: vec![KeyUsage { key: "evil\n".into(), usage: WireUsage::default() }],
+            runs: vec![],
         };
         assert!(req.validate(NOW).unwrap_err().contains("evil"));
         assert!(!is_valid_instance("has space"));
-        let other = SyncRequest { node: "envoy-2".into(), instance: "envoy-1/1".into(), keys: vec![] };
+        let other = SyncRequest { node: "envoy-2".into(), instance: "envoy-1/1".into(), keys: vec![], runs: vec![] };
         assert!(other.validate(NOW).unwrap_err().contains("node id"));
     }
 }

@@ -141,7 +141,10 @@ fn admit_run(
     let tenant = &admitted.tenant;
     let limits = &admitted.limits;
     match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), limits, now_ms) {
-        Ok(run) => Some(Some(run)),
+        Ok(run) => {
+            worker.fleet_keys.touch_run(tenant, &run.root_id, now_ms);
+            Some(Some(run))
+        }
         Err(RunRefusal::Denied(denied)) if enforce => {
             if let Err(e) =
                 store::update(&worker.keys, key, |s| admission::settle(s, limits, admitted.release(), now_ms))

@@ -54,6 +54,8 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status };
     worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, now_ms), now_ms);
     let Some(run) = &c.run else { return };
+    // A long step's tokens must reach the fleet even if the run went quiet meanwhile.
+    worker.fleet_keys.touch_run(&a.tenant, &run.root_id, now_ms);
     match runs::settle(&worker.keys, run, &a.limits, settlement.tokens, now_ms) {
         Ok(Some(trip)) => {
             worker.metrics.inc(Counter::RunTrips);

@@ -1,6 +1,8 @@
 //! The fleet sync: every `interval_ms` the singleton sends control this Envoy's own usage of
 //! each state key its workers used recently and writes the rest of the fleet's usage, from
 //! the answer, beside the local state (`TenantState::fleet`), where admission counts it.
+//! Runs travel the same way: this Envoy's part of each run tree it served recently, written
+//! back as the fleet's part into the root run's record (`RunRecord::fleet`).
 //! Without a successful sync for `fallback_after_ms` the workers enforce this Envoy's share of
 //! every limit instead, until a sync succeeds again (see `fusebox_engine::fleet`).
 
@@ -8,9 +10,12 @@ use super::call::ControlCalls;
 use crate::fleet_keys;
 use crate::host;
 use crate::metrics::{Counter, Gauge, Metrics};
+use crate::runs;
 use crate::store::{self, Keys};
 use fusebox_engine::fleet::wire::{self, KeyUsage, SyncReply, SyncRequest, WireUsage};
-use fusebox_engine::fleet::{ActiveKeys, Counting, FleetConfig, FleetUsage, SyncHealth};
+use fusebox_engine::fleet::{
+    parse_run_name, ActiveKeys, Counting, FleetConfig, FleetUsage, RunUsage, SyncHealth, ACTIVE_FOR_MS,
+};
 use fusebox_engine::state::TenantState;
 use std::rc::Rc;
 use std::time::Duration;
@@ -111,7 +116,7 @@ impl FleetSync {
         let before = self.active.refused();
         while let Some(bytes) = host::dequeue(queue) {
             for key in bytes.split(|&b| b == b'\n').filter_map(|k| std::str::from_utf8(k).ok()) {
-                if wire::is_valid_key(key) {
+                if wire::is_valid_key(key) || parse_run_name(key).is_some() {
                     self.active.touch(key, now_ms);
                 }
             }
@@ -140,26 +145,35 @@ impl FleetSync {
     fn sync(&mut self, calls: &ControlCalls, now_ms: u64) {
         self.active.expire(now_ms);
         let mut keys = Vec::with_capacity(self.active.len());
+        let mut runs = Vec::new();
         let mut busy = Vec::new();
-        for key in self.active.keys() {
-            let state: TenantState = match store::read(&self.keys.state(key)) {
+        for name in self.active.keys() {
+            if let Some((tenant, root)) = parse_run_name(name) {
+                match runs::root_record(&self.keys, tenant, root) {
+                    Ok(Some((_, record))) => runs.push(RunUsage { run: name.to_string(), part: record.own_part() }),
+                    Ok(None) => {}
+                    Err(e) => log::debug!("reading run {name} for the fleet sync failed: {e:?}"),
+                }
+                continue;
+            }
+            let state: TenantState = match store::read(&self.keys.state(name)) {
                 Ok(s) => s,
                 Err(e) => {
-                    log::debug!("reading {key} for the fleet sync failed: {e:?}");
+                    log::debug!("reading {name} for the fleet sync failed: {e:?}");
                     continue;
                 }
             };
             let usage = state.local_usage(now_ms);
             if usage.in_flight > 0 {
-                busy.push(key.to_string()); // a long stream keeps its key active
+                busy.push(name.to_string()); // a long stream keeps its key active
             }
-            keys.push(KeyUsage { key: key.to_string(), usage: WireUsage::from(&usage) });
+            keys.push(KeyUsage { key: name.to_string(), usage: WireUsage::from(&usage) });
         }
         busy.iter().for_each(|k| {
             self.active.touch(k, now_ms);
         });
         self.active_gauge.set(self.active.len() as u64);
-        let request = SyncRequest { node: self.node.clone(), instance: self.instance.clone(), keys };
+        let request = SyncRequest { node: self.node.clone(), instance: self.instance.clone(), keys, runs };
         let Ok(body) = serde_json::to_vec(&request) else { return };
         let c = &calls.config;
         let mut headers = calls.headers("POST", &self.config.path);
@@ -199,9 +213,34 @@ impl FleetSync {
                 log::debug!("writing the fleet usage of {} failed: {e:?}", k.key);
             }
         }
+        for r in reply.runs {
+            self.write_run(r, now_ms);
+        }
         self.metrics.inc(Counter::FleetSyncs);
         if self.health.succeeded(now_ms) == Some(Counting::Fleet) {
             self.switched(Counting::Fleet);
+        }
+    }
+
+    /// Writes the rest of the fleet's part of a run into its root record here. A run the
+    /// fleet saw lately stays synced (and alive here) even while this Envoy sees none of it.
+    fn write_run(&mut self, r: RunUsage, now_ms: u64) {
+        let Some((tenant, root)) = parse_run_name(&r.run) else { return };
+        let empty = r.part.is_empty();
+        if !self.active.answered(&r.run, empty) {
+            return;
+        }
+        if now_ms.saturating_sub(r.part.last_seen_ms) < ACTIVE_FOR_MS {
+            self.active.touch(&r.run, now_ms);
+        }
+        let written = match runs::root_record(&self.keys, tenant, root) {
+            Ok(Some((key, _))) => runs::write_fleet_part(&self.keys, &key, root, r.part),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.metrics.inc(Counter::StoreErrors);
+            log::debug!("writing the fleet part of run {} failed: {e:?}", r.run);
         }
     }
 

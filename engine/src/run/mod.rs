@@ -1,0 +1,115 @@
+//! Agent runs: per-run limits on steps, tokens, wall-clock duration and depth.
+//!
+//! A run is named by the client (`x-agent-run-id`, with `x-agent-parent-run-id` for a
+//! sub-agent) but always scoped under the verified tenant, so a run id cannot touch another
+//! tenant's run. Depth is computed from the parent chain as stored, never taken from the
+//! client; a sub-agent's steps and tokens count toward its root run. Run limits are
+//! cumulative, so a run that crosses one is over: its breaker stays open (every later request
+//! of the run and of its sub-agents is refused) until the run's record expires after
+//! `run_ttl_s` of inactivity. Other runs of the tenant are untouched.
+//!
+//! With a fleet, a root run's record also holds the rest of the fleet's part of the run tree
+//! (`RunRecord::fleet`, see `crate::fleet::RunPart`), and every limit is judged on the sum.
+//! The tree itself is learned per Envoy: a sub-run whose parent this Envoy has not seen is
+//! placed directly under that parent.
+
+mod codec;
+mod record;
+
+use crate::ids::is_valid_tenant_id;
+use crate::policy::Limits;
+use serde::Serialize;
+
+pub use record::RunRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RunLimit {
+    #[serde(rename = "run_steps")]
+    Steps,
+    #[serde(rename = "run_depth")]
+    Depth,
+    #[serde(rename = "run_duration")]
+    Duration,
+    #[serde(rename = "run_tokens")]
+    Tokens,
+    /// Every slot a new run id could take is held by another live run of the tenant.
+    #[serde(rename = "run_capacity")]
+    Capacity,
+}
+
+impl RunLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunLimit::Steps => "run_steps",
+            RunLimit::Depth => "run_depth",
+            RunLimit::Duration => "run_duration",
+            RunLimit::Tokens => "run_tokens",
+            RunLimit::Capacity => "run_capacity",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            RunLimit::Steps => 1,
+            RunLimit::Depth => 2,
+            RunLimit::Duration => 3,
+            RunLimit::Tokens => 4,
+            RunLimit::Capacity => 5,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<RunLimit> {
+        [RunLimit::Steps, RunLimit::Depth, RunLimit::Duration, RunLimit::Tokens, RunLimit::Capacity]
+            .into_iter()
+            .find(|l| l.code() == c)
+    }
+
+    fn threshold(self, limits: &Limits) -> Option<u64> {
+        match self {
+            RunLimit::Steps => limits.run_steps,
+            RunLimit::Depth => limits.run_depth,
+            RunLimit::Duration => limits.run_duration_s,
+            RunLimit::Tokens => limits.run_tokens,
+            RunLimit::Capacity => None,
+        }
+    }
+}
+
+/// Why a run was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunDenied {
+    pub limit: RunLimit,
+    pub threshold: u64,
+    pub observed: u64,
+}
+
+/// Run ids follow the same rules as tenant ids (safe in keys, headers and logs).
+pub fn is_valid_run_id(id: &str) -> bool {
+    is_valid_tenant_id(id)
+}
+
+/// Run records per tenant: a run's record lives in one of `PROBES` slots starting at its
+/// id's hash, so a tenant inventing run ids cannot grow memory past this many records.
+pub const RUN_SLOTS: u64 = 4096;
+pub const PROBES: u64 = 8;
+
+/// The slots a run id may occupy, in probing order (FNV-1a of the id).
+pub fn slots(run_id: &str) -> impl Iterator<Item = u64> {
+    let hash =
+        run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    (0..PROBES).map(move |i| (hash.wrapping_add(i)) % RUN_SLOTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_few_fixed_and_within_the_table() {
+        let a: Vec<u64> = slots("run-1").collect();
+        assert_eq!(a.len() as u64, PROBES);
+        assert!(a.iter().all(|s| *s < RUN_SLOTS));
+        assert_eq!(a, slots("run-1").collect::<Vec<_>>());
+        assert_ne!(a[0], slots("run-2").next().unwrap());
+    }
+}
