@@ -327,7 +327,11 @@ fn with_one_control_replica_killed_the_fleet_keeps_syncing_and_reporting_through
             observed(&envoy.status(&token("steady", None)), "tokens_60s") == admitted
         });
     }
-    // And the events of all three were metered through the surviving replica.
+    // What the mock served, by the tenant fusebox named to it, is what every Envoy counted ...
+    let served = &fleet.control().mock_stats()["tenants"]["steady"];
+    let served = served["input_tokens"].as_u64().unwrap() + served["output_tokens"].as_u64().unwrap();
+    assert_eq!(served, admitted, "the mock served {served} tokens to the tenant, fusebox counted {admitted}");
+    // ... and the events of all three were metered through the surviving replica, to the token.
     let mut metered = Value::Null;
     let deadline = Instant::now() + Duration::from_secs(20);
     while metered["tenants"][0]["usage"]["total_tokens"].as_u64() != Some(admitted) {
