@@ -317,6 +317,14 @@ pub struct SingletonConfig {
     /// Counting with the rest of the fleet (absent: this Envoy counts alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetConfig>,
+    /// How long one sweep over the tenant state table takes (see `state::slot`): a state whose
+    /// hold has ended is freed within this long.
+    #[serde(default = "default_sweep_pass_ms")]
+    pub sweep_pass_ms: u64,
+}
+
+fn default_sweep_pass_ms() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +375,9 @@ impl PluginConfig {
             }
             if let Some(f) = &s.fleet {
                 f.validate().map_err(|e| field_error(prefixed("singleton.fleet", &e.field), e.message))?;
+            }
+            if !(1_000..=3_600_000).contains(&s.sweep_pass_ms) {
+                return Err(field_error("singleton.sweep_pass_ms", "must be between 1000 and 3600000"));
             }
             Ok(PluginConfig::Singleton(Box::new(s)))
         } else {
@@ -500,6 +511,9 @@ mod tests {
         assert_eq!(s.control.poll_interval_ms, 1000);
         assert_eq!(s.namespace, "fusebox");
         assert_eq!(s.fleet, None, "an Envoy counts alone unless told otherwise");
+        assert_eq!(s.sweep_pass_ms, 60_000);
+        let fast = br#"{"singleton": {"control": {"cluster": "c"}, "sweep_pass_ms": 10}}"#;
+        assert_eq!(PluginConfig::from_json(fast).unwrap_err().field, "singleton.sweep_pass_ms");
     }
 
     #[test]

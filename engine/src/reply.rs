@@ -288,6 +288,22 @@ pub fn unavailable(message: &str) -> Reply {
     }
 }
 
+/// The `503` for a tenant this Envoy has no room to count: every slot its state could take holds
+/// another tenant's that still matters. Fail closed (an uncounted request would be free).
+pub fn state_full(tenant: &str) -> Reply {
+    let message = format!("fusebox is counting as many tenants as it can hold; tenant '{tenant}' must retry shortly");
+    let body = json!({"error": {"message": message, "type": "fusebox_unavailable", "code": "state_full"}});
+    Reply {
+        status: 503,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("retry-after", "5".to_string()),
+            ("x-fusebox-reason", "state_full".to_string()),
+        ],
+        body: body.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

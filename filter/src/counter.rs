@@ -59,6 +59,8 @@ pub enum Counter {
     FleetSyncFailures,
     FleetFallbacks,
     FleetKeysRefused,
+    StateFull,
+    StateFreed,
 }
 
 impl Counter {
@@ -98,7 +100,7 @@ impl Counter {
         }
     }
 
-    pub(crate) const ALL: [Counter; 49] = [
+    pub(crate) const ALL: [Counter; 51] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -148,6 +150,8 @@ impl Counter {
         Counter::FleetSyncFailures,
         Counter::FleetFallbacks,
         Counter::FleetKeysRefused,
+        Counter::StateFull,
+        Counter::StateFreed,
     ];
 
     /// Counters moved on (almost) every request: added up in the worker and flushed to Envoy on
@@ -216,6 +220,8 @@ impl Counter {
             Counter::FleetSyncFailures => "fusebox.fleet.sync_failures",
             Counter::FleetFallbacks => "fusebox.fleet.fallbacks",
             Counter::FleetKeysRefused => "fusebox.fleet.keys_refused",
+            Counter::StateFull => "fusebox.state.full",
+            Counter::StateFreed => "fusebox.state.freed",
         }
     }
 }

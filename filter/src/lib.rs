@@ -13,6 +13,7 @@ pub mod request;
 pub mod root;
 pub mod runs;
 pub mod singleton;
+pub mod states;
 pub mod store;
 
 use fusebox_engine::config::PluginConfig;

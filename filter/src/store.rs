@@ -11,6 +11,7 @@
 
 use crate::host;
 use fusebox_engine::run::RunRecord;
+use fusebox_engine::state::slot::Slot;
 use fusebox_engine::state::TenantState;
 use proxy_wasm::types::Status;
 
@@ -26,6 +27,20 @@ impl Stored for TenantState {
     }
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         TenantState::decode(bytes)
+    }
+}
+
+impl Stored for Slot {
+    /// A free slot is an empty value: what it held is freed (Envoy cannot delete the key).
+    fn to_bytes(&self) -> Vec<u8> {
+        if self.is_empty() {
+            Vec::new()
+        } else {
+            self.encode()
+        }
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Slot::decode(bytes)
     }
 }
 
@@ -45,12 +60,14 @@ const MAX_ATTEMPTS: usize = 64;
 pub enum StoreError {
     Host(Status),
     Contention,
+    /// Every slot a new tenant state could take holds another state that still matters.
+    Full,
 }
 
 /// Shared-data keys of one namespace.
 #[derive(Debug, Clone)]
 pub struct Keys {
-    tenant_prefix: String,
+    slot_prefix: String,
     run_prefix: String,
     anchor: String,
     pub policy: String,
@@ -64,7 +81,7 @@ pub struct Keys {
 impl Keys {
     pub fn new(namespace: &str) -> Keys {
         Keys {
-            tenant_prefix: format!("{namespace}/v1/tenant/"),
+            slot_prefix: format!("{namespace}/v1/slot/"),
             run_prefix: format!("{namespace}/v1/run/"),
             anchor: format!("{namespace}/v1/cas-anchor"),
             policy: format!("{namespace}/v1/policy"),
@@ -74,24 +91,9 @@ impl Keys {
         }
     }
 
-    pub fn tenant(&self, tenant: &str) -> String {
-        format!("{}{tenant}", self.tenant_prefix)
-    }
-
-    /// The key of a state by its fleet name (a tenant id, or `tenant#tier`).
-    pub fn state(&self, fleet_key: &str) -> String {
-        self.tenant(fleet_key)
-    }
-
-    /// A state key's fleet name: what follows the tenant prefix.
-    pub fn fleet_key<'a>(&self, state_key: &'a str) -> Option<&'a str> {
-        state_key.strip_prefix(self.tenant_prefix.as_str())
-    }
-
-    /// The state of a tenant's requests on a route with a tier of its own (`#` cannot occur in
-    /// a tenant id, so this never collides with a tenant's own key).
-    pub fn route_tenant(&self, tenant: &str, tier: &str) -> String {
-        format!("{}{tenant}#{tier}", self.tenant_prefix)
+    /// The key of a slot of the tenant state table (see `fusebox_engine::state::slot`).
+    pub fn slot(&self, slot: u64) -> String {
+        format!("{}{slot}", self.slot_prefix)
     }
 
     /// A run slot's key, always under its verified tenant.
@@ -143,6 +145,31 @@ pub fn update<T: Stored, R>(
         };
         match host::shared_set(key, &value.to_bytes(), Some(token)) {
             Ok(()) => return Ok((result, info)),
+            Err(Status::CasMismatch) => continue,
+            Err(s) => return Err(StoreError::Host(s)),
+        }
+    }
+    Err(StoreError::Contention)
+}
+
+/// Like [`update`], but writes only when `f` returns `Some` (a look that finds nothing to
+/// change costs no write).
+pub fn update_if<T: Stored, R>(
+    keys: &Keys,
+    key: &str,
+    mut f: impl FnMut(&mut T) -> Option<R>,
+) -> Result<Option<(R, UpdateInfo)>, StoreError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (bytes, cas) = host::shared_get(key).map_err(StoreError::Host)?;
+        let mut info = UpdateInfo::default();
+        let mut value: T = decode(bytes, &mut info);
+        let Some(result) = f(&mut value) else { return Ok(None) };
+        let token = match cas {
+            Some(cas) => cas,
+            None => fresh_token(keys)?,
+        };
+        match host::shared_set(key, &value.to_bytes(), Some(token)) {
+            Ok(()) => return Ok(Some((result, info))),
             Err(Status::CasMismatch) => continue,
             Err(s) => return Err(StoreError::Host(s)),
         }

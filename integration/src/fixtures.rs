@@ -66,6 +66,15 @@ pub fn observed(status: &Value, metric: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// `envoy/demo.yaml` with `control` fields appended to the singleton's `control` object and
+/// `singleton` fields to the singleton's own (each starting with `, `).
+pub fn demo_bootstrap_with(control: &str, singleton: &str) -> String {
+    let demo = std::fs::read_to_string(crate::paths::workspace_root().join("envoy/demo.yaml")).unwrap_or_default();
+    let plain = r#""token": "fusebox-demo-filter-token"}}}'"#;
+    assert!(demo.contains(plain), "envoy/demo.yaml's singleton configuration changed");
+    demo.replace(plain, &format!(r#""token": "fusebox-demo-filter-token"{control}}}{singleton}}}}}'"#))
+}
+
 /// Fills `${NAME}` placeholders.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
@@ -85,12 +94,8 @@ pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Durati
 /// its node id, fleet counting every `interval_ms`, and a second control replica on `replica`
 /// (health-checked, so a dead one is skipped).
 pub fn fleet_bootstrap(node: &str, envoys: u32, interval_ms: u64, replica: Option<u16>) -> String {
-    let demo = std::fs::read_to_string(crate::paths::workspace_root().join("envoy/demo.yaml")).unwrap_or_default();
-    let plain = r#""token": "fusebox-demo-filter-token"}}}'"#;
-    assert!(demo.contains(plain), "envoy/demo.yaml's singleton configuration changed");
-    let fleet = format!(r#""fleet": {{"expected_envoys": {envoys}, "interval_ms": {interval_ms}}}"#);
-    let mut b =
-        demo.replace(plain, &format!(r#""token": "fusebox-demo-filter-token", "node_id": "{node}"}}, {fleet}}}}}'"#));
+    let fleet = format!(r#", "fleet": {{"expected_envoys": {envoys}, "interval_ms": {interval_ms}}}"#);
+    let mut b = demo_bootstrap_with(&format!(r#", "node_id": "{node}""#), &fleet);
     if let Some(port) = replica {
         let last = "port_value: ${CONTROL_PORT} } } }\n";
         assert!(b.ends_with(last), "envoy/demo.yaml no longer ends with the control cluster");

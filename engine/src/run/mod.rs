@@ -93,11 +93,9 @@ pub fn is_valid_run_id(id: &str) -> bool {
 pub const RUN_SLOTS: u64 = 4096;
 pub const PROBES: u64 = 8;
 
-/// The slots a run id may occupy, in probing order (FNV-1a of the id).
+/// The slots a run id may occupy, in probing order.
 pub fn slots(run_id: &str) -> impl Iterator<Item = u64> {
-    let hash =
-        run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
-    (0..PROBES).map(move |i| (hash.wrapping_add(i)) % RUN_SLOTS)
+    crate::state::slot::probes(run_id, RUN_SLOTS, PROBES)
 }
 
 #[cfg(test)]

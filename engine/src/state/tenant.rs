@@ -120,6 +120,29 @@ impl TenantState {
         }
     }
 
+    /// Takes in a state that was counted apart for the same name (two workers claiming a slot
+    /// for a new tenant at once, see `slot.rs`): every count adds, the rest stays this one's.
+    pub fn absorb(&mut self, other: &TenantState) {
+        self.tokens.merge(&other.tokens);
+        self.requests.merge(&other.requests);
+        self.tool_calls.merge(&other.tool_calls);
+        self.completed.merge(&other.completed);
+        self.errors.merge(&other.errors);
+        self.in_flight = self.in_flight.saturating_add(other.in_flight);
+        self.reserved_tokens = self.reserved_tokens.saturating_add(other.reserved_tokens);
+        let b = &other.budget;
+        if (self.budget.day, self.budget.month) == (0, 0) {
+            self.budget = *b;
+        } else {
+            if b.day == self.budget.day {
+                self.budget.tokens_day = self.budget.tokens_day.saturating_add(b.tokens_day);
+            }
+            if b.month == self.budget.month {
+                self.budget.cost_month_micros = self.budget.cost_month_micros.saturating_add(b.cost_month_micros);
+            }
+        }
+    }
+
     pub fn advance(&mut self, now_s: u64) {
         self.tokens.advance(now_s);
         self.requests.advance(now_s);
@@ -365,5 +388,24 @@ mod tests {
         s.completed.add(100, 8);
         s.errors.add(100, 3);
         assert_eq!(s.observe(Metric::ErrorRatio, 100), 37);
+    }
+
+    #[test]
+    fn a_state_counted_apart_is_absorbed_count_by_count() {
+        let now = 1_795_428_000;
+        let mut a = TenantState { in_flight: 1, reserved_tokens: 100, ..TenantState::default() };
+        a.tokens.add(now, 40);
+        a.budget.add(now, 40, 3);
+        let mut b = TenantState { in_flight: 2, reserved_tokens: 50, ..TenantState::default() };
+        b.tokens.add(now, 2);
+        b.requests.add(now, 1);
+        b.budget.add(now, 2, 1);
+        a.absorb(&b);
+        assert_eq!((a.in_flight, a.reserved_tokens), (3, 150));
+        assert_eq!((a.tokens.sum(now, 10), a.requests.sum(now, 10)), (42, 1));
+        assert_eq!((a.budget.tokens_day, a.budget.cost_month_micros), (42, 4));
+        let mut fresh = TenantState::default();
+        fresh.absorb(&b);
+        assert_eq!(fresh.budget, b.budget);
     }
 }

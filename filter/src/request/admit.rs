@@ -9,7 +9,8 @@ use crate::active::ActivePolicy;
 use crate::host;
 use crate::metrics::Counter;
 use crate::runs::{self, AdmittedRun, RunRefusal};
-use crate::store;
+use crate::states::{self, Hold, Missing, StateAt};
+use crate::store::StoreError;
 use fusebox_engine::admission::{self, Admitted, Allowed, Decision};
 use fusebox_engine::api_shape;
 use fusebox_engine::config::{Mode, RouteMatch};
@@ -30,11 +31,11 @@ pub struct Arrival<'a> {
     pub api: StreamApi,
 }
 
-/// Whose limits judge a request, and where its state is kept.
+/// Whose limits judge a request, and the name of the state it is counted in.
 struct Judged {
     tier: String,
     limits: Limits,
-    key: String,
+    name: String,
     /// The route tier, when the route has one of its own.
     scope: Option<String>,
 }
@@ -46,11 +47,11 @@ fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &R
     let tenant = &identity.tenant;
     let mut j = match route.tier.and_then(|t| Some((t, active.policy.route_limits(tenant, t)?))) {
         Some((t, limits)) => {
-            Judged { tier: t.to_string(), limits, key: worker.keys.route_tenant(tenant, t), scope: Some(t.to_string()) }
+            Judged { tier: t.to_string(), limits, name: states::route_name(tenant, t), scope: Some(t.to_string()) }
         }
         None => {
             let (tier, limits) = active.policy.limits_for(tenant, identity.tier.as_deref());
-            Judged { tier, limits, key: worker.keys.tenant(tenant), scope: None }
+            Judged { tier, limits, name: tenant.to_string(), scope: None }
         }
     };
     let share = worker.fleet_share.get();
@@ -64,9 +65,7 @@ fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &R
 pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<Counting> {
     let enforce = a.route.mode == Mode::Enforce;
     let j = judged(worker, active, &a.identity, &a.route);
-    if let Some(k) = worker.keys.fleet_key(&j.key) {
-        worker.fleet_keys.touch(k, a.now_ms);
-    }
+    worker.fleet_keys.touch(&j.name, a.now_ms);
     let tenant = a.identity.tenant;
     // For access logs (`%FILTER_STATE(wasm.fusebox_tenant:PLAIN)%` and kin), allowed or not.
     host::set_filter_state("fusebox_tenant", &tenant);
@@ -75,14 +74,17 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
         host::set_filter_state("fusebox_run_id", &r.run_id);
     }
     // The output allowance is what this tenant's responses have used, read in the same update.
-    let admitted = store::update(&worker.keys, &j.key, |s| {
+    let admitted = states::update(&worker.keys, &j.name, None, Missing::Claim, Hold::Judge(&j.limits), a.now_ms, |s| {
         let allowance = admission::output_allowance(s, &j.limits);
         let (decision, transitions) = admission::admit(s, &j.limits, a.now_ms, a.prompt.saturating_add(allowance));
         (decision, transitions, admission::quotas(s, &j.limits, a.now_ms), allowance)
     });
     let mut allowance = 0;
+    // Where the state was found (or claimed); the slot a later update looks at first.
+    let mut state = StateAt { name: j.name.clone(), key: String::new() };
     let (allowed, quotas) = match admitted {
-        Ok(((decision, transitions, quotas, learned), info)) => {
+        Ok(Some(states::Updated { result: (decision, transitions, quotas, learned), info, key })) => {
+            state.key = key;
             allowance = learned;
             report::update(worker, info, &transitions, &tenant, j.scope.as_deref());
             match decision {
@@ -104,6 +106,17 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
                 }
             }
         }
+        Err(StoreError::Full) if enforce => {
+            worker.metrics.inc(Counter::StateFull);
+            log::warn!(
+                "no free slot for the state of '{}': refused (the table holds {} states)",
+                j.name,
+                fusebox_engine::state::slot::SLOTS
+            );
+            refuse(worker, &tenant, api_shape::for_api(reply::state_full(&tenant), a.api), a.now_ms);
+            return None;
+        }
+        Ok(None) => (None, Vec::new()),
         Err(e) => {
             // Our bookkeeping failing must not take the tenant's traffic down.
             report::store_failed(worker, e);
@@ -113,14 +126,14 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt, allowance);
     let run = match a.run {
         None => None,
-        Some(r) => admit_run(worker, &j.key, &admitted, &r, enforce, a.now_ms, a.api)?,
+        Some(r) => admit_run(worker, &state, &admitted, &r, enforce, a.now_ms, a.api)?,
     };
     worker.metrics.inc(Counter::RequestsAllowed);
     if let Some(w) = allowed.and_then(|a: Allowed| a.warning) {
         worker.reporter.push(Event::warning(&admitted.tenant, w, a.now_ms), a.now_ms);
     }
     host::set_request_header("x-fusebox-tenant", Some(&admitted.tenant));
-    let mut counting = Counting::new(admitted, j.key, run, a.api);
+    let mut counting = Counting::new(admitted, state, run, a.api);
     counting.warning = allowed.and_then(|a| a.warning).map(|w| w.to_string());
     counting.quota_fields = reply::quota_fields(&quotas);
     Some(counting)
@@ -131,7 +144,7 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
 /// admission took is given back.
 fn admit_run(
     worker: &Worker,
-    key: &str,
+    state: &StateAt,
     admitted: &Admitted,
     r: &RunHeaders,
     enforce: bool,
@@ -147,7 +160,7 @@ fn admit_run(
         }
         Err(RunRefusal::Denied(denied)) if enforce => {
             if let Err(e) =
-                store::update(&worker.keys, key, |s| admission::settle(s, limits, admitted.release(), now_ms))
+                state.update(&worker.keys, limits, now_ms, |s| admission::settle(s, limits, admitted.release(), now_ms))
             {
                 report::store_failed(worker, e);
             }

@@ -3,6 +3,7 @@
 //! a response's status exists only once its headers came, so neither needs a flag or a sentinel.
 
 use crate::runs::AdmittedRun;
+use crate::states::StateAt;
 use fusebox_engine::admission::Admitted;
 use fusebox_engine::reply::StreamApi;
 use fusebox_engine::usage::aligned::EventAligner;
@@ -69,8 +70,8 @@ impl Response {
 #[derive(Debug)]
 pub struct Counting {
     pub admitted: Admitted,
-    /// Shared-data key of the state it is counted in (the tenant's, or its route tier's).
-    pub key: String,
+    /// The state it is counted in (the tenant's, or its route tier's).
+    pub state: StateAt,
     /// The agent run step this request is, if any.
     pub run: Option<AdmittedRun>,
     /// Which API's error event ends this stream if the breaker opens mid-way.
@@ -84,10 +85,10 @@ pub struct Counting {
 }
 
 impl Counting {
-    pub fn new(admitted: Admitted, key: String, run: Option<AdmittedRun>, api: StreamApi) -> Counting {
+    pub fn new(admitted: Admitted, state: StateAt, run: Option<AdmittedRun>, api: StreamApi) -> Counting {
         Counting {
             admitted,
-            key,
+            state,
             run,
             api,
             body: RequestBody::Passing,
@@ -145,7 +146,12 @@ mod tests {
 
     fn counting() -> Lifecycle {
         let admitted = Admitted::new("acme".into(), None, "/v1/", Limits::unlimited(), None, 0, 0);
-        Lifecycle::Counting(Box::new(Counting::new(admitted, "k".into(), None, StreamApi::OpenAiChat)))
+        Lifecycle::Counting(Box::new(Counting::new(
+            admitted,
+            StateAt { name: "t".into(), key: "k".into() },
+            None,
+            StreamApi::OpenAiChat,
+        )))
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::events::Reporter;
 use crate::fleet_keys::FleetKeys;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
-use crate::store::{self, Keys};
+use crate::store::Keys;
 use fusebox_engine::admission::{self, ReservationChange};
 use fusebox_engine::api_shape;
 use fusebox_engine::breaker::ProbeEnd;
@@ -210,7 +210,7 @@ impl HttpContext for Request {
                 (Flow::Terminated, _) => host::replace_response_body(body_size, b""),
                 (Flow::Passing, Some(aligner)) => {
                     let denied = (body_size > 0)
-                        .then(|| store::read::<TenantState>(&c.key).ok())
+                        .then(|| c.state.read(&worker.keys).ok().flatten())
                         .flatten()
                         .and_then(|state| admission::open_denial(&state, host::now_ms()));
                     if let Some(denied) = denied {
@@ -286,7 +286,7 @@ fn reserve_rest(worker: &Worker, c: &mut Counting) {
     if change == ReservationChange::Keep {
         return;
     }
-    match store::update(&worker.keys, &c.key, apply) {
+    match c.state.update(&worker.keys, &c.admitted.limits, host::now_ms(), apply) {
         Ok(_) => c.admitted.reservation_changed(change),
         Err(e) => {
             worker.metrics.inc(Counter::StoreErrors);

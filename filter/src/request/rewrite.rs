@@ -5,10 +5,8 @@ use super::lifecycle::{Counting, Hold};
 use super::Worker;
 use crate::host;
 use crate::metrics::Counter;
-use crate::store;
 use fusebox_engine::admission;
 use fusebox_engine::request::inject::{self, Injection, Rewrite};
-use fusebox_engine::state::TenantState;
 
 /// Rewrites a held request body as `hold` asks; returns the new body if it changed.
 pub fn rewrite(worker: &Worker, c: &Counting, hold: Hold, body: &[u8], body_size: usize) -> Option<Vec<u8>> {
@@ -18,7 +16,7 @@ pub fn rewrite(worker: &Worker, c: &Counting, hold: Hold, body: &[u8], body_size
     let own_allowance = if c.in_flight() { c.admitted.output_allowance } else { 0 };
     let max_output = names_allowance
         .then(|| {
-            let state: TenantState = store::read(&c.key).ok()?;
+            let state = c.state.read(&worker.keys).ok()??;
             admission::output_room(&state, &c.admitted.limits, host::now_ms(), own_allowance)
         })
         .flatten();

@@ -8,7 +8,6 @@ use crate::active::ActivePolicy;
 use crate::host;
 use crate::metrics::Counter;
 use crate::runs;
-use crate::store;
 use fusebox_engine::admission::{self, BodyKind, Ending};
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::event::{Event, UsageOf};
@@ -46,8 +45,9 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     worker.metrics.add(Counter::CostMicros, cost_micros);
     let settlement = a.settlement(status, &summary, charge.usage, end, cost_micros);
     let now_ms = host::now_ms();
-    match store::update(&worker.keys, &c.key, |s| admission::settle(s, &a.limits, settlement, now_ms)) {
-        Ok((transitions, info)) => report::update(worker, info, &transitions, &a.tenant, a.scope.as_deref()),
+    match c.state.update(&worker.keys, &a.limits, now_ms, |s| admission::settle(s, &a.limits, settlement, now_ms)) {
+        Ok(Some(u)) => report::update(worker, u.info, &u.result, &a.tenant, a.scope.as_deref()),
+        Ok(None) => log::debug!("the state of '{}' went before its request settled", c.state.name),
         Err(e) => report::store_failed(worker, e),
     }
     let run_id = c.run.as_ref().map(|r| r.run_id.as_str());

@@ -5,7 +5,7 @@ use super::report;
 use super::Worker;
 use crate::active::ActivePolicy;
 use crate::host;
-use crate::store;
+use crate::states;
 use fusebox_engine::admission;
 use fusebox_engine::reply::Reply;
 use fusebox_engine::state::TenantState;
@@ -21,10 +21,13 @@ pub fn serve(worker: &Worker, active: &ActivePolicy, headers: &host::Headers) ->
         }
     };
     let (tier, limits) = active.policy.limits_for(&identity.tenant, identity.tier.as_deref());
-    let state: TenantState = store::read(&worker.keys.tenant(&identity.tenant)).unwrap_or_else(|e| {
-        report::store_failed(worker, e);
-        TenantState::default()
-    });
+    let state = match states::read(&worker.keys, &identity.tenant, None) {
+        Ok(found) => found.map(|(_, s)| s).unwrap_or_default(),
+        Err(e) => {
+            report::store_failed(worker, e);
+            TenantState::default()
+        }
+    };
     let snapshot = admission::snapshot(&state, &limits, now_ms);
     let body = serde_json::json!({
         "tenant": identity.tenant,

@@ -11,12 +11,12 @@ use crate::fleet_keys;
 use crate::host;
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::runs;
+use crate::states::{self, Hold, Missing};
 use crate::store::{self, Keys};
 use fusebox_engine::fleet::wire::{self, KeyUsage, SyncReply, SyncRequest, WireUsage};
 use fusebox_engine::fleet::{
     parse_run_name, ActiveKeys, Counting, FleetConfig, FleetUsage, RunUsage, SyncHealth, ACTIVE_FOR_MS,
 };
-use fusebox_engine::state::TenantState;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -156,8 +156,9 @@ impl FleetSync {
                 }
                 continue;
             }
-            let state: TenantState = match store::read(&self.keys.state(name)) {
-                Ok(s) => s,
+            let state = match states::read(&self.keys, name, None) {
+                Ok(Some((_, s))) => s,
+                Ok(None) => continue, // its slot was freed: nothing of it here
                 Err(e) => {
                     log::debug!("reading {name} for the fleet sync failed: {e:?}");
                     continue;
@@ -205,7 +206,7 @@ impl FleetSync {
                 continue;
             }
             let fleet = if empty { FleetUsage::default() } else { k.usage.to_usage(now_ms) };
-            let written = store::update(&self.keys, &self.keys.state(&k.key), |s: &mut TenantState| {
+            let written = states::update(&self.keys, &k.key, None, Missing::Skip, Hold::Keep, now_ms, |s| {
                 s.fleet = fleet.clone();
             });
             if let Err(e) = written {

@@ -1,12 +1,14 @@
 //! The background singleton (`envoy.bootstrap.wasm`, same vm_id as the filter): the policy
 //! poller (`poller.rs`) keeps the workers' policy current, the event shipper (`shipper.rs`)
 //! takes their events to control, and the fleet sync (`fleet.rs`), when configured, trades
-//! usage with the rest of the fleet. All run on the singleton's tick; none can stop traffic.
+//! usage with the rest of the fleet, and the sweeper (`sweeper.rs`) frees the slots of tenant
+//! states that no longer matter. All run on the singleton's tick; none can stop traffic.
 
 mod call;
 mod fleet;
 mod poller;
 mod shipper;
+mod sweeper;
 
 use crate::host;
 use crate::metrics::{MemoryGauge, Metrics};
@@ -18,6 +20,7 @@ use poller::{PolicyPoller, Polled};
 use shipper::EventShipper;
 use std::rc::Rc;
 use std::time::Duration;
+use sweeper::StateSweeper;
 
 /// Until control's first policy arrives, poll this often (for at most [`START_FAST_TICKS`]
 /// ticks): after a start or a hot restart the workers enforce the fallback policy from the
@@ -31,6 +34,7 @@ pub struct SingletonRoot {
     poller: PolicyPoller,
     shipper: EventShipper,
     fleet: Option<FleetSync>,
+    sweeper: StateSweeper,
     memory: MemoryGauge,
     /// Ticks left at the start-up cadence (see [`START_TICK_MS`]); 0 once the first policy is in.
     fast_ticks_left: u32,
@@ -44,6 +48,7 @@ impl SingletonRoot {
         SingletonRoot {
             poller: PolicyPoller::new(keys.clone(), Rc::clone(&metrics)),
             shipper: EventShipper::new(&config.control, Rc::clone(&metrics)),
+            sweeper: StateSweeper::new(keys.clone(), Rc::clone(&metrics), config.sweep_pass_ms),
             fleet: config.fleet.map(|f| FleetSync::new(f, keys, metrics)),
             calls: ControlCalls::new(config.control),
             namespace: config.namespace,
@@ -99,6 +104,7 @@ impl SingletonRoot {
         if let Some(f) = self.fleet.as_mut() {
             f.on_tick(&self.calls, now_ms);
         }
+        self.sweeper.on_tick(now_ms);
         if now_ms >= self.next_poll_ms {
             // Less a little slack: a tick a few ms early must not put the poll off a whole tick.
             self.next_poll_ms = now_ms.saturating_add(self.poll_every_ms()).saturating_sub(START_TICK_MS / 2);
