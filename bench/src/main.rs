@@ -6,6 +6,7 @@
 mod figures;
 mod fleet;
 mod load;
+mod memory;
 mod procs;
 mod report;
 mod scenarios;
@@ -44,6 +45,9 @@ struct Args {
     /// Size of the streamed response, in MB (0 skips the stream measurement).
     #[arg(long, env = "BENCH_STREAM_MB", default_value_t = 100)]
     stream_mb: u64,
+    /// Distinct tenants for the memory figure, one request each (0 skips it).
+    #[arg(long, env = "BENCH_MEMORY_TENANTS", default_value_t = 1_000_000)]
+    memory_tenants: u64,
     /// Run only these scenarios (comma-separated keys, e.g. `noop,fusebox`).
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
@@ -84,12 +88,15 @@ impl Env {
             Filters::Noop => read("filters/noop.yaml")?,
             Filters::NoopX20 => read("filters/noop_x20.yaml")?,
             Filters::Native => read("filters/native.yaml")?,
-            Filters::Fusebox | Filters::FuseboxFleet => read("filters/fusebox.yaml")?,
+            Filters::Fusebox | Filters::FuseboxFleet | Filters::FuseboxQuickSweep => read("filters/fusebox.yaml")?,
         };
         let extensions = match filters {
             Filters::Fusebox => render(&read("singleton.yaml")?, &[("FLEET", String::new())]),
             Filters::FuseboxFleet => {
                 render(&read("singleton.yaml")?, &[("FLEET", r#", "fleet": {"expected_envoys": 3}"#.to_string())])
+            }
+            Filters::FuseboxQuickSweep => {
+                render(&read("singleton.yaml")?, &[("FLEET", r#", "sweep_pass_ms": 5000"#.to_string())])
             }
             _ => String::new(),
         };
@@ -245,6 +252,10 @@ fn run(args: Args) -> Result<(), String> {
     drop(running);
 
     let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Vec::new() };
+    let memory = match args.memory_tenants {
+        0 => None,
+        n => Some(measure_memory(&env, upstream_port, n, &wrk, rest)?),
+    };
     let fleet_sync = vec![
         fleet::measure(&env.agent, env.control_port, control.pid(), FILTER_TOKEN, ("memory", None))?,
         measure_fleet_sync_on_redis(&env, rest)?,
@@ -259,6 +270,9 @@ fn run(args: Args) -> Result<(), String> {
     text.push_str(&cost_lines(&costs));
     text.push('\n');
     text.push_str(&stream_lines(&streams));
+    if let Some(m) = &memory {
+        text.push_str(&m.line());
+    }
     fleet_sync.iter().for_each(|c| text.push_str(&c.line()));
     println!("\n{text}");
 
@@ -273,6 +287,7 @@ fn run(args: Args) -> Result<(), String> {
         "ratios": ratios,
         "costs_us": costs,
         "stream": streams,
+        "memory": memory,
         "fleet_sync": fleet_sync,
     });
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default())
@@ -407,6 +422,48 @@ fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stre
         results.push(stream::Summary { key, mb_per_s, runs });
     }
     Ok(results)
+}
+
+/// Envoy's memory after `tenants` distinct tenants have each sent one request, and after they
+/// have been idle past the longest window (see `memory.rs`).
+fn measure_memory(
+    env: &Env,
+    upstream: u16,
+    tenants: u64,
+    wrk: &Path,
+    cpus: Option<&str>,
+) -> Result<memory::Figure, String> {
+    let tokens = mint_tokens(Tokens::Hs256(u32::try_from(tenants).unwrap_or(u32::MAX)))?;
+    let file = env.dir.join("tokens-memory.txt");
+    std::fs::write(&file, tokens.join("\n")).map_err(|e| e.to_string())?;
+    let first = tokens.first().cloned().unwrap_or_default();
+    drop(tokens);
+    let (envoy, port, admin) = env.start_proxy("memory", Filters::FuseboxQuickSweep, 1, upstream)?;
+    wait_admitted(&env.agent, port, &first)?;
+    let target = memory::Target { agent: &env.agent, admin_port: admin, pid: envoy.pid() };
+    // wrk runs for a set time (a thread that has sent every token stops, wrk waits out the
+    // rest): time it from a short first run's rate.
+    let wrk_once = |seconds: u64| -> Result<u64, String> {
+        let out = procs::pinned(cpus, wrk)
+            .args(["-t1", "-c16", &format!("-d{seconds}s"), "--timeout", "5s", "-s"])
+            .arg(workspace_root().join("bench/wrk-once.lua"))
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--")
+            .arg(&file)
+            .output()
+            .map_err(|e| format!("wrk: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find_map(|l| l.strip_prefix("FUSEBOX_BENCH ")).ok_or("wrk printed no summary")?;
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("wrk summary {line}: {e}"))?;
+        Ok(v.get("requests").and_then(Value::as_u64).unwrap_or(0))
+    };
+    target.measure(|| {
+        const PROBE_S: u64 = 3;
+        let probed = wrk_once(PROBE_S)?;
+        let rate = (probed / PROBE_S).max(1);
+        // Every token once needs `tenants` requests in the timed run.
+        Ok(wrk_once(tenants.div_ceil(rate) * 13 / 10 + 3)?.min(tenants))
+    })
 }
 
 fn envoy_version(envoy: &Path) -> String {

@@ -11,6 +11,8 @@ pub(crate) enum Filters {
     Fusebox,
     /// fusebox with the singleton's fleet sync on (every 250 ms, against control).
     FuseboxFleet,
+    /// fusebox whose singleton sweeps the tenant state table every 5 s (the memory figure).
+    FuseboxQuickSweep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,6 +61,8 @@ pub enum Counter {
     FleetKeysRefused,
     StateFull,
     StateFreed,
+    StateCompacted,
+    RunsFreed,
 }
 
 impl Counter {
@@ -100,7 +102,7 @@ impl Counter {
         }
     }
 
-    pub(crate) const ALL: [Counter; 51] = [
+    pub(crate) const ALL: [Counter; 53] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -152,6 +154,8 @@ impl Counter {
         Counter::FleetKeysRefused,
         Counter::StateFull,
         Counter::StateFreed,
+        Counter::StateCompacted,
+        Counter::RunsFreed,
     ];
 
     /// Counters moved on (almost) every request: added up in the worker and flushed to Envoy on
@@ -222,6 +226,8 @@ impl Counter {
             Counter::FleetKeysRefused => "fusebox.fleet.keys_refused",
             Counter::StateFull => "fusebox.state.full",
             Counter::StateFreed => "fusebox.state.freed",
+            Counter::StateCompacted => "fusebox.state.compacted",
+            Counter::RunsFreed => "fusebox.runs.freed",
         }
     }
 }

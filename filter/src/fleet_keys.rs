@@ -3,7 +3,6 @@
 
 use crate::host;
 use crate::queue::SingletonQueue;
-use fusebox_engine::fleet;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
@@ -42,13 +41,6 @@ impl FleetKeys {
         let mut pending = self.pending.borrow_mut();
         if pending.len() < MAX_PENDING && !pending.contains(key) {
             pending.insert(key.to_string());
-        }
-    }
-
-    /// A request was a step of `tenant`'s run tree rooted at `root_id`.
-    pub fn touch_run(&self, tenant: &str, root_id: &str, now_ms: u64) {
-        if now_ms >= self.idle_until_ms.get() {
-            self.touch(&fleet::run_name(tenant, root_id), now_ms);
         }
     }
 

@@ -1,17 +1,20 @@
-//! Agent runs in shared data: each run's record under its verified tenant, in a bounded table
-//! of slots (see `fusebox_engine::run::slots`), and the run tree's totals on the root run's
-//! record (see `fusebox_engine::run`).
+//! Agent runs in shared data: each run's record in one bounded table of slots (see
+//! `fusebox_engine::run::slots`), named by its tenant-qualified id (`tenant/run`, the fleet's
+//! name for it too), so a run id cannot touch another tenant's run; the run tree's totals are on
+//! the root run's record (see `fusebox_engine::run`).
 
 use crate::store::{self, Keys, StoreError};
-use fusebox_engine::fleet::RunPart;
+use fusebox_engine::fleet::{run_name, RunPart};
 use fusebox_engine::policy::Limits;
-use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
+use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES, RUN_SLOTS};
 
 /// A run step that was admitted: where its tokens go at the end.
 #[derive(Debug, Clone)]
 pub struct AdmittedRun {
     pub run_id: String,
-    pub root_id: String,
+    /// The root run's tenant-qualified id: the record holding the tree's totals, and the run's
+    /// name in the fleet.
+    pub root: String,
     pub root_key: String,
 }
 
@@ -29,18 +32,12 @@ impl From<StoreError> for RunRefusal {
 
 const FULL: RunDenied = RunDenied { limit: RunLimit::Capacity, threshold: PROBES, observed: PROBES };
 
-/// The live record of `run_id` and its key, if the run is known.
-fn find(
-    keys: &Keys,
-    tenant: &str,
-    run_id: &str,
-    limits: &Limits,
-    now_ms: u64,
-) -> Result<Option<(String, RunRecord)>, StoreError> {
-    for slot in slots(run_id) {
-        let key = keys.run(tenant, slot);
+/// The live record of the run `id` (tenant-qualified) and its key, if the run is known.
+fn find(keys: &Keys, id: &str, limits: &Limits, now_ms: u64) -> Result<Option<(String, RunRecord)>, StoreError> {
+    for slot in slots(id) {
+        let key = keys.run(slot);
         let record: RunRecord = store::read(&key)?;
-        if record.is_live_for(run_id, limits, now_ms) {
+        if record.is_live_for(id, limits, now_ms) {
             return Ok(Some((key, record)));
         }
     }
@@ -48,15 +45,9 @@ fn find(
 }
 
 /// Puts `fresh` in the first slot that is `fresh.id`'s own or free; `None` when all are taken.
-fn claim(
-    keys: &Keys,
-    tenant: &str,
-    fresh: &RunRecord,
-    limits: &Limits,
-    now_ms: u64,
-) -> Result<Option<String>, StoreError> {
+fn claim(keys: &Keys, fresh: &RunRecord, limits: &Limits, now_ms: u64) -> Result<Option<String>, StoreError> {
     for slot in slots(&fresh.id) {
-        let key = keys.run(tenant, slot);
+        let key = keys.run(slot);
         let (claimed, _) = store::update(keys, &key, |r: &mut RunRecord| {
             if r.is_live_for(&fresh.id, limits, now_ms) {
                 true
@@ -83,51 +74,56 @@ pub fn admit(
     limits: &Limits,
     now_ms: u64,
 ) -> Result<AdmittedRun, RunRefusal> {
+    let id = run_name(tenant, run_id);
+    let fresh = |id: &str, parent: Option<(&str, Option<&RunRecord>)>| {
+        // The ttl it is kept for, should it never be admitted (the sweep reads it).
+        RunRecord { ttl_s: limits.run_ttl_s, ..RunRecord::new(id, parent, now_ms) }
+    };
     // The key of the run's own record, when it has one already (known, or claimed below).
-    let (own_key, own) = match find(keys, tenant, run_id, limits, now_ms)? {
+    let (own_key, own) = match find(keys, &id, limits, now_ms)? {
         Some((key, record)) => (Some(key), record),
         None => {
-            let parent_record = match parent {
-                Some(p) => find(keys, tenant, p, limits, now_ms)?.map(|(_, r)| r),
+            let parent = parent.map(|p| run_name(tenant, p));
+            let parent_record = match &parent {
+                Some(p) => find(keys, p, limits, now_ms)?.map(|(_, r)| r),
                 None => None,
             };
-            let record = RunRecord::new(run_id, parent.map(|p| (p, parent_record.as_ref())), now_ms);
+            let record = fresh(&id, parent.as_deref().map(|p| (p, parent_record.as_ref())));
             if record.root.is_some() {
                 // A sub-run's own record only remembers its place in the tree.
-                claim(keys, tenant, &record, limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?;
+                claim(keys, &record, limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?;
             }
             (None, record)
         }
     };
     own.check_depth(limits).map_err(RunRefusal::Denied)?;
-    let root_id = own.root_id(run_id).to_string();
+    let root = own.root_id(&id).to_string();
     // A root run's totals are on its own record (no second look-up); a sub-run looks its root up.
     let known_root = match &own.root {
         None => own_key,
-        Some(_) => find(keys, tenant, &root_id, limits, now_ms)?.map(|(key, _)| key),
+        Some(_) => find(keys, &root, limits, now_ms)?.map(|(key, _)| key),
     };
     let root_key = match known_root {
         Some(key) => key,
-        None => claim(keys, tenant, &RunRecord::new(&root_id, None, now_ms), limits, now_ms)?
-            .ok_or(RunRefusal::Denied(FULL))?,
+        None => claim(keys, &fresh(&root, None), limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?,
     };
     let (step, _) = store::update(keys, &root_key, |r: &mut RunRecord| {
-        if !r.is_live_for(&root_id, limits, now_ms) {
+        if !r.is_live_for(&root, limits, now_ms) {
             // The slot was reused between our look-up and now: the run starts again here.
-            *r = RunRecord::new(&root_id, None, now_ms);
+            *r = fresh(&root, None);
         }
         r.admit_step(limits, now_ms)
     })?;
     step.map_err(RunRefusal::Denied)?;
-    Ok(AdmittedRun { run_id: run_id.to_string(), root_id, root_key })
+    Ok(AdmittedRun { run_id: run_id.to_string(), root, root_key })
 }
 
-/// The slot key and record of `tenant`'s root run `root_id`, if this Envoy holds one.
-pub fn root_record(keys: &Keys, tenant: &str, root_id: &str) -> Result<Option<(String, RunRecord)>, StoreError> {
-    for slot in slots(root_id) {
-        let key = keys.run(tenant, slot);
+/// The slot key and record of the root run named `root` (`tenant/run`), if this Envoy holds one.
+pub fn root_record(keys: &Keys, root: &str) -> Result<Option<(String, RunRecord)>, StoreError> {
+    for slot in slots(root) {
+        let key = keys.run(slot);
         let record: RunRecord = store::read(&key)?;
-        if record.id == root_id && record.root.is_none() && record.started_ms != 0 {
+        if record.id == root && record.root.is_none() && record.started_ms != 0 {
             return Ok(Some((key, record)));
         }
     }
@@ -135,10 +131,10 @@ pub fn root_record(keys: &Keys, tenant: &str, root_id: &str) -> Result<Option<(S
 }
 
 /// Writes the rest of the fleet's part of a run tree into its root record at `key`.
-pub fn write_fleet_part(keys: &Keys, key: &str, root_id: &str, part: RunPart) -> Result<(), StoreError> {
+pub fn write_fleet_part(keys: &Keys, key: &str, root: &str, part: RunPart) -> Result<(), StoreError> {
     store::update(keys, key, |r: &mut RunRecord| {
         // Only while the slot still holds this run's root (it could have been reused).
-        if r.id == root_id && r.root.is_none() {
+        if r.id == root && r.root.is_none() {
             r.fleet = part;
         }
     })
@@ -155,11 +151,30 @@ pub fn settle(
 ) -> Result<Option<RunDenied>, StoreError> {
     store::update(keys, &run.root_key, |r: &mut RunRecord| {
         // Only while the slot still holds this run (it could have expired and been reused).
-        if r.id == run.root_id {
+        if r.id == run.root {
             r.add_tokens(limits, tokens, now_ms)
         } else {
             None
         }
     })
     .map(|(t, _)| t)
+}
+
+/// Frees the stale records among `count` run slots from `cursor` (the singleton's sweep);
+/// returns how many. A record updated meanwhile stays (the write is a compare-and-swap).
+pub fn sweep(keys: &Keys, cursor: &mut u64, count: u64, now_ms: u64) -> u64 {
+    let mut freed = 0;
+    for _ in 0..count {
+        let key = keys.run(*cursor);
+        *cursor = (*cursor + 1) % RUN_SLOTS;
+        let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { continue };
+        if bytes.is_empty() {
+            continue;
+        }
+        let stale = RunRecord::decode(&bytes).is_none_or(|r| r.is_stale(now_ms));
+        if stale && crate::host::shared_set(&key, b"", Some(cas)).is_ok() {
+            freed += 1;
+        }
+    }
+    freed
 }

@@ -9,7 +9,7 @@
 
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::policy::Limits;
-use fusebox_engine::state::slot::{self, hold_until, Slot, SLOTS};
+use fusebox_engine::state::slot::{self, holds, Holds, Slot, SLOTS};
 use fusebox_engine::state::TenantState;
 
 /// Tries at claiming a slot before giving up (each loses only to a concurrent claim).
@@ -59,7 +59,7 @@ fn apply_at<R>(
         }
         let r = f(&mut s.state);
         if let Hold::Judge(limits) = hold {
-            s.hold_until_ms = hold_until(&s.state, limits, now_ms);
+            s.holds = holds(&s.state, limits, now_ms);
         }
         Some(r)
     })
@@ -90,7 +90,7 @@ pub fn update<R>(
                 if s.is_owned_by(name) {
                     let r = f(&mut s.state);
                     if let Hold::Judge(limits) = hold {
-                        s.hold_until_ms = hold_until(&s.state, limits, now_ms);
+                        s.holds = holds(&s.state, limits, now_ms);
                     }
                     Some(r)
                 } else {
@@ -117,9 +117,9 @@ pub fn update<R>(
                 *s = Slot::claimed(name);
             }
             let r = f(&mut s.state);
-            s.hold_until_ms = match hold {
-                Hold::Judge(limits) => hold_until(&s.state, limits, now_ms),
-                Hold::Keep => hold_until(&s.state, &Limits::unlimited(), now_ms),
+            s.holds = match hold {
+                Hold::Judge(limits) => holds(&s.state, limits, now_ms),
+                Hold::Keep => holds(&s.state, &Limits::unlimited(), now_ms),
             };
             Some(r)
         })?;
@@ -148,7 +148,10 @@ fn one_state(keys: &Keys, name: &str, claimed: String) -> Result<String, StoreEr
             let kept = store::update_if(keys, &key, |s: &mut Slot| {
                 s.is_owned_by(name).then(|| {
                     s.state.absorb(&moved.state);
-                    s.hold_until_ms = s.hold_until_ms.max(moved.hold_until_ms);
+                    s.holds = Holds {
+                        whole_until_ms: s.holds.whole_until_ms.max(moved.holds.whole_until_ms),
+                        budget_until_ms: s.holds.budget_until_ms.max(moved.holds.budget_until_ms),
+                    };
                 })
             })?;
             if kept.is_none() {
@@ -186,10 +189,13 @@ pub struct Swept {
     pub held: u64,
     /// Slots freed (their state no longer mattered).
     pub freed: u64,
+    /// Slots rewritten as the budget alone (nothing else of theirs mattered any more).
+    pub compacted: u64,
 }
 
-/// Frees the slots past their hold among `count` slots from `cursor` (the singleton's tick);
-/// a slot updated meanwhile keeps its state (the write is a compare-and-swap).
+/// Frees the slots past their holds among `count` slots from `cursor` (the singleton's tick),
+/// and keeps only the budget of those whose budget alone still matters; a slot updated
+/// meanwhile keeps its state (each write is a compare-and-swap).
 pub fn sweep(keys: &Keys, cursor: &mut u64, count: u64, now_ms: u64) -> Swept {
     let mut swept = Swept::default();
     for _ in 0..count {
@@ -200,6 +206,13 @@ pub fn sweep(keys: &Keys, cursor: &mut u64, count: u64, now_ms: u64) -> Swept {
             continue;
         }
         match Slot::decode(&bytes) {
+            Some(mut s) if s.can_compact(now_ms) => {
+                swept.held += 1;
+                s.compact();
+                if crate::host::shared_set(&key, &s.encode(), Some(cas)).is_ok() {
+                    swept.compacted += 1;
+                }
+            }
             Some(s) if !s.is_free(now_ms) => swept.held += 1,
             // Past its hold, or unreadable: free it (a lost race just leaves it for the next pass).
             _ => {

@@ -96,9 +96,9 @@ impl Keys {
         format!("{}{slot}", self.slot_prefix)
     }
 
-    /// A run slot's key, always under its verified tenant.
-    pub fn run(&self, tenant: &str, slot: u64) -> String {
-        format!("{}{tenant}/{slot}", self.run_prefix)
+    /// The key of a slot of the run table (see `fusebox_engine::run::slots`).
+    pub fn run(&self, slot: u64) -> String {
+        format!("{}{slot}", self.run_prefix)
     }
 }
 

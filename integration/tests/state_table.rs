@@ -7,6 +7,7 @@ use fusebox_integration::{demo_bootstrap_with, demo_policy, generous, token, wai
 use serde_json::json;
 
 const TENANTS: u64 = 300;
+const RUNS: u64 = 50;
 const HELD: &str = "wasmcustom.fusebox.state.held";
 
 fn chat(stack: &Stack, tenant: &str, input: u64, output: u64) -> Resp {
@@ -16,7 +17,10 @@ fn chat(stack: &Stack, tenant: &str, input: u64, output: u64) -> Resp {
 
 #[test]
 fn states_of_tenants_gone_idle_are_freed_and_a_budget_still_running_keeps_its_state() {
-    let policy = demo_policy(json!({"free": generous()}), json!({"saver": {"budget_tokens_day": 150}}));
+    let policy = demo_policy(
+        json!({"free": generous()}),
+        json!({"saver": {"budget_tokens_day": 150}, "runner": {"run_ttl_s": 2}}),
+    );
     // The table swept in about a second (polling every 100 ms gives the singleton its ticks).
     let stack = Stack::start_custom(&policy, 2, |_| {
         let b = demo_bootstrap_with("", r#", "sweep_pass_ms": 1000"#)
@@ -27,13 +31,21 @@ fn states_of_tenants_gone_idle_are_freed_and_a_budget_still_running_keeps_its_st
     for i in 0..TENANTS {
         assert_eq!(chat(&stack, &format!("churn-{i}"), 5, 5).status, 200);
     }
+    // Runs under invented ids (each its own record in the run table), idle past their 2 s ttl.
+    let runner = token("runner", None);
+    for i in 0..RUNS {
+        let run = format!("run-{i}");
+        assert_eq!(stack.chat(Some(&runner), &[("x-agent-run-id", run.as_str())]).status, 200);
+    }
     // The saver spends past its day budget: 200 of 150.
     assert_eq!(chat(&stack, "saver", 100, 100).status, 200);
     assert_eq!(chat(&stack, "saver", 1, 1).header("x-fusebox-reason"), Some("budget_tokens_day"));
-    wait_until("every state held", 20, || stack.envoy_stat(HELD) == Some(TENANTS + 1));
+    wait_until("every state held", 20, || stack.envoy_stat(HELD) == Some(TENANTS + 2));
+    wait_until("the idle runs freed", 20, || stack.envoy_counter("fusebox.runs.freed") == RUNS);
     // Idle past the longest window (60 s, and a margin): every state but the saver's is freed.
     wait_until("the idle states freed", 100, || stack.envoy_stat(HELD) == Some(1));
-    assert_eq!(stack.envoy_counter("fusebox.state.freed"), TENANTS);
+    assert_eq!(stack.envoy_counter("fusebox.state.freed"), TENANTS + 1, "the churn and the runner");
+    assert_eq!(stack.envoy_counter("fusebox.state.compacted"), 1, "the saver's slot keeps its budget alone");
     let r = chat(&stack, "saver", 1, 1);
     assert_eq!(
         (r.status, r.header("x-fusebox-reason")),

@@ -1,22 +1,21 @@
-//! A run record's bytes in shared data. Format 3 added the fleet's part and the ttl; records
-//! written in format 2 (before an upgrade, still live in shared data) still read.
+//! A run record's bytes in shared data. Format 4: ids are `tenant/run` (up to 257 bytes, so a
+//! two-byte length), then the counts, the trip, the ttl and the fleet's part. Records of earlier
+//! formats lived under per-tenant keys that are no longer read.
 
 use super::{RunDenied, RunLimit, RunRecord};
 use crate::fleet::RunPart;
 use crate::state::codec::{take_u32, take_u64, take_u8};
 
-const FORMAT: u8 = 3;
-const FORMAT_BEFORE_FLEET: u8 = 2;
+const FORMAT: u8 = 4;
 
 impl RunRecord {
     pub fn encode(&self) -> Vec<u8> {
         let root = self.root.as_deref().unwrap_or("");
         let mut out = Vec::with_capacity(128 + self.id.len() + root.len());
         out.push(FORMAT);
-        // Ids are at most 128 bytes (validated), so one length byte is enough.
         for text in [self.id.as_str(), root] {
-            let bytes = text.as_bytes().get(..text.len().min(255)).unwrap_or(&[]);
-            out.push(u8::try_from(bytes.len()).unwrap_or(0));
+            let bytes = text.as_bytes().get(..text.len().min(usize::from(u16::MAX))).unwrap_or(&[]);
+            out.extend_from_slice(&u16::try_from(bytes.len()).unwrap_or(0).to_le_bytes());
             out.extend_from_slice(bytes);
         }
         out.extend_from_slice(&self.depth.to_le_bytes());
@@ -36,8 +35,7 @@ impl RunRecord {
 
     pub fn decode(bytes: &[u8]) -> Option<RunRecord> {
         let mut input = bytes;
-        let format = take_u8(&mut input)?;
-        if format != FORMAT && format != FORMAT_BEFORE_FLEET {
+        if take_u8(&mut input)? != FORMAT {
             return None;
         }
         let id = take_text(&mut input)?;
@@ -54,18 +52,13 @@ impl RunRecord {
             0 => None,
             c => Some(RunDenied { limit: RunLimit::from_code(c)?, threshold, observed }),
         };
-        let (ttl_s, fleet) = if format == FORMAT {
-            let ttl_s = take_u64(&mut input)?;
-            let fleet = RunPart {
-                steps: take_u64(&mut input)?,
-                tokens: take_u64(&mut input)?,
-                started_ms: take_u64(&mut input)?,
-                last_seen_ms: take_u64(&mut input)?,
-                ttl_s: take_u64(&mut input)?,
-            };
-            (ttl_s, fleet)
-        } else {
-            (0, RunPart::default())
+        let ttl_s = take_u64(&mut input)?;
+        let fleet = RunPart {
+            steps: take_u64(&mut input)?,
+            tokens: take_u64(&mut input)?,
+            started_ms: take_u64(&mut input)?,
+            last_seen_ms: take_u64(&mut input)?,
+            ttl_s: take_u64(&mut input)?,
         };
         let record = RunRecord { id, root, depth, started_ms, last_seen_ms, steps, tokens, tripped, ttl_s, fleet };
         input.is_empty().then_some(record)
@@ -73,7 +66,7 @@ impl RunRecord {
 }
 
 fn take_text(input: &mut &[u8]) -> Option<String> {
-    let len = usize::from(take_u8(input)?);
+    let len = usize::from(u16::from_le_bytes([take_u8(input)?, take_u8(input)?]));
     let (text, rest) = (input.get(..len)?, input.get(len..)?);
     *input = rest;
     std::str::from_utf8(text).ok().map(str::to_string)
@@ -101,12 +94,9 @@ mod tests {
     }
 
     #[test]
-    fn a_record_written_before_the_fleet_part_still_reads() {
-        let mut r = RunRecord::new("r", None, T0);
-        r.steps = 4;
-        let mut old = r.encode();
-        old.truncate(old.len() - 6 * 8);
-        old[0] = FORMAT_BEFORE_FLEET;
-        assert_eq!(RunRecord::decode(&old), Some(r));
+    fn the_longest_tenant_qualified_ids_round_trip_whole() {
+        let id = format!("{}/{}", "t".repeat(128), "r".repeat(128));
+        let r = RunRecord::new(&id, None, T0);
+        assert_eq!(RunRecord::decode(&r.encode()).map(|d| d.id), Some(id));
     }
 }

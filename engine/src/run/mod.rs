@@ -88,14 +88,15 @@ pub fn is_valid_run_id(id: &str) -> bool {
     is_valid_tenant_id(id)
 }
 
-/// Run records per tenant: a run's record lives in one of `PROBES` slots starting at its
-/// id's hash, so a tenant inventing run ids cannot grow memory past this many records.
-pub const RUN_SLOTS: u64 = 4096;
+/// Run records in one Envoy: a run's record lives in one of `PROBES` slots of one table, from
+/// the hash of its tenant-qualified id (`tenant/run`), so neither invented run ids nor invented
+/// tenants grow memory past this many records; the singleton's sweep frees the stale ones.
+pub const RUN_SLOTS: u64 = 1 << 20;
 pub const PROBES: u64 = 8;
 
-/// The slots a run id may occupy, in probing order.
-pub fn slots(run_id: &str) -> impl Iterator<Item = u64> {
-    crate::state::slot::probes(run_id, RUN_SLOTS, PROBES)
+/// The slots a run may occupy, in probing order, by its tenant-qualified id.
+pub fn slots(qualified_id: &str) -> impl Iterator<Item = u64> {
+    crate::state::slot::probes(qualified_id, RUN_SLOTS, PROBES)
 }
 
 #[cfg(test)]

@@ -66,6 +66,14 @@ impl RunRecord {
         now_ms.saturating_sub(last_seen_ms) > limits.run_ttl_s.saturating_mul(1000)
     }
 
+    /// Whether the record can go (the sweep): empty, or idle everywhere past the ttl it was
+    /// admitted with (an hour if it never was).
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        let ttl_s = if self.ttl_s == 0 { 3600 } else { self.ttl_s };
+        let last_seen_ms = self.last_seen_ms.max(self.fleet.last_seen_ms);
+        self.started_ms == 0 || now_ms.saturating_sub(last_seen_ms) > ttl_s.saturating_mul(1000)
+    }
+
     /// This Envoy's part of the run tree, for the fleet (a root record's).
     pub fn own_part(&self) -> RunPart {
         RunPart {
@@ -240,6 +248,16 @@ mod tests {
             Err(RunLimit::Duration),
             "started elsewhere 61 s ago"
         );
+    }
+
+    #[test]
+    fn a_record_is_stale_once_idle_past_its_ttl_or_an_hour_without_one() {
+        let l = limits();
+        let mut root = RunRecord::new("acme/r", None, T0);
+        assert!(!root.is_stale(T0 + 3_600_000) && root.is_stale(T0 + 3_600_001), "never admitted: an hour");
+        root.admit_step(&l, T0).unwrap();
+        assert!(!root.is_stale(T0 + 600_000) && root.is_stale(T0 + 600_001), "its run_ttl_s");
+        assert!(RunRecord::default().is_stale(T0));
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn admit_run(
     let limits = &admitted.limits;
     match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), limits, now_ms) {
         Ok(run) => {
-            worker.fleet_keys.touch_run(tenant, &run.root_id, now_ms);
+            worker.fleet_keys.touch(&run.root, now_ms); // its name in the fleet
             Some(Some(run))
         }
         Err(RunRefusal::Denied(denied)) if enforce => {

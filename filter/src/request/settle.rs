@@ -55,7 +55,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, now_ms), now_ms);
     let Some(run) = &c.run else { return };
     // A long step's tokens must reach the fleet even if the run went quiet meanwhile.
-    worker.fleet_keys.touch_run(&a.tenant, &run.root_id, now_ms);
+    worker.fleet_keys.touch(&run.root, now_ms);
     match runs::settle(&worker.keys, run, &a.limits, settlement.tokens, now_ms) {
         Ok(Some(trip)) => {
             worker.metrics.inc(Counter::RunTrips);

@@ -148,8 +148,8 @@ impl FleetSync {
         let mut runs = Vec::new();
         let mut busy = Vec::new();
         for name in self.active.keys() {
-            if let Some((tenant, root)) = parse_run_name(name) {
-                match runs::root_record(&self.keys, tenant, root) {
+            if parse_run_name(name).is_some() {
+                match runs::root_record(&self.keys, name) {
                     Ok(Some((_, record))) => runs.push(RunUsage { run: name.to_string(), part: record.own_part() }),
                     Ok(None) => {}
                     Err(e) => log::debug!("reading run {name} for the fleet sync failed: {e:?}"),
@@ -226,7 +226,9 @@ impl FleetSync {
     /// Writes the rest of the fleet's part of a run into its root record here. A run the
     /// fleet saw lately stays synced (and alive here) even while this Envoy sees none of it.
     fn write_run(&mut self, r: RunUsage, now_ms: u64) {
-        let Some((tenant, root)) = parse_run_name(&r.run) else { return };
+        if parse_run_name(&r.run).is_none() {
+            return;
+        }
         let empty = r.part.is_empty();
         if !self.active.answered(&r.run, empty) {
             return;
@@ -234,8 +236,8 @@ impl FleetSync {
         if now_ms.saturating_sub(r.part.last_seen_ms) < ACTIVE_FOR_MS {
             self.active.touch(&r.run, now_ms);
         }
-        let written = match runs::root_record(&self.keys, tenant, root) {
-            Ok(Some((key, _))) => runs::write_fleet_part(&self.keys, &key, root, r.part),
+        let written = match runs::root_record(&self.keys, &r.run) {
+            Ok(Some((key, _))) => runs::write_fleet_part(&self.keys, &key, &r.run, r.part),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };

@@ -1,10 +1,13 @@
-//! The sweep of the tenant state table: one pass over every slot per `sweep_pass_ms`, freeing the
-//! slots whose state no longer matters (see `fusebox_engine::state::slot`). Runs on Envoy's main
+//! The sweep of the tenant state table and the run table: one pass over every slot of each per
+//! `sweep_pass_ms`, freeing the slots whose state no longer matters (see
+//! `fusebox_engine::state::slot`) and the run records idle past their ttl. Runs on Envoy's main
 //! thread, a share of the table per tick, so no worker ever pays for it.
 
 use crate::metrics::{Counter, Gauge, Metrics};
+use crate::runs;
 use crate::states;
 use crate::store::Keys;
+use fusebox_engine::run::RUN_SLOTS;
 use fusebox_engine::state::slot::SLOTS;
 use std::rc::Rc;
 
@@ -16,6 +19,7 @@ pub struct StateSweeper {
     metrics: Rc<Metrics>,
     pass_ms: u64,
     cursor: u64,
+    run_cursor: u64,
     last_ms: u64,
     /// States held among the slots swept so far in this pass.
     held_in_pass: u64,
@@ -29,6 +33,7 @@ impl StateSweeper {
             metrics,
             pass_ms: pass_ms.max(1),
             cursor: 0,
+            run_cursor: 0,
             last_ms: 0,
             held_in_pass: 0,
             held: Gauge::define("fusebox.state.held"),
@@ -52,10 +57,18 @@ impl StateSweeper {
         if swept.freed > 0 {
             self.metrics.add(Counter::StateFreed, swept.freed);
         }
+        if swept.compacted > 0 {
+            self.metrics.add(Counter::StateCompacted, swept.compacted);
+        }
         if start + count >= SLOTS {
             // A pass is complete: what it found held is the table's occupancy.
             self.held.set(self.held_in_pass);
             self.held_in_pass = 0;
+        }
+        let runs = (elapsed.saturating_mul(RUN_SLOTS) / self.pass_ms).min(MAX_PER_TICK);
+        let freed = runs::sweep(&self.keys, &mut self.run_cursor, runs, now_ms);
+        if freed > 0 {
+            self.metrics.add(Counter::RunsFreed, freed);
         }
     }
 }

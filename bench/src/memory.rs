@@ -1,0 +1,110 @@
+//! Envoy's memory against the number of tenants it has seen: a fusebox Envoy is sent one request
+//! from each of many distinct tenants, then left idle past the longest window, and its memory is
+//! read before, after the requests, and after the idle time (when the tenants' states have been
+//! swept from the slot table). Envoy's allocator keeps freed pages for reuse, so its resident
+//! size (RSS) shows the high-water mark; `server.memory_allocated` is what Envoy holds live.
+
+use crate::procs::proc_status_kb;
+use fusebox_integration::envoy_stat;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+const HELD: &str = "wasmcustom.fusebox.state.held";
+const FREED: &str = "wasmcustom.fusebox.state.freed";
+const FULL: &str = "wasmcustom.fusebox.state.full";
+const COMPACTED: &str = "wasmcustom.fusebox.state.compacted";
+/// Past the longest window (60 s) and the hold's margin, plus two sweep passes.
+const IDLE_WAIT: Duration = Duration::from_secs(100);
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Reading {
+    pub rss_kb: u64,
+    pub allocated_kb: u64,
+    /// Tenant states the slot table holds (as of the singleton's last sweep pass).
+    pub states_held: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub tenants: u64,
+    pub seconds_sending: f64,
+    pub refused_state_full: u64,
+    pub states_freed: u64,
+    /// States kept as their budget alone (a budget limit spent this period outlives the rest).
+    pub states_compacted: u64,
+    pub start: Reading,
+    pub after_requests: Reading,
+    pub after_idle: Reading,
+}
+
+impl Figure {
+    pub fn line(&self) -> String {
+        let mb = |kb: u64| kb as f64 / 1024.0;
+        format!(
+            "memory after {} distinct tenants (one request each, {:.0} s): Envoy RSS {:.0} -> {:.0} -> {:.0} MB \
+             (start, after, idle 100 s), allocated {:.0} -> {:.0} -> {:.0} MB; states held {} -> {} ({} freed, {} kept as their budget alone, {} refused state_full)\n",
+            self.tenants,
+            self.seconds_sending,
+            mb(self.start.rss_kb),
+            mb(self.after_requests.rss_kb),
+            mb(self.after_idle.rss_kb),
+            mb(self.start.allocated_kb),
+            mb(self.after_requests.allocated_kb),
+            mb(self.after_idle.allocated_kb),
+            self.after_requests.states_held,
+            self.after_idle.states_held,
+            self.states_freed,
+            self.states_compacted,
+            self.refused_state_full,
+        )
+    }
+}
+
+/// The running Envoy to measure, and how to send each tenant's request once.
+pub struct Target<'a> {
+    pub agent: &'a ureq::Agent,
+    pub admin_port: u16,
+    pub pid: u32,
+}
+
+impl Target<'_> {
+    fn read(&self) -> Reading {
+        Reading {
+            rss_kb: proc_status_kb(self.pid, "VmRSS").unwrap_or(0),
+            allocated_kb: envoy_stat(self.agent, self.admin_port, "server.memory_allocated").unwrap_or(0) / 1024,
+            states_held: envoy_stat(self.agent, self.admin_port, HELD).unwrap_or(0),
+        }
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        envoy_stat(self.agent, self.admin_port, name).unwrap_or(0)
+    }
+
+    /// Measures around `send` (which sends one request per tenant and returns how many).
+    pub fn measure(&self, send: impl FnOnce() -> Result<u64, String>) -> Result<Figure, String> {
+        // Let a sweep pass report the (empty) table first.
+        std::thread::sleep(Duration::from_secs(3));
+        let start = self.read();
+        let began = Instant::now();
+        let tenants = send()?;
+        let seconds_sending = began.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(3));
+        let after_requests = self.read();
+        let deadline = Instant::now() + IDLE_WAIT;
+        // Every state the requests left is freed, or kept as its budget alone.
+        while Instant::now() < deadline && self.stat(FREED) + self.stat(COMPACTED) < after_requests.states_held {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(Figure {
+            tenants,
+            seconds_sending,
+            refused_state_full: self.stat(FULL),
+            states_freed: self.stat(FREED),
+            states_compacted: self.stat(COMPACTED),
+            start,
+            after_requests,
+            after_idle: self.read(),
+        })
+    }
+}
