@@ -23,5 +23,10 @@ function request()
   return requests[next_token]
 end
 
--- The shared `done` (the summary line), from beside this script.
-dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk-summary.lua")
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'FUSEBOX_BENCH {"requests":%d,"duration_us":%d,"status_errors":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end

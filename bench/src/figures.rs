@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 
 pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
     let get = |k: &str| s.iter().find(|x| x.key == k);
-    let pairs: [(&'static str, &str, &str, Option<f64>); 10] = [
-        ("fusebox / no-op Wasm", "fusebox", "noop", Some(0.9)),
-        ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.4)),
+    let pairs: [(&'static str, &str, &str, Option<f64>); 11] = [
+        ("fusebox / token-counter floor", "fusebox", "floor", Some(0.9)),
+        ("fusebox / no-op Wasm", "fusebox", "noop", None),
+        ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.0)),
         ("no-op Wasm / bare Envoy", "noop", "bare", None),
         ("fusebox RS256 / HS256", "fusebox_rs256", "fusebox", None),
         ("fusebox 1k / 10 tenants", "fusebox_1k", "fusebox", None),
@@ -36,6 +37,8 @@ pub(crate) fn costs(s: &[Summary]) -> Value {
         "noop_over_bare_us": added_us(s, "noop", "bare"),
         "native_over_bare_us": added_us(s, "native", "bare"),
         "fusebox_over_noop_us": added_us(s, "fusebox", "noop"),
+        "floor_over_noop_us": added_us(s, "floor", "noop"),
+        "fusebox_over_floor_us": added_us(s, "fusebox", "floor"),
         "fusebox_over_bare_us": added_us(s, "fusebox", "bare"),
     })
 }
@@ -47,6 +50,8 @@ pub(crate) fn cost_lines(costs: &Value) -> String {
         ("noop_over_bare_us", "a no-op Wasm filter over bare Envoy"),
         ("native_over_bare_us", "native jwt_authn + local_ratelimit over bare"),
         ("fusebox_over_noop_us", "fusebox over the no-op Wasm filter"),
+        ("floor_over_noop_us", "the token-counter floor over the no-op filter"),
+        ("fusebox_over_floor_us", "fusebox over the token-counter floor"),
     ] {
         if let Some(v) = costs.get(k).and_then(Value::as_f64) {
             out.push_str(&format!("  {label:<46} {v:>6.1} us\n"));

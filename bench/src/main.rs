@@ -87,6 +87,7 @@ impl Env {
             Filters::None => String::new(),
             Filters::Noop => read("filters/noop.yaml")?,
             Filters::NoopX20 => read("filters/noop_x20.yaml")?,
+            Filters::Floor => read("filters/floor.yaml")?,
             Filters::Native => read("filters/native.yaml")?,
             Filters::Fusebox | Filters::FuseboxFleet | Filters::FuseboxQuickSweep => read("filters/fusebox.yaml")?,
         };
@@ -254,7 +255,7 @@ fn run(args: Args) -> Result<(), String> {
     let streams = if args.stream_mb > 0 { measure_streams(&env, mock_port, args.stream_mb)? } else { Vec::new() };
     let memory = match args.memory_tenants {
         0 => None,
-        n => Some(measure_memory(&env, upstream_port, n, &wrk, rest)?),
+        n => Some(measure_memory(&env, upstream_port, n)?),
     };
     let fleet_sync = vec![
         fleet::measure(&env.agent, env.control_port, control.pid(), FILTER_TOKEN, ("memory", None))?,
@@ -426,44 +427,13 @@ fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stre
 
 /// Envoy's memory after `tenants` distinct tenants have each sent one request, and after they
 /// have been idle past the longest window (see `memory.rs`).
-fn measure_memory(
-    env: &Env,
-    upstream: u16,
-    tenants: u64,
-    wrk: &Path,
-    cpus: Option<&str>,
-) -> Result<memory::Figure, String> {
+fn measure_memory(env: &Env, upstream: u16, tenants: u64) -> Result<memory::Figure, String> {
     let tokens = mint_tokens(Tokens::Hs256(u32::try_from(tenants).unwrap_or(u32::MAX)))?;
-    let file = env.dir.join("tokens-memory.txt");
-    std::fs::write(&file, tokens.join("\n")).map_err(|e| e.to_string())?;
-    let first = tokens.first().cloned().unwrap_or_default();
-    drop(tokens);
     let (envoy, port, admin) = env.start_proxy("memory", Filters::FuseboxQuickSweep, 1, upstream)?;
-    wait_admitted(&env.agent, port, &first)?;
+    wait_admitted(&env.agent, port, tokens.first().map_or("", String::as_str))?;
     let target = memory::Target { agent: &env.agent, admin_port: admin, pid: envoy.pid() };
-    // wrk runs for a set time (a thread that has sent every token stops, wrk waits out the
-    // rest): time it from a short first run's rate.
-    let wrk_once = |seconds: u64| -> Result<u64, String> {
-        let out = procs::pinned(cpus, wrk)
-            .args(["-t1", "-c16", &format!("-d{seconds}s"), "--timeout", "5s", "-s"])
-            .arg(workspace_root().join("bench/wrk-once.lua"))
-            .arg(format!("http://127.0.0.1:{port}"))
-            .arg("--")
-            .arg(&file)
-            .output()
-            .map_err(|e| format!("wrk: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().find_map(|l| l.strip_prefix("FUSEBOX_BENCH ")).ok_or("wrk printed no summary")?;
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("wrk summary {line}: {e}"))?;
-        Ok(v.get("requests").and_then(Value::as_u64).unwrap_or(0))
-    };
-    target.measure(|| {
-        const PROBE_S: u64 = 3;
-        let probed = wrk_once(PROBE_S)?;
-        let rate = (probed / PROBE_S).max(1);
-        // Every token once needs `tenants` requests in the timed run.
-        Ok(wrk_once(tenants.div_ceil(rate) * 13 / 10 + 3)?.min(tenants))
-    })
+    let url = format!("http://127.0.0.1:{port}{}", load::CHAT_PATH);
+    target.measure(|| memory::send_each_once(&url, &tokens, CHAT_BODY))
 }
 
 fn envoy_version(envoy: &Path) -> String {

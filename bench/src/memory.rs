@@ -13,8 +13,9 @@ const HELD: &str = "wasmcustom.fusebox.state.held";
 const FREED: &str = "wasmcustom.fusebox.state.freed";
 const FULL: &str = "wasmcustom.fusebox.state.full";
 const COMPACTED: &str = "wasmcustom.fusebox.state.compacted";
-/// Past the longest window (60 s) and the hold's margin, plus two sweep passes.
-const IDLE_WAIT: Duration = Duration::from_secs(100);
+/// Past the longest window (60 s) and the hold's margin, plus two sweep passes (a pass over the
+/// 2 million slots takes about 32 s at 64 k slots a tick).
+const IDLE_WAIT: Duration = Duration::from_secs(160);
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Reading {
@@ -42,7 +43,7 @@ impl Figure {
         let mb = |kb: u64| kb as f64 / 1024.0;
         format!(
             "memory after {} distinct tenants (one request each, {:.0} s): Envoy RSS {:.0} -> {:.0} -> {:.0} MB \
-             (start, after, idle 100 s), allocated {:.0} -> {:.0} -> {:.0} MB; states held {} -> {} ({} freed, {} kept as their budget alone, {} refused state_full)\n",
+             (start, after requests, after idle), allocated {:.0} -> {:.0} -> {:.0} MB; states held {} -> {} ({} freed, {} kept as their budget alone, {} refused state_full)\n",
             self.tenants,
             self.seconds_sending,
             mb(self.start.rss_kb),
@@ -60,7 +61,43 @@ impl Figure {
     }
 }
 
-/// The running Envoy to measure, and how to send each tenant's request once.
+/// Clients sending at once: enough to keep the one worker under test saturated.
+const SENDERS: usize = 8;
+
+/// Sends one request per token to `url`, from [`SENDERS`] threads on kept-alive connections;
+/// returns how many were answered (any status: a refusal is counted by the filter's metrics).
+pub fn send_each_once(url: &str, tokens: &[String], body: &str) -> Result<u64, String> {
+    let answered = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for part in tokens.chunks(tokens.len().div_ceil(SENDERS).max(1)) {
+            let answered = &answered;
+            scope.spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build()
+                    .into();
+                for token in part {
+                    let sent = agent
+                        .post(url)
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .send(body);
+                    if let Ok(mut r) = sent {
+                        let _ = r.body_mut().read_to_vec();
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    match answered.into_inner() {
+        0 => Err("no request was answered".into()),
+        n => Ok(n),
+    }
+}
+
+/// The running Envoy to measure.
 pub struct Target<'a> {
     pub agent: &'a ureq::Agent,
     pub admin_port: u16,

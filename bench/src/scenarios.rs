@@ -7,6 +7,8 @@ pub(crate) enum Filters {
     Noop,
     /// The no-op filter making 20 hostcalls a request.
     NoopX20,
+    /// The floor of a token counter (bench/noop in its floor mode).
+    Floor,
     Native,
     Fusebox,
     /// fusebox with the singleton's fleet sync on (every 250 ms, against control).
@@ -35,9 +37,10 @@ pub(crate) const fn scenario(key: &'static str, what: &'static str, filters: Fil
 }
 
 /// The throughput scenarios, in table order.
-pub(crate) const SCENARIOS: [Scenario; 14] = [
+pub(crate) const SCENARIOS: [Scenario; 15] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
+    scenario("floor", "token-counter floor: headers, usage from the body, one CAS", Filters::Floor, Tokens::Hs256(10)),
     scenario("noop_x20", "no-op Wasm filter making 20 header reads", Filters::NoopX20, Tokens::Hs256(10)),
     scenario("native", "jwt_authn HS256 + local_ratelimit per tenant", Filters::Native, Tokens::Hs256(10)),
     scenario("fusebox", "fusebox, HS256, 10 tenants, every feature on", Filters::Fusebox, Tokens::Hs256(10)),

@@ -3,6 +3,7 @@
 //! All policy logic lives in `fusebox-engine`; this crate only translates to and from Envoy.
 
 pub mod active;
+pub mod claims;
 pub mod counter;
 pub mod events;
 pub mod fleet_keys;

@@ -2,6 +2,7 @@
 //! singleton's publication in shared data.
 
 use crate::active::ActivePolicy;
+use crate::claims::Claims;
 use crate::events::Reporter;
 use crate::fleet_keys::FleetKeys;
 use crate::host;
@@ -39,6 +40,7 @@ impl FilterRoot {
             reporter: Reporter::new(&config.namespace, Rc::clone(&metrics)),
             keys: Keys::new(&config.namespace),
             fleet_keys: FleetKeys::new(&config.namespace),
+            claims: Claims::new(&config.namespace),
             fleet_share: Cell::new(1),
             config,
             metrics,
@@ -63,6 +65,7 @@ impl FilterRoot {
         self.refresh_policy();
         let w = &self.worker;
         w.fleet_keys.flush(host::now_ms());
+        w.claims.flush();
         w.fleet_share.set(store::fleet_share(&w.keys));
         let ticks = self.ticks.get().wrapping_add(1);
         self.ticks.set(ticks);

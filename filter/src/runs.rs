@@ -6,7 +6,7 @@
 use crate::store::{self, Keys, StoreError};
 use fusebox_engine::fleet::{run_name, RunPart};
 use fusebox_engine::policy::Limits;
-use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES, RUN_SLOTS};
+use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
 
 /// A run step that was admitted: where its tokens go at the end.
 #[derive(Debug, Clone)]
@@ -44,8 +44,15 @@ fn find(keys: &Keys, id: &str, limits: &Limits, now_ms: u64) -> Result<Option<(S
     Ok(None)
 }
 
-/// Puts `fresh` in the first slot that is `fresh.id`'s own or free; `None` when all are taken.
-fn claim(keys: &Keys, fresh: &RunRecord, limits: &Limits, now_ms: u64) -> Result<Option<String>, StoreError> {
+/// Puts `fresh` in the first slot that is `fresh.id`'s own or free (telling `on_claim` which);
+/// `None` when all are taken.
+fn claim(
+    keys: &Keys,
+    fresh: &RunRecord,
+    limits: &Limits,
+    now_ms: u64,
+    on_claim: &mut impl FnMut(u64),
+) -> Result<Option<String>, StoreError> {
     for slot in slots(&fresh.id) {
         let key = keys.run(slot);
         let (claimed, _) = store::update(keys, &key, |r: &mut RunRecord| {
@@ -59,6 +66,7 @@ fn claim(keys: &Keys, fresh: &RunRecord, limits: &Limits, now_ms: u64) -> Result
             }
         })?;
         if claimed {
+            on_claim(slot);
             return Ok(Some(key));
         }
     }
@@ -73,6 +81,7 @@ pub fn admit(
     parent: Option<&str>,
     limits: &Limits,
     now_ms: u64,
+    mut on_claim: impl FnMut(u64),
 ) -> Result<AdmittedRun, RunRefusal> {
     let id = run_name(tenant, run_id);
     let fresh = |id: &str, parent: Option<(&str, Option<&RunRecord>)>| {
@@ -91,7 +100,7 @@ pub fn admit(
             let record = fresh(&id, parent.as_deref().map(|p| (p, parent_record.as_ref())));
             if record.root.is_some() {
                 // A sub-run's own record only remembers its place in the tree.
-                claim(keys, &record, limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?;
+                claim(keys, &record, limits, now_ms, &mut on_claim)?.ok_or(RunRefusal::Denied(FULL))?;
             }
             (None, record)
         }
@@ -105,7 +114,7 @@ pub fn admit(
     };
     let root_key = match known_root {
         Some(key) => key,
-        None => claim(keys, &fresh(&root, None), limits, now_ms)?.ok_or(RunRefusal::Denied(FULL))?,
+        None => claim(keys, &fresh(&root, None), limits, now_ms, &mut on_claim)?.ok_or(RunRefusal::Denied(FULL))?,
     };
     let (step, _) = store::update(keys, &root_key, |r: &mut RunRecord| {
         if !r.is_live_for(&root, limits, now_ms) {
@@ -160,21 +169,14 @@ pub fn settle(
     .map(|(t, _)| t)
 }
 
-/// Frees the stale records among `count` run slots from `cursor` (the singleton's sweep);
-/// returns how many. A record updated meanwhile stays (the write is a compare-and-swap).
-pub fn sweep(keys: &Keys, cursor: &mut u64, count: u64, now_ms: u64) -> u64 {
-    let mut freed = 0;
-    for _ in 0..count {
-        let key = keys.run(*cursor);
-        *cursor = (*cursor + 1) % RUN_SLOTS;
-        let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { continue };
-        if bytes.is_empty() {
-            continue;
-        }
-        let stale = RunRecord::decode(&bytes).is_none_or(|r| r.is_stale(now_ms));
-        if stale && crate::host::shared_set(&key, b"", Some(cas)).is_ok() {
-            freed += 1;
-        }
+/// Frees run slot `n` if its record is stale; returns whether the slot is empty now. A record
+/// updated meanwhile stays (the write is a compare-and-swap).
+pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> bool {
+    let key = keys.run(n);
+    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return true };
+    if bytes.is_empty() {
+        return true;
     }
-    freed
+    let stale = RunRecord::decode(&bytes).is_none_or(|r| r.is_stale(now_ms));
+    stale && crate::host::shared_set(&key, b"", Some(cas)).is_ok()
 }

@@ -9,7 +9,7 @@
 
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::policy::Limits;
-use fusebox_engine::state::slot::{self, holds, Holds, Slot, SLOTS};
+use fusebox_engine::state::slot::{self, holds, Holds, Slot};
 use fusebox_engine::state::TenantState;
 
 /// Tries at claiming a slot before giving up (each loses only to a concurrent claim).
@@ -42,6 +42,8 @@ pub struct Updated<R> {
     pub result: R,
     pub info: UpdateInfo,
     pub key: String,
+    /// The slot this update claimed, if it claimed one (the singleton's sweep must hear of it).
+    pub claimed: Option<u64>,
 }
 
 /// Applies `f` to `name`'s state in the slot at `key`, if it holds it.
@@ -78,11 +80,11 @@ pub fn update<R>(
 ) -> Result<Option<Updated<R>>, StoreError> {
     if let Some(key) = hint {
         if let Some((result, info)) = apply_at(keys, key, name, hold, now_ms, &mut f)? {
-            return Ok(Some(Updated { result, info, key: key.to_string() }));
+            return Ok(Some(Updated { result, info, key: key.to_string(), claimed: None }));
         }
     }
     for _ in 0..CLAIM_ATTEMPTS {
-        let mut free: Option<String> = None;
+        let mut free: Option<(String, u64)> = None;
         for n in slot::slots(name) {
             let key = keys.slot(n);
             let mut is_free = false;
@@ -99,16 +101,16 @@ pub fn update<R>(
                 }
             })?;
             if let Some((result, info)) = found {
-                return Ok(Some(Updated { result, info, key }));
+                return Ok(Some(Updated { result, info, key, claimed: None }));
             }
             if is_free && free.is_none() {
-                free = Some(key);
+                free = Some((key, n));
             }
         }
         if missing == Missing::Skip {
             return Ok(None);
         }
-        let Some(key) = free else { return Err(StoreError::Full) };
+        let Some((key, n)) = free else { return Err(StoreError::Full) };
         let claimed = store::update_if(keys, &key, |s: &mut Slot| {
             if !s.is_owned_by(name) {
                 if !s.is_free(now_ms) {
@@ -125,7 +127,7 @@ pub fn update<R>(
         })?;
         if let Some((result, info)) = claimed {
             let key = one_state(keys, name, key)?;
-            return Ok(Some(Updated { result, info, key }));
+            return Ok(Some(Updated { result, info, key, claimed: Some(n) }));
         }
     }
     Err(StoreError::Contention)
@@ -182,47 +184,42 @@ pub fn read(keys: &Keys, name: &str, hint: Option<&str>) -> Result<Option<(Strin
     Ok(None)
 }
 
-/// What one step of the sweep found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Swept {
-    /// Slots holding a state that still matters.
-    pub held: u64,
-    /// Slots freed (their state no longer mattered).
-    pub freed: u64,
-    /// Slots rewritten as the budget alone (nothing else of theirs mattered any more).
-    pub compacted: u64,
+/// What the sweep found in one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// Nothing there (never claimed, or freed already).
+    Empty,
+    /// Its state no longer mattered: the slot is empty now.
+    Freed,
+    /// Only its budget still matters: the slot keeps the budget alone now.
+    Compacted,
+    /// Its state still matters.
+    Held,
 }
 
-/// Frees the slots past their holds among `count` slots from `cursor` (the singleton's tick),
-/// and keeps only the budget of those whose budget alone still matters; a slot updated
-/// meanwhile keeps its state (each write is a compare-and-swap).
-pub fn sweep(keys: &Keys, cursor: &mut u64, count: u64, now_ms: u64) -> Swept {
-    let mut swept = Swept::default();
-    for _ in 0..count {
-        let key = keys.slot(*cursor);
-        *cursor = (*cursor + 1) % SLOTS;
-        let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { continue };
-        if bytes.is_empty() {
-            continue;
-        }
-        match Slot::decode(&bytes) {
-            Some(mut s) if s.can_compact(now_ms) => {
-                swept.held += 1;
-                s.compact();
-                if crate::host::shared_set(&key, &s.encode(), Some(cas)).is_ok() {
-                    swept.compacted += 1;
-                }
-            }
-            Some(s) if !s.is_free(now_ms) => swept.held += 1,
-            // Past its hold, or unreadable: free it (a lost race just leaves it for the next pass).
-            _ => {
-                if crate::host::shared_set(&key, b"", Some(cas)).is_ok() {
-                    swept.freed += 1;
-                }
-            }
-        }
+/// Frees slot `n` if its holds are over, or keeps only its budget if that alone still matters;
+/// a slot updated meanwhile keeps its state (each write is a compare-and-swap).
+pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Swept {
+    let key = keys.slot(n);
+    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return Swept::Empty };
+    if bytes.is_empty() {
+        return Swept::Empty;
     }
-    swept
+    match Slot::decode(&bytes) {
+        Some(mut s) if s.can_compact(now_ms) => {
+            s.compact();
+            match crate::host::shared_set(&key, &s.encode(), Some(cas)) {
+                Ok(()) => Swept::Compacted,
+                Err(_) => Swept::Held, // updated meanwhile: judged again next pass
+            }
+        }
+        Some(s) if !s.is_free(now_ms) => Swept::Held,
+        // Past its holds, or unreadable: free it.
+        _ => match crate::host::shared_set(&key, b"", Some(cas)) {
+            Ok(()) => Swept::Freed,
+            Err(_) => Swept::Held,
+        },
+    }
 }
 
 /// Where a request's state is: its name, and the slot it was found in (held while the request

@@ -76,6 +76,8 @@ pub struct Keys {
     pub fleet_share: String,
     /// This Envoy's name in the fleet, kept across singleton reloads (see `singleton/fleet.rs`).
     pub fleet_instance: String,
+    /// Written by the first singleton of this Envoy process (see `singleton/sweeper.rs`).
+    pub sweep_marker: String,
 }
 
 impl Keys {
@@ -88,6 +90,7 @@ impl Keys {
             policy_gen: format!("{namespace}/v1/policy-gen"),
             fleet_share: format!("{namespace}/v1/fleet-share"),
             fleet_instance: format!("{namespace}/v1/fleet-instance"),
+            sweep_marker: format!("{namespace}/v1/sweep-marker"),
         }
     }
 

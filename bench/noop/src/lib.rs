@@ -1,18 +1,22 @@
-//! The floor of `make bench`: what any Rust proxy-wasm filter costs. It reads one request
-//! header per request (so the header-map hostcall is paid, as every real filter pays it) and
-//! continues. Its configuration may ask for more reads (`{"header_reads": 20}`): the bench
-//! uses that to measure what one hostcall costs, the unit a filter's cost is made of.
+//! The baselines of `make bench`. By default, what any Rust proxy-wasm filter costs: it reads
+//! one request header per request (so the header-map hostcall is paid, as every real filter pays
+//! it) and continues. Its configuration may ask for more reads (`{"header_reads": 20}`): the
+//! bench uses that to measure what one hostcall costs, the unit a filter's cost is made of. With
+//! `{"mode": "floor"}` it is the floor of a token counter instead (see `floor.rs`).
+
+mod floor;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot { reads: 1 }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot { reads: 1, floor: false }) });
 }}
 
 struct NoopRoot {
     reads: u32,
+    floor: bool,
 }
 
 impl Context for NoopRoot {}
@@ -28,11 +32,15 @@ impl RootContext for NoopRoot {
                 .map(|rest| rest.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect())
                 .unwrap_or_default();
             self.reads = digits.parse().unwrap_or(1);
+            self.floor = text.contains("\"floor\"");
         }
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.floor {
+            return Some(Box::<floor::Floor>::default());
+        }
         Some(Box::new(Noop { reads: self.reads }))
     }
 

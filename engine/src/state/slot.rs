@@ -15,8 +15,10 @@ use crate::breaker::BreakerState;
 use crate::budget::{seconds_to_reset, Budget, BudgetState};
 use crate::policy::Limits;
 
-/// Slots in the table: the most tenant states one Envoy holds at once.
-pub const SLOTS: u64 = 1 << 20;
+/// Slots in the table: the most tenant states one Envoy holds at once. Two million, because a
+/// tenant that spent a budget keeps a (small) slot to the end of the day or month: a day of a
+/// million such tenants fills half the table.
+pub const SLOTS: u64 = 1 << 21;
 /// Slots a name may occupy, in probing order: with the table 60 % full, a new name finds all of
 /// them taken about 3 times in 10 000.
 pub const PROBES: u64 = 16;

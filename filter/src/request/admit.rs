@@ -6,6 +6,7 @@ use super::lifecycle::Counting;
 use super::report;
 use super::Worker;
 use crate::active::ActivePolicy;
+use crate::claims::Table;
 use crate::host;
 use crate::metrics::Counter;
 use crate::runs::{self, AdmittedRun, RunRefusal};
@@ -83,8 +84,11 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     // Where the state was found (or claimed); the slot a later update looks at first.
     let mut state = StateAt { name: j.name.clone(), key: String::new() };
     let (allowed, quotas) = match admitted {
-        Ok(Some(states::Updated { result: (decision, transitions, quotas, learned), info, key })) => {
+        Ok(Some(states::Updated { result: (decision, transitions, quotas, learned), info, key, claimed })) => {
             state.key = key;
+            if let Some(slot) = claimed {
+                worker.claims.claimed(Table::States, slot);
+            }
             allowance = learned;
             report::update(worker, info, &transitions, &tenant, j.scope.as_deref());
             match decision {
@@ -153,7 +157,8 @@ fn admit_run(
 ) -> Option<Option<AdmittedRun>> {
     let tenant = &admitted.tenant;
     let limits = &admitted.limits;
-    match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), limits, now_ms) {
+    let on_claim = |slot| worker.claims.claimed(Table::Runs, slot);
+    match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), limits, now_ms, on_claim) {
         Ok(run) => {
             worker.fleet_keys.touch(&run.root, now_ms); // its name in the fleet
             Some(Some(run))

@@ -12,6 +12,7 @@ mod settle;
 mod status;
 
 use crate::active::ActivePolicy;
+use crate::claims::Claims;
 use crate::events::Reporter;
 use crate::fleet_keys::FleetKeys;
 use crate::host;
@@ -43,6 +44,7 @@ pub struct Worker {
     pub reporter: Reporter,
     /// The state keys used since the last tick, for the singleton's fleet sync.
     pub fleet_keys: FleetKeys,
+    pub claims: Claims,
     /// The share of every limit enforced here (1 unless fleet counts are unavailable).
     pub fleet_share: Cell<u32>,
 }

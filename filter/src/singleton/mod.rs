@@ -64,6 +64,7 @@ impl SingletonRoot {
         if let Some(f) = self.fleet.as_mut() {
             f.start(&self.namespace, &node);
         }
+        self.sweeper.start(&self.namespace);
         let c = &self.calls.config;
         log::info!("singleton polling cluster '{}' {} every {} ms", c.cluster, c.policy_path, c.poll_interval_ms);
         self.set_cadence()
@@ -117,6 +118,7 @@ impl SingletonRoot {
     pub fn on_queue_ready(&mut self, queue: u32) {
         match self.fleet.as_mut() {
             Some(f) if f.owns_queue(queue) => f.drain_queue(host::now_ms()),
+            _ if self.sweeper.owns_queue(queue) => self.sweeper.drain_queue(),
             _ => self.shipper.drain_queue(),
         }
     }

@@ -1,28 +1,103 @@
-//! The sweep of the tenant state table and the run table: one pass over every slot of each per
-//! `sweep_pass_ms`, freeing the slots whose state no longer matters (see
-//! `fusebox_engine::state::slot`) and the run records idle past their ttl. Runs on Envoy's main
-//! thread, a share of the table per tick, so no worker ever pays for it.
+//! The sweep of the tenant state table and the run table: frees the slots whose state no longer
+//! matters (see `fusebox_engine::state::slot`), keeps only the budget of those whose budget
+//! alone does, and frees run records idle past their ttl. Reading a slot is a hostcall, and the
+//! tables have three million slots, so the sweep reads only the slots that hold something: the
+//! workers tell the singleton each slot they claim (`claims.rs`), and it keeps one bit per slot.
+//! Each slot held is looked at once per `sweep_pass_ms`. Every slot is also read, slowly, once per
+//! [`LAP_MS`], so a claim that never reached the singleton is found all the same; a singleton
+//! started in an Envoy whose shared data it did not see filled (a reload) reads them all over
+//! [`DISCOVERY_MS`] first.
 
+use crate::claims::{self, Table};
+use crate::host;
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::runs;
-use crate::states;
+use crate::states::{self, Swept};
 use crate::store::Keys;
 use fusebox_engine::run::RUN_SLOTS;
 use fusebox_engine::state::slot::SLOTS;
 use std::rc::Rc;
 
-/// Slots looked at in one tick at most (a late tick does not sweep a whole pass at once).
-const MAX_PER_TICK: u64 = 64 * 1024;
+/// Slots read in one tick at most (a late tick does not sweep a whole pass at once).
+const MAX_PER_TICK: u64 = 16 * 1024;
+/// How long the read of every slot takes after a reload.
+pub const DISCOVERY_MS: u64 = 600_000;
+/// How long the background read of every slot takes otherwise (about 140 slots a second).
+pub const LAP_MS: u64 = 6 * 3_600_000;
+
+/// One bit per slot of a table: set while the slot may hold something.
+struct Occupied {
+    words: Vec<u64>,
+    count: u64,
+    /// The next slot the sweep looks at.
+    cursor: u64,
+}
+
+impl Occupied {
+    fn new(slots: u64) -> Occupied {
+        Occupied { words: vec![0; usize::try_from(slots.div_ceil(64)).unwrap_or(0)], count: 0, cursor: 0 }
+    }
+
+    fn slots(&self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    fn set(&mut self, slot: u64) {
+        if let Some(w) = self.words.get_mut(usize::try_from(slot / 64).unwrap_or(usize::MAX)) {
+            let bit = 1u64 << (slot % 64);
+            if *w & bit == 0 {
+                *w |= bit;
+                self.count += 1;
+            }
+        }
+    }
+
+    fn clear(&mut self, slot: u64) {
+        if let Some(w) = self.words.get_mut(usize::try_from(slot / 64).unwrap_or(usize::MAX)) {
+            let bit = 1u64 << (slot % 64);
+            if *w & bit != 0 {
+                *w &= !bit;
+                self.count -= 1;
+            }
+        }
+    }
+
+    /// Up to `most` set slots from the cursor on, at most one lap of the table; moves the cursor.
+    fn next(&mut self, most: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let slots = self.slots();
+        let mut looked = 0;
+        while looked < slots && (out.len() as u64) < most && self.count > 0 {
+            let at = self.cursor;
+            let word = self.words.get(usize::try_from(at / 64).unwrap_or(0)).copied().unwrap_or(0);
+            if word == 0 || (word >> (at % 64)) == 0 {
+                // Nothing set in the rest of this word: on to the next one.
+                let next = (at / 64 + 1) * 64;
+                looked += next - at;
+                self.cursor = next % slots;
+                continue;
+            }
+            if word & (1 << (at % 64)) != 0 {
+                out.push(at);
+            }
+            looked += 1;
+            self.cursor = (at + 1) % slots;
+        }
+        out
+    }
+}
 
 pub struct StateSweeper {
     keys: Keys,
     metrics: Rc<Metrics>,
     pass_ms: u64,
-    cursor: u64,
-    run_cursor: u64,
+    queue: Option<u32>,
+    states: Occupied,
+    runs: Occupied,
+    /// The slow read of every slot: the next slot, and how long a lap takes.
+    discovery: u64,
+    lap_ms: u64,
     last_ms: u64,
-    /// States held among the slots swept so far in this pass.
-    held_in_pass: u64,
     held: Gauge,
 }
 
@@ -32,43 +107,128 @@ impl StateSweeper {
             keys,
             metrics,
             pass_ms: pass_ms.max(1),
-            cursor: 0,
-            run_cursor: 0,
+            queue: None,
+            states: Occupied::new(SLOTS),
+            runs: Occupied::new(RUN_SLOTS),
+            discovery: 0,
+            lap_ms: LAP_MS,
             last_ms: 0,
-            held_in_pass: 0,
             held: Gauge::define("fusebox.state.held"),
         }
     }
 
+    /// Registers the workers' claim queue; after a reload, starts reading every slot once.
+    pub fn start(&mut self, namespace: &str) {
+        self.queue = host::register_queue(&claims::queue_name(namespace));
+        let marker = &self.keys.sweep_marker;
+        if matches!(host::shared_get(marker), Ok((Some(_), _))) {
+            log::info!("finding the slots held in shared data over {} s (a reload)", DISCOVERY_MS / 1000);
+            self.lap_ms = DISCOVERY_MS;
+        } else if let Err(s) = host::shared_set(marker, b"1", None) {
+            log::warn!("marking the state tables as swept failed: {s:?}");
+        }
+    }
+
+    pub fn owns_queue(&self, queue: u32) -> bool {
+        self.queue == Some(queue)
+    }
+
+    /// Takes in the slots the workers claimed.
+    pub fn drain_queue(&mut self) {
+        let Some(queue) = self.queue else { return };
+        while let Some(bytes) = host::dequeue(queue) {
+            for (table, slot) in claims::decode(&bytes) {
+                match table {
+                    Table::States => self.states.set(slot),
+                    Table::Runs => self.runs.set(slot),
+                }
+            }
+        }
+    }
+
     pub fn on_tick(&mut self, now_ms: u64) {
+        self.drain_queue();
         if self.last_ms == 0 {
             self.last_ms = now_ms;
             return;
         }
         let elapsed = now_ms.saturating_sub(self.last_ms);
-        let count = (elapsed.saturating_mul(SLOTS) / self.pass_ms).min(MAX_PER_TICK);
-        if count == 0 {
-            return;
-        }
         self.last_ms = now_ms;
-        let start = self.cursor;
-        let swept = states::sweep(&self.keys, &mut self.cursor, count, now_ms);
-        self.held_in_pass += swept.held;
-        if swept.freed > 0 {
-            self.metrics.add(Counter::StateFreed, swept.freed);
+        self.discover(elapsed);
+        // Every slot held once per pass (and at least a few a tick, so a small table keeps up).
+        let share = |held: u64| (held.saturating_mul(elapsed) / self.pass_ms).clamp(16, MAX_PER_TICK);
+        let (mut freed, mut compacted) = (0, 0);
+        for slot in self.states.next(share(self.states.count)) {
+            match states::sweep(&self.keys, slot, now_ms) {
+                Swept::Empty => self.states.clear(slot),
+                Swept::Freed => {
+                    self.states.clear(slot);
+                    freed += 1;
+                }
+                Swept::Compacted => compacted += 1,
+                Swept::Held => {}
+            }
         }
-        if swept.compacted > 0 {
-            self.metrics.add(Counter::StateCompacted, swept.compacted);
+        let mut runs_freed = 0;
+        for slot in self.runs.next(share(self.runs.count)) {
+            if runs::sweep(&self.keys, slot, now_ms) {
+                self.runs.clear(slot);
+                runs_freed += 1;
+            }
         }
-        if start + count >= SLOTS {
-            // A pass is complete: what it found held is the table's occupancy.
-            self.held.set(self.held_in_pass);
-            self.held_in_pass = 0;
+        for (counter, n) in
+            [(Counter::StateFreed, freed), (Counter::StateCompacted, compacted), (Counter::RunsFreed, runs_freed)]
+        {
+            if n > 0 {
+                self.metrics.add(counter, n);
+            }
         }
-        let runs = (elapsed.saturating_mul(RUN_SLOTS) / self.pass_ms).min(MAX_PER_TICK);
-        let freed = runs::sweep(&self.keys, &mut self.run_cursor, runs, now_ms);
-        if freed > 0 {
-            self.metrics.add(Counter::RunsFreed, freed);
+        self.held.set(self.states.count);
+    }
+
+    /// Reads the next share of every slot, marking the ones that hold something.
+    fn discover(&mut self, elapsed: u64) {
+        let from = self.discovery;
+        let total = SLOTS + RUN_SLOTS;
+        let count = (elapsed.saturating_mul(total) / self.lap_ms).clamp(1, MAX_PER_TICK);
+        let until = from.saturating_add(count).min(total);
+        for n in from..until {
+            let (key, occupied) = if n < SLOTS {
+                (self.keys.slot(n), &mut self.states)
+            } else {
+                (self.keys.run(n - SLOTS), &mut self.runs)
+            };
+            if matches!(host::shared_get(&key), Ok((Some(v), _)) if !v.is_empty()) {
+                occupied.set(if n < SLOTS { n } else { n - SLOTS });
+            }
         }
+        self.discovery = until % total;
+        if until == total && self.lap_ms == DISCOVERY_MS {
+            log::info!("found {} tenant states and {} run records held", self.states.count, self.runs.count);
+            self.lap_ms = LAP_MS;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_visits_only_the_slots_set_and_each_once_a_lap() {
+        let mut o = Occupied::new(256);
+        for s in [3, 64, 65, 200] {
+            o.set(s);
+        }
+        o.set(3);
+        assert_eq!(o.count, 4);
+        assert_eq!(o.next(2), [3, 64]);
+        assert_eq!(o.next(10), [65, 200, 3, 64], "one lap at most, from where it stopped");
+        o.clear(64);
+        assert_eq!(o.next(10), [65, 200, 3]);
+        o.clear(3);
+        o.clear(65);
+        o.clear(200);
+        assert_eq!((o.count, o.next(10)), (0, vec![]));
     }
 }
