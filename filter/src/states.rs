@@ -46,6 +46,15 @@ pub struct Updated<R> {
     pub claimed: Option<u64>,
 }
 
+/// Applies `f` to the slot's state and judges its holds again (as `hold` says).
+fn apply<R>(s: &mut Slot, hold: Hold<'_>, now_ms: u64, f: &mut impl FnMut(&mut TenantState) -> R) -> R {
+    let r = f(&mut s.state);
+    if let Hold::Judge(limits) = hold {
+        s.holds = holds(&s.state, limits, now_ms);
+    }
+    r
+}
+
 /// Applies `f` to `name`'s state in the slot at `key`, if it holds it.
 fn apply_at<R>(
     keys: &Keys,
@@ -55,16 +64,7 @@ fn apply_at<R>(
     now_ms: u64,
     f: &mut impl FnMut(&mut TenantState) -> R,
 ) -> Result<Option<(R, UpdateInfo)>, StoreError> {
-    store::update_if(keys, key, |s: &mut Slot| {
-        if !s.is_owned_by(name) {
-            return None;
-        }
-        let r = f(&mut s.state);
-        if let Hold::Judge(limits) = hold {
-            s.holds = holds(&s.state, limits, now_ms);
-        }
-        Some(r)
-    })
+    store::update_if(keys, key, |s: &mut Slot| s.is_owned_by(name).then(|| apply(s, hold, now_ms, f)))
 }
 
 /// Applies `f` to `name`'s state atomically, looking at `hint` first (where it was last), then
@@ -90,11 +90,7 @@ pub fn update<R>(
             let mut is_free = false;
             let found = store::update_if(keys, &key, |s: &mut Slot| {
                 if s.is_owned_by(name) {
-                    let r = f(&mut s.state);
-                    if let Hold::Judge(limits) = hold {
-                        s.holds = holds(&s.state, limits, now_ms);
-                    }
-                    Some(r)
+                    Some(apply(s, hold, now_ms, &mut f))
                 } else {
                     is_free = s.is_free(now_ms);
                     None
