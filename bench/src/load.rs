@@ -18,6 +18,9 @@ pub struct Run {
     pub p99_us: u64,
     /// Responses that were not 2xx/3xx, and socket errors: any makes the run invalid.
     pub errors: u64,
+    /// The Envoy under test's CPU time per request in this run (every thread, from the
+    /// scheduler's own accounting): unlike req/s, time another guest steals does not count.
+    pub cpu_us: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +70,7 @@ impl Load<'_> {
         let field = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         let secs = field("duration_us") as f64 / 1e6;
         Ok(Run {
+            cpu_us: None,
             requests: field("requests"),
             rps: if secs > 0.0 { field("requests") as f64 / secs } else { 0.0 },
             p50_us: field("p50_us"),
@@ -124,6 +128,7 @@ pub fn parse_h2load(stdout: &str, log: &str) -> Option<Run> {
         log.lines().filter_map(|l| l.split('\t').nth(2)?.trim().parse::<u64>().ok()).collect();
     latencies.sort_unstable();
     Some(Run {
+        cpu_us: None,
         requests: count(" succeeded"),
         rps,
         p50_us: percentile(&latencies, 50.0),

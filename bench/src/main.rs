@@ -238,7 +238,12 @@ fn run(args: Args) -> Result<(), String> {
         for i in 0..n {
             let idx = (i + round) % n;
             let Some(r) = running.get_mut(idx) else { continue };
-            let result = load.run(&r.generator, r.port, Duration::from_secs(args.seconds))?;
+            let before = r.envoy.cpu_ns();
+            let mut result = load.run(&r.generator, r.port, Duration::from_secs(args.seconds))?;
+            if let (Some(b), Some(a)) = (before, r.envoy.cpu_ns()) {
+                result.cpu_us =
+                    (result.requests > 0).then(|| a.saturating_sub(b) as f64 / 1e3 / result.requests as f64);
+            }
             r.runs.push(result);
         }
         println!("  round {}/{} done", round + 1, args.rounds);
@@ -363,15 +368,19 @@ fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let rsa = std::fs::read_to_string(workspace_root().join("tests/keys/rs256-private.pem"))
         .map_err(|e| format!("tests/keys/rs256-private.pem: {e}"))?;
-    let (count, key, kid) = match kind {
-        Tokens::Hs256(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs"),
-        Tokens::Rs256(n) => (n, MintKey::Rs256Pem(&rsa), "bench-rs"),
+    let (count, key, kid, tenants) = match kind {
+        Tokens::Hs256(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", n),
+        Tokens::Rs256(n) => (n, MintKey::Rs256Pem(&rsa), "bench-rs", n),
+        Tokens::Hs256Fresh(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", 10),
     };
     let (iat, ttl) = (now.saturating_sub(60), 4 * 3600);
     (0..count)
         .map(|i| {
             let mut claims = serde_json::Map::new();
-            claims.insert("tenant".into(), Value::from(format!("bench-{i}")));
+            claims.insert("tenant".into(), Value::from(format!("bench-{}", i % tenants.max(1))));
+            if tenants < count {
+                claims.insert("jti".into(), Value::from(format!("bench-token-{i}")));
+            }
             mint(key, Some(kid), ISSUER, "fusebox", claims, iat, ttl)
         })
         .collect()

@@ -64,6 +64,17 @@ impl Proc {
         Ok(Proc { name: name.to_string(), child })
     }
 
+    /// Nanoseconds this process's threads have run on a CPU (`/proc/<pid>/task/*/schedstat`).
+    pub fn cpu_ns(&self) -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+        let ns = tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Some(ns)
+    }
+
     /// The pid of the process itself (`taskset` execs it, so the pid carries over).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -13,6 +13,8 @@ pub struct Summary {
     pub p50_us: u64,
     pub p99_us: u64,
     pub errors: u64,
+    /// The Envoy under test's CPU time per request (median of the runs).
+    pub cpu_us: Option<f64>,
     pub runs: Vec<Run>,
 }
 
@@ -25,6 +27,7 @@ impl Summary {
             p50_us: median(runs.iter().map(|r| r.p50_us as f64).collect()).round() as u64,
             p99_us: median(runs.iter().map(|r| r.p99_us as f64).collect()).round() as u64,
             errors: runs.iter().map(|r| r.errors).sum(),
+            cpu_us: Some(median(runs.iter().filter_map(|r| r.cpu_us).collect())).filter(|c| *c > 0.0),
             runs,
         }
     }
@@ -38,6 +41,9 @@ pub struct Ratio {
     pub numerator: &'static str,
     pub denominator: &'static str,
     pub value: f64,
+    /// The same ratio from Envoy's CPU time per request (denominator's / numerator's): what
+    /// the throughput ratio would be on a machine where no other guest steals time.
+    pub by_cpu: Option<f64>,
     pub goal: Option<f64>,
     pub met: Option<bool>,
 }
@@ -47,7 +53,14 @@ impl Ratio {
         let paired: Vec<f64> =
             num.runs.iter().zip(&den.runs).filter(|(_, d)| d.rps > 0.0).map(|(n, d)| n.rps / d.rps).collect();
         let value = median(paired);
-        Ratio { name, numerator: num.key, denominator: den.key, value, goal, met: goal.map(|g| value >= g) }
+        let by_cpu: Vec<f64> = num
+            .runs
+            .iter()
+            .zip(&den.runs)
+            .filter_map(|(n, d)| Some(d.cpu_us? / n.cpu_us.filter(|c| *c > 0.0)?))
+            .collect();
+        let by_cpu = (!by_cpu.is_empty()).then(|| median(by_cpu));
+        Ratio { name, numerator: num.key, denominator: den.key, value, by_cpu, goal, met: goal.map(|g| value >= g) }
     }
 }
 
@@ -68,20 +81,21 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// The throughput table, one scenario a line.
 pub fn table(summaries: &[Summary], baseline: Option<&Summary>) -> String {
     let mut out = format!(
-        "{:<16} {:>9} {:>9} {:>9} {:>10} {:>7}  {}\n",
-        "scenario", "req/s", "p50 ms", "p99 ms", "+p50 ms", "errors", "what"
+        "{:<16} {:>9} {:>9} {:>9} {:>10} {:>7} {:>8}  {}\n",
+        "scenario", "req/s", "p50 ms", "p99 ms", "+p50 ms", "errors", "cpu us", "what"
     );
     for s in summaries {
         let added =
             baseline.map_or(String::from("-"), |b| format!("{:+.3}", (s.p50_us as f64 - b.p50_us as f64) / 1000.0));
         out.push_str(&format!(
-            "{:<16} {:>9.0} {:>9.3} {:>9.3} {:>10} {:>7}  {}\n",
+            "{:<16} {:>9.0} {:>9.3} {:>9.3} {:>10} {:>7} {:>8}  {}\n",
             s.key,
             s.rps,
             s.p50_us as f64 / 1000.0,
             s.p99_us as f64 / 1000.0,
             added,
             s.errors,
+            s.cpu_us.map_or(String::from("-"), |c| format!("{c:.1}")),
             s.what
         ));
     }
@@ -97,7 +111,8 @@ pub fn ratio_lines(ratios: &[Ratio]) -> String {
                 (Some(g), _) => format!("goal >= {g:.2}: MISSED"),
                 _ => String::new(),
             };
-            format!("{:<34} {:>6.3}  ({} / {})  {}\n", r.name, r.value, r.numerator, r.denominator, verdict)
+            let cpu = r.by_cpu.map_or(String::new(), |c| format!("by CPU {c:.3}  "));
+            format!("{:<34} {:>6.3}  {cpu}({} / {})  {}\n", r.name, r.value, r.numerator, r.denominator, verdict)
         })
         .collect()
 }
@@ -107,7 +122,7 @@ mod tests {
     use super::*;
 
     fn run(rps: f64) -> Run {
-        Run { requests: rps as u64, rps, p50_us: 1000, p99_us: 2000, errors: 0 }
+        Run { requests: rps as u64, rps, p50_us: 1000, p99_us: 2000, errors: 0, cpu_us: Some(1e6 / rps) }
     }
 
     #[test]
@@ -124,6 +139,7 @@ mod tests {
         let b = Summary::of("b", "", vec![run(100.0), run(20.0), run(120.0)]);
         let r = Ratio::of("a/b", &a, &b, Some(0.9));
         assert!((r.value - 0.5).abs() < 1e-9);
+        assert!((r.by_cpu.unwrap() - 0.5).abs() < 1e-9, "twice the CPU per request is half the rate");
         assert_eq!(r.met, Some(false));
     }
 

@@ -19,8 +19,12 @@ pub(crate) enum Filters {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tokens {
+    /// One token for each of this many tenants.
     Hs256(u32),
     Rs256(u32),
+    /// This many distinct tokens (each its own `jti`) shared by 10 tenants: every request
+    /// misses the verified-token cache while the tenants' states stay hot.
+    Hs256Fresh(u32),
 }
 
 pub(crate) struct Scenario {
@@ -37,7 +41,7 @@ pub(crate) const fn scenario(key: &'static str, what: &'static str, filters: Fil
 }
 
 /// The throughput scenarios, in table order.
-pub(crate) const SCENARIOS: [Scenario; 15] = [
+pub(crate) const SCENARIOS: [Scenario; 16] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
     scenario("floor", "token-counter floor: headers, usage from the body, one CAS", Filters::Floor, Tokens::Hs256(10)),
@@ -47,6 +51,12 @@ pub(crate) const SCENARIOS: [Scenario; 15] = [
     scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
     scenario("fusebox_1k", "fusebox, 1 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(1_000)),
     scenario("fusebox_100k", "fusebox, 100 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(100_000)),
+    scenario(
+        "fusebox_miss",
+        "fusebox, 10 tenants, 100 000 distinct tokens",
+        Filters::Fusebox,
+        Tokens::Hs256Fresh(100_000),
+    ),
     scenario("fusebox_fleet", "fusebox, fleet sync on, 10 tenants", Filters::FuseboxFleet, Tokens::Hs256(10)),
     scenario(
         "fusebox_fleet_100k",

@@ -196,4 +196,12 @@ fn max_tokens_is_clamped_to_what_the_token_window_has_left() {
     let expected = 300 - (body.len() as u64).div_ceil(4);
     assert_eq!(stack.mock_stats()["tenants"]["greedy"]["last_max_tokens"], expected);
     assert_eq!(stack.envoy_counter("fusebox.requests.max_tokens_clamped"), 1);
+    // The same allowance with its name behind a JSON escape is read (and lowered) all the same.
+    let escaped = r#"{"model":"claude","max_\u0074okens":4096,"messages":[{"role":"user","content":"and another"}]}"#;
+    let r =
+        stack.post("/v1/messages", Some(&t), &[("x-mock-input-tokens", "10"), ("x-mock-output-tokens", "10")], escaped);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let expected = 1000 - 720 - (escaped.len() as u64).div_ceil(4);
+    assert_eq!(stack.mock_stats()["tenants"]["greedy"]["last_max_tokens"], expected);
+    assert_eq!(stack.envoy_counter("fusebox.requests.max_tokens_clamped"), 2);
 }

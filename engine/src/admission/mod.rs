@@ -1,7 +1,9 @@
-//! Admission: the decision when a request arrives (`decision.rs`), the record a worker keeps
-//! of an admitted request until it settles (`record.rs`), what it is charged (`charge.rs`), and
-//! read-only views of a tenant's standing (`status.rs`).
+//! Admission: the decision when a request arrives (`decision.rs`), the reservation once its
+//! body is read (`body.rs`), the record a worker keeps of an admitted request until it settles
+//! (`record.rs`), what it is charged (`charge.rs`), and read-only views of a tenant's standing
+//! (`status.rs`).
 
+mod body;
 mod charge;
 mod decision;
 mod record;
@@ -9,6 +11,7 @@ mod status;
 #[cfg(test)]
 mod testkit;
 
+pub use body::{reserve_body, BodyReservation, Clamp};
 pub use charge::{BodyKind, Charge, Ending};
 pub use decision::{
     admit, open_denial, output_allowance, settle, Allowed, Decision, Denied, DenyCause, Settlement, Warning,

@@ -45,6 +45,17 @@ pub enum ReservationChange {
     Release(u64),
 }
 
+impl ReservationChange {
+    /// `reserved` tokens after this change.
+    pub fn applied_to(self, reserved: u64) -> u64 {
+        match self {
+            ReservationChange::Keep => reserved,
+            ReservationChange::Add(n) => reserved.saturating_add(n),
+            ReservationChange::Release(n) => reserved.saturating_sub(n),
+        }
+    }
+}
+
 impl Admitted {
     /// A request admission let through with `prompt + output_allowance` reserved; `allowed` is
     /// `None` when it holds nothing in flight.
@@ -92,8 +103,12 @@ impl Admitted {
     /// The change from what is reserved to [`Admitted::target_reservation`] (none when the
     /// request holds nothing in flight).
     pub fn reservation_change(&self) -> ReservationChange {
+        self.change_to(self.target_reservation())
+    }
+
+    /// The change from what is reserved to `target` (none when the request holds nothing).
+    pub fn change_to(&self, target: u64) -> ReservationChange {
         let Some(f) = self.in_flight else { return ReservationChange::Keep };
-        let target = self.target_reservation();
         match target.cmp(&f.reserved) {
             std::cmp::Ordering::Greater => ReservationChange::Add(target - f.reserved),
             std::cmp::Ordering::Less => ReservationChange::Release(f.reserved - target),
@@ -104,11 +119,7 @@ impl Admitted {
     /// Records that the tenant's state now holds `change` for this request.
     pub fn reservation_changed(&mut self, change: ReservationChange) {
         if let Some(f) = self.in_flight.as_mut() {
-            f.reserved = match change {
-                ReservationChange::Keep => f.reserved,
-                ReservationChange::Add(n) => f.reserved.saturating_add(n),
-                ReservationChange::Release(n) => f.reserved.saturating_sub(n),
-            };
+            f.reserved = change.applied_to(f.reserved);
         }
     }
 

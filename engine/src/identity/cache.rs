@@ -1,33 +1,63 @@
 //! The per-worker cache of verified tokens, and of tokens that failed verification.
 
 use super::caller::Identity;
+use super::digest::sha256;
 use super::error::IdentityError;
 use std::collections::HashMap;
 
 /// How long a token that failed verification is remembered as failed: repeating a forged
-/// RS256/ES256 token then costs a digest and a lookup, not a signature check.
+/// RS256/ES256 token then costs a lookup, not a signature check.
 pub const FAILED_FOR_S: u64 = 60;
 
-/// Two generations of at most `capacity` entries each, every entry good until a time.
+/// Tokens up to this many bytes are kept as themselves; longer ones by their SHA-256 digest.
+pub const MAX_INLINE_TOKEN: usize = 2048;
+/// Bytes of keys one generation holds at most (with `capacity` entries, whichever comes first).
+const GENERATION_BYTES: usize = 2 << 20;
+
+/// A token as the cache knows it: the token itself, hashed by the map's keyed SipHash and
+/// compared in full on a hit (far cheaper than a SHA-256 per request), or for a token longer
+/// than [`MAX_INLINE_TOKEN`], a marker byte no token starts with and its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey(Box<[u8]>);
+
+impl TokenKey {
+    pub fn of(token: &str) -> TokenKey {
+        if token.len() <= MAX_INLINE_TOKEN {
+            return TokenKey(token.as_bytes().into());
+        }
+        let mut key = Vec::with_capacity(33);
+        key.push(0xff); // never the first byte of UTF-8 text
+        key.extend_from_slice(&sha256(token.as_bytes()));
+        TokenKey(key.into())
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Two generations of at most `capacity` entries (and [`GENERATION_BYTES`] of keys) each,
+/// every entry good until a time.
 #[derive(Debug)]
 struct Generations<V> {
-    current: HashMap<[u8; 32], (V, u64)>,
-    previous: HashMap<[u8; 32], (V, u64)>,
+    current: HashMap<TokenKey, (V, u64)>,
+    current_bytes: usize,
+    previous: HashMap<TokenKey, (V, u64)>,
     capacity: usize,
 }
 
 impl<V: Clone> Generations<V> {
     fn new(capacity: usize) -> Self {
-        Generations { current: HashMap::new(), previous: HashMap::new(), capacity }
+        Generations { current: HashMap::new(), current_bytes: 0, previous: HashMap::new(), capacity }
     }
 
-    fn get(&mut self, digest: &[u8; 32], now_s: u64) -> Option<V> {
-        let hit = match self.current.get(digest) {
+    fn get(&mut self, key: &TokenKey, now_s: u64) -> Option<V> {
+        let hit = match self.current.get(key) {
             Some(entry) => Some(entry.clone()),
             None => {
-                let promoted = self.previous.remove(digest);
+                let promoted = self.previous.remove(key);
                 if let Some((v, until)) = &promoted {
-                    self.insert(*digest, v.clone(), *until);
+                    self.insert(key.clone(), v.clone(), *until);
                 }
                 promoted
             }
@@ -35,21 +65,23 @@ impl<V: Clone> Generations<V> {
         match hit {
             Some((v, valid_until)) if now_s <= valid_until => Some(v),
             Some(_) => {
-                self.current.remove(digest);
+                self.current.remove(key);
                 None
             }
             None => None,
         }
     }
 
-    fn insert(&mut self, digest: [u8; 32], v: V, valid_until_s: u64) {
+    fn insert(&mut self, key: TokenKey, v: V, valid_until_s: u64) {
         if self.capacity == 0 {
             return;
         }
-        if self.current.len() >= self.capacity {
+        if self.current.len() >= self.capacity || self.current_bytes + key.bytes() > GENERATION_BYTES {
             self.previous = std::mem::take(&mut self.current);
+            self.current_bytes = 0;
         }
-        self.current.insert(digest, (v, valid_until_s));
+        self.current_bytes += key.bytes();
+        self.current.insert(key, (v, valid_until_s));
     }
 
     fn len(&self) -> usize {
@@ -57,9 +89,10 @@ impl<V: Clone> Generations<V> {
     }
 }
 
-/// JWTs by digest, so RS256/ES256 verification is not paid on every request: verified ones
+/// JWTs by [`TokenKey`], so RS256/ES256 verification is not paid on every request: verified ones
 /// until the token expires (plus leeway), failed ones for [`FAILED_FOR_S`]. Bounded: two
-/// generations of at most `capacity` entries each, for each kind. Build a new cache whenever
+/// generations of at most `capacity` entries each, for each kind (and at most 2 MiB of keys per
+/// generation). Build a new cache whenever
 /// the keys change.
 #[derive(Debug)]
 pub struct TokenCache {
@@ -79,23 +112,23 @@ impl TokenCache {
         TokenCache { verified: Generations::new(capacity), failed: Generations::new(capacity) }
     }
 
-    pub fn get(&mut self, digest: &[u8; 32], now_s: u64) -> Option<Identity> {
-        self.verified.get(digest, now_s)
+    pub fn get(&mut self, key: &TokenKey, now_s: u64) -> Option<Identity> {
+        self.verified.get(key, now_s)
     }
 
-    pub fn insert(&mut self, digest: [u8; 32], id: Identity, valid_until_s: u64) {
-        self.verified.insert(digest, id, valid_until_s);
+    pub fn insert(&mut self, key: TokenKey, id: Identity, valid_until_s: u64) {
+        self.verified.insert(key, id, valid_until_s);
     }
 
     /// Why this token failed, if it did within [`FAILED_FOR_S`].
-    pub fn failure(&mut self, digest: &[u8; 32], now_s: u64) -> Option<IdentityError> {
-        self.failed.get(digest, now_s)
+    pub fn failure(&mut self, key: &TokenKey, now_s: u64) -> Option<IdentityError> {
+        self.failed.get(key, now_s)
     }
 
     /// Remembers a failure that waiting cannot cure (`NotYetValid` can, so it is not kept).
-    pub fn insert_failure(&mut self, digest: [u8; 32], error: IdentityError, now_s: u64) {
+    pub fn insert_failure(&mut self, key: TokenKey, error: IdentityError, now_s: u64) {
         if error != IdentityError::NotYetValid {
-            self.failed.insert(digest, error, now_s.saturating_add(FAILED_FOR_S));
+            self.failed.insert(key, error, now_s.saturating_add(FAILED_FOR_S));
         }
     }
 

@@ -17,7 +17,7 @@ mod mint;
 mod tests;
 mod verifier;
 
-pub use cache::TokenCache;
+pub use cache::{TokenCache, TokenKey, MAX_INLINE_TOKEN};
 pub use caller::{Credentials, EnvoyJwt, Identity, Source};
 pub use config::{ApiKey, IdentityConfig, JwtAuthnConfig, JwtConfig, JwtKey};
 pub use digest::{hex, parse_digest, sha256};

@@ -306,9 +306,9 @@ fn cached_tokens_skip_verification_until_they_expire() {
     let c = Credentials { authorization: Some(&auth), ..Credentials::default() };
     v.identify(&c, &mut cache, NOW).unwrap();
     assert_eq!(cache.len(), 1);
-    assert!(cache.get(&sha256(t.as_bytes()), NOW).is_some());
+    assert!(cache.get(&TokenKey::of(&t), NOW).is_some());
     // exp = NOW - 10 + 3600, plus 30 s leeway: gone after that, and then refused.
-    assert!(cache.get(&sha256(t.as_bytes()), NOW - 10 + 3600 + 31).is_none());
+    assert!(cache.get(&TokenKey::of(&t), NOW - 10 + 3600 + 31).is_none());
     assert_eq!(v.identify(&c, &mut cache, NOW + 3700), Err(IdentityError::Expired));
 }
 
@@ -317,11 +317,52 @@ fn the_token_cache_stays_bounded() {
     let mut cache = TokenCache::new(4);
     let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
     for i in 0..100u8 {
-        cache.insert([i; 32], id.clone(), u64::MAX);
+        cache.insert(TokenKey::of(&format!("token-{i}")), id.clone(), u64::MAX);
         assert!(cache.len() <= 8);
     }
-    assert!(cache.get(&[99; 32], 0).is_some());
-    assert!(cache.get(&[0; 32], 0).is_none());
+    assert!(cache.get(&TokenKey::of("token-99"), 0).is_some());
+    assert!(cache.get(&TokenKey::of("token-0"), 0).is_none());
+}
+
+#[test]
+fn a_cached_token_is_found_only_by_the_very_same_token() {
+    let mut cache = TokenCache::new(8);
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    let t = token(json!({"tenant": "t"}));
+    cache.insert(TokenKey::of(&t), id, u64::MAX);
+    assert!(cache.get(&TokenKey::of(&t), 0).is_some());
+    let mut flipped = t.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(cache.get(&TokenKey::of(std::str::from_utf8(&flipped).unwrap()), 0).is_none());
+    assert!(cache.get(&TokenKey::of(&t[..t.len() - 1]), 0).is_none(), "a prefix is not the token");
+}
+
+#[test]
+fn a_long_token_is_kept_by_its_digest_so_entries_stay_small() {
+    let long = "x".repeat(MAX_INLINE_TOKEN + 1);
+    let other = format!("{}y", "x".repeat(MAX_INLINE_TOKEN));
+    assert_ne!(TokenKey::of(&long), TokenKey::of(&other));
+    assert_eq!(TokenKey::of(&long), TokenKey::of(&long.clone()));
+    assert_ne!(TokenKey::of(&long), TokenKey::of(&"x".repeat(MAX_INLINE_TOKEN)));
+    let mut cache = TokenCache::new(8);
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    cache.insert(TokenKey::of(&long), id, u64::MAX);
+    assert!(cache.get(&TokenKey::of(&long), 0).is_some());
+    assert!(cache.get(&TokenKey::of(&other), 0).is_none());
+}
+
+#[test]
+fn tokens_near_the_inline_limit_cannot_hold_more_than_two_generations_of_bytes() {
+    // 4 096 entries allowed, but 2 KiB tokens fill a generation's 2 MiB after 1 024.
+    let mut cache = TokenCache::new(4096);
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    for i in 0..5000 {
+        let t = format!("{i:0>width$}", width = MAX_INLINE_TOKEN);
+        cache.insert(TokenKey::of(&t), id.clone(), u64::MAX);
+    }
+    assert!(cache.len() <= 2 * 1024, "{} entries of 2 KiB", cache.len());
+    assert!(cache.get(&TokenKey::of(&format!("{:0>width$}", 4999, width = MAX_INLINE_TOKEN)), 0).is_some());
 }
 
 #[test]
@@ -379,9 +420,9 @@ fn a_token_that_failed_is_refused_from_the_cache_for_a_minute_and_checked_again_
     let mut cache = TokenCache::new(8);
     assert_eq!(v.identify(&c, &mut cache, NOW), Err(IdentityError::BadSignature));
     assert_eq!(cache.failures(), 1);
-    assert_eq!(cache.failure(&sha256(forged.as_bytes()), NOW + 59), Some(IdentityError::BadSignature));
+    assert_eq!(cache.failure(&TokenKey::of(&forged), NOW + 59), Some(IdentityError::BadSignature));
     assert_eq!(v.identify(&c, &mut cache, NOW + 30), Err(IdentityError::BadSignature));
-    assert_eq!(cache.failure(&sha256(forged.as_bytes()), NOW + 61), None, "forgotten after a minute");
+    assert_eq!(cache.failure(&TokenKey::of(&forged), NOW + 61), None, "forgotten after a minute");
     assert!(cache.is_empty(), "nothing was verified");
 }
 

@@ -1,6 +1,6 @@
 //! All of a policy's identity sources together, tried in the documented order.
 
-use super::cache::TokenCache;
+use super::cache::{TokenCache, TokenKey};
 use super::caller::{bearer, checked_tenant, Credentials, Identity, Source};
 use super::config::{IdentityConfig, JwtAuthnConfig};
 use super::digest::{parse_digest, sha256};
@@ -80,16 +80,16 @@ impl Verifier {
         cache: &mut TokenCache,
         now_s: u64,
     ) -> Result<Identity, IdentityError> {
-        let digest = sha256(token.as_bytes());
-        if let Some(id) = cache.get(&digest, now_s) {
+        let key = TokenKey::of(token);
+        if let Some(id) = cache.get(&key, now_s) {
             return Ok(id);
         }
-        if let Some(error) = cache.failure(&digest, now_s) {
+        if let Some(error) = cache.failure(&key, now_s) {
             return Err(error);
         }
-        let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(digest, *e, now_s))?;
+        let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(key.clone(), *e, now_s))?;
         let valid_until = id.expires_at_s.unwrap_or(now_s).saturating_add(jwt.leeway_s());
-        cache.insert(digest, id.clone(), valid_until);
+        cache.insert(key, id.clone(), valid_until);
         Ok(id)
     }
 }

@@ -88,9 +88,15 @@ pub fn may_change(body: &[u8], rewrite: Rewrite) -> bool {
     if !rewrite.stream_usage && rewrite.max_output.is_none() {
         return false;
     }
-    has(b"\\u")
+    may_hide_names(body)
         || (rewrite.stream_usage && has(b"\"stream\""))
         || (rewrite.max_output.is_some() && ALLOWANCE_FIELDS.iter().any(|f| has(f.as_bytes())))
+}
+
+/// Whether a body may spell a name behind a `\u` escape, which only a full parse reads (and
+/// the model server reads the same way).
+pub fn may_hide_names(body: &[u8]) -> bool {
+    body.windows(2).any(|w| w == b"\\u")
 }
 
 /// Applies `rewrite` to a JSON request body.

@@ -18,15 +18,14 @@ use crate::fleet_keys::FleetKeys;
 use crate::host;
 use crate::metrics::{Counter, Metrics};
 use crate::store::Keys;
-use fusebox_engine::admission::{self, ReservationChange};
+use fusebox_engine::admission::{self, Clamp, ReservationChange};
 use fusebox_engine::api_shape;
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::config::{FilterConfig, Mode};
 use fusebox_engine::path::canonical;
 use fusebox_engine::reply::{self, StreamApi};
-use fusebox_engine::request::estimate::BYTES_PER_TOKEN;
+use fusebox_engine::request::estimate::{RequestEstimate, BYTES_PER_TOKEN};
 use fusebox_engine::request::inject;
-use fusebox_engine::state::TenantState;
 use fusebox_engine::usage::aligned::{EventAligner, Forward};
 use fusebox_engine::usage::BodyScanner;
 use identify::RunHeaders;
@@ -156,11 +155,24 @@ impl HttpContext for Request {
             return Action::Pause; // buffer until the whole (bounded) body is here
         }
         c.body = RequestBody::Passing;
-        if let Some(body) = host::request_body(body_size) {
-            let final_body = rewrite::rewrite(&worker, c, hold, &body, body_size).unwrap_or(body);
-            c.admitted.estimate.feed(&final_body);
+        let Some(body) = host::request_body(body_size) else {
+            reserve_rest(&worker, c, Clamp::Off);
+            return Action::Continue;
+        };
+        c.admitted.estimate.feed(&body);
+        // The reservation and the clamp are decided together, in one update of the state.
+        let clamp = match (hold.clamp, c.admitted.estimate.max_output()) {
+            (false, _) => Clamp::Off,
+            (true, _) if inject::may_hide_names(&body) => Clamp::Unread,
+            (true, Some(_)) => Clamp::Named,
+            (true, None) => Clamp::Off, // it names no allowance: nothing to lower
+        };
+        let clamp_to = reserve_rest(&worker, c, clamp);
+        if let Some(new) = rewrite::rewrite(&worker, hold, clamp_to, &body, body_size) {
+            // A charge estimated from the request counts what went upstream.
+            c.admitted.estimate = RequestEstimate::default();
+            c.admitted.estimate.feed(&new);
         }
-        reserve_rest(&worker, c);
         Action::Continue
     }
 
@@ -270,29 +282,32 @@ fn feed_estimate(worker: &Worker, c: &mut Counting, chunk_size: usize, end_of_st
         }
     }
     if end_of_stream {
-        reserve_rest(worker, c);
+        reserve_rest(worker, c, Clamp::Off);
     }
 }
 
-/// Brings the reservation to what the whole body says: its real prompt size, and its own
-/// `max_tokens` where that is below the tenant's output allowance.
-fn reserve_rest(worker: &Worker, c: &mut Counting) {
-    let change = c.admitted.reservation_change();
-    let apply = |s: &mut TenantState| {
-        s.reserved_tokens = match change {
-            ReservationChange::Keep => s.reserved_tokens,
-            ReservationChange::Add(n) => s.reserved_tokens.saturating_add(n),
-            ReservationChange::Release(n) => s.reserved_tokens.saturating_sub(n),
-        };
-    };
-    if change == ReservationChange::Keep {
-        return;
+/// Brings the reservation to what the whole body says: its real prompt size, its own
+/// `max_tokens` where that is below the tenant's output allowance, and when clamped, at most
+/// what its token windows have left; returns the allowance the body must be lowered to.
+fn reserve_rest(worker: &Worker, c: &mut Counting, clamp: Clamp) -> Option<u64> {
+    if !c.in_flight() || (clamp == Clamp::Off && c.admitted.reservation_change() == ReservationChange::Keep) {
+        return None;
     }
-    match c.state.update(&worker.keys, &c.admitted.limits, host::now_ms(), apply) {
-        Ok(_) => c.admitted.reservation_changed(change),
+    let now_ms = host::now_ms();
+    let admitted = &c.admitted;
+    match c
+        .state
+        .update(&worker.keys, &admitted.limits, now_ms, |s| admission::reserve_body(s, admitted, now_ms, clamp))
+    {
+        Ok(Some(u)) => {
+            c.admitted.reservation_changed(u.result.change);
+            u.result.clamp_to
+        }
+        Ok(None) => None,
         Err(e) => {
             worker.metrics.inc(Counter::StoreErrors);
             log::warn!("adjusting the reservation to the request body failed ({e:?})");
+            None
         }
     }
 }

@@ -1,25 +1,17 @@
 //! Rewriting a held request body: `stream_options.include_usage` for streamed OpenAI chat, and
-//! the output allowance clamped to what the tenant's token windows have left.
+//! the output allowance lowered to what the tenant's token windows have left (decided with the
+//! body's reservation, see `fusebox_engine::admission::reserve_body`).
 
-use super::lifecycle::{Counting, Hold};
+use super::lifecycle::Hold;
 use super::Worker;
 use crate::host;
 use crate::metrics::Counter;
-use fusebox_engine::admission;
 use fusebox_engine::request::inject::{self, Injection, Rewrite};
 
-/// Rewrites a held request body as `hold` asks; returns the new body if it changed.
-pub fn rewrite(worker: &Worker, c: &Counting, hold: Hold, body: &[u8], body_size: usize) -> Option<Vec<u8>> {
-    // Only a body that names an allowance can need clamping: skip the state read otherwise.
-    let names_allowance = hold.clamp && inject::may_change(body, Rewrite { stream_usage: false, max_output: Some(0) });
-    // This request's own output allowance is room for itself, not a reservation against it.
-    let own_allowance = if c.in_flight() { c.admitted.output_allowance } else { 0 };
-    let max_output = names_allowance
-        .then(|| {
-            let state = c.state.read(&worker.keys).ok()??;
-            admission::output_room(&state, &c.admitted.limits, host::now_ms(), own_allowance)
-        })
-        .flatten();
+/// Rewrites a held request body as `hold` asks, its allowance lowered to `clamp_to` if set;
+/// returns the new body if it changed.
+pub fn rewrite(worker: &Worker, hold: Hold, clamp_to: Option<u64>, body: &[u8], body_size: usize) -> Option<Vec<u8>> {
+    let max_output = clamp_to.filter(|_| hold.clamp);
     let Injection::Rewritten { body: new, stream_usage_added, clamped } =
         inject::rewrite(body, Rewrite { stream_usage: hold.stream_usage, max_output })
     else {
