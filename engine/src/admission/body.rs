@@ -43,7 +43,7 @@ pub fn reserve_body(state: &mut TenantState, admitted: &Admitted, now_ms: u64, c
         (Clamp::Named, None) => None,
         (Clamp::Unread, _) => room(),
     };
-    let output = clamp_to.or(asked).map_or(admitted.output_allowance, |m| m.min(admitted.output_allowance));
+    let output = clamp_to.map_or(admitted.output_cap(), |m| m.min(admitted.output_allowance));
     let change = admitted.change_to(admitted.estimate.prompt_tokens().saturating_add(output));
     state.reserved_tokens = change.applied_to(state.reserved_tokens);
     BodyReservation { change, clamp_to }

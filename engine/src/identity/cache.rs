@@ -3,6 +3,7 @@
 use super::caller::Identity;
 use super::digest::sha256;
 use super::error::IdentityError;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// How long a token that failed verification is remembered as failed: repeating a forged
@@ -15,24 +16,25 @@ pub const MAX_INLINE_TOKEN: usize = 2048;
 const GENERATION_BYTES: usize = 2 << 20;
 
 /// A token as the cache knows it: the token itself, hashed by the map's keyed SipHash and
-/// compared in full on a hit (far cheaper than a SHA-256 per request), or for a token longer
-/// than [`MAX_INLINE_TOKEN`], a marker byte no token starts with and its SHA-256 digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TokenKey(Box<[u8]>);
+/// compared in full on a hit (far cheaper than a SHA-256 per request, and borrowed, so a hit
+/// allocates nothing), or for a token longer than [`MAX_INLINE_TOKEN`], a marker byte no token
+/// starts with and its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey<'a>(Cow<'a, [u8]>);
 
-impl TokenKey {
-    pub fn of(token: &str) -> TokenKey {
+impl TokenKey<'_> {
+    pub fn of(token: &str) -> TokenKey<'_> {
         if token.len() <= MAX_INLINE_TOKEN {
-            return TokenKey(token.as_bytes().into());
+            return TokenKey(Cow::Borrowed(token.as_bytes()));
         }
         let mut key = Vec::with_capacity(33);
         key.push(0xff); // never the first byte of UTF-8 text
         key.extend_from_slice(&sha256(token.as_bytes()));
-        TokenKey(key.into())
+        TokenKey(Cow::Owned(key))
     }
 
-    fn bytes(&self) -> usize {
-        self.0.len()
+    fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -40,9 +42,9 @@ impl TokenKey {
 /// every entry good until a time.
 #[derive(Debug)]
 struct Generations<V> {
-    current: HashMap<TokenKey, (V, u64)>,
+    current: HashMap<Box<[u8]>, (V, u64)>,
     current_bytes: usize,
-    previous: HashMap<TokenKey, (V, u64)>,
+    previous: HashMap<Box<[u8]>, (V, u64)>,
     capacity: usize,
 }
 
@@ -51,13 +53,13 @@ impl<V: Clone> Generations<V> {
         Generations { current: HashMap::new(), current_bytes: 0, previous: HashMap::new(), capacity }
     }
 
-    fn get(&mut self, key: &TokenKey, now_s: u64) -> Option<V> {
+    fn get(&mut self, key: &[u8], now_s: u64) -> Option<V> {
         let hit = match self.current.get(key) {
             Some(entry) => Some(entry.clone()),
             None => {
                 let promoted = self.previous.remove(key);
                 if let Some((v, until)) = &promoted {
-                    self.insert(key.clone(), v.clone(), *until);
+                    self.insert(key, v.clone(), *until);
                 }
                 promoted
             }
@@ -72,16 +74,16 @@ impl<V: Clone> Generations<V> {
         }
     }
 
-    fn insert(&mut self, key: TokenKey, v: V, valid_until_s: u64) {
+    fn insert(&mut self, key: &[u8], v: V, valid_until_s: u64) {
         if self.capacity == 0 {
             return;
         }
-        if self.current.len() >= self.capacity || self.current_bytes + key.bytes() > GENERATION_BYTES {
+        if self.current.len() >= self.capacity || self.current_bytes + key.len() > GENERATION_BYTES {
             self.previous = std::mem::take(&mut self.current);
             self.current_bytes = 0;
         }
-        self.current_bytes += key.bytes();
-        self.current.insert(key, (v, valid_until_s));
+        self.current_bytes += key.len();
+        self.current.insert(key.into(), (v, valid_until_s));
     }
 
     fn len(&self) -> usize {
@@ -92,8 +94,7 @@ impl<V: Clone> Generations<V> {
 /// JWTs by [`TokenKey`], so RS256/ES256 verification is not paid on every request: verified ones
 /// until the token expires (plus leeway), failed ones for [`FAILED_FOR_S`]. Bounded: two
 /// generations of at most `capacity` entries each, for each kind (and at most 2 MiB of keys per
-/// generation). Build a new cache whenever
-/// the keys change.
+/// generation). Build a new cache whenever the keys change.
 #[derive(Debug)]
 pub struct TokenCache {
     verified: Generations<Identity>,
@@ -112,23 +113,23 @@ impl TokenCache {
         TokenCache { verified: Generations::new(capacity), failed: Generations::new(capacity) }
     }
 
-    pub fn get(&mut self, key: &TokenKey, now_s: u64) -> Option<Identity> {
-        self.verified.get(key, now_s)
+    pub fn get(&mut self, key: &TokenKey<'_>, now_s: u64) -> Option<Identity> {
+        self.verified.get(key.bytes(), now_s)
     }
 
-    pub fn insert(&mut self, key: TokenKey, id: Identity, valid_until_s: u64) {
-        self.verified.insert(key, id, valid_until_s);
+    pub fn insert(&mut self, key: &TokenKey<'_>, id: Identity, valid_until_s: u64) {
+        self.verified.insert(key.bytes(), id, valid_until_s);
     }
 
     /// Why this token failed, if it did within [`FAILED_FOR_S`].
-    pub fn failure(&mut self, key: &TokenKey, now_s: u64) -> Option<IdentityError> {
-        self.failed.get(key, now_s)
+    pub fn failure(&mut self, key: &TokenKey<'_>, now_s: u64) -> Option<IdentityError> {
+        self.failed.get(key.bytes(), now_s)
     }
 
     /// Remembers a failure that waiting cannot cure (`NotYetValid` can, so it is not kept).
-    pub fn insert_failure(&mut self, key: TokenKey, error: IdentityError, now_s: u64) {
+    pub fn insert_failure(&mut self, key: &TokenKey<'_>, error: IdentityError, now_s: u64) {
         if error != IdentityError::NotYetValid {
-            self.failed.insert(key, error, now_s.saturating_add(FAILED_FOR_S));
+            self.failed.insert(key.bytes(), error, now_s.saturating_add(FAILED_FOR_S));
         }
     }
 

@@ -317,7 +317,7 @@ fn the_token_cache_stays_bounded() {
     let mut cache = TokenCache::new(4);
     let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
     for i in 0..100u8 {
-        cache.insert(TokenKey::of(&format!("token-{i}")), id.clone(), u64::MAX);
+        cache.insert(&TokenKey::of(&format!("token-{i}")), id.clone(), u64::MAX);
         assert!(cache.len() <= 8);
     }
     assert!(cache.get(&TokenKey::of("token-99"), 0).is_some());
@@ -329,7 +329,7 @@ fn a_cached_token_is_found_only_by_the_very_same_token() {
     let mut cache = TokenCache::new(8);
     let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
     let t = token(json!({"tenant": "t"}));
-    cache.insert(TokenKey::of(&t), id, u64::MAX);
+    cache.insert(&TokenKey::of(&t), id, u64::MAX);
     assert!(cache.get(&TokenKey::of(&t), 0).is_some());
     let mut flipped = t.clone().into_bytes();
     let last = flipped.len() - 1;
@@ -347,7 +347,7 @@ fn a_long_token_is_kept_by_its_digest_so_entries_stay_small() {
     assert_ne!(TokenKey::of(&long), TokenKey::of(&"x".repeat(MAX_INLINE_TOKEN)));
     let mut cache = TokenCache::new(8);
     let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
-    cache.insert(TokenKey::of(&long), id, u64::MAX);
+    cache.insert(&TokenKey::of(&long), id, u64::MAX);
     assert!(cache.get(&TokenKey::of(&long), 0).is_some());
     assert!(cache.get(&TokenKey::of(&other), 0).is_none());
 }
@@ -359,7 +359,7 @@ fn tokens_near_the_inline_limit_cannot_hold_more_than_two_generations_of_bytes()
     let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
     for i in 0..5000 {
         let t = format!("{i:0>width$}", width = MAX_INLINE_TOKEN);
-        cache.insert(TokenKey::of(&t), id.clone(), u64::MAX);
+        cache.insert(&TokenKey::of(&t), id.clone(), u64::MAX);
     }
     assert!(cache.len() <= 2 * 1024, "{} entries of 2 KiB", cache.len());
     assert!(cache.get(&TokenKey::of(&format!("{:0>width$}", 4999, width = MAX_INLINE_TOKEN)), 0).is_some());

@@ -87,9 +87,9 @@ impl Verifier {
         if let Some(error) = cache.failure(&key, now_s) {
             return Err(error);
         }
-        let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(key.clone(), *e, now_s))?;
+        let id = jwt.verify_token(token, now_s).inspect_err(|e| cache.insert_failure(&key, *e, now_s))?;
         let valid_until = id.expires_at_s.unwrap_or(now_s).saturating_add(jwt.leeway_s());
-        cache.insert(key, id.clone(), valid_until);
+        cache.insert(&key, id.clone(), valid_until);
         Ok(id)
     }
 }
