@@ -10,6 +10,7 @@
 
 use crate::db::{from_sql, now_ms, to_sql, DbError, Row, Sql};
 use crate::params;
+use crate::policy_anchor;
 use fusebox_engine::identity::{hex, sha256};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -134,6 +135,11 @@ pub struct Verification {
     pub entries: u64,
     /// Hash of the newest entry: record it elsewhere to anchor the chain.
     pub head: Option<String>,
+    /// Stored policy versions checked against the digests their entries record.
+    pub policies: u64,
+    /// Of those, versions stored before documents were anchored (their entry has no digest).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub policies_unanchored: u64,
     /// The first problem found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -141,14 +147,21 @@ pub struct Verification {
     pub first_bad_seq: Option<u64>,
 }
 
-/// Recomputes the whole chain.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Recomputes the whole chain, then checks every stored policy document against it.
 pub fn verify(conn: &dyn Sql) -> Result<Verification, DbError> {
     let mut prev = GENESIS.to_string();
     let mut count = 0u64;
+    let mut anchors = policy_anchor::Anchors::new();
     let fail = |count: u64, seq: u64, error: String| Verification {
         ok: false,
         entries: count,
         head: None,
+        policies: 0,
+        policies_unanchored: 0,
         error: Some(error),
         first_bad_seq: Some(seq),
     };
@@ -179,6 +192,9 @@ pub fn verify(conn: &dyn Sql) -> Result<Verification, DbError> {
             if hash != e.hash {
                 return Ok(fail(count, e.seq, format!("entry {} was altered", e.seq)));
             }
+            if let Some((version, digest)) = policy_anchor::anchor_of(&e.action, &e.outcome, &e.details) {
+                anchors.insert(version, (e.seq, digest));
+            }
             prev = e.hash;
             count += 1;
         }
@@ -192,7 +208,19 @@ pub fn verify(conn: &dyn Sql) -> Result<Verification, DbError> {
         let at = recorded.as_ref().map_or(count, |(seq, _)| *seq);
         return Ok(fail(count, at, "the newest entries were removed (the chain head does not match)".into()));
     }
-    Ok(Verification { ok: true, entries: count, head: last.map(|(_, h)| h), error: None, first_bad_seq: None })
+    let policies = policy_anchor::check(conn, &anchors)?;
+    if let Some((seq, error)) = policies.problem {
+        return Ok(fail(count, seq, error));
+    }
+    Ok(Verification {
+        ok: true,
+        entries: count,
+        head: last.map(|(_, h)| h),
+        policies: policies.versions,
+        policies_unanchored: policies.unanchored,
+        error: None,
+        first_bad_seq: None,
+    })
 }
 
 #[cfg(test)]
@@ -239,7 +267,15 @@ mod tests {
         let db = Db::in_memory().unwrap();
         assert_eq!(
             verify(&db.conn()).unwrap(),
-            Verification { ok: true, entries: 0, head: None, error: None, first_bad_seq: None }
+            Verification {
+                ok: true,
+                entries: 0,
+                head: None,
+                policies: 0,
+                policies_unanchored: 0,
+                error: None,
+                first_bad_seq: None
+            }
         );
     }
 

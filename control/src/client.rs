@@ -10,18 +10,17 @@ use std::time::Duration;
 pub struct Client {
     base: String,
     token: Option<String>,
-    actor: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>, actor: Option<String>) -> Client {
+    pub fn new(base: &str, token: Option<String>) -> Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Client { base: base.trim_end_matches('/').to_string(), token, actor, agent }
+        Client { base: base.trim_end_matches('/').to_string(), token, agent }
     }
 
     /// Sends a request; a non-2xx reply becomes an error carrying the API's message.
@@ -31,9 +30,6 @@ impl Client {
             ureq::http::Request::builder().method(method).uri(&url).header("content-type", "application/json");
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(a) = &self.actor {
-            req = req.header("x-fusebox-actor", a);
         }
         let payload = body.map(Value::to_string).unwrap_or_default();
         let req = req.body(payload).map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 //! identity keys, operator holds) in SQLite, serves it to the filters, records the usage and
 //! breaker events they send, and keeps a hash-chained audit log of every change and trip.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod client;
@@ -10,7 +11,7 @@ pub mod db;
 pub mod error;
 pub mod fleet;
 pub mod ingest;
-pub mod nodes;
+pub mod policy_anchor;
 pub mod policy_ops;
 pub mod prometheus;
 pub mod report;

@@ -8,6 +8,7 @@ use crate::db::{self, Db};
 use crate::db::{DbError, Sql};
 use crate::error::ApiError;
 use crate::params;
+use crate::policy_anchor;
 use fusebox_engine::identity::{hex, sha256};
 use fusebox_engine::policy::{Forced, ForcedBreaker, Limits, Policy, TenantPolicy};
 use serde::{Deserialize, Serialize};
@@ -221,7 +222,12 @@ pub fn seed(db: &Db, mut policy: Policy, actor: &str, source: &str) -> Result<Po
                 action: "policy.seed",
                 reason_code: "policy_change",
                 outcome: "applied",
-                details: json!({"source": source, "after": redacted(&policy)}),
+                details: json!({
+                    "source": source,
+                    "version": 1,
+                    "doc_sha256": policy_anchor::doc_digest(&doc),
+                    "after": redacted(&policy)
+                }),
             },
         )?;
         Ok(policy)
@@ -241,6 +247,30 @@ fn record(tx: &dyn Sql, change: &Change, actor: &str, outcome: &str, details: Va
     audit::append(tx, entry).map(|_| ())
 }
 
+/// A write refused to a verified caller for want of a role.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub actor: String,
+    pub action: &'static str,
+    pub tenant: Option<String>,
+    pub details: Value,
+}
+
+/// Audits a refused write: who tried what, and the role they lacked.
+pub fn record_refusal(db: &Db, r: &Refusal) -> Result<(), ApiError> {
+    db.write(|tx| {
+        let entry = NewEntry {
+            tenant_id: r.tenant.as_deref(),
+            actor_id: &r.actor,
+            action: r.action,
+            reason_code: "insufficient_role",
+            outcome: "refused",
+            details: r.details.clone(),
+        };
+        audit::append(tx, entry).map(|_| ()).map_err(ApiError::from)
+    })
+}
+
 /// Applies `change` as `actor`: a new policy version, or an audited refusal.
 pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied), ApiError> {
     let result: Result<(Policy, Applied), ApiError> = db.write(|tx| {
@@ -255,12 +285,15 @@ pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied),
         let checked = Policy::from_json(doc.as_bytes()).map_err(ApiError::invalid_policy)?;
         db::insert_policy(tx, version, &doc, actor)?;
         let after = change.subject(&checked);
-        let details = match change {
+        let mut details = match change {
             Change::Breaker { reason, .. } => {
                 json!({"version": version, "before": before, "after": after, "reason": reason})
             }
             _ => json!({"version": version, "before": before, "after": after}),
         };
+        if let Some(fields) = details.as_object_mut() {
+            fields.insert("doc_sha256".into(), json!(policy_anchor::doc_digest(&doc)));
+        }
         record(tx, change, actor, "applied", details)?;
         // A reset or a hold closed is the breaker's real state from now on (every worker drops
         // the open state on the tenant's next request): show it, not the last reported `open`.

@@ -2,98 +2,29 @@
 //! In-process API tests (tower `oneshot`) over an in-memory database. One file, since every
 //! test builds on the same fixture and the same router.
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+mod common;
+
+use axum::http::StatusCode;
 use axum::Router;
+use common::*;
+use fusebox_control::access::nodes::NodeTokens;
 use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
-use fusebox_control::nodes::NodeTokens;
 use fusebox_control::{app, AppState, Config};
 use fusebox_engine::policy::Policy;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
-
-const ADMIN: &str = "admin-token-0123";
-const FILTER: &str = "filter-token-0123";
-
-const POLICY: &str = r#"{"identity": {"jwt": {"issuer": "i", "audiences": ["a"],
-    "keys": [{"alg": "HS256", "secret": "0123456789abcdef"}]}},
-    "tenants": {"acme": {"tokens_60s": 100}},
-    "prices": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}}}"#;
 
 fn service_on(db: Db, escalation: Escalation) -> Router {
-    service_with(db, escalation, NodeTokens::default())
-}
-
-fn service_with(db: Db, escalation: Escalation, node_tokens: NodeTokens) -> Router {
-    let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
-    let config = Config {
-        admin_token: Some(ADMIN.into()),
-        filter_token: Some(FILTER.into()),
-        node_tokens,
-        escalation,
-        metrics_max_tenants: 0,
-        fleet_redis: None,
-    };
-    app(AppState::new(db, Some((seed, "test".into())), config).unwrap())
-}
-
-/// A fresh database: in memory, or with `FUSEBOX_TEST_DATABASE=postgres` (the second run of
-/// `make test`) a new database on a real PostgreSQL server the test process starts.
-fn new_db() -> Db {
-    match std::env::var("FUSEBOX_TEST_DATABASE").as_deref() {
-        Ok("postgres") => {
-            static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let url = fusebox_integration::Postgres::shared().create_database(&format!("api_{n}"));
-            Db::postgres(&url).unwrap()
-        }
-        Ok(other) => panic!("FUSEBOX_TEST_DATABASE={other}: expected postgres"),
-        Err(_) => Db::in_memory().unwrap(),
-    }
+    serve(db, Config { escalation, ..config() })
 }
 
 fn service() -> Router {
     service_on(new_db(), Escalation::default())
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> Resp {
-    let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Resp { status, headers, body }
-}
-
+/// A write by alice, an operator with the admin role.
 async fn admin(app: &Router, method: &str, uri: &str, body: &str) -> Resp {
-    call(app, method, uri, Some(ADMIN), &[("x-fusebox-actor", "alice")], body).await
-}
-
-async fn read(app: &Router, uri: &str) -> Resp {
-    call(app, "GET", uri, Some(FILTER), &[], "").await
+    call(app, method, uri, Some(ALICE), &[], body).await
 }
 
 #[tokio::test]
@@ -110,15 +41,15 @@ async fn policy_is_served_with_version_and_etag_and_honours_if_none_match() {
 }
 
 #[tokio::test]
-async fn reads_need_a_token_and_writes_need_the_admin_token() {
+async fn reads_need_a_token_and_writes_need_an_operator_with_the_role() {
     let app = service();
     assert_eq!(call(&app, "GET", "/v1/policy", None, &[], "").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&app, "GET", "/v1/policy", Some("wrong"), &[], "").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&app, "GET", "/v1/policy", Some(ADMIN), &[], "").await.status, StatusCode::OK);
     let body = r#"{"tokens_60s": 5}"#;
     let r = call(&app, "PUT", "/v1/tenants/acme", Some(FILTER), &[], body).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the filter token cannot write");
-    assert_eq!(r.json()["error"]["code"], "unauthorized");
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the filter token cannot write");
+    assert_eq!(r.json()["error"]["code"], "forbidden");
     assert_eq!(call(&app, "PUT", "/v1/tenants/acme", None, &[], body).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&app, "GET", "/healthz", None, &[], "").await.status, StatusCode::OK);
     assert_eq!(read(&app, "/v1/policy").await.json()["version"], 1, "refused writes change nothing");
@@ -204,7 +135,7 @@ async fn breaker_commands_set_and_release_the_operator_hold() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let p = read(&app, "/v1/policy").await.json();
     assert_eq!(p["tenants"]["acme"]["forced"]["state"], "open");
-    assert_eq!(p["tenants"]["acme"]["forced"]["actor"], "admin:alice");
+    assert_eq!(p["tenants"]["acme"]["forced"]["actor"], "alice");
     assert_eq!(p["tenants"]["acme"]["tokens_60s"], 100, "overrides untouched");
     // Editing the overrides keeps the hold; only the breaker endpoint releases it.
     admin(&app, "PUT", "/v1/tenants/acme", r#"{"tokens_60s": 300}"#).await;
@@ -228,7 +159,7 @@ async fn breaker_commands_set_and_release_the_operator_hold() {
     let first = &audit["entries"][0];
     assert_eq!(first["reason_code"], "kill_switch");
     assert_eq!(first["details"]["reason"], "runaway loop");
-    assert_eq!(first["actor_id"], "admin:alice");
+    assert_eq!(first["actor_id"], "alice");
 }
 
 fn usage_event(tenant: &str, model: &str, input: u64, output: u64) -> Value {
@@ -322,11 +253,11 @@ async fn transitions_are_audited_and_repeated_trips_escalate() {
 #[tokio::test]
 async fn metrics_keep_cardinality_bounded() {
     let seed = Policy::from_json(POLICY.as_bytes()).unwrap();
-    let config = Config { admin_token: Some(ADMIN.into()), metrics_max_tenants: 3, ..Config::default() };
+    let config = Config { filter_token: Some(FILTER.into()), metrics_max_tenants: 3, ..Config::default() };
     let app = app(AppState::new(new_db(), Some((seed, "t".into())), config).unwrap());
     let events: Vec<Value> = (0..10).map(|i| usage_event(&format!("t{i}"), "m", 100 * (i + 1), 0)).collect();
     let batch = json!({"batch_id": "b", "source": "s", "events": events}).to_string();
-    assert_eq!(call(&app, "POST", "/v1/events", Some(ADMIN), &[], &batch).await.status, StatusCode::OK);
+    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await.status, StatusCode::OK);
     let m = call(&app, "GET", "/metrics", None, &[], "").await.text();
     let series = m.lines().filter(|l| l.starts_with("fusebox_tenant_requests_total")).count();
     assert_eq!(series, 4, "3 tenants + _other:\n{m}");
@@ -383,9 +314,13 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
     let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &sneaky.to_string()).await;
     assert_eq!((r.json()["accepted"].as_u64(), r.json()["ignored"].as_u64()), (Some(1), Some(1)));
     // Writes with a bearer that is a prefix of the admin token, or the filter token, are refused.
-    for token in [&ADMIN[..ADMIN.len() - 1], FILTER, ""] {
+    for (token, status) in [
+        (&ADMIN[..ADMIN.len() - 1], StatusCode::UNAUTHORIZED),
+        (FILTER, StatusCode::FORBIDDEN),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
         let r = call(&app, "POST", "/v1/tenants/acme/breaker", Some(token), &[], r#"{"action": "open"}"#).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(r.status, status, "{token:?}");
     }
     let r = admin(
         &app,
@@ -517,7 +452,7 @@ async fn with_node_tokens_each_envoy_speaks_only_for_itself() {
         fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"token-a")),
         fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(b"token-b"))
     );
-    let app = service_with(new_db(), Escalation::default(), NodeTokens::parse(&nodes).unwrap());
+    let app = serve(new_db(), Config { node_tokens: NodeTokens::parse(&nodes).unwrap(), ..config() });
     let batch = |id: &str, source: &str| {
         json!({"batch_id": id, "source": source, "events": [usage_event("acme", "m", 5, 5)]}).to_string()
     };
@@ -567,7 +502,7 @@ async fn the_breaker_state_shown_is_the_real_one_after_a_cooldown_or_an_operator
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let tenant = read(&app, "/v1/tenants/acme").await.json();
     assert_eq!(tenant["breaker"]["state"], "closed", "{tenant}");
-    assert_eq!(tenant["breaker"]["source"], "operator:admin:alice");
+    assert_eq!(tenant["breaker"]["source"], "operator:alice");
     // A report from before the reset arriving late does not bring `open` back.
     let late = json!({"batch_id": "t4", "source": "envoy-1", "events": [trip(now - 5_000)]});
     assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &late.to_string()).await.status, StatusCode::OK);

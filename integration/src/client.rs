@@ -89,7 +89,6 @@ impl Stack {
             .uri(self.control_url(path))
             .header("authorization", format!("Bearer {DEMO_ADMIN_TOKEN}"))
             .header("content-type", "application/json")
-            .header("x-fusebox-actor", "e2e")
             .body(body.to_string());
         match req {
             Ok(req) => Resp::from(self.agent.run(req)),

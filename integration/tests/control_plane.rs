@@ -93,7 +93,7 @@ fn the_kill_switch_stops_one_tenant_within_two_seconds_and_reset_restores_it() {
     let actions: Vec<&str> =
         audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["breaker.open", "breaker.reset"]);
-    assert_eq!(audit["entries"][0]["actor_id"], "admin:e2e");
+    assert_eq!(audit["entries"][0]["actor_id"], "admin", "the legacy admin token is the operator `admin`");
 }
 
 /// A stack whose free tier allows 300 tokens per 60 s, with acme over it (breaker open).
@@ -122,30 +122,48 @@ fn a_breaker_held_closed_lets_an_over_limit_tenant_through() {
     assert_eq!(status["breaker"]["forced"], "closed");
 }
 
-fn cli(stack: &Stack, args: &[&str]) -> (bool, String) {
+/// Carol's own token: she is an operator (breaker, reads), not an admin.
+const CAROL: &str = "carol-operator-token";
+
+fn cli_as(stack: &Stack, token: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(sibling_binary("fusebox-control").unwrap())
         .args(args)
         .env("FUSEBOX_CONTROL_URL", stack.control_url(""))
-        .env("FUSEBOX_ADMIN_TOKEN", DEMO_ADMIN_TOKEN)
-        .env("USER", "carol")
+        .env("FUSEBOX_ADMIN_TOKEN", token)
+        .env("USER", "mallory")
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
+fn cli(stack: &Stack, args: &[&str]) -> (bool, String) {
+    cli_as(stack, DEMO_ADMIN_TOKEN, args)
+}
+
 #[test]
 fn the_cli_drives_the_api_with_readable_output() {
-    let stack = Stack::start(&demo_policy(json!({"free": generous(), "pro": generous()}), json!({})));
+    let policy = demo_policy(json!({"free": generous(), "pro": generous()}), json!({}));
+    let stack = Stack::start_custom(&policy, 2, |dir| {
+        let digest = fusebox_engine::identity::hex(&fusebox_engine::identity::sha256(CAROL.as_bytes()));
+        let operators = dir.join("operators");
+        std::fs::write(&operators, format!("# name role sha256\ncarol operator {digest}\n")).unwrap();
+        (Stack::demo_bootstrap(), vec!["--operators".into(), operators.display().to_string()])
+    });
     stack.wait_policy_version(1);
     let acme = token("acme", None);
-    let (ok, out) = cli(&stack, &["breaker", "open", "acme", "--reason", "incident 42"]);
+    let (ok, out) = cli_as(&stack, CAROL, &["whoami"]);
+    assert!(ok && out.trim() == "carol (operator)", "{out}");
+    let (ok, out) = cli_as(&stack, CAROL, &["breaker", "open", "acme", "--reason", "incident 42"]);
     assert!(ok, "{out}");
     assert!(out.contains("tenant 'acme' breaker open"), "{out}");
     wait_until("the CLI's kill switch", 5, || chat(&stack, &acme, 1, 1).status == 429);
-    let (ok, out) = cli(&stack, &["tenant", "show", "acme"]);
-    assert!(ok && out.contains("forced   open by admin:carol") && out.contains("incident 42"), "{out}");
-    let (ok, out) = cli(&stack, &["breaker", "reset", "acme"]);
+    let (ok, out) = cli_as(&stack, CAROL, &["tenant", "show", "acme"]);
+    assert!(ok && out.contains("forced   open by carol") && out.contains("incident 42"), "{out}");
+    // An operator runs the breaker but cannot change the policy.
+    let (ok, out) = cli_as(&stack, CAROL, &["tier", "set", "pro", "--set", "requests_10s=1"]);
+    assert!(!ok && out.contains("403") && out.contains("admin role"), "{out}");
+    let (ok, out) = cli_as(&stack, CAROL, &["breaker", "reset", "acme"]);
     assert!(ok, "{out}");
     let (ok, out) = cli(&stack, &["tenant", "set", "acme", "--tier", "pro", "--set", "tokens_60s=123456"]);
     assert!(ok, "{out}");
@@ -179,7 +197,10 @@ fn the_cli_drives_the_api_with_readable_output() {
     let (ok, out) = cli(&stack, &["tenant", "list"]);
     assert!(ok && out.lines().any(|l| l.starts_with("acme") && l.contains("pro")), "{out}");
     let (ok, out) = cli(&stack, &["audit", "--tenant", "acme"]);
-    assert!(ok && out.contains("breaker.open") && out.contains("admin:carol"), "{out}");
+    assert!(ok && out.contains("breaker.open") && out.contains("carol") && !out.contains("mallory"), "{out}");
+    let (_, out) = cli(&stack, &["audit"]);
+    let refused = out.lines().find(|l| l.contains("tier.put") && l.contains("carol")).unwrap_or_default();
+    assert!(refused.contains("carol") && refused.contains("refused"), "the refused change is on the record: {out}");
     let (ok, out) = cli(&stack, &["audit", "verify"]);
     assert!(ok && out.contains("audit log intact"), "{out}");
     let (ok, out) = cli(&stack, &["breaker", "open", "acme", "--token", "wrong"]);
@@ -195,10 +216,26 @@ fn tampering_with_the_audit_log_in_the_database_file_is_detected() {
         version(&stack.control("POST", "/v1/tenants/acme/breaker", &body));
     }
     let v = stack.control_get("/v1/audit/verify");
-    assert_eq!((v["ok"].as_bool(), v["entries"].as_u64()), (Some(true), Some(4)), "{v}");
-    // Edit the reason of entry 2 directly in the file, as someone with disk access could.
+    assert_eq!(
+        (v["ok"].as_bool(), v["entries"].as_u64(), v["policies"].as_u64()),
+        (Some(true), Some(4), Some(4)),
+        "{v}"
+    );
     let db = rusqlite::Connection::open(&stack.db).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
+    // Lift the kill switch in the stored policy itself (the policy table has no guard).
+    let edited = "UPDATE policy_versions SET doc = replace(doc, '\"open\"', '\"closed\"') WHERE version = 4";
+    assert_eq!(db.execute(edited, []).unwrap(), 1);
+    let v = stack.control_get("/v1/audit/verify");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(
+        (v["first_bad_seq"].as_u64(), v["error"].as_str()),
+        (Some(4), Some("stored policy version 4 was altered"))
+    );
+    let undo = "UPDATE policy_versions SET doc = replace(doc, '\"closed\"', '\"open\"') WHERE version = 4";
+    db.execute(undo, []).unwrap();
+    assert_eq!(stack.control_get("/v1/audit/verify")["ok"], true, "put back exactly, it verifies again");
+    // Edit the reason of entry 2 directly in the file, as someone with disk access could.
     assert!(db.execute("UPDATE audit SET outcome = 'rejected' WHERE seq = 2", []).is_err(), "the table refuses edits");
     db.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET outcome = 'rejected' WHERE seq = 2;").unwrap();
     let v = stack.control_get("/v1/audit/verify");

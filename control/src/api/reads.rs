@@ -21,6 +21,11 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"ok": true, "policy_version": state.served().policy.version}))
 }
 
+/// `GET /v1/whoami`: the verified caller (`401` for an unknown token).
+pub(super) async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    Ok(Json(require_reader(&state.0.config, &headers)?.describe()))
+}
+
 /// The longest a `GET /v1/policy?wait=S` is held.
 pub(super) const MAX_WAIT_S: u64 = 60;
 

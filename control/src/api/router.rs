@@ -4,7 +4,7 @@ use super::events::post_events;
 use super::fleet::post_fleet_sync;
 use super::reads::{
     dashboard_page, get_audit, get_audit_verify, get_dashboard, get_policy, get_tenant, get_usage, healthz,
-    list_tenants, metrics,
+    list_tenants, metrics, whoami,
 };
 use super::state::AppState;
 use super::writes::{delete_tenant, delete_tier, post_breaker, put_policy, put_tenant, put_tier};
@@ -16,6 +16,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/policy", get(get_policy).put(put_policy))
         .route("/v1/tiers/{tier}", put(put_tier).delete(delete_tier))
         .route("/v1/tenants", get(list_tenants))

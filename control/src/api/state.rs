@@ -13,12 +13,15 @@ use std::sync::{Arc, RwLock};
 /// How the service is run (from the command line).
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Required for every write; without it the admin API is disabled.
+    /// The operator `admin`, with the admin role (a named operator in `operators` is better:
+    /// the audit log then says who it was).
     pub admin_token: Option<String>,
+    /// Named operators and their roles (`--operators FILE`, reread when it changes).
+    pub operators: crate::access::operators::Source,
     /// For the filter: read the policy and post events (the admin token works too).
     pub filter_token: Option<String>,
     /// Per-Envoy tokens; when any is set, events are accepted only from the node they name.
-    pub node_tokens: crate::nodes::NodeTokens,
+    pub node_tokens: crate::access::nodes::NodeTokens,
     pub escalation: Escalation,
     pub metrics_max_tenants: usize,
     /// Redis URL for the fleet counters (several control replicas); `None`: in memory.

@@ -1,10 +1,11 @@
 //! The admin writes: each one authorized, idempotent by `Idempotency-Key`, applied as one
 //! policy change (validated by the engine, audited) and then served.
 
-use super::auth::{actor, require_admin};
+use super::auth::require_role;
 use super::idempotency;
 use super::reads::valid_tenant;
 use super::state::AppState;
+use crate::access::operators::Role;
 use crate::error::ApiError;
 use crate::policy_ops::{self, BreakerAction, Change};
 use axum::body::Bytes;
@@ -37,17 +38,57 @@ fn json_response(status: u16, body: &Value, replayed: bool) -> Response {
     resp
 }
 
-/// Runs an admin write: authorization, `Idempotency-Key`, the change, the new policy served.
+/// A write as the router sees it, before its body is read.
+struct Write {
+    method: Method,
+    path: String,
+    /// The role it needs.
+    need: Role,
+    /// What the audit log calls it when it is refused.
+    action: &'static str,
+    tenant: Option<String>,
+}
+
+impl Write {
+    fn new(method: Method, path: String, need: Role, action: &'static str) -> Write {
+        Write { method, path, need, action, tenant: None }
+    }
+
+    fn of_tenant(self, tenant: &str) -> Write {
+        Write { tenant: Some(tenant.to_string()), ..self }
+    }
+}
+
+/// The verified operator making `w`; a verified caller without the role is refused and the
+/// refusal is audited.
+async fn authorize(state: &AppState, headers: &HeaderMap, w: &Write) -> Result<String, ApiError> {
+    let refused = match require_role(&state.0.config, headers, w.need) {
+        Ok(operator) => return Ok(operator.name),
+        Err(r) => r,
+    };
+    if let Some((actor, role)) = refused.actor {
+        tracing::warn!("refused {} {} to '{actor}' ({role})", w.method, w.path);
+        let refusal = policy_ops::Refusal {
+            actor,
+            action: w.action,
+            tenant: w.tenant.clone(),
+            details: json!({"method": w.method.as_str(), "path": w.path, "role": role, "needs": w.need.as_str()}),
+        };
+        state.blocking(move |inner| policy_ops::record_refusal(&inner.db, &refusal)).await?;
+    }
+    Err(refused.error)
+}
+
+/// Runs an operator's write: authorization, `Idempotency-Key`, the change, the new policy served.
 async fn write(
     state: AppState,
     headers: HeaderMap,
-    method: Method,
-    path: String,
+    w: Write,
     body: Bytes,
     change: impl FnOnce(&[u8]) -> Result<Change, ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    require_admin(&state.0.config, &headers)?;
-    let actor = actor(&headers);
+    let actor = authorize(&state, &headers, &w).await?;
+    let Write { method, path, .. } = w;
     let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
         Some(Ok(k)) if !k.is_empty() && k.len() <= 128 => Some(k.to_string()),
@@ -94,7 +135,8 @@ pub(super) async fn put_policy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    write(state, headers, Method::PUT, "/v1/policy".into(), body, |b| {
+    let w = Write::new(Method::PUT, "/v1/policy".into(), Role::Admin, "policy.replace");
+    write(state, headers, w, body, |b| {
         let policy = Policy::from_json(b).map_err(ApiError::invalid_policy)?;
         Ok(Change::ReplacePolicy(Box::new(policy)))
     })
@@ -107,8 +149,8 @@ pub(super) async fn put_tier(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v1/tiers/{tier}");
-    write(state, headers, Method::PUT, path, body, move |b| {
+    let w = Write::new(Method::PUT, format!("/v1/tiers/{tier}"), Role::Admin, "tier.put");
+    write(state, headers, w, body, move |b| {
         let limits = parse_body(b, &format!("tiers.{tier}"), Limits::from_json)?;
         Ok(Change::PutTier(tier, Box::new(limits)))
     })
@@ -120,8 +162,8 @@ pub(super) async fn delete_tier(
     Path(tier): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v1/tiers/{tier}");
-    write(state, headers, Method::DELETE, path, Bytes::new(), move |_| Ok(Change::DeleteTier(tier))).await
+    let w = Write::new(Method::DELETE, format!("/v1/tiers/{tier}"), Role::Admin, "tier.delete");
+    write(state, headers, w, Bytes::new(), move |_| Ok(Change::DeleteTier(tier))).await
 }
 
 pub(super) async fn put_tenant(
@@ -131,8 +173,8 @@ pub(super) async fn put_tenant(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     valid_tenant(&tenant)?;
-    let path = format!("/v1/tenants/{tenant}");
-    write(state, headers, Method::PUT, path, body, move |b| {
+    let w = Write::new(Method::PUT, format!("/v1/tenants/{tenant}"), Role::Admin, "tenant.put").of_tenant(&tenant);
+    write(state, headers, w, body, move |b| {
         let entry = parse_body(b, &format!("tenants.{tenant}"), TenantPolicy::from_json)?;
         Ok(Change::PutTenant(tenant, Box::new(entry)))
     })
@@ -145,8 +187,9 @@ pub(super) async fn delete_tenant(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     valid_tenant(&tenant)?;
-    let path = format!("/v1/tenants/{tenant}");
-    write(state, headers, Method::DELETE, path, Bytes::new(), move |_| Ok(Change::DeleteTenant(tenant))).await
+    let w =
+        Write::new(Method::DELETE, format!("/v1/tenants/{tenant}"), Role::Admin, "tenant.delete").of_tenant(&tenant);
+    write(state, headers, w, Bytes::new(), move |_| Ok(Change::DeleteTenant(tenant))).await
 }
 
 #[derive(Deserialize)]
@@ -164,8 +207,9 @@ pub(super) async fn post_breaker(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     valid_tenant(&tenant)?;
-    let path = format!("/v1/tenants/{tenant}/breaker");
-    write(state, headers, Method::POST, path, body, move |b| {
+    let w =
+        Write::new(Method::POST, format!("/v1/tenants/{tenant}/breaker"), Role::Operator, "breaker").of_tenant(&tenant);
+    write(state, headers, w, body, move |b| {
         let cmd: BreakerCommand = serde_json::from_slice(b).map_err(|e| {
             ApiError::bad_request(
                 "",

@@ -18,17 +18,15 @@ pub(crate) struct Remote {
     /// Base URL of fusebox-control.
     #[arg(long, global = true, env = "FUSEBOX_CONTROL_URL", default_value = "http://127.0.0.1:8090")]
     pub(crate) url: String,
-    /// Admin bearer token (reads also accept the filter token).
+    /// Your bearer token: your own from the operators file (the audit log names you), or the
+    /// admin token.
     #[arg(long, global = true, env = "FUSEBOX_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
-    /// Name recorded as the actor in the audit log (default: $USER).
-    #[arg(long, global = true, env = "USER")]
-    pub(crate) actor: Option<String>,
 }
 
 impl Remote {
     pub(crate) fn client(&self) -> Client {
-        Client::new(&self.url, self.token.clone(), self.actor.clone())
+        Client::new(&self.url, self.token.clone())
     }
 }
 
@@ -86,6 +84,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Who your token is, and its role.
+    Whoami {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Usage per tenant and model over a time range.
     Usage {
         #[arg(long)]
@@ -130,12 +133,16 @@ pub(crate) struct ServeArgs {
     /// Policy file (JSON) to seed an empty database with; ignored once the database has one.
     #[arg(long, env = "FUSEBOX_POLICY")]
     pub(crate) policy: Option<PathBuf>,
-    /// Token required for every write (admin API disabled without it).
+    /// A token with the admin role, audited as the operator `admin` (prefer --operators).
     #[arg(long, env = "FUSEBOX_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
     /// File holding the admin token (first line).
     #[arg(long, env = "FUSEBOX_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub(crate) admin_token_file: Option<PathBuf>,
+    /// Named operators: lines `<name> <viewer|operator|admin> <sha256 hex of their token>`,
+    /// reread when the file changes. Writes are disabled without this or --admin-token.
+    #[arg(long, env = "FUSEBOX_OPERATORS")]
+    pub(crate) operators: Option<PathBuf>,
     /// Token for the filter: reads the policy and posts events (reads need a token once any is set).
     #[arg(long, alias = "read-token", env = "FUSEBOX_FILTER_TOKEN", hide_env_values = true)]
     pub(crate) filter_token: Option<String>,

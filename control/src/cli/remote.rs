@@ -140,6 +140,13 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             let r = remote.client().call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
             say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
+        Command::Whoami { remote } => {
+            let w = remote.client().call("GET", "/v1/whoami", None)?;
+            match (w["name"].as_str(), w["role"].as_str()) {
+                (Some(name), Some(role)) => say!("{name} ({role})"),
+                _ => say!("{} ({})", w["kind"].as_str().unwrap_or("?"), w["may"].as_str().unwrap_or("?")),
+            }
+        }
         Command::Usage { tenant, model, from, to, json, remote } => {
             let q = query(&[("tenant", &tenant), ("model", &model), ("from", &from), ("to", &to)]);
             let u = remote.client().call("GET", &format!("/v1/usage{q}"), None)?;

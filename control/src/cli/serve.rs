@@ -2,15 +2,19 @@
 
 use super::args::ServeArgs;
 use super::local::load;
+use fusebox_control::access::nodes::NodeTokens;
+use fusebox_control::access::operators;
 use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
-use fusebox_control::nodes::NodeTokens;
 use fusebox_control::{app, AppState, Config};
 use std::time::Duration;
 
 /// How often a replica looks for policy versions stored by another replica of the same
 /// database: what a change made on one replica adds before Envoys polling another see it.
 const POLICY_FOLLOW: Duration = Duration::from_millis(50);
+
+/// How often the operators file is read again: how long a rotated or removed token still works.
+const OPERATORS_REREAD: Duration = Duration::from_secs(1);
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     let admin_token = match (&args.admin_token, &args.admin_token_file) {
@@ -21,8 +25,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         (None, None) => None,
     };
-    if admin_token.is_none() {
-        tracing::warn!("no admin token: the admin API is disabled (read-only service)");
+    let operators = match &args.operators {
+        Some(path) => {
+            let source = operators::Source::file(path.clone())?;
+            tracing::info!("{} operator tokens from {}", source.current().len(), path.display());
+            source
+        }
+        None => operators::Source::default(),
+    };
+    if admin_token.is_none() && operators.current().is_empty() {
+        tracing::warn!("no operators and no admin token: writes are disabled (read-only service)");
     }
     let seed = match &args.policy {
         Some(path) => Some((load(path)?, path.display().to_string())),
@@ -47,6 +59,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let config = Config {
         admin_token,
+        operators: operators.clone(),
         filter_token: args.filter_token.clone(),
         node_tokens,
         escalation: Escalation { trips: args.escalate_trips.max(1), window_s: args.escalate_window_s.max(1) },
@@ -55,6 +68,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let state = AppState::new(db, seed, config)?;
     tokio::spawn(state.clone().follow_database(POLICY_FOLLOW));
+    tokio::spawn(operators.watch(OPERATORS_REREAD));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
     tracing::info!(

@@ -4,7 +4,8 @@
 //! a leaked token cannot speak for another Envoy and every event is attributable; the shared
 //! filter token can then read the policy but not post events.
 
-use fusebox_engine::identity::{parse_digest, sha256};
+use super::lines::entries;
+use fusebox_engine::identity::sha256;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default)]
@@ -18,22 +19,14 @@ impl NodeTokens {
     /// `fusebox-control hash-key` prints the digest). Errors name the line.
     pub fn parse(text: &str) -> Result<NodeTokens, String> {
         let mut by_digest = HashMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or_default().trim();
-            if line.is_empty() {
-                continue;
-            }
-            let at = n + 1;
-            let mut fields = line.split_whitespace();
-            let (Some(node), Some(hex), None) = (fields.next(), fields.next(), fields.next()) else {
-                return Err(format!("line {at}: expected `<node id> <sha256 hex of its token>`"));
-            };
+        for line in entries::<1>(text, "<node id>")? {
+            let [node] = line.fields;
+            let node = node.to_string();
             if node.len() > 256 || !node.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!("line {at}: node ids are 1-256 printable characters"));
+                return Err(format!("line {}: node ids are 1-256 printable characters", line.at));
             }
-            let digest = parse_digest(hex).ok_or_else(|| format!("line {at}: the digest must be 64 hex digits"))?;
-            if by_digest.insert(digest, node.to_string()).is_some() {
-                return Err(format!("line {at}: the same token is listed twice"));
+            if by_digest.insert(line.digest, node).is_some() {
+                return Err(format!("line {}: the same token is listed twice", line.at));
             }
         }
         Ok(NodeTokens { by_digest })
