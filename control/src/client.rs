@@ -5,7 +5,9 @@
 use crate::timefmt;
 use serde_json::Value;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 
 pub struct Client {
     base: String,
@@ -13,14 +15,57 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// How the CLI trusts an https:// control and proves itself to one that requires it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The CA of control's certificate (PEM); `None`: the public web roots.
+    pub ca: Option<PathBuf>,
+    /// A client certificate chain and its key (PEM), for mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let pem = read_pem(path)?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(format!("{}: {e}", path.display()))),
+        })
+        .collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<TlsConfig, String> {
+        let mut tls = TlsConfig::builder();
+        if let Some(ca) = &self.ca {
+            tls = tls.root_certs(RootCerts::new_with_certs(&pem_certs(ca)?));
+        }
+        if let Some((cert, key)) = &self.identity {
+            let key = PrivateKey::from_pem(&read_pem(key)?).map_err(|e| format!("{}: {e}", key.display()))?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&pem_certs(cert)?, key)));
+        }
+        Ok(tls.build())
+    }
+}
+
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> Client {
+    pub fn new(base: &str, token: Option<String>, tls: &ClientTls) -> Result<Client, String> {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(tls.config()?)
             .build()
             .into();
-        Client { base: base.trim_end_matches('/').to_string(), token, agent }
+        Ok(Client { base: base.trim_end_matches('/').to_string(), token, agent })
     }
 
     /// Sends a request; a non-2xx reply becomes an error carrying the API's message.

@@ -16,5 +16,6 @@ pub mod policy_ops;
 pub mod prometheus;
 pub mod report;
 pub mod timefmt;
+pub mod tls;
 
 pub use api::{app, AppState, Config};

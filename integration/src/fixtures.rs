@@ -75,6 +75,17 @@ pub fn demo_bootstrap_with(control: &str, singleton: &str) -> String {
     demo.replace(plain, &format!(r#""token": "fusebox-demo-filter-token"{control}}}{singleton}}}}}'"#))
 }
 
+/// `bootstrap` (a template like `envoy/demo.yaml`, which ends with its control cluster) with
+/// that cluster replaced by the one in `envoy/snippets/<snippet>` (its comment lines dropped).
+pub fn with_control_cluster(bootstrap: &str, snippet: &str) -> String {
+    let path = crate::paths::workspace_root().join("envoy/snippets").join(snippet);
+    let cluster = std::fs::read_to_string(&path).unwrap_or_default();
+    let cluster: String = cluster.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let kept = bootstrap.find("  - name: fusebox_control\n").and_then(|at| bootstrap.get(..at));
+    assert!(kept.is_some() && !cluster.is_empty(), "no control cluster to replace, or {} is empty", path.display());
+    format!("{}{cluster}", kept.unwrap_or_default())
+}
+
 /// Fills `${NAME}` placeholders.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))

@@ -9,6 +9,7 @@ mod client;
 mod fixtures;
 mod foreground;
 mod paths;
+mod pki;
 mod ports;
 mod servers;
 mod stack;
@@ -16,10 +17,11 @@ mod stack;
 pub use client::{envoy_stat, Resp};
 pub use fixtures::{
     demo_bootstrap_with, demo_policy, fleet_bootstrap, generous, now_s, observed, render, token, wait_until,
-    DEMO_ADMIN_TOKEN, DEMO_AUDIENCE, DEMO_FILTER_TOKEN, DEMO_ISSUER, DEMO_SECRET,
+    with_control_cluster, DEMO_ADMIN_TOKEN, DEMO_AUDIENCE, DEMO_FILTER_TOKEN, DEMO_ISSUER, DEMO_SECRET,
 };
 pub use foreground::run_until_stopped;
 pub use paths::{envoy_binary, on_path, sibling_binary, wasm_path, work_dir, workspace_root, WorkDir};
+pub use pki::{CertFiles, Pki};
 pub use ports::{free_port, Ports};
 pub use servers::{Postgres, Redis};
 pub use stack::{Stack, StackOptions};

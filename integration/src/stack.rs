@@ -196,10 +196,19 @@ impl Stack {
         self.wait_control(port);
     }
 
-    fn wait_control(&self, port: u16) {
+    /// Whether control answers on `port`. Over TLS the harness has no certificate to ask with:
+    /// control binds its port once its certificates are loaded, so a connection is the sign.
+    fn control_up(&self, port: u16) -> bool {
+        if self.control_args.iter().any(|a| a == "--tls-cert") {
+            return std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        }
         let url = format!("http://127.0.0.1:{port}/healthz");
+        self.agent.get(&url).call().is_ok_and(|r| r.status() == 200)
+    }
+
+    fn wait_control(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+        while !self.control_up(port) {
             assert!(Instant::now() < deadline, "fusebox-control on port {port} did not answer");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -350,16 +359,20 @@ impl Stack {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let checks = [
-            format!("http://127.0.0.1:{}/healthz", self.ports.mock),
-            format!("http://127.0.0.1:{}/healthz", self.ports.control),
-            format!("http://127.0.0.1:{}/ready", self.ports.admin),
+            (format!("http://127.0.0.1:{}/healthz", self.ports.mock), false),
+            (format!("control on port {}", self.ports.control), true),
+            (format!("http://127.0.0.1:{}/ready", self.ports.admin), false),
         ];
-        for url in &checks {
+        for (url, control) in &checks {
             loop {
                 if let Some((name, status)) = self.exited() {
                     return Err(format!("{name} exited ({status}) during start-up; logs in {}", self.dir.display()));
                 }
-                if self.agent.get(url).call().is_ok_and(|r| r.status() == 200) {
+                let up = match control {
+                    true => self.control_up(self.ports.control),
+                    false => self.agent.get(url).call().is_ok_and(|r| r.status() == 200),
+                };
+                if up {
                     break;
                 }
                 if Instant::now() > deadline {

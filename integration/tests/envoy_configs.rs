@@ -44,8 +44,8 @@ fn yaml_files(dir: PathBuf, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            // Kubernetes manifests, not Envoy bootstraps (their filter configs are checked below).
-            if !path.ends_with("istio/k8s") {
+            // Kubernetes manifests and cluster snippets, not Envoy bootstraps (both are checked below).
+            if !path.ends_with("istio/k8s") && !path.ends_with("snippets") {
                 yaml_files(path, out);
             }
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
@@ -70,6 +70,19 @@ fn every_envoy_yaml_validates_with_the_real_envoy() {
         if let Err(output) = validate(&rendered) {
             panic!("{} does not validate:\n{output}", file.display());
         }
+    }
+}
+
+#[test]
+fn the_mtls_control_cluster_validates_in_place_of_the_demo_one() {
+    let dir = work_dir();
+    let pki = fusebox_integration::Pki::create(&dir).unwrap();
+    let demo = std::fs::read_to_string(workspace_root().join("envoy/demo.yaml")).unwrap();
+    let spliced = fusebox_integration::with_control_cluster(&demo, "control-cluster-mtls.yaml");
+    assert!(spliced.contains("UpstreamTlsContext") && spliced.contains("${CONTROL_CA}"), "{spliced}");
+    let rendered = render_into(&dir, "control-mtls.yaml", &render(&spliced, &pki.envoy_vars()));
+    if let Err(output) = validate(&rendered) {
+        panic!("envoy/snippets/control-cluster-mtls.yaml does not validate:\n{output}");
     }
 }
 

@@ -2,7 +2,7 @@
 //! operator commands that call a running control service.
 
 use clap::{Args, Parser, Subcommand};
-use fusebox_control::client::Client;
+use fusebox_control::client::{Client, ClientTls};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -22,11 +22,22 @@ pub(crate) struct Remote {
     /// admin token.
     #[arg(long, global = true, env = "FUSEBOX_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// For an https:// URL: the CA that signed control's certificate (PEM; default: the
+    /// public web roots).
+    #[arg(long, global = true, env = "FUSEBOX_CONTROL_CA")]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// Your client certificate (PEM), when control requires one; needs --client-key.
+    #[arg(long, global = true, env = "FUSEBOX_CONTROL_CLIENT_CERT", requires = "client_key")]
+    pub(crate) client_cert: Option<PathBuf>,
+    #[arg(long, global = true, env = "FUSEBOX_CONTROL_CLIENT_KEY", requires = "client_cert")]
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 impl Remote {
-    pub(crate) fn client(&self) -> Client {
-        Client::new(&self.url, self.token.clone())
+    pub(crate) fn client(&self) -> Result<Client, String> {
+        let tls =
+            ClientTls { ca: self.ca_cert.clone(), identity: self.client_cert.clone().zip(self.client_key.clone()) };
+        Client::new(&self.url, self.token.clone(), &tls)
     }
 }
 
@@ -150,6 +161,15 @@ pub(crate) struct ServeArgs {
     /// accepted only from a node's own token and for that node; the filter token can only read.
     #[arg(long, env = "FUSEBOX_NODE_TOKENS")]
     pub(crate) node_tokens: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "FUSEBOX_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "FUSEBOX_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS for Envoys and the CLI.
+    #[arg(long, env = "FUSEBOX_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
     /// Redis for the fleet counters, shared by every control replica (`redis://host:6379/0`);
     /// without it they are kept in this process (right for one replica).
     #[arg(long, env = "FUSEBOX_FLEET_REDIS", hide_env_values = true)]

@@ -49,7 +49,7 @@ fn query(pairs: &[(&str, &Option<String>)]) -> String {
 pub(crate) fn run_remote(command: Command) -> Result<(), String> {
     match command {
         Command::Policy { action, remote } => {
-            let c = remote.client();
+            let c = remote.client()?;
             match action {
                 PolicyCmd::Show => say!("{}", pretty(&c.call("GET", "/v1/policy", None)?)),
                 PolicyCmd::Apply { file } => {
@@ -60,7 +60,7 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             }
         }
         Command::Tier { action, remote } => {
-            let c = remote.client();
+            let c = remote.client()?;
             let r = match action {
                 TierCmd::Set { tier, limits, set, unset, replace } => {
                     let body = match (limits, replace) {
@@ -96,7 +96,7 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             say!("policy version {}", r["version"]);
         }
         Command::Tenant { action, remote } => {
-            let c = remote.client();
+            let c = remote.client()?;
             match action {
                 TenantCmd::Show { tenant, json } => {
                     let t = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;
@@ -137,11 +137,11 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                 BreakerVerb::Reset => "reset",
             };
             let body = json!({"action": verb, "reason": reason});
-            let r = remote.client().call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
+            let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
             say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
         Command::Whoami { remote } => {
-            let w = remote.client().call("GET", "/v1/whoami", None)?;
+            let w = remote.client()?.call("GET", "/v1/whoami", None)?;
             match (w["name"].as_str(), w["role"].as_str()) {
                 (Some(name), Some(role)) => say!("{name} ({role})"),
                 _ => say!("{} ({})", w["kind"].as_str().unwrap_or("?"), w["may"].as_str().unwrap_or("?")),
@@ -149,11 +149,11 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
         }
         Command::Usage { tenant, model, from, to, json, remote } => {
             let q = query(&[("tenant", &tenant), ("model", &model), ("from", &from), ("to", &to)]);
-            let u = remote.client().call("GET", &format!("/v1/usage{q}"), None)?;
+            let u = remote.client()?.call("GET", &format!("/v1/usage{q}"), None)?;
             show!("{}", if json { pretty(&u) + "\n" } else { client::render_usage(&u) });
         }
         Command::Audit { action: Some(AuditCmd::Verify), remote, .. } => {
-            let v = remote.client().call("GET", "/v1/audit/verify", None)?;
+            let v = remote.client()?.call("GET", "/v1/audit/verify", None)?;
             if v["ok"] == Value::Bool(true) {
                 say!("audit log intact: {} entries, head {}", v["entries"], v["head"].as_str().unwrap_or("-"));
             } else {
@@ -166,7 +166,7 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
         }
         Command::Audit { action: None, tenant, limit, remote } => {
             let q = query(&[("tenant", &tenant), ("limit", &Some(limit.to_string()))]);
-            show!("{}", client::render_audit(&remote.client().call("GET", &format!("/v1/audit{q}"), None)?));
+            show!("{}", client::render_audit(&remote.client()?.call("GET", &format!("/v1/audit{q}"), None)?));
         }
         _ => return Err("not a remote command".into()),
     }

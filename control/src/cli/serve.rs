@@ -6,6 +6,7 @@ use fusebox_control::access::nodes::NodeTokens;
 use fusebox_control::access::operators;
 use fusebox_control::db::Db;
 use fusebox_control::ingest::Escalation;
+use fusebox_control::tls::{self, TlsFiles};
 use fusebox_control::{app, AppState, Config};
 use std::time::Duration;
 
@@ -69,18 +70,31 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), String> {
     let state = AppState::new(db, seed, config)?;
     tokio::spawn(state.clone().follow_database(POLICY_FOLLOW));
     tokio::spawn(operators.watch(OPERATORS_REREAD));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: args.tls_client_ca.clone() };
+            Some(tls::server_config(&files)?)
+        }
+        _ => None,
+    };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("bind {}: {e}", args.listen))?;
+    let scheme = match (&tls, &args.tls_client_ca) {
+        (None, _) => "http",
+        (Some(_), None) => "https",
+        (Some(_), Some(_)) => "https (client certificates required)",
+    };
     tracing::info!(
-        "fusebox-control listening on http://{} (database {}, fleet counters in {})",
+        "fusebox-control listening on {scheme} {} (database {}, fleet counters in {})",
         args.listen,
         database,
         state.fleet_store()
     );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| e.to_string())
+    let stopped = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match tls {
+        Some(config) => tls::serve(listener, config, app(state), stopped).await,
+        None => axum::serve(listener, app(state)).with_graceful_shutdown(stopped).await.map_err(|e| e.to_string()),
+    }
 }
