@@ -13,7 +13,9 @@ TIER ?= free
 .PHONY: fleet fleet-servers help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := policy identity json_usage sse events
+# FUZZ_RUNS=N runs each target N inputs instead of FUZZ_SECONDS.
+FUZZ_RUNS ?=
+FUZZ_TARGETS := policy identity json_usage sse events ingest paths
 
 ## This list of targets.
 help:
@@ -114,8 +116,8 @@ soak: envoy build
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	@for t in $(FUZZ_TARGETS); do \
-		echo "== fuzz $$t ($(FUZZ_SECONDS)s)"; \
-		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|SUMMARY|panicked') || exit 1; \
+		echo "== fuzz $$t ($(if $(FUZZ_RUNS),$(FUZZ_RUNS) runs,$(FUZZ_SECONDS)s))"; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS)) 2>&1 | grep -E '^Done|SUMMARY|panicked') || exit 1; \
 		if ls fuzz/artifacts/$$t/crash-* >/dev/null 2>&1; then echo "crash found: fuzz/artifacts/$$t"; exit 1; fi; \
 	done
 

@@ -8,8 +8,9 @@ use crate::error::ApiError;
 use crate::params;
 use fusebox_engine::breaker::Phase;
 use fusebox_engine::event::Event;
-use fusebox_engine::policy::{is_valid_tenant_id, Policy};
-use fusebox_engine::usage::{Usage, MAX_TOKENS_PER_FIGURE};
+use fusebox_engine::event_bounds::is_label;
+use fusebox_engine::policy::Policy;
+use fusebox_engine::usage::Usage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -47,51 +48,6 @@ pub struct Ingested {
 
 pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
 
-fn is_label(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// Requests one usage event may stand for: a worker merges a minute of one tenant's traffic
-/// per model, route and status; far more than one worker can serve in a minute.
-const MAX_REQUESTS_PER_EVENT: u64 = 10_000_000;
-/// Counts (denials) and figures (thresholds, observed values) an event may carry.
-const MAX_COUNT: u64 = 1 << 40;
-
-/// Whether an event is one a filter could have sent: ids and labels well-formed, every number
-/// within what real traffic produces, so no batch can make the stored sums overflow.
-fn valid(e: &Event) -> bool {
-    match e {
-        Event::Usage { tenant, model, route, run_id, status, requests, input_tokens, output_tokens, .. } => {
-            let per_request = |tokens: u64| tokens <= requests.saturating_mul(MAX_TOKENS_PER_FIGURE);
-            is_valid_tenant_id(tenant)
-                && model.len() <= 128
-                && is_label(route, 256)
-                && run_id.as_deref().is_none_or(|r| is_label(r, 128))
-                && *status <= 999
-                && (1..=MAX_REQUESTS_PER_EVENT).contains(requests)
-                && per_request(*input_tokens)
-                && per_request(*output_tokens)
-        }
-        Event::Denial { tenant, reason, count, .. } => {
-            is_valid_tenant_id(tenant)
-                && is_label(reason, 32)
-                && reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                && (1..=MAX_REQUESTS_PER_EVENT).contains(count)
-        }
-        // The states are typed: an unknown name does not parse, so the event is ignored.
-        Event::Transition { tenant, scope, metric, threshold, observed, .. } => {
-            is_valid_tenant_id(tenant)
-                && scope.as_deref().is_none_or(|s| is_label(s, 32))
-                && metric.as_deref().is_none_or(|m| is_label(m, 32))
-                && threshold.is_none_or(|t| t <= MAX_COUNT)
-                && observed.is_none_or(|o| o <= MAX_COUNT)
-        }
-        Event::Warning { tenant, metric, percent, .. } => {
-            is_valid_tenant_id(tenant) && is_label(metric, 32) && *percent <= 100_000
-        }
-    }
-}
-
 /// `table.column + excluded.column`, saturating at the largest integer SQLite stores (values are
 /// never negative), so a total can never overflow into an error that breaks every read.
 fn saturating_add(table: &str, column: &str) -> String {
@@ -111,11 +67,12 @@ pub fn ingest(db: &Db, policy: &Policy, batch: RawBatch, escalation: Escalation)
         return Err(ApiError::bad_request("events", format!("at most {MAX_EVENTS_PER_BATCH} events per batch")));
     }
     let mut out = Ingested { batch_id: batch.batch_id.clone(), ..Ingested::default() };
+    let now = now_ms();
     let events: Vec<Event> = batch
         .events
         .into_iter()
         .filter_map(|v| match serde_json::from_value::<Event>(v) {
-            Ok(e) if valid(&e) => Some(e),
+            Ok(e) if e.plausible(now) => Some(e),
             Ok(_) | Err(_) => {
                 out.ignored += 1;
                 None

@@ -392,10 +392,15 @@ async fn forged_extreme_values_are_ignored_and_no_batch_can_break_the_reads() {
         {"kind": "denial", "tenant": "acme", "reason": "tokens_60s", "minute": 1_795_428_000u64, "count": u64::MAX},
         {"kind": "transition", "tenant": "acme", "from": "closed", "to": "open", "at_ms": 1u64,
          "metric": "tokens_60s", "threshold": 1u64, "observed": u64::MAX},
+        // Dated a year ahead, it would outrank every honest report of acme's breaker.
+        {"kind": "transition", "tenant": "acme", "from": "closed", "to": "open",
+         "at_ms": fusebox_control::db::now_ms() + 365 * 86_400_000, "metric": "tokens_60s"},
+        {"kind": "usage", "tenant": "acme", "model": "m", "route": "/v1/", "status": 200,
+         "minute": u64::MAX / 1000, "requests": 1, "input_tokens": 1, "output_tokens": 1},
     ]});
     let r = call(&app, "POST", "/v1/events", Some(FILTER), &[], &forged.to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!((r.json()["accepted"].as_u64(), r.json()["ignored"].as_u64()), (Some(0), Some(6)), "{}", r.text());
+    assert_eq!((r.json()["accepted"].as_u64(), r.json()["ignored"].as_u64()), (Some(0), Some(8)), "{}", r.text());
     // The largest valid figures, many times over: the sums saturate instead of failing.
     let big = usage(10_000_000, 10_000_000 * 100_000_000);
     let batch = json!({"batch_id": "b", "source": "envoy-1", "events": vec![big; 9_500]});

@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod budget;
 pub mod config;
 pub mod event;
+pub mod event_bounds;
 pub mod fleet;
 pub mod identity;
 pub mod ids;
