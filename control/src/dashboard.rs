@@ -8,15 +8,16 @@ use crate::db::{from_sql, saturating_sum, to_sql, DbError, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
 use crate::params;
-use crate::report::{escalated, event_row, known_tenants, reported_breaker, totals};
+use crate::report::{event_row, known_tenants, reported_breaker, state_now, totals};
 use fusebox_engine::budget::{civil_date, days_from_civil};
 use fusebox_engine::policy::{Forced, Policy};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The page itself: plain HTML with an inline script that reads `/v1/dashboard`.
 pub const PAGE: &str = include_str!("dashboard.html");
 
-/// Tenants shown (the ones that need attention first); the rest are counted.
+/// Tenants a page shows unless asked for fewer.
 const MAX_TENANTS: usize = 200;
 const RECENT: u64 = 20;
 
@@ -62,32 +63,138 @@ fn gauge(name: &str, used: Value, limit: Option<Value>, note: &str) -> Value {
     json!({"name": name, "used": used, "limit": limit, "note": note})
 }
 
-/// `GET /v1/dashboard`.
-pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation) -> Result<Value, ApiError> {
+/// Which tenants a dashboard request shows: a page of those whose name contains `search`,
+/// in `sort` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+    /// A part of the tenant's name (case-insensitive).
+    pub search: Option<String>,
+    pub sort: Sort,
+}
+
+/// The most tenants one page shows.
+pub const MAX_PAGE: usize = 500;
+
+impl Default for Page {
+    fn default() -> Page {
+        Page { offset: 0, limit: MAX_TENANTS, search: None, sort: Sort::Attention }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// Open, held or escalated first, then by tokens today.
+    Attention,
+    /// By tokens today, most first.
+    Tokens,
+    /// By name.
+    Tenant,
+}
+
+impl Sort {
+    pub fn parse(s: &str) -> Option<Sort> {
+        match s {
+            "attention" => Some(Sort::Attention),
+            "tokens" => Some(Sort::Tokens),
+            "tenant" => Some(Sort::Tenant),
+            _ => None,
+        }
+    }
+}
+
+/// What ranking needs of every tenant, read for all of them in a few set queries (a query per
+/// tenant took 13-16 s at 100 000 tenants).
+struct Line<'a> {
+    tenant: &'a str,
+    state: &'static str,
+    escalated: bool,
+    tokens_day: u64,
+}
+
+fn state_of(forced: Option<Forced>, reported: Option<&str>) -> &'static str {
+    match (forced, reported) {
+        (Some(Forced::Open), _) => "kill_switch",
+        (Some(_), _) => "held_closed",
+        (None, Some("open")) => "open",
+        (None, Some("half_open")) => "half_open",
+        (None, _) => "closed",
+    }
+}
+
+/// `GET /v1/dashboard`: one page of tenants with everything the page shows of them, how many
+/// tenants there are and match, how many are in each state, and recent trips and audit entries.
+pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation, page: &Page) -> Result<Value, ApiError> {
     let now_s = now_ms / 1000;
     let (day_start, month_start) = period_starts(now_s);
     // The current minute and the one before it: control sees usage by the minute.
     let recent_start = (now_s / 60).saturating_sub(1) * 60;
     let names = known_tenants(conn, policy)?;
-    let mut tenants = Vec::with_capacity(names.len().min(MAX_TENANTS));
-    for t in &names {
+    let reported: HashMap<String, String> = conn
+        .query_map(&format!("SELECT tenant, {} FROM breaker_state", state_now(conn.dialect())), params![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
+    let tokens_sql = format!(
+        "SELECT tenant, {} FROM usage WHERE minute >= ?1 GROUP BY tenant",
+        saturating_sum(conn.dialect(), "input_tokens + output_tokens")
+    );
+    let tokens_day: HashMap<String, u64> = conn
+        .query_map(&tokens_sql, params![to_sql(day_start)], |r| Ok((r.get(0)?, from_sql(r.get(1)?))))?
+        .into_iter()
+        .collect();
+    let since = to_sql(now_ms.saturating_sub(esc.window_s.saturating_mul(1000)));
+    let escalated: HashSet<String> = conn
+        .query_map(
+            "SELECT DISTINCT tenant FROM tenant_events WHERE kind = 'escalation' AND at_ms > ?1",
+            params![since],
+            |r| r.get::<String>(0),
+        )?
+        .into_iter()
+        .collect();
+    let lines: Vec<Line<'_>> = names
+        .iter()
+        .map(|t| Line {
+            tenant: t,
+            state: state_of(
+                policy.tenants.get(t).and_then(|e| e.forced.as_ref()).map(|f| f.state),
+                reported.get(t).map(String::as_str),
+            ),
+            escalated: escalated.contains(t),
+            tokens_day: tokens_day.get(t).copied().unwrap_or(0),
+        })
+        .collect();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in &lines {
+        *counts.entry(l.state).or_default() += 1;
+    }
+    let needle = page.search.as_deref().map(str::to_ascii_lowercase).filter(|n| !n.is_empty());
+    let mut matched: Vec<&Line<'_>> =
+        lines.iter().filter(|l| needle.as_deref().is_none_or(|n| l.tenant.to_ascii_lowercase().contains(n))).collect();
+    match page.sort {
+        Sort::Attention => matched.sort_by_key(|l| {
+            let urgent = matches!(l.state, "kill_switch" | "open" | "half_open") || l.escalated;
+            (!urgent, std::cmp::Reverse(l.tokens_day), l.tenant)
+        }),
+        Sort::Tokens => matched.sort_by_key(|l| (std::cmp::Reverse(l.tokens_day), l.tenant)),
+        Sort::Tenant => matched.sort_by_key(|l| l.tenant),
+    }
+    let shown: Vec<&Line<'_>> = matched.iter().skip(page.offset).take(page.limit.min(MAX_PAGE)).copied().collect();
+    let mut tenants = Vec::with_capacity(shown.len());
+    for l in shown {
+        let t = l.tenant;
         let (tier, limits) = policy.limits_for(t, None);
         let forced = policy.tenants.get(t).and_then(|e| e.forced.as_ref());
-        let breaker = reported_breaker(conn, t)?;
         let u = usage(conn, t, recent_start, day_start, month_start)?;
-        let state = match (forced, &breaker) {
-            (Some(f), _) if matches!(f.state, Forced::Open) => "kill_switch".to_string(),
-            (Some(_), _) => "held_closed".to_string(),
-            (None, Some(b)) => b.state.clone(),
-            (None, None) => "closed".to_string(),
-        };
         tenants.push(json!({
             "tenant": t,
             "tier": tier,
-            "state": state,
+            "state": l.state,
             "forced": forced,
-            "breaker": breaker,
-            "escalated": escalated(conn, t, now_ms, esc)?,
+            "breaker": reported_breaker(conn, t)?,
+            "escalated": l.escalated,
             "totals": totals(conn, t)?,
             "usage": [
                 gauge("tokens_60s", u.tokens_recent.into(), limits.tokens_60s.map(Value::from),
@@ -100,17 +207,6 @@ pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation) -> Re
             ],
         }));
     }
-    // Attention first: held or open breakers, escalations, then by tokens today.
-    let rank = |v: &Value| {
-        let state = v.get("state").and_then(Value::as_str).unwrap_or("");
-        let urgent =
-            matches!(state, "kill_switch" | "open" | "half_open") || v.get("escalated") == Some(&Value::Bool(true));
-        let tokens = v.pointer("/usage/2/used").and_then(Value::as_u64).unwrap_or(0);
-        (!urgent, std::cmp::Reverse(tokens))
-    };
-    tenants.sort_by_key(rank);
-    let hidden = tenants.len().saturating_sub(MAX_TENANTS);
-    tenants.truncate(MAX_TENANTS);
     let trips = conn.query_map(
         "SELECT tenant, at_ms, details FROM tenant_events WHERE kind = 'trip' ORDER BY at_ms DESC, id DESC LIMIT ?1",
         params![to_sql(RECENT)],
@@ -121,8 +217,13 @@ pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation) -> Re
     Ok(json!({
         "generated_at_ms": now_ms,
         "policy_version": policy.version,
+        "total": lines.len(),
+        "matched": matched.len(),
+        "offset": page.offset,
+        "states": counts,
+        "escalated": escalated.iter().filter(|t| names.contains(*t)).count(),
         "tenants": tenants,
-        "tenants_not_shown": hidden,
+        "tenants_not_shown": matched.len().saturating_sub(tenants.len()),
         "recent_trips": trips,
         "recent_audit": audit_entries,
     }))

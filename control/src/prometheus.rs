@@ -5,7 +5,7 @@ use crate::db::{from_sql, saturating_sum, to_sql, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
 use crate::params;
-use crate::report::{cost, state_now, Totals};
+use crate::report::{cost, state_now, totals_row, Totals};
 use fusebox_engine::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -37,20 +37,9 @@ pub fn metrics(
         state_now(conn.dialect())
     );
     let mut rows: Vec<MetricTenant> = conn.query_map(&sql, params![], |r| {
-        let input = from_sql(r.get(2)?);
-        let output = from_sql(r.get(3)?);
         Ok(MetricTenant {
             tenant: r.get(0)?,
-            totals: Totals {
-                requests: from_sql(r.get(1)?),
-                input_tokens: input,
-                output_tokens: output,
-                total_tokens: input + output,
-                cost: 0.0,
-                denials: from_sql(r.get(5)?),
-                trips: from_sql(r.get(6)?),
-                warnings: from_sql(r.get(7)?),
-            },
+            totals: totals_row(r, 1)?,
             cost_micros: from_sql(r.get(4)?),
             state: r.get(8)?,
             forced: None,

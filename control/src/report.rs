@@ -8,7 +8,7 @@ use crate::params;
 use fusebox_engine::policy::Policy;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub(crate) fn cost(micros: u64) -> f64 {
     micros as f64 / 1e6
@@ -71,25 +71,28 @@ pub struct Totals {
     pub warnings: u64,
 }
 
+const TOTALS: &str = "requests, input_tokens, output_tokens, cost_micros, denials, trips, warnings";
+
+/// The totals in a row's columns `at..at + 7`, in the order of `TOTALS`.
+pub(crate) fn totals_row(r: &Row, at: usize) -> Result<Totals, DbError> {
+    let input = from_sql(r.get(at + 1)?);
+    let output = from_sql(r.get(at + 2)?);
+    Ok(Totals {
+        requests: from_sql(r.get(at)?),
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: input.saturating_add(output),
+        cost: cost(from_sql(r.get(at + 3)?)),
+        denials: from_sql(r.get(at + 4)?),
+        trips: from_sql(r.get(at + 5)?),
+        warnings: from_sql(r.get(at + 6)?),
+    })
+}
+
 pub(crate) fn totals(conn: &dyn Sql, tenant: &str) -> Result<Totals, DbError> {
-    conn.query_opt(
-        "SELECT requests, input_tokens, output_tokens, cost_micros, denials, trips, warnings FROM tenant_totals WHERE tenant = ?1",
-        params![tenant],
-        |r| {
-            let input = from_sql(r.get(1)?);
-            let output = from_sql(r.get(2)?);
-            Ok(Totals {
-                requests: from_sql(r.get(0)?),
-                input_tokens: input,
-                output_tokens: output,
-                total_tokens: input + output,
-                cost: cost(from_sql(r.get(3)?)),
-                denials: from_sql(r.get(4)?),
-                trips: from_sql(r.get(5)?),
-                warnings: from_sql(r.get(6)?),
-            })
-        },
-    )
+    conn.query_opt(&format!("SELECT {TOTALS} FROM tenant_totals WHERE tenant = ?1"), params![tenant], |r| {
+        totals_row(r, 0)
+    })
     .map(Option::unwrap_or_default)
 }
 
@@ -144,22 +147,35 @@ pub(crate) fn known_tenants(conn: &dyn Sql, policy: &Policy) -> Result<BTreeSet<
     Ok(names)
 }
 
-/// `GET /v1/tenants`: every tenant with a policy entry or reported traffic.
+/// `GET /v1/tenants`: every tenant with a policy entry or reported traffic, read in three set
+/// queries whatever the number of tenants.
 pub fn tenants(conn: &dyn Sql, policy: &Policy) -> Result<Value, ApiError> {
-    let list = known_tenants(conn, policy)?
-        .iter()
+    let mut totals: HashMap<String, Totals> = conn
+        .query_map(&format!("SELECT tenant, {TOTALS} FROM tenant_totals"), params![], |r| {
+            Ok((r.get::<String>(0)?, totals_row(r, 1)?))
+        })?
+        .into_iter()
+        .collect();
+    let mut breakers: HashMap<String, String> = conn
+        .query_map(&format!("SELECT tenant, {} FROM breaker_state", state_now(conn.dialect())), params![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
+    let list: Vec<Value> = known_tenants(conn, policy)?
+        .into_iter()
         .map(|t| {
-            let (tier, _) = policy.limits_for(t, None);
-            let entry = policy.tenants.get(t);
-            Ok(json!({
-                "tenant": t,
+            let (tier, _) = policy.limits_for(&t, None);
+            let entry = policy.tenants.get(&t);
+            json!({
                 "tier": tier,
                 "forced": entry.and_then(|e| e.forced.as_ref()).map(|f| f.state),
-                "breaker": reported_breaker(conn, t)?.map(|b| b.state),
-                "totals": totals(conn, t)?,
-            }))
+                "breaker": breakers.remove(&t),
+                "totals": totals.remove(&t).unwrap_or_default(),
+                "tenant": t,
+            })
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+        .collect();
     Ok(json!({ "tenants": list }))
 }
 

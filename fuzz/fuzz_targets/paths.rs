@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 const CONFIG: &str = r#"{
   "routes": [
-    {"exact": "/healthz", "mode": "pass"},
+    {"path": "/healthz", "mode": "pass"},
     {"prefix": "/v1/embeddings", "mode": "enforce", "tier": "embeddings"},
     {"prefix": "/v1/", "mode": "enforce"},
     {"prefix": "/Admin/", "mode": "pass"}
@@ -19,7 +19,7 @@ const CONFIG: &str = r#"{
   "unmatched": "enforce",
   "policy": {"identity": {"jwt": {"issuer": "i", "audiences": ["a"],
     "keys": [{"alg": "HS256", "secret": "0123456789abcdef"}]}},
-    "tiers": {"embeddings": {"requests_10s": 5}}}
+    "tiers": {"free": {}, "embeddings": {"requests_10s": 5}}}
 }"#;
 
 fn config() -> &'static FilterConfig {

@@ -107,6 +107,11 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    fn find_all(&self, css: &str) -> usize {
+        let found = self.post(&self.s("/elements"), &json!({"using": "css selector", "value": css}));
+        found.as_array().map_or(0, Vec::len)
+    }
+
     fn click(&self, css: &str) {
         let e = self.find(css).unwrap_or_else(|| panic!("{css} not found"));
         self.post(&self.s(&format!("/element/{e}/click")), &json!({}));
@@ -189,6 +194,11 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     // The kill switch, from the page: control holds calm open and Envoy refuses calm.
     browser.type_into(r#"tr[data-tenant="calm"] input.reason"#, "browser test");
     browser.click(r#"tr[data-tenant="calm"] button.kill"#);
+    // The first click only arms the switch, saying what it will do.
+    let armed = browser.text(r#"tr[data-tenant="calm"] button.kill"#);
+    assert_eq!(armed, "Confirm: stop calm");
+    assert!(stack.control_get("/v1/tenants/calm")["forced"].is_null(), "nothing thrown yet");
+    browser.click(r#"tr[data-tenant="calm"] button.kill"#);
     browser.wait_attr(r#"tr[data-tenant="calm"]"#, "data-state", "kill_switch");
     assert!(browser.text("#status").contains("Kill switch set for calm"));
     let held = stack.control_get("/v1/tenants/calm");
@@ -211,10 +221,66 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     browser.goto(&format!("{}?as=reader#token=fusebox-demo-filter-token", stack.control_url("/dashboard")));
     browser.wait_attr("body", "data-loaded", "true");
     browser.click(r#"tr[data-tenant="noisy"] button.kill"#);
+    browser.click(r#"tr[data-tenant="noisy"] button.kill"#);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !browser.text("#status").contains("open noisy: 40") {
         assert!(Instant::now() < deadline, "no refusal shown: {}", browser.text("#status"));
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(stack.control_get("/v1/tenants/noisy")["forced"].is_null());
+
+    ten_thousand_tenants_page_search_and_sort(&stack, &browser);
+}
+
+/// Text of `css` once it contains `expected` (the page reloads asynchronously).
+fn wait_text(browser: &Browser, css: &str, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = browser.text(css);
+        if text.contains(expected) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{css} never said {expected:?}: {text:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 10 000 more tenants reported to control: the page shows 50 at a time, pages, searches and
+/// sorts, and counts every state.
+fn ten_thousand_tenants_page_search_and_sort(stack: &Stack, browser: &Browser) {
+    let minute = fusebox_integration::now_s() / 60 * 60;
+    let events: Vec<Value> = (0..10_000u64)
+        .map(|i| {
+            json!({"kind": "usage", "tenant": format!("t{i:05}"), "model": "m", "route": "/v1/", "status": 200,
+                   "minute": minute, "requests": 1, "input_tokens": i, "output_tokens": 0})
+        })
+        .collect();
+    let batch = json!({"batch_id": "fixture-10k", "source": "fixture", "events": events});
+    let posted = Stack::start_client()
+        .post(&stack.control_url("/v1/events"))
+        .header("authorization", &format!("Bearer {}", fusebox_integration::DEMO_FILTER_TOKEN))
+        .header("content-type", "application/json")
+        .send(batch.to_string())
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(posted.contains(r#""accepted":10000"#), "{posted}");
+    browser.goto(&format!("{}?as=admin#token={DEMO_ADMIN_TOKEN}", stack.control_url("/dashboard")));
+    browser.wait_attr("body", "data-loaded", "true");
+    let range = wait_text(browser, "#range", "of 10,00");
+    assert!(range.starts_with("1–50 of 10,00"), "{range}");
+    assert_eq!(browser.find_all("#tenants tbody tr"), 50, "one page of rows");
+    // calm (stopped) and noisy (tripped) need attention: first, then the busiest.
+    let first_two = [1, 2].map(|n| browser.text(&format!("#tenants tbody tr:nth-child({n}) td:first-child")));
+    assert!(first_two.contains(&"calm".to_string()) && first_two.contains(&"noisy".to_string()), "{first_two:?}");
+    assert!(browser.text("#tenants tbody tr:nth-child(3)").starts_with("t09999"), "{}", browser.text("#tenants tbody"));
+    assert!(browser.text("#states").contains("1 kill switch"), "{}", browser.text("#states"));
+    browser.screenshot("dashboard-10k.png");
+    browser.click("#next");
+    wait_text(browser, "#range", "51–100 of");
+    browser.type_into("#search", "t0999");
+    wait_text(browser, "#range", "1–10 of 10");
+    assert!(browser.text("#tenants tbody tr:first-child").starts_with("t09999"));
+    browser.screenshot("dashboard-10k-search.png");
 }

@@ -39,10 +39,13 @@ pub(super) fn remember(
     status: u16,
     reply: &Value,
 ) -> Result<(), ApiError> {
-    inner.db.conn().execute(
-        "INSERT INTO idempotency (key, fingerprint, status, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (key) DO NOTHING",
-        params![key, fingerprint, status, reply.to_string(), db::to_sql(db::now_ms())],
-    )?;
-    Ok(())
+    inner.db.write(|tx| {
+        tx.execute(
+            "INSERT INTO idempotency (key, fingerprint, status, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO NOTHING",
+            params![key, fingerprint, status, reply.to_string(), db::to_sql(db::now_ms())],
+        )
+        .map(|_| ())
+        .map_err(ApiError::from)
+    })
 }

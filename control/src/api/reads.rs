@@ -4,6 +4,7 @@
 use super::auth::require_reader;
 use super::state::AppState;
 use crate::audit;
+use crate::dashboard::{self, Page, Sort, MAX_PAGE};
 use crate::db;
 use crate::error::ApiError;
 use crate::prometheus;
@@ -101,11 +102,38 @@ pub(super) async fn dashboard_page() -> Response {
         .into_response()
 }
 
-pub(super) async fn get_dashboard(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/dashboard?offset=&limit=&q=&sort=attention|tokens|tenant`.
+pub(super) async fn get_dashboard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     require_reader(&state.0.config, &headers)?;
+    let number = |name: &str, default: usize, max: usize| match q.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(ApiError::bad_request(name, format!("a whole number, 0-{max}"))),
+        },
+    };
+    let defaults = Page::default();
+    let sort = match q.get("sort").filter(|v| !v.is_empty()) {
+        None => defaults.sort,
+        Some(s) => Sort::parse(s).ok_or_else(|| ApiError::bad_request("sort", "attention, tokens or tenant"))?,
+    };
+    let search = q.get("q").filter(|v| !v.is_empty()).cloned();
+    if search.as_ref().is_some_and(|s| s.len() > 128) {
+        return Err(ApiError::bad_request("q", "at most 128 characters"));
+    }
+    let page = Page {
+        offset: number("offset", 0, usize::MAX)?,
+        limit: number("limit", defaults.limit, MAX_PAGE)?,
+        search,
+        sort,
+    };
     let policy = state.served().policy;
     state
-        .blocking(move |inner| crate::dashboard::view(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation))
+        .blocking(move |inner| dashboard::view(&inner.db.conn(), &policy, db::now_ms(), inner.config.escalation, &page))
         .await
         .map(Json)
 }

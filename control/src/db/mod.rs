@@ -3,8 +3,9 @@
 //! Queries are written once against [`Sql`] (`sql.rs`); `sqlite.rs` and `postgres.rs` run them.
 //!
 //! Every write is one transaction, so a `kill -9` loses nothing that was acknowledged.
-//! One connection behind a mutex is enough here: control's load is operator writes, one
-//! policy poll per Envoy (served from memory) and event batches.
+//! Writes and reads have a connection each, so a long read (a dashboard over 100 000 tenants)
+//! never holds up event ingestion or an operator's write: SQLite's WAL lets a reader and the
+//! writer work at once, PostgreSQL serves two sessions.
 
 mod pg_schema;
 mod postgres;
@@ -23,8 +24,15 @@ use std::sync::{Mutex, MutexGuard};
 pub struct Db(Backend);
 
 enum Backend {
-    Sqlite(Mutex<Connection>),
-    Postgres(PgDb),
+    /// An in-memory database has no second connection: `reader` is `None` there.
+    Sqlite {
+        writer: Mutex<Connection>,
+        reader: Option<Mutex<Connection>>,
+    },
+    Postgres {
+        writer: PgDb,
+        reader: PgDb,
+    },
 }
 
 /// A connection held for a few statements (reads; writes go through [`Db::write`]).
@@ -75,34 +83,42 @@ pub fn from_sql(v: i64) -> u64 {
 impl Db {
     /// Opens (creating if needed) and migrates the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Db, String> {
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let conn = sqlite::init(conn).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Db(Backend::Sqlite(Mutex::new(conn))))
+        let at = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let writer = sqlite::init(Connection::open(path).map_err(at)?).map_err(at)?;
+        let reader = sqlite::reader(path).map_err(at)?;
+        Ok(Db(Backend::Sqlite { writer: Mutex::new(writer), reader: Some(Mutex::new(reader)) }))
     }
 
     pub fn in_memory() -> Result<Db, String> {
         let conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
-        Ok(Db(Backend::Sqlite(Mutex::new(sqlite::init(conn).map_err(|e| e.to_string())?))))
+        let writer = Mutex::new(sqlite::init(conn).map_err(|e| e.to_string())?);
+        Ok(Db(Backend::Sqlite { writer, reader: None }))
     }
 
     /// Connects to (and migrates) a PostgreSQL database: `postgres://user@host:port/name`.
     pub fn postgres(url: &str) -> Result<Db, String> {
-        PgDb::open(url).map(|pg| Db(Backend::Postgres(pg))).map_err(|e| format!("{}: {e}", redact(url)))
+        let writer = PgDb::open(url).map_err(|e| format!("{}: {e}", redact(url)))?;
+        let reader = PgDb::start(url).map_err(|e| format!("{}: {e}", redact(url)))?;
+        Ok(Db(Backend::Postgres { writer, reader }))
     }
 
+    /// A connection for reads (writes go through [`Db::write`]).
     pub fn conn(&self) -> Conn<'_> {
         match &self.0 {
-            // A poisoned lock only means another request panicked mid-use; SQLite rolled back.
-            Backend::Sqlite(c) => Conn(Held::Sqlite(c.lock().unwrap_or_else(|p| p.into_inner()))),
-            Backend::Postgres(pg) => Conn(Held::Postgres(pg.conn())),
+            Backend::Sqlite { writer, reader } => {
+                // A poisoned lock only means another request panicked mid-use; SQLite rolled back.
+                let c = reader.as_ref().unwrap_or(writer);
+                Conn(Held::Sqlite(c.lock().unwrap_or_else(|p| p.into_inner())))
+            }
+            Backend::Postgres { reader, .. } => Conn(Held::Postgres(reader.conn())),
         }
     }
 
     /// Runs `f` in one transaction, committed only if it returns `Ok`.
     pub fn write<R, E: From<DbError>>(&self, f: impl FnOnce(&dyn Sql) -> Result<R, E>) -> Result<R, E> {
         match &self.0 {
-            Backend::Sqlite(c) => {
-                let mut conn = c.lock().unwrap_or_else(|p| p.into_inner());
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
                 // IMMEDIATE: take the write lock up front, so two processes on one file queue
                 // (busy timeout) instead of one failing when both upgrade a read to a write.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
@@ -110,7 +126,7 @@ impl Db {
                 tx.commit().map_err(DbError::from)?;
                 Ok(r)
             }
-            Backend::Postgres(pg) => pg.write(f),
+            Backend::Postgres { writer, .. } => writer.write(f),
         }
     }
 
@@ -118,8 +134,10 @@ impl Db {
     #[doc(hidden)]
     pub fn sqlite_batch(&self, sql: &str) -> Result<(), DbError> {
         match &self.0 {
-            Backend::Sqlite(c) => Ok(c.lock().unwrap_or_else(|p| p.into_inner()).execute_batch(sql)?),
-            Backend::Postgres(_) => Err(DbError("not a SQLite database".into())),
+            Backend::Sqlite { writer, .. } => {
+                Ok(writer.lock().unwrap_or_else(|p| p.into_inner()).execute_batch(sql)?)
+            }
+            Backend::Postgres { .. } => Err(DbError("not a SQLite database".into())),
         }
     }
 }

@@ -157,6 +157,16 @@ impl PgDb {
     /// Connects to `url`, applies the schema migrations (under a lock, so replicas starting
     /// together migrate once) and starts the client thread.
     pub(super) fn open(url: &str) -> Result<PgDb, String> {
+        let db = PgDb::start(url)?;
+        // Connecting, like every statement, happens on the client thread.
+        db.conn()
+            .run(|s| pg_schema::migrate(s.client()?).map_err(|e| DbError(format!("migrating the database: {e}"))))
+            .map_err(|e| e.to_string())?;
+        Ok(db)
+    }
+
+    /// Starts a client thread for `url` (it connects on its first statement; no migration).
+    pub(super) fn start(url: &str) -> Result<PgDb, String> {
         let mut session =
             Session { url: url.to_string(), client: None, statements: HashMap::new(), in_transaction: false };
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -168,12 +178,7 @@ impl PgDb {
                 }
             })
             .map_err(|e| e.to_string())?;
-        let db = PgDb { jobs: Mutex::new(jobs) };
-        // Connecting, like every statement, happens on the client thread.
-        db.conn()
-            .run(|s| pg_schema::migrate(s.client()?).map_err(|e| DbError(format!("migrating the database: {e}"))))
-            .map_err(|e| e.to_string())?;
-        Ok(db)
+        Ok(PgDb { jobs: Mutex::new(jobs) })
     }
 
     /// The connection, held until the guard is dropped (statements of one caller never

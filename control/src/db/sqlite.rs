@@ -76,3 +76,11 @@ pub(super) fn init(mut conn: Connection) -> rusqlite::Result<Connection> {
     }
     Ok(conn)
 }
+
+/// A second connection to the file at `path`, for reads only (after [`init`] made the schema).
+pub(super) fn reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
