@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: fleet fleet-servers help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
+.PHONY: fleet fleet-servers proxies help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N runs each target N inputs instead of FUZZ_SECONDS.
@@ -65,7 +65,7 @@ fleet: envoy fleet-servers build
 
 ## Lints, unit tests, control tests (on SQLite, then again on PostgreSQL) and real-Envoy
 ## end-to-end tests (what CI runs).
-test: lint envoy $(PYTHON_SDKS) $(NODE_SDK) browser fleet-servers build
+test: lint envoy $(PYTHON_SDKS) $(NODE_SDK) browser fleet-servers proxies build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		FUSEBOX_ENVOY=$(abspath $(ENVOY)) $(CARGO) nextest run --workspace --no-fail-fast && \
 		FUSEBOX_TEST_DATABASE=postgres $(CARGO) nextest run -p fusebox-control --no-fail-fast; \
@@ -92,6 +92,12 @@ browser:
 
 ## Redis (fleet counters) and PostgreSQL (control's shared database) from Debian's packages, if
 ## missing; tests start their own on free ports.
+## nginx (a reverse proxy in front of the mock) and nghttp (HTTP/2 requests with any :path), for the bypass tests.
+proxies:
+	@command -v nginx >/dev/null && command -v nghttp >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light nghttp2-client >/dev/null; }
+	@command -v nginx >/dev/null && command -v nghttp >/dev/null
+
 fleet-servers:
 	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null; }

@@ -3,6 +3,7 @@
 //! compare like with like. See `bench/README.md` for how to read the output.
 #![allow(clippy::print_stdout)]
 
+mod control_scale;
 mod figures;
 mod fleet;
 mod load;
@@ -48,6 +49,9 @@ struct Args {
     /// Distinct tenants for the memory figure, one request each (0 skips it).
     #[arg(long, env = "BENCH_MEMORY_TENANTS", default_value_t = 1_000_000)]
     memory_tenants: u64,
+    /// Tenants control is filled with for its figures at scale (0 skips them).
+    #[arg(long, env = "BENCH_CONTROL_TENANTS", default_value_t = 100_000)]
+    control_tenants: u64,
     /// Run only these scenarios (comma-separated keys, e.g. `noop,fusebox`).
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
@@ -262,6 +266,14 @@ fn run(args: Args) -> Result<(), String> {
         0 => None,
         n => Some(measure_memory(&env, upstream_port, n)?),
     };
+    let control_scale = match args.control_tenants {
+        0 => None,
+        n => {
+            let port = free_port();
+            let scaled = start_control_on(&env, rest, port, "control-scale", &[])?;
+            Some(control_scale::measure(port, scaled.pid(), FILTER_TOKEN, n)?)
+        }
+    };
     let fleet_sync = vec![
         fleet::measure(&env.agent, env.control_port, control.pid(), FILTER_TOKEN, ("memory", None))?,
         measure_fleet_sync_on_redis(&env, rest)?,
@@ -280,6 +292,9 @@ fn run(args: Args) -> Result<(), String> {
         text.push_str(&m.line());
     }
     fleet_sync.iter().for_each(|c| text.push_str(&c.line()));
+    if let Some(c) = &control_scale {
+        text.push_str(&c.line());
+    }
     println!("\n{text}");
 
     let report = json!({
@@ -295,6 +310,7 @@ fn run(args: Args) -> Result<(), String> {
         "stream": streams,
         "memory": memory,
         "fleet_sync": fleet_sync,
+        "control_scale": control_scale,
     });
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default())
         .map_err(|e| e.to_string())?;

@@ -23,5 +23,5 @@ pub use foreground::run_until_stopped;
 pub use paths::{envoy_binary, on_path, sibling_binary, wasm_path, work_dir, workspace_root, WorkDir};
 pub use pki::{CertFiles, Pki};
 pub use ports::{free_port, Ports};
-pub use servers::{Postgres, Redis};
+pub use servers::{Nginx, Postgres, Redis};
 pub use stack::{Stack, StackOptions};

@@ -189,3 +189,49 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A throwaway nginx on 127.0.0.1:`port` in front of `upstream`, as a model server is often
+/// deployed: `proxy_pass` with a URI, so nginx decodes and normalises the path it forwards
+/// (`//v1/...`, `/./v1/...`, `/%76%31/...` all reach the upstream as `/v1/...`).
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+}
+
+impl Nginx {
+    /// Starts nginx (Debian's `nginx-light`, installed by `make proxies`) with its files in `dir`.
+    pub fn start(dir: &std::path::Path, port: u16, upstream: u16) -> Nginx {
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nevents {{}}\n\
+             http {{\n  access_log {d}/nginx.access;\n  client_body_temp_path {d}/nginx-body;\n  \
+             proxy_temp_path {d}/nginx-proxy;\n  fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  \
+             scgi_temp_path {d}/nginx-scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    \
+             location / {{ proxy_pass http://127.0.0.1:{upstream}/; proxy_buffering off; }}\n  }}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nginx is needed for the reverse-proxy test (make proxies installs it): {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start on port {port}; see {d}/nginx.err");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,7 +3,7 @@
 //! path (the request target is sent byte for byte, as an attacker would), a path no rule names
 //! is enforced, and a response that ends without its usage is charged what is known, never 0.
 
-use fusebox_integration::{demo_policy, generous, observed, token, Stack};
+use fusebox_integration::{demo_policy, free_port, generous, observed, token, Nginx, Stack};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -130,11 +130,86 @@ fn every_spelling_is_refused(stack: &Stack) {
         let (anonymous, _) = raw(port, "POST", target, &[], CHAT);
         assert!(anonymous == 401 || anonymous == 400, "{target}: no credentials, no service (got {anonymous})");
     }
+    for path in H2_SPELLINGS {
+        // A :path that is not absolute is a protocol error: Envoy resets the stream (no status).
+        let reset = !path.starts_with('/');
+        let status = h2(port, path, &[("authorization", &bearer)]);
+        let refused = if reset { status == 0 } else { status == 429 || status == 400 };
+        assert!(refused, "HTTP/2 :path {path}: a stopped tenant must not be served (got {status})");
+        let anonymous = h2(port, path, &[]);
+        let refused = if reset { anonymous == 0 } else { anonymous == 401 || anonymous == 400 };
+        assert!(refused, "HTTP/2 :path {path}: no credentials, no service (got {anonymous})");
+    }
     assert_eq!(served_before("stopped"), stopped_before, "the upstream served the stopped tenant");
     assert_eq!(served_before(""), anonymous_before, "nothing went up unidentified");
     // What the operator marked `pass` still passes, in any spelling (whatever the upstream says).
     let (status, text) = raw(port, "GET", "//healthz", &[], "");
     assert!(status != 0 && status != 401 && !text.to_ascii_lowercase().contains("x-fusebox-reason"), "{text}");
+}
+
+/// `:path` values as an HTTP/2 client can send them (no request line to normalise first).
+const H2_SPELLINGS: [&str; 9] = [
+    "/v1/chat/completions",
+    "//v1/chat/completions",
+    "/./v1/chat/completions",
+    "/%76%31/chat/completions",
+    "/v1%2Fchat%2Fcompletions",
+    "/V1/chat/completions",
+    "/v1;x=1/chat/completions",
+    "/v1/chat/completions?x=1",
+    "v1/chat/completions",
+];
+
+/// One HTTP/2 request (prior knowledge, `nghttp`) with `:path` exactly `path`; its status, or 0
+/// when the stream was reset without one.
+fn h2(port: u16, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let body = std::env::temp_dir().join(format!("fusebox-h2-body-{}", std::process::id()));
+    std::fs::write(&body, CHAT).unwrap();
+    let mut cmd = std::process::Command::new("nghttp");
+    cmd.arg("-v").arg("-d").arg(&body).arg("-H").arg(format!(":path: {path}"));
+    cmd.arg("-H").arg("content-type: application/json");
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap_or_else(|e| panic!("nghttp is needed (make proxies installs it): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.split_once(":status: ").and_then(|(_, s)| s.trim().parse().ok())).unwrap_or(0)
+}
+
+#[test]
+fn through_a_normalising_reverse_proxy_in_front_of_the_model_server_no_spelling_is_served_uncounted() {
+    // Envoy -> nginx (`proxy_pass` with a URI: it decodes and normalises paths) -> the mock.
+    let nginx_port = free_port();
+    let demo = Stack::demo_bootstrap();
+    let at = demo.find("cluster_name: llm_upstream").unwrap();
+    let (head, tail) = demo.split_at(at);
+    let bootstrap = format!("{head}{}", tail.replacen("${MOCK_PORT}", &nginx_port.to_string(), 1));
+    let policy = demo_policy(json!({"free": generous()}), json!({}));
+    let stack = Stack::start_custom(&policy, 2, |_| (bootstrap.clone(), Vec::new()));
+    let _nginx = Nginx::start(&stack.dir, nginx_port, stack.ports.mock);
+    stack.wait_policy_version(1);
+    // The proxy does serve odd spellings as the real path: what a bypass would exploit.
+    let (status, text) = raw(nginx_port, "POST", "//v1/./chat/%63ompletions", &[], CHAT);
+    assert_eq!(status, 200, "nginx normalised the path for the model server:\n{text}");
+    every_spelling_is_refused(&stack);
+    // A tenant that may be served is served on those spellings, and counted for every one.
+    let t = token("odd-paths", None);
+    let bearer = format!("Bearer {t}");
+    let usage = [("authorization", bearer.as_str()), ("x-mock-input-tokens", "10"), ("x-mock-output-tokens", "5")];
+    for target in ["//v1/chat/completions", "/%76%31/chat/completions", "/v1/./chat/completions"] {
+        let (status, text) = raw(stack.ports.listen, "POST", target, &usage, CHAT);
+        assert_eq!(status, 200, "{target}:\n{text}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokens(&stack, &t) < 45 {
+        assert!(Instant::now() < deadline, "counted {} of 45 tokens", tokens(&stack, &t));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(tokens(&stack, &t), 45, "every request counted once");
+    assert_eq!(stack.mock_stats()["tenants"]["odd-paths"]["requests"], 3, "and each served once");
 }
 
 /// Reads the response head and some of the body, then drops the connection (a client reset).
