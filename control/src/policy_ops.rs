@@ -42,8 +42,19 @@ pub enum Change {
     PutTier(String, Box<Limits>),
     DeleteTier(String),
     PutTenant(String, Box<TenantPolicy>),
-    DeleteTenant(String),
-    Breaker { tenant: String, action: BreakerAction, reason: String },
+    /// `release_hold`: an operator's hold goes too (otherwise it outlives the entry).
+    DeleteTenant {
+        tenant: String,
+        release_hold: bool,
+    },
+    /// `create`: act on a tenant control has never heard of (no entry, no traffic reported);
+    /// without it that is refused, so a typo does not create a tenant.
+    Breaker {
+        tenant: String,
+        action: BreakerAction,
+        reason: String,
+        create: bool,
+    },
 }
 
 impl Change {
@@ -53,14 +64,16 @@ impl Change {
             Change::PutTier(..) => "tier.put".into(),
             Change::DeleteTier(_) => "tier.delete".into(),
             Change::PutTenant(..) => "tenant.put".into(),
-            Change::DeleteTenant(_) => "tenant.delete".into(),
+            Change::DeleteTenant { .. } => "tenant.delete".into(),
             Change::Breaker { action, .. } => format!("breaker.{}", action.as_str()),
         }
     }
 
     fn tenant(&self) -> Option<&str> {
         match self {
-            Change::PutTenant(t, _) | Change::DeleteTenant(t) | Change::Breaker { tenant: t, .. } => Some(t),
+            Change::PutTenant(t, _) | Change::DeleteTenant { tenant: t, .. } | Change::Breaker { tenant: t, .. } => {
+                Some(t)
+            }
             _ => None,
         }
     }
@@ -79,7 +92,7 @@ impl Change {
         match self {
             Change::ReplacePolicy(_) => redacted(p),
             Change::PutTier(name, _) | Change::DeleteTier(name) => json!(p.tiers.get(name)),
-            Change::PutTenant(t, _) | Change::DeleteTenant(t) | Change::Breaker { tenant: t, .. } => {
+            Change::PutTenant(t, _) | Change::DeleteTenant { tenant: t, .. } | Change::Breaker { tenant: t, .. } => {
                 json!(p.tenants.get(t))
             }
         }
@@ -117,12 +130,12 @@ impl Change {
                 }
                 p.tenants.insert(tenant.clone(), entry);
             }
-            Change::DeleteTenant(tenant) => {
+            Change::DeleteTenant { tenant, release_hold } => {
                 let Some(old) = p.tenants.remove(tenant) else {
                     return Err(ApiError::not_found(format!("tenant '{tenant}' has no policy entry")));
                 };
-                // An operator's hold outlives the overrides: only the breaker endpoint lifts it.
-                if has_hold(&old) {
+                // An operator's hold outlives the overrides unless its release is asked for.
+                if has_hold(&old) && !release_hold {
                     let kept = TenantPolicy {
                         forced: old.forced,
                         breaker_epoch: old.breaker_epoch,
@@ -131,7 +144,7 @@ impl Change {
                     p.tenants.insert(tenant.clone(), kept);
                 }
             }
-            Change::Breaker { tenant, action, reason } => {
+            Change::Breaker { tenant, action, reason, .. } => {
                 if !fusebox_engine::policy::is_valid_tenant_id(tenant) {
                     return Err(ApiError::bad_request("tenant", "tenant ids are 1-128 of [A-Za-z0-9-_.:@]"));
                 }
@@ -234,6 +247,16 @@ pub fn seed(db: &Db, mut policy: Policy, actor: &str, source: &str) -> Result<Po
     })
 }
 
+/// Whether any Envoy ever reported traffic or a breaker state for `tenant`.
+fn reported(tx: &dyn Sql, tenant: &str) -> Result<bool, DbError> {
+    tx.query_opt(
+        "SELECT 1 FROM tenant_totals WHERE tenant = ?1 UNION SELECT 1 FROM breaker_state WHERE tenant = ?1",
+        params![tenant],
+        |_| Ok(()),
+    )
+    .map(|found| found.is_some())
+}
+
 /// Appends the audit entry of a change.
 fn record(tx: &dyn Sql, change: &Change, actor: &str, outcome: &str, details: Value) -> Result<(), DbError> {
     let entry = NewEntry {
@@ -275,6 +298,14 @@ pub fn record_refusal(db: &Db, r: &Refusal) -> Result<(), ApiError> {
 pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied), ApiError> {
     let result: Result<(Policy, Applied), ApiError> = db.write(|tx| {
         let mut policy = current(tx)?.ok_or_else(|| ApiError::internal("no policy stored"))?;
+        if let Change::Breaker { tenant, create: false, .. } = change {
+            if !policy.tenants.contains_key(tenant) && !reported(tx, tenant)? {
+                return Err(ApiError::not_found(format!(
+                    "tenant '{tenant}' is not known here (no policy entry, no traffic reported): \
+                     send \"create\": true (CLI: --create) to act on it anyway"
+                )));
+            }
+        }
         let before = change.subject(&policy);
         change.apply(&mut policy, actor)?;
         let version = policy.version + 1;
@@ -297,7 +328,12 @@ pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied),
         record(tx, change, actor, "applied", details)?;
         // A reset or a hold closed is the breaker's real state from now on (every worker drops
         // the open state on the tenant's next request): show it, not the last reported `open`.
-        if let Change::Breaker { tenant, action: BreakerAction::Reset | BreakerAction::Close, .. } = change {
+        let released = match change {
+            Change::Breaker { tenant, action: BreakerAction::Reset | BreakerAction::Close, .. } => Some(tenant),
+            Change::DeleteTenant { tenant, release_hold: true } => Some(tenant),
+            _ => None,
+        };
+        if let Some(tenant) = released {
             tx.execute(
                 "UPDATE breaker_state SET state = 'closed', at_ms = ?2, metric = NULL, threshold = NULL,
                     observed = NULL, open_until_ms = NULL, source = ?3 WHERE tenant = ?1",

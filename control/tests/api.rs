@@ -149,9 +149,20 @@ async fn breaker_commands_set_and_release_the_operator_hold() {
     assert_eq!(p["tenants"]["acme"]["breaker_epoch"], 1);
     let r = admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "explode"}"#).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    // A kill switch works for a tenant with no entry yet.
-    admin(&app, "POST", "/v1/tenants/initech/breaker", r#"{"action": "open", "reason": "abuse"}"#).await;
+    // A tenant control has never heard of is refused (a typo must not create one), unless asked.
+    let r = admin(&app, "POST", "/v1/tenants/initech/breaker", r#"{"action": "open", "reason": "abuse"}"#).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert!(read(&app, "/v1/policy").await.json()["tenants"].get("initech").is_none());
+    admin(&app, "POST", "/v1/tenants/initech/breaker", r#"{"action": "open", "reason": "abuse", "create": true}"#)
+        .await;
     assert_eq!(read(&app, "/v1/tenants/initech").await.json()["forced"]["state"], "open");
+    // Deleting the entry keeps an operator's hold, unless its release is asked for too.
+    assert_eq!(admin(&app, "DELETE", "/v1/tenants/initech", "").await.status, StatusCode::OK);
+    assert_eq!(read(&app, "/v1/tenants/initech").await.json()["forced"]["state"], "open");
+    let bad = admin(&app, "DELETE", "/v1/tenants/initech?release_hold=maybe", "").await;
+    assert_eq!((bad.status, bad.json()["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("release_hold")));
+    assert_eq!(admin(&app, "DELETE", "/v1/tenants/initech?release_hold=true", "").await.status, StatusCode::OK);
+    assert!(read(&app, "/v1/policy").await.json()["tenants"].get("initech").is_none(), "gone, hold and all");
     let audit = read(&app, "/v1/audit?tenant=acme").await.json();
     let actions: Vec<&str> =
         audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();

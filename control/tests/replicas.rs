@@ -101,7 +101,7 @@ async fn two_replicas_appending_at_once_still_write_one_valid_audit_chain() {
             writers.push(tokio::spawn(async move {
                 for i in 0..10 {
                     let tenant = format!("t{r}-{w}-{i}");
-                    let body = r#"{"action": "open", "reason": "concurrent"}"#;
+                    let body = r#"{"action": "open", "reason": "concurrent", "create": true}"#;
                     let (status, body) = call(&app, "POST", &format!("/v1/tenants/{tenant}/breaker"), &[], body).await;
                     assert_eq!(status, StatusCode::OK, "{body}");
                 }

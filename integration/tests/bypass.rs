@@ -83,7 +83,7 @@ fn every_spelling_is_refused(stack: &Stack) {
     let r = stack.control(
         "POST",
         "/v1/tenants/stopped/breaker",
-        &json!({"action": "open", "reason": "bypass test"}).to_string(),
+        &json!({"action": "open", "reason": "bypass test", "create": true}).to_string(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let t = token("stopped", None);

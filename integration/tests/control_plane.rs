@@ -59,7 +59,11 @@ fn the_kill_switch_stops_one_tenant_within_two_seconds_and_reset_restores_it() {
     let (acme, globex) = (token("acme", None), token("globex", None));
     assert_eq!(chat(&stack, &acme, 1, 1).status, 200);
     let opened = Instant::now();
-    let r = stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "open", "reason": "runaway agent"}"#);
+    let r = stack.control(
+        "POST",
+        "/v1/tenants/acme/breaker",
+        r#"{"action": "open", "reason": "runaway agent", "create": true}"#,
+    );
     version(&r);
     let mut last = None;
     let delay = wait_until("the kill switch to apply", 5, || {
@@ -111,8 +115,11 @@ fn acme_tripped_on_tokens_60s() -> (Stack, String) {
 #[test]
 fn a_breaker_held_closed_lets_an_over_limit_tenant_through() {
     let (stack, acme) = acme_tripped_on_tokens_60s();
-    let v =
-        version(&stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "close", "reason": "launch day"}"#));
+    let v = version(&stack.control(
+        "POST",
+        "/v1/tenants/acme/breaker",
+        r#"{"action": "close", "reason": "launch day", "create": true}"#,
+    ));
     stack.wait_policy_version(v);
     for _ in 0..3 {
         assert_eq!(chat(&stack, &acme, 200, 200).status, 200);
@@ -154,7 +161,10 @@ fn the_cli_drives_the_api_with_readable_output() {
     let acme = token("acme", None);
     let (ok, out) = cli_as(&stack, CAROL, &["whoami"]);
     assert!(ok && out.trim() == "carol (operator)", "{out}");
+    // acme has sent nothing yet: control does not know it, and a typo must not create a tenant.
     let (ok, out) = cli_as(&stack, CAROL, &["breaker", "open", "acme", "--reason", "incident 42"]);
+    assert!(!ok && out.contains("404") && out.contains("not known here"), "{out}");
+    let (ok, out) = cli_as(&stack, CAROL, &["breaker", "open", "acme", "--reason", "incident 42", "--create"]);
     assert!(ok, "{out}");
     assert!(out.contains("tenant 'acme' breaker open"), "{out}");
     wait_until("the CLI's kill switch", 5, || chat(&stack, &acme, 1, 1).status == 429);
@@ -212,7 +222,7 @@ fn tampering_with_the_audit_log_in_the_database_file_is_detected() {
     let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
     stack.wait_policy_version(1);
     for action in ["open", "reset", "open"] {
-        let body = json!({"action": action, "reason": "test"}).to_string();
+        let body = json!({"action": action, "reason": "test", "create": true}).to_string();
         version(&stack.control("POST", "/v1/tenants/acme/breaker", &body));
     }
     let v = stack.control_get("/v1/audit/verify");
@@ -354,7 +364,11 @@ fn a_policy_change_reaches_envoy_by_long_poll_without_waiting_for_the_poll_inter
     std::thread::sleep(Duration::from_millis(500));
     for round in 0..3 {
         assert_eq!(chat(&stack, &acme, 1, 1).status, 200, "round {round}");
-        let r = stack.control("POST", "/v1/tenants/acme/breaker", r#"{"action": "open", "reason": "long poll"}"#);
+        let r = stack.control(
+            "POST",
+            "/v1/tenants/acme/breaker",
+            r#"{"action": "open", "reason": "long poll", "create": true}"#,
+        );
         version(&r);
         let delay = wait_until("the kill switch, long before the next 30 s poll", 10, || {
             chat(&stack, &acme, 1, 1).status == 429

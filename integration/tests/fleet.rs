@@ -293,7 +293,7 @@ fn with_one_control_replica_killed_the_fleet_keeps_syncing_and_reporting_through
         assert_eq!(chat(envoy, "runaway", 1, 1).status, 200);
     }
     let thrown = Instant::now();
-    on_replica("POST", "/v1/tenants/runaway/breaker", r#"{"action": "open", "reason": "fleet-wide"}"#);
+    on_replica("POST", "/v1/tenants/runaway/breaker", r#"{"action": "open", "reason": "fleet-wide", "create": true}"#);
     let mut slowest = Duration::ZERO;
     for envoy in &fleet.envoys {
         wait_until("the kill switch on every Envoy", 5, || {

@@ -74,7 +74,7 @@ fn the_openai_sdk_gets_a_rate_limit_error_with_the_fusebox_fields_and_honours_th
     let r = stack.control(
         "POST",
         "/v1/tenants/frozen/breaker",
-        &json!({"action": "open", "reason": "sdk test"}).to_string(),
+        &json!({"action": "open", "reason": "sdk test", "create": true}).to_string(),
     );
     assert_eq!(r.status, 200, "{} (admin token {DEMO_ADMIN_TOKEN})", r.body);
     let frozen = token("frozen", None);

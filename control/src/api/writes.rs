@@ -9,13 +9,14 @@ use crate::access::operators::Role;
 use crate::error::ApiError;
 use crate::policy_ops::{self, BreakerAction, Change};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fusebox_engine::policy::{Limits, Policy, PolicyError, TenantPolicy};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// Parses a JSON body strictly, prefixing the failing field with `at`.
 fn parse_body<T>(body: &[u8], at: &str, parse: impl Fn(&[u8]) -> Result<T, PolicyError>) -> Result<T, ApiError> {
@@ -181,15 +182,24 @@ pub(super) async fn put_tenant(
     .await
 }
 
+/// `DELETE /v1/tenants/{t}[?release_hold=true]`: with `release_hold`, an operator's hold goes
+/// too (it outlives the entry otherwise).
 pub(super) async fn delete_tenant(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     valid_tenant(&tenant)?;
-    let w =
-        Write::new(Method::DELETE, format!("/v1/tenants/{tenant}"), Role::Admin, "tenant.delete").of_tenant(&tenant);
-    write(state, headers, w, Bytes::new(), move |_| Ok(Change::DeleteTenant(tenant))).await
+    let release_hold = match q.get("release_hold").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("release_hold", "true or false")),
+    };
+    // The query is part of what an Idempotency-Key stands for.
+    let path = format!("/v1/tenants/{tenant}{}", if release_hold { "?release_hold=true" } else { "" });
+    let w = Write::new(Method::DELETE, path, Role::Admin, "tenant.delete").of_tenant(&tenant);
+    write(state, headers, w, Bytes::new(), move |_| Ok(Change::DeleteTenant { tenant, release_hold })).await
 }
 
 #[derive(Deserialize)]
@@ -198,6 +208,9 @@ struct BreakerCommand {
     action: BreakerAction,
     #[serde(default)]
     reason: String,
+    /// Hold a tenant control has never heard of (refused otherwise: a typo is not a tenant).
+    #[serde(default)]
+    create: bool,
 }
 
 pub(super) async fn post_breaker(
@@ -213,13 +226,15 @@ pub(super) async fn post_breaker(
         let cmd: BreakerCommand = serde_json::from_slice(b).map_err(|e| {
             ApiError::bad_request(
                 "",
-                format!("expected {{\"action\": \"open\"|\"close\"|\"reset\", \"reason\": \"...\"}}: {e}"),
+                format!(
+                    "expected {{\"action\": \"open\"|\"close\"|\"reset\", \"reason\": \"...\", \"create\": false}}: {e}"
+                ),
             )
         })?;
         if cmd.reason.len() > 1024 {
             return Err(ApiError::bad_request("reason", "at most 1024 characters"));
         }
-        Ok(Change::Breaker { tenant, action: cmd.action, reason: cmd.reason })
+        Ok(Change::Breaker { tenant, action: cmd.action, reason: cmd.reason, create: cmd.create })
     })
     .await
 }

@@ -92,6 +92,9 @@ pub(crate) enum Command {
         /// Why (recorded in the audit log).
         #[arg(long, default_value = "")]
         reason: String,
+        /// Act on a tenant control has not heard of yet (no entry, no traffic reported).
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -234,8 +237,13 @@ pub(crate) enum TenantCmd {
         #[arg(long = "unset", value_name = "FIELD")]
         unset: Vec<String>,
     },
-    /// Remove the tenant's overrides (back to its tier; an operator hold stays).
-    Delete { tenant: String },
+    /// Remove the tenant's overrides (back to its tier; an operator hold stays unless
+    /// --release-hold).
+    Delete {
+        tenant: String,
+        #[arg(long)]
+        release_hold: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -124,19 +124,20 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                     let r = c.call("PUT", &format!("/v1/tenants/{tenant}"), Some(&Value::Object(entry)))?;
                     say!("policy version {}: {}", r["version"], r["after"]);
                 }
-                TenantCmd::Delete { tenant } => {
-                    let r = c.call("DELETE", &format!("/v1/tenants/{tenant}"), None)?;
+                TenantCmd::Delete { tenant, release_hold } => {
+                    let query = if release_hold { "?release_hold=true" } else { "" };
+                    let r = c.call("DELETE", &format!("/v1/tenants/{tenant}{query}"), None)?;
                     say!("policy version {}", r["version"]);
                 }
             }
         }
-        Command::Breaker { action, tenant, reason, remote } => {
+        Command::Breaker { action, tenant, reason, create, remote } => {
             let verb = match action {
                 BreakerVerb::Open => "open",
                 BreakerVerb::Close => "close",
                 BreakerVerb::Reset => "reset",
             };
-            let body = json!({"action": verb, "reason": reason});
+            let body = json!({"action": verb, "reason": reason, "create": create});
             let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
             say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
