@@ -1,4 +1,4 @@
-//! The HTTP API (README, "fusebox-control"). Handlers are thin: authorization,
+//! The HTTP API (docs/CONFIGURATION.md, "fusebox-control"). Handlers are thin: authorization,
 //! parsing, then the blocking database work on tokio's blocking pool. `router.rs` lists the
 //! routes; `reads.rs`, `writes.rs` and `events.rs` hold the handlers; `auth.rs` and
 //! `idempotency.rs` what the handlers share; `state.rs` the service's state.

@@ -1,4 +1,4 @@
-//! The routes of the control API (README, "fusebox-control").
+//! The routes of the control API (docs/CONFIGURATION.md, "fusebox-control").
 
 use super::events::post_events;
 use super::fleet::post_fleet_sync;

@@ -3,7 +3,7 @@
 //! admin API) and the mock LLM. Ctrl-C stops everything.
 
 use fusebox_integration::{
-    run_until_stopped, token, work_dir, workspace_root, Ports, Stack, StackOptions, DEMO_ADMIN_TOKEN,
+    run_until_stopped, token, work_dir, workspace_root, Ports, Stack, StackOptions, DEMO_ADMIN_TOKEN, DEMO_FILTER_TOKEN,
 };
 use std::process::ExitCode;
 
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
          \n  control database:  {}\n  logs:              {}\n\
          \nacme (free tier: 2000 tokens per 60 s; each mock answer uses 400) — run it 6 times, the 7th is refused:\n\n  {}\n\
          \nglobex (pro tier) keeps working meanwhile:\n\n  {}\n\
+         \nThese tokens expire in 1 h (make token TENANT=acme mints another).\n\
          \nYour own state: curl -s localhost:{}/fusebox/status -H 'authorization: Bearer <token>'\n\
          \nOperate it (kill switch, tiers, usage, audit) with the CLI:\n\
          \n  export FUSEBOX_CONTROL_URL=http://localhost:{} FUSEBOX_ADMIN_TOKEN={}\n  \
@@ -53,7 +54,9 @@ fn main() -> ExitCode {
          target/debug/fusebox-control tenant set globex --tier enterprise\n  \
          target/debug/fusebox-control usage\n  \
          target/debug/fusebox-control audit verify\n\
-         \nor in the browser: http://localhost:{}/dashboard#token={}\n\n\
+         \nor in the browser: http://localhost:{}/dashboard#token={}\n\
+         \nEnvoy's singleton reads the policy and posts usage with the filter token {} (envoy/demo.yaml);\n\
+         it can read, never write.\n\n\
          Ctrl-C stops everything.",
         ports.listen,
         ports.admin,
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         DEMO_ADMIN_TOKEN,
         ports.control,
         DEMO_ADMIN_TOKEN,
+        DEMO_FILTER_TOKEN,
     );
     let logs = stack.dir.display().to_string();
     run_until_stopped("fusebox-dev", || stack.exited(), &logs)
