@@ -15,6 +15,7 @@ pub mod policy_anchor;
 pub mod policy_ops;
 pub mod prometheus;
 pub mod report;
+pub mod series;
 pub mod timefmt;
 pub mod tls;
 

@@ -191,6 +191,17 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     assert!(browser.text("#audit").contains("breaker.transition"));
     browser.screenshot("dashboard.png");
 
+    // noisy's usage over the last hour, against its limit, and its denials by reason.
+    browser.click(r#"tr[data-tenant="noisy"] button.expand"#);
+    browser.wait_attr(r#"svg[data-chart="noisy"]"#, "data-chart", "noisy");
+    assert_eq!(browser.find_all(r#"svg[data-chart="noisy"] rect"#), 60, "a bar a minute");
+    assert_eq!(browser.find_all(r#"svg[data-chart="noisy"] line.limit"#), 1, "the tokens_60s line");
+    assert!(browser.text(r#"svg[data-chart="noisy"]"#).contains("tokens_60s 500"), "{}", browser.text("tr.detail"));
+    wait_text(&browser, r#"tr[data-detail-for="noisy"] [data-role="denials"]"#, "denials by reason: ");
+    browser.screenshot("dashboard-chart.png");
+    browser.click(r#"tr[data-tenant="noisy"] button.expand"#);
+    assert_eq!(browser.find_all("tr.detail"), 0, "closed again");
+
     // The kill switch, from the page: control holds calm open and Envoy refuses calm.
     browser.type_into(r#"tr[data-tenant="calm"] input.reason"#, "browser test");
     browser.click(r#"tr[data-tenant="calm"] button.kill"#);

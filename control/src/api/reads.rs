@@ -9,6 +9,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::prometheus;
 use crate::report::{self, UsageQuery};
+use crate::series;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,29 @@ use std::collections::HashMap;
 
 pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"ok": true, "policy_version": state.served().policy.version}))
+}
+
+/// `GET /v1/tenants/{t}/series?minutes=N` (default 60, at most a day).
+pub(super) async fn get_series(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    require_reader(&state.0.config, &headers)?;
+    valid_tenant(&tenant)?;
+    let minutes = match q.get("minutes").filter(|v| !v.is_empty()) {
+        None => 60,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=series::MAX_MINUTES).contains(&n) => n,
+            _ => return Err(ApiError::bad_request("minutes", format!("1-{}", series::MAX_MINUTES))),
+        },
+    };
+    let policy = state.served().policy;
+    state
+        .blocking(move |inner| series::series(&inner.db.conn(), &policy, &tenant, db::now_ms(), minutes))
+        .await
+        .map(Json)
 }
 
 /// `GET /v1/whoami`: the verified caller (`401` for an unknown token).

@@ -3,7 +3,7 @@
 use super::events::post_events;
 use super::fleet::post_fleet_sync;
 use super::reads::{
-    dashboard_page, get_audit, get_audit_verify, get_dashboard, get_policy, get_tenant, get_usage, healthz,
+    dashboard_page, get_audit, get_audit_verify, get_dashboard, get_policy, get_series, get_tenant, get_usage, healthz,
     list_tenants, metrics, whoami,
 };
 use super::state::AppState;
@@ -22,6 +22,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tenants", get(list_tenants))
         .route("/v1/tenants/{tenant}", get(get_tenant).put(put_tenant).delete(delete_tenant))
         .route("/v1/tenants/{tenant}/breaker", post(post_breaker))
+        .route("/v1/tenants/{tenant}/series", get(get_series))
         .route("/v1/events", post(post_events))
         // An Envoy with many active tenants sends them all at once (at most MAX_KEYS).
         .route("/v1/fleet/sync", post(post_fleet_sync).layer(DefaultBodyLimit::max(64 << 20)))

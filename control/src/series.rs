@@ -1,0 +1,53 @@
+//! `GET /v1/tenants/{t}/series?minutes=N`: a tenant's usage minute by minute over the last N
+//! minutes (tokens and requests, zeros where it sent nothing), its `tokens_60s` limit to draw
+//! against, and its denials by reason, for the dashboard's chart.
+
+use crate::db::{from_sql, saturating_sum, to_sql, Sql};
+use crate::error::ApiError;
+use crate::params;
+use fusebox_engine::policy::Policy;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// The longest series asked for: a day of minutes.
+pub const MAX_MINUTES: u64 = 1440;
+
+pub fn series(conn: &dyn Sql, policy: &Policy, tenant: &str, now_ms: u64, minutes: u64) -> Result<Value, ApiError> {
+    let minutes = minutes.clamp(1, MAX_MINUTES);
+    let last = now_ms / 1000 / 60 * 60;
+    let first = last.saturating_sub((minutes - 1) * 60);
+    let sum = |c: &str| saturating_sum(conn.dialect(), c);
+    let sql = format!(
+        "SELECT minute, {}, {} FROM usage WHERE tenant = ?1 AND minute >= ?2 AND minute <= ?3 GROUP BY minute",
+        sum("input_tokens + output_tokens"),
+        sum("requests")
+    );
+    let rows: HashMap<u64, (u64, u64)> = conn
+        .query_map(&sql, params![tenant, to_sql(first), to_sql(last)], |r| {
+            Ok((from_sql(r.get(0)?), (from_sql(r.get(1)?), from_sql(r.get(2)?))))
+        })?
+        .into_iter()
+        .collect();
+    let points: Vec<Value> = (0..minutes)
+        .map(|i| {
+            let minute = first + i * 60;
+            let (tokens, requests) = rows.get(&minute).copied().unwrap_or_default();
+            json!({"minute": minute, "tokens": tokens, "requests": requests})
+        })
+        .collect();
+    let denials: serde_json::Map<String, Value> = conn
+        .query_map(
+            "SELECT reason, count FROM tenant_denials WHERE tenant = ?1 ORDER BY reason",
+            params![tenant],
+            |r| Ok((r.get::<String>(0)?, Value::from(from_sql(r.get(1)?)))),
+        )?
+        .into_iter()
+        .collect();
+    let (_, limits) = policy.limits_for(tenant, None);
+    Ok(json!({
+        "tenant": tenant,
+        "minutes": points,
+        "tokens_60s_limit": limits.tokens_60s,
+        "denials": denials,
+    }))
+}
