@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/release/fusebox_filter.wasm
 TENANT ?= acme
 TIER ?= free
 
-.PHONY: fleet fleet-servers proxies help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
+.PHONY: fleet fleet-servers proxies envoy-configs install help run test check token wasm build envoy wasm-target lint lint-tools fmt clean fuzz soak bench bench-tools browser
 SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N runs each target N inputs instead of FUZZ_SECONDS.
@@ -92,6 +92,19 @@ browser:
 
 ## Redis (fleet counters) and PostgreSQL (control's shared database) from Debian's packages, if
 ## missing; tests start their own on free ports.
+## Install fusebox-control into $(PREFIX)/bin and the filter into $(PREFIX)/share/fusebox (PROFILE=debug installs the debug build).
+PREFIX ?= /usr/local
+PROFILE ?= release
+install: wasm
+	$(if $(filter release,$(PROFILE)),$(CARGO) build --release -p fusebox-control --bin fusebox-control)
+	install -D -m 0755 target/$(PROFILE)/fusebox-control $(DESTDIR)$(PREFIX)/bin/fusebox-control
+	install -D -m 0644 $(WASM) $(DESTDIR)$(PREFIX)/share/fusebox/fusebox_filter.wasm
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/fusebox-control and $(DESTDIR)$(PREFIX)/share/fusebox/fusebox_filter.wasm"
+
+## Render envoy/*.yaml (templates) into target/envoy/, ready for `envoy -c` (ports from FUSEBOX_*_PORT).
+envoy-configs: wasm
+	$(CARGO) run --quiet -p fusebox-integration --bin fusebox-render
+
 ## nginx (a reverse proxy in front of the mock) and nghttp (HTTP/2 requests with any :path), for the bypass tests.
 proxies:
 	@command -v nginx >/dev/null && command -v nghttp >/dev/null || \

@@ -100,3 +100,22 @@ fn the_control_manifest_starts_a_replica_on_postgres_and_redis_that_is_ready() {
     assert!(log.contains("fleet counters in redis"), "{log}");
     assert!(log.contains(&format!("127.0.0.1:{}/fusebox", postgres.port)), "{log}");
 }
+
+#[test]
+fn make_install_puts_the_cli_on_a_path_and_the_filter_beside_it() {
+    let prefix = fusebox_integration::work_dir();
+    // `-o wasm`: the filter is built already (by `make build`); the install step is what is tested.
+    let out = Command::new("make")
+        .current_dir(workspace_root())
+        .args(["-s", "install", "PROFILE=debug", "-o", "wasm"])
+        .arg(format!("PREFIX={}", prefix.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let cli = prefix.join("bin/fusebox-control");
+    let version = Command::new(&cli).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("fusebox-control "), "{version:?}");
+    let installed = std::fs::metadata(prefix.join("share/fusebox/fusebox_filter.wasm")).unwrap().len();
+    let built = std::fs::metadata(fusebox_integration::wasm_path().unwrap()).unwrap().len();
+    assert_eq!(installed, built, "the filter is the one built");
+}

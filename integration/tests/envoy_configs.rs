@@ -55,7 +55,7 @@ fn yaml_files(dir: PathBuf, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn every_envoy_yaml_validates_with_the_real_envoy() {
+fn every_envoy_yaml_rendered_as_make_envoy_configs_does_validates_with_the_real_envoy() {
     let mut files = Vec::new();
     yaml_files(workspace_root().join("envoy"), &mut files);
     assert!(files.len() >= 2, "expected the demo and the per-route example, found {files:?}");
@@ -63,11 +63,25 @@ fn every_envoy_yaml_validates_with_the_real_envoy() {
         let expected = workspace_root().join(format!("envoy/providers/{provider}.yaml"));
         assert!(files.contains(&expected), "the {provider} example is shipped and validated");
     }
+    // Exactly what `make envoy-configs` runs (the provider examples read their key from a file,
+    // which must exist to validate).
     let dir = work_dir();
-    for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let rendered = render_into(&dir, &name, &std::fs::read_to_string(&file).unwrap());
-        if let Err(output) = validate(&rendered) {
+    let key_file = dir.join("provider-key");
+    std::fs::write(&key_file, "Bearer sk-example").unwrap();
+    let out = dir.join("rendered");
+    let run = Command::new(fusebox_integration::sibling_binary("fusebox-render").unwrap())
+        .arg("--out")
+        .arg(&out)
+        .env("FUSEBOX_PROVIDER_KEY_FILE", &key_file)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let rendered: Vec<PathBuf> = String::from_utf8_lossy(&run.stdout).lines().map(PathBuf::from).collect();
+    assert_eq!(rendered.len(), files.len(), "one rendered file per template: {rendered:?}");
+    for file in rendered {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("${"), "{} still has a placeholder", file.display());
+        if let Err(output) = validate(&file) {
             panic!("{} does not validate:\n{output}", file.display());
         }
     }
