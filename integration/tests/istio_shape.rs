@@ -3,8 +3,8 @@
 //! none). The singleton, installed through a bootstrap override, must then also leave it blank to
 //! share the filter's shared data and queue. This runs the demo stack in that shape.
 
-use fusebox_integration::{demo_policy, token, Stack};
-use serde_json::json;
+use fusebox_integration::{demo_policy, token, workspace_root, Stack};
+use serde_json::{json, Value};
 
 #[test]
 fn filter_and_singleton_without_a_vm_id_still_share_the_policy_and_the_event_queue() {
@@ -30,4 +30,43 @@ fn filter_and_singleton_without_a_vm_id_still_share_the_policy_and_the_event_que
         assert!(std::time::Instant::now() < deadline, "usage never reached control: {usage}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+#[test]
+fn the_bootstrap_override_declares_each_volume_once_and_ships_its_init_image() {
+    let istio = workspace_root().join("envoy/istio");
+    let text = std::fs::read_to_string(istio.join("k8s/bootstrap-override.yaml")).unwrap();
+    let annotation = |key: &str| -> Vec<Value> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|v| serde_json::from_str(v.trim().trim_matches('\'')).unwrap())
+            .map(|v: Value| v.as_array().unwrap().clone())
+            .unwrap_or_default()
+    };
+    // Volumes: those the annotation adds and those the pod spec declares, each name once.
+    let mut volumes: Vec<String> =
+        annotation("sidecar.istio.io/userVolume:").iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+    let spec = text.split("\n      volumes:\n").nth(1).expect("the pod declares its volumes");
+    volumes.extend(spec.lines().filter_map(|l| l.trim().strip_prefix("- name: ")).map(str::to_string));
+    let mut unique = volumes.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), volumes.len(), "a volume declared twice: {volumes:?}");
+    // What istio-proxy mounts exists, at the path the singleton's bootstrap reads from.
+    let mounts = annotation("sidecar.istio.io/userVolumeMount:");
+    assert!(!mounts.is_empty());
+    for m in &mounts {
+        assert!(volumes.iter().any(|v| v == m["name"].as_str().unwrap()), "{m} mounts no declared volume");
+    }
+    let copy_to = "/var/lib/fusebox/fusebox_filter.wasm";
+    assert!(text.contains(copy_to) && mounts.iter().any(|m| m["mountPath"] == "/var/lib/fusebox"));
+    // The init image is one this repository builds: its Dockerfile names that tag and copies the
+    // module to the path the init container copies from.
+    let image =
+        text.lines().find_map(|l| l.trim().strip_prefix("image: ")).filter(|i| i.contains("fusebox-init")).unwrap();
+    let dockerfile = std::fs::read_to_string(istio.join("Dockerfile.init")).unwrap();
+    assert!(dockerfile.contains(&format!("-t {image} ")), "Dockerfile.init builds {image}");
+    assert!(dockerfile.contains("COPY target/wasm32-wasip1/release/fusebox_filter.wasm /plugin.wasm"));
+    assert!(text.contains(r#"command: ["cp", "/plugin.wasm", "/var/lib/fusebox/fusebox_filter.wasm"]"#));
+    assert!(dockerfile.lines().any(|l| l.starts_with("FROM busybox")), "cp needs a shell image");
 }
