@@ -40,8 +40,13 @@ impl BreakerAction {
 pub enum Change {
     ReplacePolicy(Box<Policy>),
     PutTier(String, Box<Limits>),
+    /// A JSON merge patch (RFC 7386) on a tier: the fields it names change, `null` removes one,
+    /// the rest are kept. A tier that does not exist yet starts from none.
+    PatchTier(String, Value),
     DeleteTier(String),
     PutTenant(String, Box<TenantPolicy>),
+    /// A JSON merge patch on a tenant's entry (its holds are the breaker endpoint's).
+    PatchTenant(String, Value),
     /// `release_hold`: an operator's hold goes too (otherwise it outlives the entry).
     DeleteTenant {
         tenant: String,
@@ -62,8 +67,10 @@ impl Change {
         match self {
             Change::ReplacePolicy(_) => "policy.replace".into(),
             Change::PutTier(..) => "tier.put".into(),
+            Change::PatchTier(..) => "tier.patch".into(),
             Change::DeleteTier(_) => "tier.delete".into(),
             Change::PutTenant(..) => "tenant.put".into(),
+            Change::PatchTenant(..) => "tenant.patch".into(),
             Change::DeleteTenant { .. } => "tenant.delete".into(),
             Change::Breaker { action, .. } => format!("breaker.{}", action.as_str()),
         }
@@ -71,9 +78,10 @@ impl Change {
 
     fn tenant(&self) -> Option<&str> {
         match self {
-            Change::PutTenant(t, _) | Change::DeleteTenant { tenant: t, .. } | Change::Breaker { tenant: t, .. } => {
-                Some(t)
-            }
+            Change::PutTenant(t, _)
+            | Change::PatchTenant(t, _)
+            | Change::DeleteTenant { tenant: t, .. }
+            | Change::Breaker { tenant: t, .. } => Some(t),
             _ => None,
         }
     }
@@ -91,8 +99,13 @@ impl Change {
     fn subject(&self, p: &Policy) -> Value {
         match self {
             Change::ReplacePolicy(_) => redacted(p),
-            Change::PutTier(name, _) | Change::DeleteTier(name) => json!(p.tiers.get(name)),
-            Change::PutTenant(t, _) | Change::DeleteTenant { tenant: t, .. } | Change::Breaker { tenant: t, .. } => {
+            Change::PutTier(name, _) | Change::PatchTier(name, _) | Change::DeleteTier(name) => {
+                json!(p.tiers.get(name))
+            }
+            Change::PutTenant(t, _)
+            | Change::PatchTenant(t, _)
+            | Change::DeleteTenant { tenant: t, .. }
+            | Change::Breaker { tenant: t, .. } => {
                 json!(p.tenants.get(t))
             }
         }
@@ -115,6 +128,28 @@ impl Change {
             }
             Change::PutTier(name, limits) => {
                 p.tiers.insert(name.clone(), (**limits).clone());
+            }
+            Change::PatchTier(name, patch) => {
+                let at = format!("tiers.{name}");
+                let merged = merge_patch(json!(p.tiers.get(name)), patch, &at)?;
+                let limits = Limits::from_json(merged.to_string().as_bytes()).map_err(|e| prefixed(e, &at))?;
+                p.tiers.insert(name.clone(), limits);
+            }
+            Change::PatchTenant(tenant, patch) => {
+                let at = format!("tenants.{tenant}");
+                if patch.get("forced").is_some() || patch.get("breaker_epoch").is_some() {
+                    return Err(ApiError::bad_request(
+                        format!("{at}.forced"),
+                        "breaker holds are set through POST /v1/tenants/{tenant}/breaker",
+                    ));
+                }
+                let merged = merge_patch(json!(p.tenants.get(tenant)), patch, &at)?;
+                let mut entry = TenantPolicy::from_json(merged.to_string().as_bytes()).map_err(|e| prefixed(e, &at))?;
+                if let Some(old) = p.tenants.get(tenant) {
+                    entry.forced = old.forced.clone();
+                    entry.breaker_epoch = old.breaker_epoch;
+                }
+                p.tenants.insert(tenant.clone(), entry);
             }
             Change::DeleteTier(name) => {
                 if p.tiers.remove(name).is_none() {
@@ -170,6 +205,36 @@ impl Change {
         }
         Ok(())
     }
+}
+
+/// `patch` applied to `target` as a JSON merge patch (RFC 7386): objects merge key by key,
+/// `null` removes a key, anything else replaces. Both must be objects (a tier, an entry).
+fn merge_patch(target: Value, patch: &Value, at: &str) -> Result<Value, ApiError> {
+    fn merge(target: Value, patch: &Value) -> Value {
+        let Value::Object(fields) = patch else { return patch.clone() };
+        let mut out = match target {
+            Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in fields {
+            if v.is_null() {
+                out.remove(k);
+            } else {
+                let old = out.remove(k).unwrap_or(Value::Null);
+                out.insert(k.clone(), merge(old, v));
+            }
+        }
+        Value::Object(out)
+    }
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(at, "a JSON merge patch is an object of the fields to change"));
+    }
+    Ok(merge(target, patch))
+}
+
+fn prefixed(e: fusebox_engine::policy::PolicyError, at: &str) -> ApiError {
+    let field = if e.field.is_empty() { at.to_string() } else { format!("{at}.{}", e.field) };
+    ApiError::invalid_policy(fusebox_engine::policy::PolicyError { field, message: e.message })
 }
 
 fn has_hold(t: &TenantPolicy) -> bool {

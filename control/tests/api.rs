@@ -524,3 +524,53 @@ async fn the_breaker_state_shown_is_the_real_one_after_a_cooldown_or_an_operator
     assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &late.to_string()).await.status, StatusCode::OK);
     assert_eq!(state(app.clone()).await, "closed");
 }
+
+#[tokio::test]
+async fn a_merge_patch_changes_the_fields_it_names_and_keeps_the_rest() {
+    let app = service();
+    let whole = r#"{"tokens_60s": 5000, "requests_10s": 50, "breaker": {"cooldown_s": 60}}"#;
+    let change = r#"{"tokens_60s": 9000, "requests_10s": null, "breaker": {"half_open_probes": 4}}"#;
+    for (method, body) in [("PUT", whole), ("PATCH", change)] {
+        let r = admin(&app, method, "/v1/tiers/gold", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{method}: {}", r.text());
+    }
+    let gold = read(&app, "/v1/policy").await.json()["tiers"]["gold"].clone();
+    assert_eq!(gold["tokens_60s"], 9000);
+    assert!(gold.get("requests_10s").is_none(), "null removes: {gold}");
+    assert_eq!(
+        (gold["breaker"]["cooldown_s"].as_u64(), gold["breaker"]["half_open_probes"].as_u64()),
+        (Some(60), Some(4))
+    );
+    // Refused naming the field, and never served.
+    let bad = admin(&app, "PATCH", "/v1/tiers/gold", r#"{"tokens_60s": 0}"#).await;
+    assert_eq!(
+        (bad.status, bad.json()["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("tiers.gold.tokens_60s"))
+    );
+    let unknown = admin(&app, "PATCH", "/v1/tiers/gold", r#"{"tokens_6s": 1}"#).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text());
+    assert_eq!(admin(&app, "PATCH", "/v1/tiers/gold", "[1]").await.status, StatusCode::BAD_REQUEST);
+    // A tenant's entry: its hold stays, and a patch cannot set one.
+    admin(&app, "POST", "/v1/tenants/acme/breaker", r#"{"action": "open", "reason": "hold"}"#).await;
+    let r = admin(&app, "PATCH", "/v1/tenants/acme", r#"{"tier": "gold", "requests_10s": 7}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let acme = read(&app, "/v1/policy").await.json()["tenants"]["acme"].clone();
+    assert_eq!(
+        (acme["tier"].clone(), acme["tokens_60s"].clone(), acme["requests_10s"].clone()),
+        (json!("gold"), json!(100), json!(7))
+    );
+    assert_eq!(acme["forced"]["state"], "open", "the hold is kept");
+    let sneaky = admin(&app, "PATCH", "/v1/tenants/acme", r#"{"forced": null}"#).await;
+    assert_eq!(sneaky.status, StatusCode::BAD_REQUEST);
+    // Viewers and operators cannot patch; the audit names what was patched.
+    assert_eq!(call(&app, "PATCH", "/v1/tiers/gold", Some(OLIVIA), &[], "{}").await.status, StatusCode::FORBIDDEN);
+    let audit = read(&app, "/v1/audit").await.json();
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"tier.patch") && actions.contains(&"tenant.patch"), "{actions:?}");
+    let acme_audit = read(&app, "/v1/audit?tenant=acme").await.json();
+    assert!(
+        acme_audit["entries"].as_array().unwrap().iter().any(|e| e["action"] == "tenant.patch"),
+        "filed under acme"
+    );
+}

@@ -209,7 +209,7 @@ fn the_cli_drives_the_api_with_readable_output() {
     let (ok, out) = cli(&stack, &["audit", "--tenant", "acme"]);
     assert!(ok && out.contains("breaker.open") && out.contains("carol") && !out.contains("mallory"), "{out}");
     let (_, out) = cli(&stack, &["audit"]);
-    let refused = out.lines().find(|l| l.contains("tier.put") && l.contains("carol")).unwrap_or_default();
+    let refused = out.lines().find(|l| l.contains("tier.patch") && l.contains("carol")).unwrap_or_default();
     assert!(refused.contains("carol") && refused.contains("refused"), "the refused change is on the record: {out}");
     let (ok, out) = cli(&stack, &["audit", "verify"]);
     assert!(ok && out.contains("audit log intact"), "{out}");

@@ -7,7 +7,7 @@ use super::reads::{
     list_tenants, metrics, whoami,
 };
 use super::state::AppState;
-use super::writes::{delete_tenant, delete_tier, post_breaker, put_policy, put_tenant, put_tier};
+use super::writes::{delete_tenant, delete_tier, post_breaker, put_policy, set_tenant, set_tier};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -18,9 +18,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/whoami", get(whoami))
         .route("/v1/policy", get(get_policy).put(put_policy))
-        .route("/v1/tiers/{tier}", put(put_tier).delete(delete_tier))
+        .route("/v1/tiers/{tier}", put(set_tier).patch(set_tier).delete(delete_tier))
         .route("/v1/tenants", get(list_tenants))
-        .route("/v1/tenants/{tenant}", get(get_tenant).put(put_tenant).delete(delete_tenant))
+        .route("/v1/tenants/{tenant}", get(get_tenant).put(set_tenant).patch(set_tenant).delete(delete_tenant))
         .route("/v1/tenants/{tenant}/breaker", post(post_breaker))
         .route("/v1/tenants/{tenant}/series", get(get_series))
         .route("/v1/events", post(post_events))

@@ -144,18 +144,30 @@ pub(super) async fn put_policy(
     .await
 }
 
-pub(super) async fn put_tier(
+/// `PUT /v1/tiers/{tier}` replaces a tier whole; `PATCH` is a JSON merge patch on it
+/// (`{"tokens_60s": 90000, "requests_10s": null}`).
+pub(super) async fn set_tier(
     State(state): State<AppState>,
     Path(tier): Path<String>,
+    method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let w = Write::new(Method::PUT, format!("/v1/tiers/{tier}"), Role::Admin, "tier.put");
-    write(state, headers, w, body, move |b| {
-        let limits = parse_body(b, &format!("tiers.{tier}"), Limits::from_json)?;
-        Ok(Change::PutTier(tier, Box::new(limits)))
+    let patch = method == Method::PATCH;
+    let w = Write::new(method, format!("/v1/tiers/{tier}"), Role::Admin, if patch { "tier.patch" } else { "tier.put" });
+    write(state, headers, w, body, move |b| match patch {
+        true => Ok(Change::PatchTier(tier, patch_body(b)?)),
+        false => {
+            let limits = parse_body(b, &format!("tiers.{tier}"), Limits::from_json)?;
+            Ok(Change::PutTier(tier, Box::new(limits)))
+        }
     })
     .await
+}
+
+/// A JSON body for a merge patch: an object, or a clear 400.
+fn patch_body(b: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(b).map_err(|e| ApiError::bad_request("", format!("not JSON: {e}")))
 }
 
 pub(super) async fn delete_tier(
@@ -167,17 +179,24 @@ pub(super) async fn delete_tier(
     write(state, headers, w, Bytes::new(), move |_| Ok(Change::DeleteTier(tier))).await
 }
 
-pub(super) async fn put_tenant(
+/// `PUT /v1/tenants/{t}` replaces the tenant's entry; `PATCH` is a JSON merge patch on it.
+pub(super) async fn set_tenant(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     valid_tenant(&tenant)?;
-    let w = Write::new(Method::PUT, format!("/v1/tenants/{tenant}"), Role::Admin, "tenant.put").of_tenant(&tenant);
-    write(state, headers, w, body, move |b| {
-        let entry = parse_body(b, &format!("tenants.{tenant}"), TenantPolicy::from_json)?;
-        Ok(Change::PutTenant(tenant, Box::new(entry)))
+    let patch = method == Method::PATCH;
+    let action = if patch { "tenant.patch" } else { "tenant.put" };
+    let w = Write::new(method, format!("/v1/tenants/{tenant}"), Role::Admin, action).of_tenant(&tenant);
+    write(state, headers, w, body, move |b| match patch {
+        true => Ok(Change::PatchTenant(tenant, patch_body(b)?)),
+        false => {
+            let entry = parse_body(b, &format!("tenants.{tenant}"), TenantPolicy::from_json)?;
+            Ok(Change::PutTenant(tenant, Box::new(entry)))
+        }
     })
     .await
 }

@@ -34,6 +34,19 @@ fn field_value(raw: &str) -> Value {
     serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
 }
 
+/// A JSON merge patch: `--set FIELD=VALUE` fields, and `null` for each `--unset FIELD`.
+fn patch(set: &[String], unset: &[String]) -> Result<Value, String> {
+    let mut fields = serde_json::Map::new();
+    for kv in set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set {kv}: expected FIELD=VALUE"))?;
+        fields.insert(k.to_string(), field_value(v));
+    }
+    for k in unset {
+        fields.insert(k.clone(), Value::Null);
+    }
+    Ok(Value::Object(fields))
+}
+
 fn query(pairs: &[(&str, &Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
@@ -62,35 +75,21 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
         Command::Tier { action, remote } => {
             let c = remote.client()?;
             let r = match action {
-                TierCmd::Set { tier, limits, set, unset, replace } => {
-                    let body = match (limits, replace) {
-                        (Some(limits), true) => json_arg(&limits)?,
-                        (Some(_), false) => {
-                            return Err(format!(
-                                "this replaces the whole tier '{tier}' (fields left out go back to their defaults): \
-                                 pass --replace, or change fields with --set FIELD=VALUE"
-                            ))
-                        }
-                        (None, true) => return Err("--replace needs the tier's JSON".into()),
-                        (None, false) if set.is_empty() && unset.is_empty() => {
-                            return Err("nothing to change: --set FIELD=VALUE or --unset FIELD".into())
-                        }
-                        (None, false) => {
-                            let policy = c.call("GET", "/v1/policy", None)?;
-                            let mut fields = policy["tiers"][tier.as_str()].as_object().cloned().unwrap_or_default();
-                            for kv in &set {
-                                let (k, v) =
-                                    kv.split_once('=').ok_or_else(|| format!("--set {kv}: expected FIELD=VALUE"))?;
-                                fields.insert(k.to_string(), field_value(v));
-                            }
-                            for k in &unset {
-                                fields.remove(k);
-                            }
-                            Value::Object(fields)
-                        }
-                    };
-                    c.call("PUT", &format!("/v1/tiers/{tier}"), Some(&body))?
-                }
+                TierCmd::Set { tier, limits, set, unset, replace } => match (limits, replace) {
+                    (Some(limits), true) => c.call("PUT", &format!("/v1/tiers/{tier}"), Some(&json_arg(&limits)?))?,
+                    (Some(_), false) => {
+                        return Err(format!(
+                            "this replaces the whole tier '{tier}' (fields left out go back to their defaults): \
+                             pass --replace, or change fields with --set FIELD=VALUE"
+                        ))
+                    }
+                    (None, true) => return Err("--replace needs the tier's JSON".into()),
+                    (None, false) if set.is_empty() && unset.is_empty() => {
+                        return Err("nothing to change: --set FIELD=VALUE or --unset FIELD".into())
+                    }
+                    // One merge patch, applied by control in one transaction.
+                    (None, false) => c.call("PATCH", &format!("/v1/tiers/{tier}"), Some(&patch(&set, &unset)?))?,
+                },
                 TierCmd::Delete { tier } => c.call("DELETE", &format!("/v1/tiers/{tier}"), None)?,
             };
             say!("policy version {}", r["version"]);
@@ -106,22 +105,11 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                     show!("{}", client::render_tenants(&c.call("GET", "/v1/tenants", None)?));
                 }
                 TenantCmd::Set { tenant, tier, set, unset } => {
-                    let current = c.call("GET", &format!("/v1/tenants/{tenant}"), None)?;
-                    let mut entry = current["entry"].as_object().cloned().unwrap_or_default();
-                    // Holds belong to the breaker endpoint; the API refuses them here.
-                    entry.remove("forced");
-                    entry.remove("breaker_epoch");
-                    if let Some(tier) = tier {
-                        entry.insert("tier".into(), json!(tier));
+                    let mut body = patch(&set, &unset)?;
+                    if let (Some(tier), Some(fields)) = (tier, body.as_object_mut()) {
+                        fields.insert("tier".into(), json!(tier));
                     }
-                    for kv in &set {
-                        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set {kv}: expected FIELD=VALUE"))?;
-                        entry.insert(k.to_string(), field_value(v));
-                    }
-                    for k in &unset {
-                        entry.remove(k);
-                    }
-                    let r = c.call("PUT", &format!("/v1/tenants/{tenant}"), Some(&Value::Object(entry)))?;
+                    let r = c.call("PATCH", &format!("/v1/tenants/{tenant}"), Some(&body))?;
                     say!("policy version {}: {}", r["version"], r["after"]);
                 }
                 TenantCmd::Delete { tenant, release_hold } => {
