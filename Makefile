@@ -124,7 +124,8 @@ bench-tools:
 
 ## A demo bearer token; the token is the last line.
 token:
-	@$(CARGO) run --quiet -p fusebox-control -- token --policy tests/policies/demo.json --tenant $(TENANT) --tier $(TIER)
+	@[ -x target/debug/fusebox-control ] || $(CARGO) build --quiet --workspace --bins
+	@target/debug/fusebox-control token --policy tests/policies/demo.json --tenant $(TENANT) --tier $(TIER)
 
 ## A bounded soak through the real Envoy: mixed JSON/SSE, 200 tenants, 8 clients, SOAK_SECONDS.
 soak: envoy build
