@@ -41,9 +41,7 @@ impl Caller {
             Caller::Node(n) => format!("node:{n}"),
         }
     }
-}
 
-impl Caller {
     /// `GET /v1/whoami`: who a token is, and what it may do.
     pub(super) fn describe(&self) -> serde_json::Value {
         match self {
