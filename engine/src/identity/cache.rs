@@ -92,13 +92,16 @@ impl<V: Clone> Generations<V> {
 }
 
 /// JWTs by [`TokenKey`], so RS256/ES256 verification is not paid on every request: verified ones
-/// until the token expires (plus leeway), failed ones for [`FAILED_FOR_S`]. Bounded: two
-/// generations of at most `capacity` entries each, for each kind (and at most 2 MiB of keys per
-/// generation). Build a new cache whenever the keys change.
+/// until the token expires (plus leeway), failed ones for [`FAILED_FOR_S`]. Known API keys too,
+/// in a key space of their own, so a request with a key costs a lookup instead of a SHA-256
+/// (unknown keys are not kept: only configured keys can fill it). Bounded: two generations of at
+/// most `capacity` entries each, for each kind (and at most 2 MiB of keys per generation). Build
+/// a new cache whenever the keys change.
 #[derive(Debug)]
 pub struct TokenCache {
     verified: Generations<Identity>,
     failed: Generations<IdentityError>,
+    api_keys: Generations<Identity>,
 }
 
 impl Default for TokenCache {
@@ -110,7 +113,26 @@ impl Default for TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
-        TokenCache { verified: Generations::new(capacity), failed: Generations::new(capacity) }
+        TokenCache {
+            verified: Generations::new(capacity),
+            failed: Generations::new(capacity),
+            api_keys: Generations::new(capacity),
+        }
+    }
+
+    /// The identity of an API key found before.
+    pub fn api_key(&mut self, key: &TokenKey<'_>) -> Option<Identity> {
+        self.api_keys.get(key.bytes(), 0)
+    }
+
+    /// Remembers a configured API key's identity (good until the cache is replaced with the keys).
+    pub fn insert_api_key(&mut self, key: &TokenKey<'_>, id: Identity) {
+        self.api_keys.insert(key.bytes(), id, u64::MAX);
+    }
+
+    /// API keys remembered.
+    pub fn api_keys(&self) -> usize {
+        self.api_keys.len()
     }
 
     pub fn get(&mut self, key: &TokenKey<'_>, now_s: u64) -> Option<Identity> {

@@ -275,6 +275,25 @@ fn api_key_in_x_api_key_or_bearer_identifies_its_tenant() {
 }
 
 #[test]
+fn a_known_api_key_is_remembered_in_its_own_key_space_and_unknown_ones_are_not() {
+    let v = full_verifier(json!({}));
+    let mut cache = TokenCache::new(8);
+    let key = Credentials { api_key: Some(" sk-live-acme-0001 "), ..Credentials::default() };
+    let first = v.identify(&key, &mut cache, NOW).unwrap();
+    assert_eq!((cache.api_keys(), cache.len()), (1, 0), "kept as an API key, not as a verified JWT");
+    assert_eq!(v.identify(&key, &mut cache, NOW).unwrap(), first, "the same identity from the cache");
+    for i in 0..100 {
+        let forged = format!("sk-forged-{i}");
+        let c = Credentials { api_key: Some(&forged), ..Credentials::default() };
+        assert_eq!(v.identify(&c, &mut cache, NOW), Err(IdentityError::UnknownApiKey));
+    }
+    assert_eq!(cache.api_keys(), 1, "inventing keys fills nothing");
+    // A key a policy no longer lists is unknown with that policy's verifier and a new cache.
+    let without = Verifier::new(&serde_json::from_value(json!({"api_keys": []})).unwrap()).unwrap();
+    assert!(without.identify(&key, &mut TokenCache::new(8), NOW).is_err());
+}
+
+#[test]
 fn bearer_jwt_still_works_next_to_api_keys() {
     let v = full_verifier(json!({}));
     let t = token(json!({"tenant": "globex"}));

@@ -43,9 +43,17 @@ impl Verifier {
         self.jwt_authn.as_ref()
     }
 
-    fn api_key(&self, key: &str) -> Result<Identity, IdentityError> {
-        let (tenant, tier) = self.api_keys.get(&sha256(key.trim().as_bytes())).ok_or(IdentityError::UnknownApiKey)?;
-        Ok(Identity { tenant: tenant.clone(), tier: tier.clone(), expires_at_s: None, source: Source::ApiKey })
+    /// A configured API key's identity: from `cache` when seen before, else by its SHA-256.
+    fn api_key(&self, key: &str, cache: &mut TokenCache) -> Result<Identity, IdentityError> {
+        let key = key.trim();
+        let cached = TokenKey::of(key);
+        if let Some(id) = cache.api_key(&cached) {
+            return Ok(id);
+        }
+        let (tenant, tier) = self.api_keys.get(&sha256(key.as_bytes())).ok_or(IdentityError::UnknownApiKey)?;
+        let id = Identity { tenant: tenant.clone(), tier: tier.clone(), expires_at_s: None, source: Source::ApiKey };
+        cache.insert_api_key(&cached, id.clone());
+        Ok(id)
     }
 
     /// Identifies a request, consulting `cache` for JWTs verified before.
@@ -62,12 +70,12 @@ impl Verifier {
             }
         }
         if let Some(key) = c.api_key.filter(|_| !self.api_keys.is_empty()) {
-            return self.api_key(key);
+            return self.api_key(key, cache);
         }
         let token = bearer(c.authorization)?;
         match &self.jwt {
             Some(jwt) if self.api_keys.is_empty() => self.verified_jwt(jwt, token, cache, now_s),
-            _ if !self.api_keys.is_empty() => self.api_key(token),
+            _ if !self.api_keys.is_empty() => self.api_key(token, cache),
             _ => Err(IdentityError::MissingCredentials),
         }
     }
