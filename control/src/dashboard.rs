@@ -8,7 +8,7 @@ use crate::db::{from_sql, saturating_sum, to_sql, DbError, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
 use crate::params;
-use crate::report::{event_row, known_tenants, reported_breaker, state_now, totals};
+use crate::report::{breaker_states, event_row, known_tenants, reported_breaker, totals};
 use fusebox_engine::budget::{civil_date, days_from_civil};
 use fusebox_engine::policy::{Forced, Policy};
 use serde_json::{json, Value};
@@ -131,12 +131,7 @@ pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation, page:
     // The current minute and the one before it: control sees usage by the minute.
     let recent_start = (now_s / 60).saturating_sub(1) * 60;
     let names = known_tenants(conn, policy)?;
-    let reported: HashMap<String, String> = conn
-        .query_map(&format!("SELECT tenant, {} FROM breaker_state", state_now(conn.dialect())), params![], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .into_iter()
-        .collect();
+    let reported = breaker_states(conn)?;
     let tokens_sql = format!(
         "SELECT tenant, {} FROM usage WHERE minute >= ?1 GROUP BY tenant",
         saturating_sum(conn.dialect(), "input_tokens + output_tokens")

@@ -37,6 +37,17 @@ impl ApiError {
         ApiError { field: Some(e.field), ..ApiError::new(400, "invalid_policy", e.message) }
     }
 
+    /// [`ApiError::invalid_policy`] for a part of the policy at `at` (`tiers.gold`): the field
+    /// the engine names is prefixed with it.
+    pub fn invalid_policy_at(at: &str, e: PolicyError) -> ApiError {
+        let field = match (at.is_empty(), e.field.is_empty()) {
+            (true, _) => e.field,
+            (false, true) => at.to_string(),
+            (false, false) => format!("{at}.{}", e.field),
+        };
+        ApiError::invalid_policy(PolicyError { field, message: e.message })
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(401, "unauthorized", message)
     }

@@ -132,7 +132,8 @@ impl Change {
             Change::PatchTier(name, patch) => {
                 let at = format!("tiers.{name}");
                 let merged = merge_patch(json!(p.tiers.get(name)), patch, &at)?;
-                let limits = Limits::from_json(merged.to_string().as_bytes()).map_err(|e| prefixed(e, &at))?;
+                let limits = Limits::from_json(merged.to_string().as_bytes())
+                    .map_err(|e| ApiError::invalid_policy_at(&at, e))?;
                 p.tiers.insert(name.clone(), limits);
             }
             Change::PatchTenant(tenant, patch) => {
@@ -144,7 +145,8 @@ impl Change {
                     ));
                 }
                 let merged = merge_patch(json!(p.tenants.get(tenant)), patch, &at)?;
-                let mut entry = TenantPolicy::from_json(merged.to_string().as_bytes()).map_err(|e| prefixed(e, &at))?;
+                let mut entry = TenantPolicy::from_json(merged.to_string().as_bytes())
+                    .map_err(|e| ApiError::invalid_policy_at(&at, e))?;
                 if let Some(old) = p.tenants.get(tenant) {
                     entry.forced = old.forced.clone();
                     entry.breaker_epoch = old.breaker_epoch;
@@ -230,11 +232,6 @@ fn merge_patch(target: Value, patch: &Value, at: &str) -> Result<Value, ApiError
         return Err(ApiError::bad_request(at, "a JSON merge patch is an object of the fields to change"));
     }
     Ok(merge(target, patch))
-}
-
-fn prefixed(e: fusebox_engine::policy::PolicyError, at: &str) -> ApiError {
-    let field = if e.field.is_empty() { at.to_string() } else { format!("{at}.{}", e.field) };
-    ApiError::invalid_policy(fusebox_engine::policy::PolicyError { field, message: e.message })
 }
 
 fn has_hold(t: &TenantPolicy) -> bool {

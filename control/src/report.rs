@@ -147,6 +147,12 @@ pub(crate) fn known_tenants(conn: &dyn Sql, policy: &Policy) -> Result<BTreeSet<
     Ok(names)
 }
 
+/// Every tenant's reported breaker state as it stands now, in one query.
+pub(crate) fn breaker_states(conn: &dyn Sql) -> Result<HashMap<String, String>, DbError> {
+    let sql = format!("SELECT tenant, {} FROM breaker_state", state_now(conn.dialect()));
+    Ok(conn.query_map(&sql, params![], |r| Ok((r.get(0)?, r.get(1)?)))?.into_iter().collect())
+}
+
 /// `GET /v1/tenants`: every tenant with a policy entry or reported traffic, read in three set
 /// queries whatever the number of tenants.
 pub fn tenants(conn: &dyn Sql, policy: &Policy) -> Result<Value, ApiError> {
@@ -156,12 +162,7 @@ pub fn tenants(conn: &dyn Sql, policy: &Policy) -> Result<Value, ApiError> {
         })?
         .into_iter()
         .collect();
-    let mut breakers: HashMap<String, String> = conn
-        .query_map(&format!("SELECT tenant, {} FROM breaker_state", state_now(conn.dialect())), params![], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .into_iter()
-        .collect();
+    let mut breakers = breaker_states(conn)?;
     let list: Vec<Value> = known_tenants(conn, policy)?
         .into_iter()
         .map(|t| {

@@ -20,14 +20,7 @@ use std::collections::HashMap;
 
 /// Parses a JSON body strictly, prefixing the failing field with `at`.
 fn parse_body<T>(body: &[u8], at: &str, parse: impl Fn(&[u8]) -> Result<T, PolicyError>) -> Result<T, ApiError> {
-    parse(body).map_err(|e| {
-        let field = match (at.is_empty(), e.field.is_empty()) {
-            (true, _) => e.field,
-            (false, true) => at.to_string(),
-            (false, false) => format!("{at}.{}", e.field),
-        };
-        ApiError::invalid_policy(PolicyError { field, message: e.message })
-    })
+    parse(body).map_err(|e| ApiError::invalid_policy_at(at, e))
 }
 
 fn json_response(status: u16, body: &Value, replayed: bool) -> Response {
