@@ -115,6 +115,20 @@ fn bump_totals(tx: &dyn Sql, tenant: &str, column: &str, by: u64) -> Result<(), 
     .map(|_| ())
 }
 
+/// Adds `count` refusals (or shadowed ones, by `table`) to a tenant's count for `reason`.
+fn add_denials(tx: &dyn Sql, table: &str, tenant: &str, reason: &str, count: u64) -> Result<(), DbError> {
+    // `table` is one of our own constants, never input.
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} (tenant, reason, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT(tenant, reason) DO UPDATE SET count = {}",
+            saturating_add(table, "count")
+        ),
+        params![tenant, reason, to_sql(count)],
+    )
+    .map(|_| ())
+}
+
 fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Escalation) -> Result<(), ApiError> {
     match e {
         Event::Usage { tenant, model, route, run_id, status, minute, requests, input_tokens, output_tokens } => {
@@ -152,15 +166,11 @@ fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Esc
             )?;
         }
         Event::Denial { tenant, reason, count, .. } => {
-            tx.execute(
-                &format!(
-                    "INSERT INTO tenant_denials (tenant, reason, count) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(tenant, reason) DO UPDATE SET count = {}",
-                    saturating_add("tenant_denials", "count")
-                ),
-                params![tenant, reason, to_sql(*count)],
-            )?;
+            add_denials(tx, "tenant_denials", tenant, reason, *count)?;
             bump_totals(tx, tenant, "denials", *count)?;
+        }
+        Event::ShadowDenial { tenant, reason, count, .. } => {
+            add_denials(tx, "tenant_shadow_denials", tenant, reason, *count)?
         }
         Event::Warning { tenant, metric, percent, minute } => {
             tx.execute(

@@ -1,7 +1,7 @@
 //! `GET /metrics`: control's view of every tenant in the Prometheus text format, with the
 //! number of per-tenant series bounded.
 
-use crate::db::{from_sql, saturating_sum, to_sql, Sql};
+use crate::db::{from_sql, saturating_sum, to_sql, DbError, Sql};
 use crate::error::ApiError;
 use crate::ingest::Escalation;
 use crate::params;
@@ -71,15 +71,22 @@ pub fn metrics(
     rows.sort_by(|a, b| notable(b).cmp(&notable(a)).then(b.totals.total_tokens.cmp(&a.totals.total_tokens)));
     let shown = rows.len().min(max_tenants);
     let (top, rest) = rows.split_at(shown);
-    let mut denials: BTreeMap<(String, String), u64> = BTreeMap::new();
     let shown_names: BTreeSet<&str> = top.iter().map(|r| r.tenant.as_str()).collect();
-    let sql = "SELECT tenant, reason, count FROM tenant_denials";
-    for (tenant, reason, count) in
-        conn.query_map(sql, params![], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, from_sql(r.get(2)?))))?
-    {
-        let label = if shown_names.contains(tenant.as_str()) { tenant } else { "_other".to_string() };
-        *denials.entry((label, reason)).or_default() += count;
-    }
+    // Counts by (tenant, reason) from `table`, tenants not shown summed under `_other`.
+    let by_reason = |table: &str| -> Result<BTreeMap<(String, String), u64>, DbError> {
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let sql = format!("SELECT tenant, reason, count FROM {table}");
+        for (tenant, reason, count) in
+            conn.query_map(&sql, params![], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, from_sql(r.get(2)?))))?
+        {
+            let label = if shown_names.contains(tenant.as_str()) { tenant } else { "_other".to_string() };
+            let n = counts.entry((label, reason)).or_default();
+            *n = n.saturating_add(count);
+        }
+        Ok(counts)
+    };
+    let denials = by_reason("tenant_denials")?;
+    let shadow_denials = by_reason("tenant_shadow_denials")?;
 
     let mut out = String::new();
     let header = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -181,6 +188,15 @@ pub fn metrics(
     header(&mut out, "fusebox_tenant_denials_total", "counter", "Requests refused by fusebox, by reason.");
     for ((tenant, reason), n) in &denials {
         let _ = writeln!(out, "fusebox_tenant_denials_total{{tenant=\"{tenant}\",reason=\"{reason}\"}} {n}");
+    }
+    header(
+        &mut out,
+        "fusebox_tenant_shadow_denials_total",
+        "counter",
+        "Requests a shadowed limit would have refused (they passed), by reason.",
+    );
+    for ((tenant, reason), n) in &shadow_denials {
+        let _ = writeln!(out, "fusebox_tenant_shadow_denials_total{{tenant=\"{tenant}\",reason=\"{reason}\"}} {n}");
     }
     Ok(out)
 }

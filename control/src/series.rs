@@ -2,7 +2,7 @@
 //! minutes (tokens and requests, zeros where it sent nothing), its `tokens_60s` limit to draw
 //! against, and its denials by reason, for the dashboard's chart.
 
-use crate::db::{from_sql, saturating_sum, to_sql, Sql};
+use crate::db::{from_sql, saturating_sum, to_sql, DbError, Sql};
 use crate::error::ApiError;
 use crate::params;
 use fusebox_engine::policy::Policy;
@@ -35,19 +35,19 @@ pub fn series(conn: &dyn Sql, policy: &Policy, tenant: &str, now_ms: u64, minute
             json!({"minute": minute, "tokens": tokens, "requests": requests})
         })
         .collect();
-    let denials: serde_json::Map<String, Value> = conn
-        .query_map(
-            "SELECT reason, count FROM tenant_denials WHERE tenant = ?1 ORDER BY reason",
-            params![tenant],
-            |r| Ok((r.get::<String>(0)?, Value::from(from_sql(r.get(1)?)))),
-        )?
-        .into_iter()
-        .collect();
+    // `table` is one of our own constants, never input.
+    let by_reason = |table: &str| -> Result<serde_json::Map<String, Value>, DbError> {
+        let sql = format!("SELECT reason, count FROM {table} WHERE tenant = ?1 ORDER BY reason");
+        let rows =
+            conn.query_map(&sql, params![tenant], |r| Ok((r.get::<String>(0)?, Value::from(from_sql(r.get(1)?)))))?;
+        Ok(rows.into_iter().collect())
+    };
     let (_, limits) = policy.limits_for(tenant, None);
     Ok(json!({
         "tenant": tenant,
         "minutes": points,
         "tokens_60s_limit": limits.tokens_60s,
-        "denials": denials,
+        "denials": by_reason("tenant_denials")?,
+        "shadow_denials": by_reason("tenant_shadow_denials")?,
     }))
 }

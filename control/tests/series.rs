@@ -8,7 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]
-async fn a_tenants_series_has_every_minute_of_the_last_hour_its_limit_and_its_denials() {
+async fn a_tenants_series_has_every_minute_of_the_last_hour_its_limit_and_its_denials_real_and_shadowed() {
     let app = serve(new_db(), config());
     let now_minute = fusebox_control::db::now_ms() / 60_000 * 60;
     let usage = |minutes_ago: u64, tokens: u64| {
@@ -22,9 +22,10 @@ async fn a_tenants_series_has_every_minute_of_the_last_hour_its_limit_and_its_de
         usage(61, 999),
         json!({"kind": "denial", "tenant": "acme", "reason": "tokens_60s", "minute": now_minute, "count": 3}),
         json!({"kind": "denial", "tenant": "acme", "reason": "kill_switch", "minute": now_minute, "count": 1}),
+        json!({"kind": "shadow_denial", "tenant": "acme", "reason": "tokens_60s", "minute": now_minute, "count": 2}),
     ];
     let batch = json!({"batch_id": "s1", "source": "envoy-1", "events": events}).to_string();
-    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await.json()["accepted"], 6);
+    assert_eq!(call(&app, "POST", "/v1/events", Some(FILTER), &[], &batch).await.json()["accepted"], 7);
     let s = call(&app, "GET", "/v1/tenants/acme/series", Some(VICTOR), &[], "").await.json();
     let minutes = s["minutes"].as_array().unwrap();
     assert_eq!(minutes.len(), 60, "an hour of minutes, empty ones included");
@@ -35,7 +36,8 @@ async fn a_tenants_series_has_every_minute_of_the_last_hour_its_limit_and_its_de
     assert_eq!(minutes[59]["minute"], now_minute);
     assert_eq!(minutes[54]["requests"], 4);
     assert_eq!(s["tokens_60s_limit"], 100, "acme's own override");
-    assert_eq!(s["denials"], json!({"kill_switch": 1, "tokens_60s": 3}));
+    assert_eq!(s["denials"], json!({"kill_switch": 1, "tokens_60s": 3}), "shadowed refusals are not refusals");
+    assert_eq!(s["shadow_denials"], json!({"tokens_60s": 2}));
     let two = call(&app, "GET", "/v1/tenants/acme/series?minutes=120", Some(VICTOR), &[], "").await.json();
     let all: u64 = two["minutes"].as_array().unwrap().iter().map(|m| m["tokens"].as_u64().unwrap()).sum();
     assert_eq!(all, 63 + 1000);

@@ -38,6 +38,8 @@ pub enum Event {
     },
     /// Requests refused by fusebox (the reply's `x-fusebox-reason`).
     Denial { tenant: String, reason: String, minute: u64, count: u64 },
+    /// Requests a shadowed limit would have refused (they passed), by the reason it would have given.
+    ShadowDenial { tenant: String, reason: String, minute: u64, count: u64 },
     /// A breaker state change (tenant, or agent run with `run_id`).
     Transition {
         tenant: String,
@@ -85,6 +87,16 @@ impl Event {
     /// A refusal, by its `x-fusebox-reason`.
     pub fn denial(tenant: &str, reason: &str, now_ms: u64) -> Event {
         Event::Denial { tenant: tenant.to_string(), reason: reason.to_string(), minute: minute_of(now_ms), count: 1 }
+    }
+
+    /// A request a shadowed limit would have refused, by that refusal's reason.
+    pub fn shadow_denial(tenant: &str, reason: &str, now_ms: u64) -> Event {
+        Event::ShadowDenial {
+            tenant: tenant.to_string(),
+            reason: reason.to_string(),
+            minute: minute_of(now_ms),
+            count: 1,
+        }
     }
 
     /// A breaker transition of `tenant`'s own breaker, or of its route tier `scope`'s.
@@ -145,7 +157,7 @@ pub struct UsageOf<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum MergeKey {
     Usage { tenant: String, model: String, route: String, run_id: Option<String>, status: u16, minute: u64 },
-    Denial { tenant: String, reason: String, minute: u64 },
+    Denial { tenant: String, reason: String, minute: u64, shadow: bool },
     Warning { tenant: String, metric: String, minute: u64 },
 }
 
@@ -160,8 +172,14 @@ impl Event {
                 status: *status,
                 minute: *minute,
             }),
-            Event::Denial { tenant, reason, minute, .. } => {
-                Some(MergeKey::Denial { tenant: tenant.clone(), reason: reason.clone(), minute: *minute })
+            Event::Denial { tenant, reason, minute, .. } => Some(MergeKey::Denial {
+                tenant: tenant.clone(),
+                reason: reason.clone(),
+                minute: *minute,
+                shadow: false,
+            }),
+            Event::ShadowDenial { tenant, reason, minute, .. } => {
+                Some(MergeKey::Denial { tenant: tenant.clone(), reason: reason.clone(), minute: *minute, shadow: true })
             }
             Event::Warning { tenant, metric, minute, .. } => {
                 Some(MergeKey::Warning { tenant: tenant.clone(), metric: metric.clone(), minute: *minute })
@@ -181,7 +199,10 @@ impl Event {
                 *input_tokens = input_tokens.saturating_add(*i);
                 *output_tokens = output_tokens.saturating_add(*o);
             }
-            (Event::Denial { count, .. }, Event::Denial { count: c, .. }) => *count = count.saturating_add(*c),
+            (Event::Denial { count, .. }, Event::Denial { count: c, .. })
+            | (Event::ShadowDenial { count, .. }, Event::ShadowDenial { count: c, .. }) => {
+                *count = count.saturating_add(*c)
+            }
             (Event::Warning { percent, .. }, Event::Warning { percent: p, .. }) => *percent = (*percent).max(*p),
             _ => {}
         }
@@ -320,6 +341,25 @@ mod tests {
         assert_eq!(b.len(), 3);
         let events = b.take(10);
         assert_eq!(totals(&events), (1002, 10_002, 5002));
+    }
+
+    #[test]
+    fn shadow_denials_merge_apart_from_real_denials_of_the_same_reason() {
+        let mut b = Backlog::new(100);
+        for _ in 0..3 {
+            b.push(Event::denial("acme", "tokens_60s", 60_000));
+            b.push(Event::shadow_denial("acme", "tokens_60s", 60_000));
+        }
+        b.push(Event::shadow_denial("acme", "tokens_60s", 60_000));
+        let events = b.take(10);
+        let count = |e: &Event| match e {
+            Event::Denial { count, .. } => (*count, 0),
+            Event::ShadowDenial { count, .. } => (0, *count),
+            _ => (0, 0),
+        };
+        assert_eq!(events.iter().map(count).collect::<Vec<_>>(), [(3, 0), (0, 4)]);
+        let wire = serde_json::to_value(&events[1]).unwrap();
+        assert_eq!(wire["kind"], "shadow_denial");
     }
 
     #[test]

@@ -28,9 +28,10 @@ impl Event {
         let latest = now_ms.saturating_add(MAX_SKEW_MS);
         let minute_ok = |minute: &u64| minute.saturating_mul(1000) <= latest;
         let in_time = match self {
-            Event::Usage { minute, .. } | Event::Denial { minute, .. } | Event::Warning { minute, .. } => {
-                minute_ok(minute)
-            }
+            Event::Usage { minute, .. }
+            | Event::Denial { minute, .. }
+            | Event::ShadowDenial { minute, .. }
+            | Event::Warning { minute, .. } => minute_ok(minute),
             Event::Transition { at_ms, open_until_ms, .. } => {
                 *at_ms <= latest && open_until_ms.is_none_or(|u| u <= latest.saturating_add(MAX_OPEN_MS))
             }
@@ -51,7 +52,7 @@ impl Event {
                     && per_request(*input_tokens)
                     && per_request(*output_tokens)
             }
-            Event::Denial { tenant, reason, count, .. } => {
+            Event::Denial { tenant, reason, count, .. } | Event::ShadowDenial { tenant, reason, count, .. } => {
                 is_valid_tenant_id(tenant)
                     && is_label(reason, 32)
                     && reason.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')

@@ -4,6 +4,7 @@
 use fusebox_engine::admission::DenyCause;
 use fusebox_engine::budget::Budget;
 use fusebox_engine::metric::Metric;
+use fusebox_engine::policy::Limit;
 use fusebox_engine::run::RunLimit;
 
 /// Declaration order is the index into [`Metrics`]; `ALL` lists them in that order.
@@ -63,6 +64,18 @@ pub enum Counter {
     StateFreed,
     StateCompacted,
     RunsFreed,
+    ShadowTokens10s,
+    ShadowTokens60s,
+    ShadowRequests10s,
+    ShadowToolCalls60s,
+    ShadowErrorRatio,
+    ShadowConcurrency,
+    ShadowBudgetTokensDay,
+    ShadowBudgetCostMonth,
+    ShadowRunSteps,
+    ShadowRunDepth,
+    ShadowRunDuration,
+    ShadowRunTokens,
 }
 
 impl Counter {
@@ -90,6 +103,24 @@ impl Counter {
         }
     }
 
+    /// The counter of requests a shadowed limit would have refused.
+    pub fn shadow_denied(limit: Limit) -> Counter {
+        match limit {
+            Limit::Tokens10s => Counter::ShadowTokens10s,
+            Limit::Tokens60s => Counter::ShadowTokens60s,
+            Limit::Requests10s => Counter::ShadowRequests10s,
+            Limit::ToolCalls60s => Counter::ShadowToolCalls60s,
+            Limit::ErrorRatio => Counter::ShadowErrorRatio,
+            Limit::Concurrency => Counter::ShadowConcurrency,
+            Limit::BudgetTokensDay => Counter::ShadowBudgetTokensDay,
+            Limit::BudgetCostMonth => Counter::ShadowBudgetCostMonth,
+            Limit::RunSteps => Counter::ShadowRunSteps,
+            Limit::RunDepth => Counter::ShadowRunDepth,
+            Limit::RunDurationS => Counter::ShadowRunDuration,
+            Limit::RunTokens => Counter::ShadowRunTokens,
+        }
+    }
+
     /// The denial counter for a metric.
     pub fn denied(metric: Metric) -> Counter {
         match metric {
@@ -102,7 +133,7 @@ impl Counter {
         }
     }
 
-    pub(crate) const ALL: [Counter; 53] = [
+    pub(crate) const ALL: [Counter; 65] = [
         Counter::RequestsAllowed,
         Counter::RequestsPassed,
         Counter::DeniedTokens10s,
@@ -156,6 +187,18 @@ impl Counter {
         Counter::StateFreed,
         Counter::StateCompacted,
         Counter::RunsFreed,
+        Counter::ShadowTokens10s,
+        Counter::ShadowTokens60s,
+        Counter::ShadowRequests10s,
+        Counter::ShadowToolCalls60s,
+        Counter::ShadowErrorRatio,
+        Counter::ShadowConcurrency,
+        Counter::ShadowBudgetTokensDay,
+        Counter::ShadowBudgetCostMonth,
+        Counter::ShadowRunSteps,
+        Counter::ShadowRunDepth,
+        Counter::ShadowRunDuration,
+        Counter::ShadowRunTokens,
     ];
 
     /// Counters moved on (almost) every request: added up in the worker and flushed to Envoy on
@@ -228,6 +271,18 @@ impl Counter {
             Counter::StateFreed => "fusebox.state.freed",
             Counter::StateCompacted => "fusebox.state.compacted",
             Counter::RunsFreed => "fusebox.runs.freed",
+            Counter::ShadowTokens10s => "fusebox.requests.shadow_denied.tokens_10s",
+            Counter::ShadowTokens60s => "fusebox.requests.shadow_denied.tokens_60s",
+            Counter::ShadowRequests10s => "fusebox.requests.shadow_denied.requests_10s",
+            Counter::ShadowToolCalls60s => "fusebox.requests.shadow_denied.tool_calls_60s",
+            Counter::ShadowErrorRatio => "fusebox.requests.shadow_denied.error_ratio",
+            Counter::ShadowConcurrency => "fusebox.requests.shadow_denied.concurrency",
+            Counter::ShadowBudgetTokensDay => "fusebox.requests.shadow_denied.budget_tokens_day",
+            Counter::ShadowBudgetCostMonth => "fusebox.requests.shadow_denied.budget_cost_month",
+            Counter::ShadowRunSteps => "fusebox.requests.shadow_denied.run_steps",
+            Counter::ShadowRunDepth => "fusebox.requests.shadow_denied.run_depth",
+            Counter::ShadowRunDuration => "fusebox.requests.shadow_denied.run_duration",
+            Counter::ShadowRunTokens => "fusebox.requests.shadow_denied.run_tokens",
         }
     }
 }
@@ -251,6 +306,14 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Counter::ALL.len());
+    }
+
+    #[test]
+    fn a_shadowed_refusal_moves_the_shadow_counter_named_for_the_same_reason() {
+        for limit in Limit::ALL {
+            let name = Counter::shadow_denied(limit).name();
+            assert_eq!(name, format!("fusebox.requests.shadow_denied.{}", limit.reason()));
+        }
     }
 
     #[test]

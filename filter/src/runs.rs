@@ -5,13 +5,15 @@
 
 use crate::store::{self, Keys, StoreError};
 use fusebox_engine::fleet::{run_name, RunPart};
-use fusebox_engine::policy::Limits;
+use fusebox_engine::policy::{Limit, Limits};
 use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
 
 /// A run step that was admitted: where its tokens go at the end.
 #[derive(Debug, Clone)]
 pub struct AdmittedRun {
     pub run_id: String,
+    /// The shadowed run limit that would have refused this step, if any.
+    pub shadowed: Option<Limit>,
     /// The root run's tenant-qualified id: the record holding the tree's totals, and the run's
     /// name in the fleet.
     pub root: String,
@@ -73,13 +75,14 @@ fn claim(
     Ok(None)
 }
 
-/// Admits one step of `run_id` (a sub-run of `parent` if given) for `tenant`.
+/// Admits one step of `run_id` (a sub-run of `parent` if given) for `tenant`, under the
+/// enforced limits and beside them, read-only, the shadowed ones.
 pub fn admit(
     keys: &Keys,
     tenant: &str,
     run_id: &str,
     parent: Option<&str>,
-    limits: &Limits,
+    (limits, shadow): (&Limits, Option<&Limits>),
     now_ms: u64,
     mut on_claim: impl FnMut(u64),
 ) -> Result<AdmittedRun, RunRefusal> {
@@ -116,15 +119,16 @@ pub fn admit(
         Some(key) => key,
         None => claim(keys, &fresh(&root, None), limits, now_ms, &mut on_claim)?.ok_or(RunRefusal::Denied(FULL))?,
     };
-    let (step, _) = store::update(keys, &root_key, |r: &mut RunRecord| {
+    let ((step, shadowed), _) = store::update(keys, &root_key, |r: &mut RunRecord| {
         if !r.is_live_for(&root, limits, now_ms) {
             // The slot was reused between our look-up and now: the run starts again here.
             *r = fresh(&root, None);
         }
-        r.admit_step(limits, now_ms)
+        let shadowed = shadow.and_then(|sh| r.shadow_refusal(&own, sh, now_ms)).and_then(Limit::of_run);
+        (r.admit_step(limits, now_ms), shadowed)
     })?;
     step.map_err(RunRefusal::Denied)?;
-    Ok(AdmittedRun { run_id: run_id.to_string(), root, root_key })
+    Ok(AdmittedRun { run_id: run_id.to_string(), shadowed, root, root_key })
 }
 
 /// The slot key and record of the root run named `root` (`tenant/run`), if this Envoy holds one.

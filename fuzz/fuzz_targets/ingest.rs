@@ -25,7 +25,7 @@ fn check(e: &Event) {
             assert!(*input_tokens <= most && *output_tokens <= most && fits(most));
             assert!(minute.saturating_mul(1000) <= NOW_MS + MAX_SKEW_MS);
         }
-        Event::Denial { tenant, reason, count, .. } => {
+        Event::Denial { tenant, reason, count, .. } | Event::ShadowDenial { tenant, reason, count, .. } => {
             assert!(printable(tenant) && printable(reason) && *count <= MAX_REQUESTS_PER_EVENT);
         }
         Event::Transition { tenant, metric, threshold, observed, at_ms, .. } => {

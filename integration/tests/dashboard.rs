@@ -4,7 +4,9 @@
 //! their breakers and usage, and its kill-switch button stops a tenant at Envoy. Screenshots go
 //! to `target/dashboard*.png`.
 
-use fusebox_integration::{demo_policy, free_port, generous, on_path, token, workspace_root, Stack, DEMO_ADMIN_TOKEN};
+use fusebox_integration::{
+    demo_policy, free_port, generous, on_path, token, wait_until, workspace_root, Stack, DEMO_ADMIN_TOKEN,
+};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -164,10 +166,14 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     let mut tier = generous();
     tier["tokens_60s"] = json!(500);
     // calm may send as much as it likes: only the kill switch can refuse it.
-    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({"calm": {"tokens_60s": 100_000_000}})));
+    // Its one request a second is only shadowed: the dashboard shows what enforcing it would refuse.
+    let calm_entry = json!({"tokens_60s": 100_000_000, "requests_10s": 1, "shadow": ["requests_10s"]});
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({"calm": calm_entry})));
     stack.wait_policy_version(1);
     let (calm, noisy) = (token("calm", None), token("noisy", None));
-    assert_eq!(stack.chat(Some(&calm), &[]).status, 200);
+    for _ in 0..2 {
+        assert_eq!(stack.chat(Some(&calm), &[]).status, 200);
+    }
     // 400 tokens a response: the second trips tokens_60s, the third is refused.
     for _ in 0..2 {
         assert_eq!(stack.chat(Some(&noisy), &[]).status, 200);
@@ -201,6 +207,17 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     browser.screenshot("dashboard-chart.png");
     browser.click(r#"tr[data-tenant="noisy"] button.expand"#);
     assert_eq!(browser.find_all("tr.detail"), 0, "closed again");
+    let shadowed = json!({"requests_10s": 1});
+    wait_until("calm's shadow denial to reach control", 10, || {
+        stack.control_get("/v1/tenants/calm/series?minutes=5")["shadow_denials"] == shadowed
+    });
+    browser.click(r#"tr[data-tenant="calm"] button.expand"#);
+    wait_text(
+        &browser,
+        r#"tr[data-detail-for="calm"] [data-role="shadow-denials"]"#,
+        "would have refused: requests_10s 1",
+    );
+    browser.click(r#"tr[data-tenant="calm"] button.expand"#);
 
     // The kill switch, from the page: control holds calm open and Envoy refuses calm.
     browser.type_into(r#"tr[data-tenant="calm"] input.reason"#, "browser test");

@@ -109,6 +109,16 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
     FOR EACH ROW EXECUTE FUNCTION fusebox_audit_append_only();
 "#;
 
+/// Requests shadowed limits would have refused (they passed), per tenant and reason.
+const V2_SHADOW_DENIALS: &str = r#"
+CREATE TABLE tenant_shadow_denials (
+    tenant TEXT    NOT NULL,
+    reason TEXT    NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, reason)
+);
+"#;
+
 /// Every migration, in `dialect`.
 pub(super) fn migrations(dialect: Dialect) -> Vec<String> {
     let v1 = match dialect {
@@ -117,7 +127,11 @@ pub(super) fn migrations(dialect: Dialect) -> Vec<String> {
             V1_TABLES.replace("{serial}", "BIGSERIAL PRIMARY KEY").replace("INTEGER", "BIGINT") + V1_POSTGRES_GUARD
         }
     };
-    vec![v1]
+    let types = |sql: &str| match dialect {
+        Dialect::Sqlite => sql.to_string(),
+        Dialect::Postgres => sql.replace("INTEGER", "BIGINT"),
+    };
+    vec![v1, types(V2_SHADOW_DENIALS)]
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub(super) const WINDOWED: [Metric; 4] =
 const SETTLED: [Metric; 3] = [Metric::Tokens10s, Metric::Tokens60s, Metric::ToolCalls60s];
 
 /// Of `metrics`, the one over its threshold whose window takes longest to drain, if any.
-fn worst_violation(
+pub(super) fn worst_violation(
     state: &TenantState,
     limits: &Limits,
     now_s: u64,
@@ -109,7 +109,7 @@ fn worst_violation(
 }
 
 /// The error ratio over its threshold, once the window holds enough completed responses.
-fn error_violation(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Violation> {
+pub(super) fn error_violation(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Violation> {
     let threshold = limits.threshold(Metric::ErrorRatio)?;
     if state.completed_in_window(now_s) < u64::from(limits.error_min_requests) {
         return None;
@@ -139,7 +139,7 @@ fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> 
 }
 
 /// A budget that is used up, if any, with the seconds until it resets.
-fn exhausted_budget(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Denied> {
+pub(super) fn exhausted_budget(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Denied> {
     BUDGETS.into_iter().find_map(|budget| {
         let limit = limits.budget_limit(budget)?;
         let used = state.budget_used(budget, now_s);
@@ -165,7 +165,7 @@ fn denied_open(state: &TenantState, now_ms: u64) -> Denied {
 }
 
 /// A token window that real usage plus outstanding reservations already exceed.
-fn over_with_reservations(state: &TenantState, limits: &Limits, now_s: u64) -> Option<DenyCause> {
+pub(super) fn over_with_reservations(state: &TenantState, limits: &Limits, now_s: u64) -> Option<DenyCause> {
     let reserved = state.reserved(now_s);
     if reserved == 0 {
         return None;

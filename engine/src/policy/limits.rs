@@ -3,6 +3,7 @@
 
 use super::operator::{ForcedBreaker, Operator};
 use super::overridable::overridable;
+use super::shadow::{Limit, LimitMode, LimitSet};
 use crate::budget::Budget;
 use crate::metric::Metric;
 use crate::strict::{field_error, parse_json, PolicyError};
@@ -83,6 +84,10 @@ overridable! {
         default_output_tokens: u64 = 1024,
         /// Allowed responses carry `x-fusebox-warning` once a metric passes this share of its threshold.
         warn_ratio: f64 = 0.5,
+        /// `shadow`: no limit here refuses; would-be refusals are counted and reported instead.
+        mode: LimitMode = LimitMode::Enforce,
+        /// Limits judged in shadow (counted and reported, never refusing) while the rest enforce.
+        shadow: LimitSet = LimitSet::EMPTY,
     }
 }
 
@@ -200,5 +205,91 @@ impl TenantPolicy {
         }
         l.operator = Operator { forced: self.forced.as_ref().map(|f| f.state), epoch: self.breaker_epoch };
         l
+    }
+}
+
+impl Limits {
+    /// The limits this tier or tenant shadows: all of them in `shadow` mode, else its list.
+    pub fn shadowed(&self) -> LimitSet {
+        match self.mode {
+            LimitMode::Shadow => LimitSet::all(),
+            LimitMode::Enforce => self.shadow,
+        }
+    }
+
+    /// Splits these limits into what admission enforces and what it only shadows (`None` when
+    /// nothing is shadowed). The enforced part keeps the shadowed set in `shadow`, so whatever
+    /// keeps state alive (a running budget) still sees those limits.
+    pub fn split_shadow(mut self) -> (Limits, Option<Box<Limits>>) {
+        let shadowed = self.shadowed();
+        if shadowed.is_empty() {
+            return (self, None);
+        }
+        let mut shadow = Limits { breaker: self.breaker, ..Limits::unlimited() };
+        shadow.error_min_requests = self.error_min_requests;
+        shadow.warn_ratio = self.warn_ratio;
+        for limit in shadowed.iter() {
+            move_threshold(limit, &mut self, &mut shadow);
+        }
+        self.mode = LimitMode::Enforce;
+        self.shadow = shadowed;
+        (self, Some(Box::new(shadow)))
+    }
+}
+
+/// Moves this limit's threshold from `from` to `to` (the shadow part of a split).
+fn move_threshold(limit: Limit, from: &mut Limits, to: &mut Limits) {
+    match limit {
+        Limit::Tokens10s => to.tokens_10s = from.tokens_10s.take(),
+        Limit::Tokens60s => to.tokens_60s = from.tokens_60s.take(),
+        Limit::Requests10s => to.requests_10s = from.requests_10s.take(),
+        Limit::ToolCalls60s => to.tool_calls_60s = from.tool_calls_60s.take(),
+        Limit::ErrorRatio => to.error_ratio = from.error_ratio.take(),
+        Limit::Concurrency => to.concurrency = from.concurrency.take(),
+        Limit::BudgetTokensDay => to.budget_tokens_day = from.budget_tokens_day.take(),
+        Limit::BudgetCostMonth => to.budget_cost_month = from.budget_cost_month.take(),
+        Limit::RunSteps => to.run_steps = from.run_steps.take(),
+        Limit::RunDepth => to.run_depth = from.run_depth.take(),
+        Limit::RunDurationS => to.run_duration_s = from.run_duration_s.take(),
+        Limit::RunTokens => to.run_tokens = from.run_tokens.take(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitting_moves_each_shadowed_threshold_out_of_what_is_enforced() {
+        let l = Limits {
+            tokens_60s: Some(100),
+            requests_10s: Some(5),
+            budget_cost_month: Some(2.0),
+            run_steps: Some(3),
+            shadow: [Limit::Tokens60s, Limit::RunSteps].into_iter().collect(),
+            ..Limits::unlimited()
+        };
+        let (enforced, shadow) = l.split_shadow();
+        let shadow = shadow.unwrap();
+        assert_eq!((enforced.tokens_60s, enforced.run_steps), (None, None));
+        assert_eq!((enforced.requests_10s, enforced.budget_cost_month), (Some(5), Some(2.0)));
+        assert_eq!((shadow.tokens_60s, shadow.run_steps), (Some(100), Some(3)));
+        assert_eq!((shadow.requests_10s, shadow.budget_cost_month), (None, None));
+        assert!(enforced.shadow.contains(Limit::Tokens60s));
+    }
+
+    #[test]
+    fn a_tier_in_shadow_mode_enforces_nothing() {
+        let l = Limits { tokens_10s: Some(1), concurrency: Some(1), mode: LimitMode::Shadow, ..Limits::unlimited() };
+        let (enforced, shadow) = l.split_shadow();
+        assert_eq!((enforced.tokens_10s, enforced.concurrency), (None, None));
+        assert_eq!(shadow.map(|s| (s.tokens_10s, s.concurrency)), Some((Some(1), Some(1))));
+        assert_eq!(enforced.shadowed(), LimitSet::all());
+    }
+
+    #[test]
+    fn nothing_shadowed_splits_into_the_limits_alone() {
+        let l = Limits { tokens_10s: Some(1), ..Limits::unlimited() };
+        assert_eq!(l.clone().split_shadow(), (l, None));
     }
 }

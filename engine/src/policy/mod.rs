@@ -1,12 +1,14 @@
 //! The policy: what control serves and every worker enforces. `document.rs` is the whole
 //! document and how a tenant's limits are found in it; `limits.rs` declares every limit once;
-//! `operator.rs` holds what operators force; `tiers.rs` the shipped tiers; `prices.rs` costs.
+//! `operator.rs` holds what operators force; `tiers.rs` the shipped tiers; `prices.rs` costs;
+//! `shadow.rs` the limits judged without refusing.
 
 mod document;
 mod limits;
 mod operator;
 pub(crate) mod overridable;
 mod prices;
+mod shadow;
 mod tiers;
 
 pub use crate::ids::{is_valid_tenant_id, MAX_TENANT_LEN};
@@ -15,4 +17,5 @@ pub use document::{to_json, Policy};
 pub use limits::{BreakerOverride, BreakerSettings, Limits, TenantPolicy, MAX_THRESHOLD};
 pub use operator::{Forced, ForcedBreaker, Operator};
 pub use prices::Price;
+pub use shadow::{Limit, LimitMode, LimitSet};
 pub use tiers::default_tiers;

@@ -4,7 +4,8 @@
 //! of one over the other. Adding a limit is one line in `limits.rs`; the schema (field names,
 //! strictness, defaults) stays exactly what serde shows for the generated structs.
 
-/// Whether a field is left out when serialized: an absent threshold is; settings never are.
+/// Whether a field is left out when serialized: an absent threshold is, and so is a mode or set
+/// at its default (the policy document stays as the operator wrote it); other settings never are.
 pub(crate) trait Unset {
     fn is_unset(&self) -> bool;
 }

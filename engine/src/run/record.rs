@@ -115,6 +115,21 @@ impl RunRecord {
         Ok(())
     }
 
+    /// The shadowed run limit (see `policy::shadow`) one more step of this tree would be
+    /// refused by, judged on the root record (depth on the run's own). Read-only.
+    pub fn shadow_refusal(&self, own: &RunRecord, shadow: &Limits, now_ms: u64) -> Option<RunLimit> {
+        if let Err(d) = own.check_depth(shadow) {
+            return Some(d.limit);
+        }
+        let (steps, tokens) = self.totals();
+        let started_ms = RunPart::earliest(self.started_ms, self.fleet.started_ms);
+        let elapsed_s = now_ms.saturating_sub(started_ms) / 1000;
+        [(RunLimit::Steps, steps.saturating_add(1)), (RunLimit::Duration, elapsed_s), (RunLimit::Tokens, tokens)]
+            .into_iter()
+            .find(|(limit, observed)| limit.threshold(shadow).is_some_and(|t| *observed > t))
+            .map(|(limit, _)| limit)
+    }
+
     /// Adds a finished step's tokens (called on the root record); trips the run if over.
     pub fn add_tokens(&mut self, limits: &Limits, tokens: u64, now_ms: u64) -> Option<RunDenied> {
         self.tokens = self.tokens.saturating_add(tokens);
@@ -199,6 +214,22 @@ mod tests {
         let mut slow = RunRecord::new("s", None, T0);
         slow.admit_step(&l, T0).unwrap();
         assert_eq!(slow.admit_step(&l, T0 + 61_000).map_err(|d| d.limit), Err(RunLimit::Duration));
+    }
+
+    #[test]
+    fn shadowed_run_limits_name_the_step_they_would_refuse_without_tripping_the_run() {
+        let (enforced, shadow) = Limits { mode: crate::policy::LimitMode::Shadow, ..limits() }.split_shadow();
+        let shadow = shadow.unwrap();
+        let mut root = RunRecord::new("r", None, T0);
+        for _ in 0..3 {
+            assert_eq!(root.shadow_refusal(&root, &shadow, T0), None);
+            root.admit_step(&enforced, T0).unwrap();
+        }
+        assert_eq!(root.shadow_refusal(&root, &shadow, T0), Some(RunLimit::Steps));
+        root.admit_step(&enforced, T0).unwrap();
+        assert_eq!(root.tripped, None);
+        let deep = RunRecord { depth: 3, ..RunRecord::new("d", None, T0) };
+        assert_eq!(root.shadow_refusal(&deep, &shadow, T0), Some(RunLimit::Depth));
     }
 
     #[test]

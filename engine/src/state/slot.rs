@@ -13,7 +13,7 @@ use super::codec::{take_u64, take_u8};
 use super::TenantState;
 use crate::breaker::BreakerState;
 use crate::budget::{seconds_to_reset, Budget, BudgetState};
-use crate::policy::Limits;
+use crate::policy::{Limit, Limits};
 
 /// Slots in the table: the most tenant states one Envoy holds at once. Two million, because a
 /// tenant that spent a budget keeps a (small) slot to the end of the day or month: a day of a
@@ -143,7 +143,9 @@ pub fn holds(state: &TenantState, limits: &Limits, now_ms: u64) -> Holds {
     let now_s = now_ms / 1000;
     let mut budget_until_ms = 0;
     for budget in [Budget::TokensDay, Budget::CostMonth] {
-        if limits.budget_limit(budget).is_some() && state.budget.used(budget, now_s) > 0 {
+        // A shadowed budget is kept too: flipping it to enforce must find what was spent.
+        let limited = limits.budget_limit(budget).is_some() || limits.shadow.contains(Limit::of_budget(budget));
+        if limited && state.budget.used(budget, now_s) > 0 {
             let reset_ms = now_s.saturating_add(seconds_to_reset(budget, now_s)).saturating_mul(1000);
             budget_until_ms = budget_until_ms.max(reset_ms);
         }

@@ -18,7 +18,7 @@ use fusebox_engine::config::{Mode, RouteMatch};
 use fusebox_engine::event::Event;
 use fusebox_engine::fleet;
 use fusebox_engine::identity::Identity;
-use fusebox_engine::policy::Limits;
+use fusebox_engine::policy::{Limit, Limits};
 use fusebox_engine::reply::{self, StreamApi};
 
 /// A request as it arrives at admission.
@@ -35,7 +35,10 @@ pub struct Arrival<'a> {
 /// Whose limits judge a request, and the name of the state it is counted in.
 struct Judged {
     tier: String,
+    /// What admission enforces.
     limits: Limits,
+    /// What it only shadows (see `fusebox_engine::policy::Limit`), when anything is.
+    shadow: Option<Box<Limits>>,
     name: String,
     /// The route tier, when the route has one of its own.
     scope: Option<String>,
@@ -46,20 +49,20 @@ struct Judged {
 /// Without fleet counts (the singleton fell back), each Envoy enforces its share of the limits.
 fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &RouteMatch<'_>) -> Judged {
     let tenant = &identity.tenant;
-    let mut j = match route.tier.and_then(|t| Some((t, active.policy.route_limits(tenant, t)?))) {
-        Some((t, limits)) => {
-            Judged { tier: t.to_string(), limits, name: states::route_name(tenant, t), scope: Some(t.to_string()) }
-        }
+    let (tier, limits, name, scope) = match route.tier.and_then(|t| Some((t, active.policy.route_limits(tenant, t)?))) {
+        Some((t, limits)) => (t.to_string(), limits, states::route_name(tenant, t), Some(t.to_string())),
         None => {
             let (tier, limits) = active.policy.limits_for(tenant, identity.tier.as_deref());
-            Judged { tier, limits, name: tenant.to_string(), scope: None }
+            (tier, limits, tenant.to_string(), None)
         }
     };
+    let (mut limits, mut shadow) = limits.split_shadow();
     let share = worker.fleet_share.get();
     if share > 1 {
-        j.limits = fleet::local_share(&j.limits, share);
+        limits = fleet::local_share(&limits, share);
+        shadow = shadow.map(|s| Box::new(fleet::local_share(&s, share)));
     }
-    j
+    Judged { tier, limits, shadow, name, scope }
 }
 
 /// Admits a request, or refuses it (the reply is sent) and returns `None`.
@@ -75,17 +78,21 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
         host::set_filter_state("fusebox_run_id", &r.run_id);
     }
     // The output allowance is what this tenant's responses have used, read in the same update.
+    // Shadowed limits are judged first, read-only, on the state before this request is counted.
     let admitted = states::update(&worker.keys, &j.name, None, Missing::Claim, Hold::Judge(&j.limits), a.now_ms, |s| {
+        let shadowed = j.shadow.as_deref().and_then(|sh| admission::shadow_refusal(s, sh, a.now_ms));
         let allowance = admission::output_allowance(s, &j.limits);
         let (decision, transitions) = admission::admit(s, &j.limits, a.now_ms, a.prompt.saturating_add(allowance));
-        (decision, transitions, admission::quotas(s, &j.limits, a.now_ms), allowance)
+        (decision, transitions, admission::quotas(s, &j.limits, a.now_ms), allowance, shadowed)
     });
+    let mut shadowed = None;
     let mut allowance = 0;
     // Where the state was found (or claimed); the slot a later update looks at first.
     let mut state = StateAt { name: j.name.clone(), key: String::new() };
     let (allowed, quotas) = match admitted {
-        Ok(Some(states::Updated { result: (decision, transitions, quotas, learned), info, key, claimed })) => {
+        Ok(Some(states::Updated { result: (decision, transitions, quotas, learned, shadow), info, key, claimed })) => {
             state.key = key;
+            shadowed = shadow;
             if let Some(slot) = claimed {
                 worker.claims.claimed(Table::States, slot);
             }
@@ -130,8 +137,13 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt, allowance);
     let run = match a.run {
         None => None,
-        Some(r) => admit_run(worker, &state, &admitted, &r, enforce, a.now_ms, a.api)?,
+        Some(r) => admit_run(worker, &state, &admitted, j.shadow.as_deref(), &r, enforce, a.now_ms, a.api)?,
     };
+    // The tenant's own shadowed limits first, then its run's.
+    let shadowed = shadowed.or_else(|| run.as_ref().and_then(|r| r.shadowed));
+    if let Some(limit) = shadowed {
+        shadow_refused(worker, &admitted.tenant, limit, a.now_ms);
+    }
     worker.metrics.inc(Counter::RequestsAllowed);
     if let Some(w) = allowed.and_then(|a: Allowed| a.warning) {
         worker.reporter.push(Event::warning(&admitted.tenant, w, a.now_ms), a.now_ms);
@@ -139,6 +151,7 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     host::set_request_header("x-fusebox-tenant", Some(&admitted.tenant));
     let mut counting = Counting::new(admitted, state, run, a.api);
     counting.warning = allowed.and_then(|a| a.warning).map(|w| w.to_string());
+    counting.shadow_denied = shadowed.map(Limit::reason);
     counting.quota_fields = reply::quota_fields(&quotas);
     Some(counting)
 }
@@ -146,10 +159,12 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
 /// Admits the request's agent run step. `Ok(None)`: the request goes on without a run (observe
 /// mode, or the run's records could not be read); `None`: refused, and what the tenant's
 /// admission took is given back.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn admit_run(
     worker: &Worker,
     state: &StateAt,
     admitted: &Admitted,
+    shadow: Option<&Limits>,
     r: &RunHeaders,
     enforce: bool,
     now_ms: u64,
@@ -158,7 +173,7 @@ fn admit_run(
     let tenant = &admitted.tenant;
     let limits = &admitted.limits;
     let on_claim = |slot| worker.claims.claimed(Table::Runs, slot);
-    match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), limits, now_ms, on_claim) {
+    match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), (limits, shadow), now_ms, on_claim) {
         Ok(run) => {
             worker.fleet_keys.touch(&run.root, now_ms); // its name in the fleet
             Some(Some(run))
@@ -183,6 +198,15 @@ fn admit_run(
             Some(None)
         }
     }
+}
+
+/// Reports a request a shadowed limit would have refused: it passes, and the reason is counted
+/// (`fusebox.requests.shadow_denied.<reason>`), sent to control and left for access logs.
+fn shadow_refused(worker: &Worker, tenant: &str, limit: Limit, now_ms: u64) {
+    worker.metrics.inc(Counter::shadow_denied(limit));
+    host::set_filter_state("fusebox_shadow_reason", limit.reason());
+    worker.reporter.push(Event::shadow_denial(tenant, limit.reason(), now_ms), now_ms);
+    log::debug!("tenant '{tenant}': shadowed limit {} would have refused this request", limit.reason());
 }
 
 /// Reports a refusal (by its `x-fusebox-reason`) and sends it.

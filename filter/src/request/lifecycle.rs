@@ -80,6 +80,8 @@ pub struct Counting {
     pub response: Response,
     /// `x-fusebox-warning` for the response.
     pub warning: Option<String>,
+    /// `x-fusebox-shadow-denied` for the response: the reason a shadowed limit would have refused.
+    pub shadow_denied: Option<&'static str>,
     /// `RateLimit-Policy` / `RateLimit` for the response.
     pub quota_fields: Option<[(&'static str, String); 2]>,
 }
@@ -94,6 +96,7 @@ impl Counting {
             body: RequestBody::Passing,
             response: Response::Awaiting,
             warning: None,
+            shadow_denied: None,
             quota_fields: None,
         }
     }

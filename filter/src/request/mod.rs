@@ -196,6 +196,9 @@ impl HttpContext for Request {
         if let Some(w) = &c.warning {
             host::add_response_header("x-fusebox-warning", w);
         }
+        if let Some(reason) = c.shadow_denied {
+            host::add_response_header("x-fusebox-shadow-denied", reason);
+        }
         for (name, value) in c.quota_fields.iter().flatten() {
             host::set_response_header(name, value);
         }

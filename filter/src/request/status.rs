@@ -34,6 +34,8 @@ pub fn serve(worker: &Worker, active: &ActivePolicy, headers: &host::Headers) ->
         "tier": tier,
         "policy_version": active.policy.version,
         "breaker": snapshot,
+        // Limits judged without refusing (see docs/CONFIGURATION.md, "Shadow mode").
+        "shadowed": limits.shadowed(),
     });
     host::send_reply(&Reply {
         status: 200,
