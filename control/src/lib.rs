@@ -18,5 +18,6 @@ pub mod report;
 pub mod series;
 pub mod timefmt;
 pub mod tls;
+pub mod topups;
 
 pub use api::{app, AppState, Config};

@@ -9,8 +9,10 @@ use crate::db::{DbError, Sql};
 use crate::error::ApiError;
 use crate::params;
 use crate::policy_anchor;
+use crate::topups;
+use fusebox_engine::budget::Budget;
 use fusebox_engine::identity::{hex, sha256};
-use fusebox_engine::policy::{Forced, ForcedBreaker, Limits, Policy, TenantPolicy};
+use fusebox_engine::policy::{period_label, Forced, ForcedBreaker, Limits, Policy, TenantPolicy, TopUp, TopUps};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -60,6 +62,14 @@ pub enum Change {
         reason: String,
         create: bool,
     },
+    /// Raises a budget for its current period by `amount` (added to any top-up of that period).
+    TopUp {
+        tenant: String,
+        budget: Budget,
+        amount: f64,
+        reason: String,
+        create: bool,
+    },
 }
 
 impl Change {
@@ -73,6 +83,7 @@ impl Change {
             Change::PatchTenant(..) => "tenant.patch".into(),
             Change::DeleteTenant { .. } => "tenant.delete".into(),
             Change::Breaker { action, .. } => format!("breaker.{}", action.as_str()),
+            Change::TopUp { .. } => "budget.topup".into(),
         }
     }
 
@@ -81,7 +92,8 @@ impl Change {
             Change::PutTenant(t, _)
             | Change::PatchTenant(t, _)
             | Change::DeleteTenant { tenant: t, .. }
-            | Change::Breaker { tenant: t, .. } => Some(t),
+            | Change::Breaker { tenant: t, .. }
+            | Change::TopUp { tenant: t, .. } => Some(t),
             _ => None,
         }
     }
@@ -91,6 +103,7 @@ impl Change {
             Change::Breaker { action: BreakerAction::Open, .. } => "kill_switch",
             Change::Breaker { action: BreakerAction::Close, .. } => "operator_hold_closed",
             Change::Breaker { action: BreakerAction::Reset, .. } => "operator_reset",
+            Change::TopUp { .. } => "budget_topup",
             _ => "policy_change",
         }
     }
@@ -105,9 +118,8 @@ impl Change {
             Change::PutTenant(t, _)
             | Change::PatchTenant(t, _)
             | Change::DeleteTenant { tenant: t, .. }
-            | Change::Breaker { tenant: t, .. } => {
-                json!(p.tenants.get(t))
-            }
+            | Change::Breaker { tenant: t, .. }
+            | Change::TopUp { tenant: t, .. } => json!(p.tenants.get(t)),
         }
     }
 
@@ -117,6 +129,7 @@ impl Change {
                 refuse_holds(new.tenants.iter())?;
                 let holds: Vec<(String, TenantPolicy)> =
                     p.tenants.iter().filter(|(_, t)| has_hold(t)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let topups = topups::of(p.tenants.iter());
                 let version = p.version;
                 *p = (**new).clone();
                 p.version = version;
@@ -125,6 +138,7 @@ impl Change {
                     entry.forced = old.forced;
                     entry.breaker_epoch = old.breaker_epoch;
                 }
+                topups::carry(p, topups);
             }
             Change::PutTier(name, limits) => {
                 p.tiers.insert(name.clone(), (**limits).clone());
@@ -161,11 +175,13 @@ impl Change {
             Change::PutTenant(tenant, entry) => {
                 refuse_holds(std::iter::once((tenant, &**entry)))?;
                 let mut entry = (**entry).clone();
+                let topups = topups::of(p.tenants.get_key_value(tenant).into_iter());
                 if let Some(old) = p.tenants.get(tenant) {
                     entry.forced = old.forced.clone();
                     entry.breaker_epoch = old.breaker_epoch;
                 }
                 p.tenants.insert(tenant.clone(), entry);
+                topups::carry(p, topups);
             }
             Change::DeleteTenant { tenant, release_hold } => {
                 let Some(old) = p.tenants.remove(tenant) else {
@@ -180,6 +196,17 @@ impl Change {
                     };
                     p.tenants.insert(tenant.clone(), kept);
                 }
+            }
+            Change::TopUp { tenant, budget, amount, .. } => {
+                let now_s = db::now_ms() / 1000;
+                let period = period_label(*budget, now_s);
+                let topups = p.tenants.entry(tenant.clone()).or_default().topup.get_or_insert_with(TopUps::default);
+                let total = match topups.get(*budget) {
+                    Some(t) if t.period == period => t.amount + amount,
+                    _ => *amount,
+                };
+                topups.set(*budget, TopUp { period, amount: total });
+                topups::drop_lapsed(topups, now_s);
             }
             Change::Breaker { tenant, action, reason, .. } => {
                 if !fusebox_engine::policy::is_valid_tenant_id(tenant) {
@@ -360,7 +387,7 @@ pub fn record_refusal(db: &Db, r: &Refusal) -> Result<(), ApiError> {
 pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied), ApiError> {
     let result: Result<(Policy, Applied), ApiError> = db.write(|tx| {
         let mut policy = current(tx)?.ok_or_else(|| ApiError::internal("no policy stored"))?;
-        if let Change::Breaker { tenant, create: false, .. } = change {
+        if let Change::Breaker { tenant, create: false, .. } | Change::TopUp { tenant, create: false, .. } = change {
             if !policy.tenants.contains_key(tenant) && !reported(tx, tenant)? {
                 return Err(ApiError::not_found(format!(
                     "tenant '{tenant}' is not known here (no policy entry, no traffic reported): \
@@ -382,6 +409,10 @@ pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied),
             Change::Breaker { reason, .. } => {
                 json!({"version": version, "before": before, "after": after, "reason": reason})
             }
+            Change::TopUp { budget, amount, reason, .. } => json!({
+                "version": version, "before": before, "after": after, "reason": reason,
+                "budget": budget, "amount": amount,
+            }),
             _ => json!({"version": version, "before": before, "after": after}),
         };
         if let Some(fields) = details.as_object_mut() {

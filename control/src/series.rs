@@ -5,7 +5,8 @@
 use crate::db::{from_sql, saturating_sum, to_sql, DbError, Sql};
 use crate::error::ApiError;
 use crate::params;
-use fusebox_engine::policy::Policy;
+use fusebox_engine::budget::Budget;
+use fusebox_engine::policy::{period_label, Policy};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -43,9 +44,22 @@ pub fn series(conn: &dyn Sql, policy: &Policy, tenant: &str, now_ms: u64, minute
         Ok(rows.into_iter().collect())
     };
     let (_, limits) = policy.limits_for(tenant, None);
+    // Each budget's limit now (with a top-up of this period) and the top-up, for the dashboard.
+    let topups = policy.tenants.get(tenant).and_then(|e| e.topup.clone()).unwrap_or_default();
+    let now_s = crate::db::now_ms() / 1000;
+    let budgets: serde_json::Map<String, Value> = [Budget::TokensDay, Budget::CostMonth]
+        .into_iter()
+        .filter_map(|b| {
+            let limit = limits.budget_limit(b, now_s)?;
+            let limit = if b == Budget::CostMonth { json!(limit as f64 / 1e6) } else { json!(limit) };
+            let topup = topups.get(b).filter(|t| t.period == period_label(b, now_s));
+            Some((b.as_str().to_string(), json!({"limit": limit, "topup": topup})))
+        })
+        .collect();
     Ok(json!({
         "tenant": tenant,
         "minutes": points,
+        "budgets": budgets,
         "tokens_60s_limit": limits.tokens_60s,
         "denials": by_reason("tenant_denials")?,
         "shadow_denials": by_reason("tenant_shadow_denials")?,

@@ -2,11 +2,11 @@
 //! An exhausted budget refuses requests until it resets; nothing trips or cools down.
 
 use crate::state::codec::{take_u32, take_u64};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const DAY_S: u64 = 86_400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Budget {
     #[serde(rename = "budget_tokens_day")]
     TokensDay,

@@ -418,3 +418,45 @@ fn an_envoy_with_its_own_node_token_ships_its_events_and_the_shared_token_cannot
     assert_eq!(usage["usage"]["requests"], 3, "{usage}");
     assert_eq!(usage["usage"]["input_tokens"], 33, "nothing forged was counted: {usage}");
 }
+
+/// The tenant's day budget as its status reports it: (used, limit).
+fn day_budget(stack: &Stack, t: &str) -> (u64, u64) {
+    let status = stack.status(t);
+    let b =
+        status["breaker"]["budgets"].as_array().unwrap().iter().find(|b| b["budget"] == "budget_tokens_day").unwrap();
+    (b["used"].as_u64().unwrap(), b["limit"].as_u64().unwrap())
+}
+
+#[test]
+fn a_budget_topped_up_from_the_cli_lets_the_tenant_back_in_and_keeps_what_it_spent() {
+    let mut tier = generous();
+    tier["budget_tokens_day"] = json!(1000);
+    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("spender", None);
+    // 400 tokens a response: the third takes the day to 1200 of 1000.
+    for _ in 0..3 {
+        assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    }
+    let refused = stack.chat(Some(&t), &[]);
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.header("x-fusebox-reason"), Some("budget_tokens_day"));
+    wait_until("spender's usage to reach control", 10, || {
+        stack.control_get("/v1/tenants/spender")["totals"]["requests"].as_u64() >= Some(3)
+    });
+    let today =
+        fusebox_engine::policy::period_label(fusebox_engine::budget::Budget::TokensDay, fusebox_integration::now_s());
+    let (ok, out) = cli(&stack, &["topup", "spender", "--tokens", "1000", "--reason", "launch day"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("budget_tokens_day raised by 1000 for {today}")), "{out}");
+    stack.wait_policy_version(2);
+    assert_eq!(day_budget(&stack, &t), (1200, 2000), "raised, and nothing spent is forgotten");
+    assert_eq!(stack.chat(Some(&t), &[]).status, 200);
+    assert_eq!(day_budget(&stack, &t).0, 1600);
+    let audit = stack.control_get("/v1/audit?tenant=spender");
+    let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "budget.topup").unwrap();
+    assert_eq!((entry["actor_id"].as_str(), entry["details"]["reason"].as_str()), (Some("admin"), Some("launch day")));
+    // A cost top-up on a tenant without a cost budget is refused, naming the field.
+    let (ok, out) = cli(&stack, &["topup", "spender", "--cost", "5"]);
+    assert!(!ok && out.contains("tenants.spender.topup.budget_cost_month"), "{out}");
+}

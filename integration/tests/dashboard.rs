@@ -165,6 +165,7 @@ fn b64decode(text: &str) -> Vec<u8> {
 fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     let mut tier = generous();
     tier["tokens_60s"] = json!(500);
+    tier["budget_cost_month"] = json!(100);
     // calm may send as much as it likes: only the kill switch can refuse it.
     // Its one request a second is only shadowed: the dashboard shows what enforcing it would refuse.
     let calm_entry = json!({"tokens_60s": 100_000_000, "requests_10s": 1, "shadow": ["requests_10s"]});
@@ -217,6 +218,14 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
         r#"tr[data-detail-for="calm"] [data-role="shadow-denials"]"#,
         "would have refused: requests_10s 1",
     );
+    // A top-up from the page raises this month's budget, and the detail shows it.
+    let budgets = r#"tr[data-detail-for="calm"] [data-role="budgets"]"#;
+    wait_text(&browser, budgets, "budget_cost_month 100");
+    browser.type_into(r#"tr[data-detail-for="calm"] input.topup-amount"#, "25");
+    browser.click(r#"tr[data-detail-for="calm"] button.topup"#);
+    wait_text(&browser, "#status", "budget_cost_month of calm raised by 25");
+    wait_text(&browser, budgets, "budget_cost_month 125 (topped up by 25 for ");
+    assert_eq!(stack.control_get("/v1/policy")["tenants"]["calm"]["topup"]["budget_cost_month"]["amount"], 25.0);
     browser.click(r#"tr[data-tenant="calm"] button.expand"#);
 
     // The kill switch, from the page: control holds calm open and Envoy refuses calm.

@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use fusebox_engine::budget::Budget;
 use fusebox_engine::policy::{Limits, Policy, PolicyError, TenantPolicy};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -247,6 +248,49 @@ pub(super) async fn post_breaker(
             return Err(ApiError::bad_request("reason", "at most 1024 characters"));
         }
         Ok(Change::Breaker { tenant, action: cmd.action, reason: cmd.reason, create: cmd.create })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUpCommand {
+    budget: Budget,
+    /// In the budget's unit: tokens, or the currency of the policy's `prices`.
+    amount: f64,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    create: bool,
+}
+
+pub(super) async fn post_topup(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    valid_tenant(&tenant)?;
+    let w = Write::new(Method::POST, format!("/v1/tenants/{tenant}/topup"), Role::Operator, "budget.topup")
+        .of_tenant(&tenant);
+    write(state, headers, w, body, move |b| {
+        let cmd: TopUpCommand = serde_json::from_slice(b).map_err(|e| {
+            ApiError::bad_request(
+                "",
+                format!(
+                    "expected {{\"budget\": \"budget_tokens_day\"|\"budget_cost_month\", \"amount\": N, \
+                     \"reason\": \"...\", \"create\": false}}: {e}"
+                ),
+            )
+        })?;
+        if cmd.reason.len() > 1024 {
+            return Err(ApiError::bad_request("reason", "at most 1024 characters"));
+        }
+        // The sum is checked again as the policy is validated; this names the request's own field.
+        if !(cmd.amount > 0.0 && cmd.amount <= 1e12) {
+            return Err(ApiError::bad_request("amount", "must be greater than 0 and at most 1e12"));
+        }
+        Ok(Change::TopUp { tenant, budget: cmd.budget, amount: cmd.amount, reason: cmd.reason, create: cmd.create })
     })
     .await
 }

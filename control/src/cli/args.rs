@@ -98,6 +98,24 @@ pub(crate) enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Raise a tenant's budget for the current period (today, or this month), keeping what it spent.
+    Topup {
+        tenant: String,
+        /// Tokens to add to today's `budget_tokens_day`.
+        #[arg(long, conflicts_with = "cost", required_unless_present = "cost")]
+        tokens: Option<u64>,
+        /// Currency to add to this month's `budget_cost_month`.
+        #[arg(long)]
+        cost: Option<f64>,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Act on a tenant control has not heard of yet (no entry, no traffic reported).
+        #[arg(long)]
+        create: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Who your token is, and its role.
     Whoami {
         #[command(flatten)]

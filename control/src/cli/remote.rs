@@ -129,6 +129,22 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
             say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
+        Command::Topup { tenant, tokens, cost, reason, create, remote } => {
+            let (budget, amount) = match (tokens, cost) {
+                (Some(t), _) => ("budget_tokens_day", json!(t)),
+                (None, c) => ("budget_cost_month", json!(c)),
+            };
+            let body = json!({"budget": budget, "amount": amount, "reason": reason, "create": create});
+            let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/topup"), Some(&body))?;
+            let topup = &r["after"]["topup"][budget];
+            say!(
+                "tenant '{tenant}' {budget} raised by {} for {} (policy version {})",
+                // Rust prints a whole f64 without a fraction: 1000 tokens, 2.5 in currency.
+                topup["amount"].as_f64().unwrap_or(0.0),
+                topup["period"].as_str().unwrap_or("?"),
+                r["version"]
+            );
+        }
         Command::Whoami { remote } => {
             let w = remote.client()?.call("GET", "/v1/whoami", None)?;
             match (w["name"].as_str(), w["role"].as_str()) {

@@ -123,7 +123,7 @@ pub(super) const BUDGETS: [Budget; 2] = [Budget::TokensDay, Budget::CostMonth];
 
 fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> {
     let windows = WINDOWED.into_iter().map(|m| (m.as_str(), limits.threshold(m), state.observe(m, now_s)));
-    let budgets = BUDGETS.into_iter().map(|b| (b.as_str(), limits.budget_limit(b), state.budget_used(b, now_s)));
+    let budgets = BUDGETS.into_iter().map(|b| (b.as_str(), limits.budget_limit(b, now_s), state.budget_used(b, now_s)));
     let mut best: Option<Warning> = None;
     for (name, threshold, observed) in windows.chain(budgets) {
         let Some(threshold) = threshold else { continue };
@@ -141,7 +141,7 @@ fn warning(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Warning> 
 /// A budget that is used up, if any, with the seconds until it resets.
 pub(super) fn exhausted_budget(state: &TenantState, limits: &Limits, now_s: u64) -> Option<Denied> {
     BUDGETS.into_iter().find_map(|budget| {
-        let limit = limits.budget_limit(budget)?;
+        let limit = limits.budget_limit(budget, now_s)?;
         let used = state.budget_used(budget, now_s);
         (used >= limit).then(|| Denied {
             cause: DenyCause::Budget { budget, limit, used },

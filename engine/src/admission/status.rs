@@ -114,7 +114,7 @@ pub fn snapshot(state: &TenantState, limits: &Limits, now_ms: u64) -> Snapshot {
             .map(|budget| BudgetStatus {
                 budget,
                 used: state.budget.used(budget, now_s),
-                limit: limits.budget_limit(budget),
+                limit: limits.budget_limit(budget, now_s),
                 resets_in_s: seconds_to_reset(budget, now_s),
             })
             .collect(),

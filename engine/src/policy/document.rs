@@ -67,7 +67,9 @@ impl Policy {
             let Some(base) = self.tiers.get(tier_name) else {
                 return Err(field_error(format!("{at}.tier"), format!("unknown tier '{tier_name}'")));
             };
-            t.apply(base).validate(&at)?;
+            let limits = t.apply(base);
+            limits.validate(&at)?;
+            t.check_topups(&limits, &at)?;
         }
         prices::validate(&self.prices)?;
         self.identity.validate(|t| self.tiers.contains_key(t))?;
@@ -246,6 +248,38 @@ mod tests {
         assert_eq!(l.breaker.cooldown_s, 3);
         assert_eq!(p.limits_for("other", Some("enterprise")).0, "enterprise");
         assert_eq!(p.limits_for("other", Some("platinum")).0, "free");
+    }
+
+    #[test]
+    fn a_top_up_raises_the_tenants_budget_for_its_period_and_spent_tokens_stay_spent() {
+        use crate::admission::{admit, settle, Decision, Settlement};
+        use crate::budget::Budget;
+        use crate::state::TenantState;
+        // 2026-12-04T12:00:00Z.
+        let now_ms = 1_796_385_600_000;
+        let policy = |topup: &str| {
+            Policy::from_json(
+                policy_json(&format!(
+                    r#", "tiers": {{"free": {{"budget_tokens_day": 1000}}}}, "tenants": {{"acme": {{{topup}}}}}"#
+                ))
+                .as_bytes(),
+            )
+        };
+        let before = policy("").unwrap().limits_for("acme", None).1;
+        let after = policy(r#""topup": {"budget_tokens_day": {"period": "2026-12-04", "amount": 500}}"#)
+            .unwrap()
+            .limits_for("acme", None)
+            .1;
+        assert_eq!(after.budget_limit(Budget::TokensDay, now_ms / 1000), Some(1500));
+        let mut s = TenantState::default();
+        assert!(matches!(admit(&mut s, &before, now_ms, 0).0, Decision::Allow(_)));
+        let done = Settlement { tokens: 1200, completed: true, release: true, ..Settlement::default() };
+        settle(&mut s, &before, done, now_ms);
+        assert!(matches!(admit(&mut s, &before, now_ms + 1, 0).0, Decision::Deny(_)), "1200 of 1000 spent");
+        assert!(matches!(admit(&mut s, &after, now_ms + 2, 0).0, Decision::Allow(_)), "1200 of 1500");
+        assert_eq!(s.budget_used(Budget::TokensDay, now_ms / 1000), 1200, "the top-up reset nothing");
+        let err = policy(r#""topup": {"budget_cost_month": {"period": "2026-12", "amount": 5}}"#).unwrap_err();
+        assert_eq!(err.field, "tenants.acme.topup.budget_cost_month", "no month budget to raise: {err}");
     }
 
     #[test]

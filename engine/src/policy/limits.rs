@@ -4,6 +4,7 @@
 use super::operator::{ForcedBreaker, Operator};
 use super::overridable::overridable;
 use super::shadow::{Limit, LimitMode, LimitSet};
+use super::topup::{ActiveTopUps, TopUps};
 use crate::budget::Budget;
 use crate::metric::Metric;
 use crate::strict::{field_error, parse_json, PolicyError};
@@ -34,6 +35,9 @@ overridable! {
         /// What an operator set on this tenant's breaker (from its policy entry, never from a tier).
         #[serde(skip)]
         pub operator: Operator,
+        /// The tenant's budget top-ups (from its policy entry, never from a tier).
+        #[serde(skip)]
+        pub topups: ActiveTopUps,
     }
     /// A tenant's entry: its tier and any limits that differ from the tier's.
     pub struct TenantPolicy {
@@ -47,6 +51,9 @@ overridable! {
         /// Set by control: see [`Operator::epoch`].
         #[serde(default, skip_serializing_if = "is_zero")]
         pub breaker_epoch: u64,
+        /// Budgets raised for their current period (`POST /v1/tenants/{t}/topup`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub topup: Option<TopUps>,
     }
     overridable {
         tokens_10s: u64,
@@ -107,13 +114,15 @@ impl Limits {
         Limits::default()
     }
 
-    /// A budget's limit in its unit (tokens, or cost in millionths of the currency).
-    pub fn budget_limit(&self, budget: Budget) -> Option<u64> {
-        match budget {
+    /// A budget's limit at `now_s` in its unit (tokens, or cost in millionths of the currency):
+    /// the tier's (or tenant's) with any top-up for the current period.
+    pub fn budget_limit(&self, budget: Budget, now_s: u64) -> Option<u64> {
+        let base = match budget {
             Budget::TokensDay => self.budget_tokens_day,
             // Validated finite and positive; far below u64::MAX after scaling.
             Budget::CostMonth => self.budget_cost_month.map(|c| (c * 1e6).round() as u64),
-        }
+        };
+        base.map(|b| b.saturating_add(self.topups.raise(budget, now_s)))
     }
 
     /// Threshold in the metric's unit (the error ratio in whole percent).
@@ -204,7 +213,28 @@ impl TenantPolicy {
             b.override_fields(&mut l.breaker);
         }
         l.operator = Operator { forced: self.forced.as_ref().map(|f| f.state), epoch: self.breaker_epoch };
+        // Checked when the policy was validated (see `check_topups`).
+        l.topups = self.topup.as_ref().and_then(|t| t.active("").ok()).unwrap_or_default();
         l
+    }
+
+    /// A top-up must be usable and raise a budget the tenant has.
+    pub(crate) fn check_topups(&self, limits: &Limits, at: &str) -> Result<(), PolicyError> {
+        let Some(topups) = &self.topup else { return Ok(()) };
+        topups.active(&format!("{at}.topup"))?;
+        for budget in [Budget::TokensDay, Budget::CostMonth] {
+            let has = match budget {
+                Budget::TokensDay => limits.budget_tokens_day.is_some(),
+                Budget::CostMonth => limits.budget_cost_month.is_some(),
+            };
+            if topups.get(budget).is_some() && !has {
+                return Err(field_error(
+                    format!("{at}.topup.{budget}"),
+                    format!("the tenant has no {budget} to raise (set one on its tier or entry)"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -225,7 +255,7 @@ impl Limits {
         if shadowed.is_empty() {
             return (self, None);
         }
-        let mut shadow = Limits { breaker: self.breaker, ..Limits::unlimited() };
+        let mut shadow = Limits { breaker: self.breaker, topups: self.topups, ..Limits::unlimited() };
         shadow.error_min_requests = self.error_min_requests;
         shadow.warn_ratio = self.warn_ratio;
         for limit in shadowed.iter() {

@@ -1,7 +1,7 @@
 //! The policy: what control serves and every worker enforces. `document.rs` is the whole
 //! document and how a tenant's limits are found in it; `limits.rs` declares every limit once;
 //! `operator.rs` holds what operators force; `tiers.rs` the shipped tiers; `prices.rs` costs;
-//! `shadow.rs` the limits judged without refusing.
+//! `shadow.rs` the limits judged without refusing; `topup.rs` budgets raised for one period.
 
 mod document;
 mod limits;
@@ -10,6 +10,7 @@ pub(crate) mod overridable;
 mod prices;
 mod shadow;
 mod tiers;
+mod topup;
 
 pub use crate::ids::{is_valid_tenant_id, MAX_TENANT_LEN};
 pub use crate::strict::PolicyError;
@@ -19,3 +20,4 @@ pub use operator::{Forced, ForcedBreaker, Operator};
 pub use prices::Price;
 pub use shadow::{Limit, LimitMode, LimitSet};
 pub use tiers::default_tiers;
+pub use topup::{period_label, TopUp, TopUps};
