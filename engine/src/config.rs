@@ -168,6 +168,11 @@ pub struct FilterConfig {
     /// Which headers carry the tenant's credential (read, then removed before the upstream).
     #[serde(default)]
     pub credential_headers: CredentialHeaders,
+    /// Leave the OpenTelemetry GenAI attributes (`gen_ai.*`, see `crate::telemetry`) in filter
+    /// state for span tags and record the `gen_ai.client.token.usage` histograms. Off by default:
+    /// it costs a few hostcalls per request, worth paying where spans are collected.
+    #[serde(default)]
+    pub gen_ai_telemetry: bool,
     /// Policy used until (and whenever) no policy from the control service is available.
     pub policy: Policy,
 }

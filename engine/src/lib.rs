@@ -22,6 +22,7 @@ pub mod request;
 pub mod run;
 pub mod state;
 pub mod strict;
+pub mod telemetry;
 #[cfg(test)]
 mod testkit;
 pub mod usage;

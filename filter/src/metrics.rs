@@ -2,6 +2,8 @@
 //! flushed on its tick, the rest sent at once; and the Wasm memory gauge.
 
 pub use crate::counter::Counter;
+use fusebox_engine::telemetry;
+use fusebox_engine::usage::Usage;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -12,6 +14,8 @@ pub struct Metrics {
     ids: Vec<Option<u32>>,
     /// Batched counts not yet flushed, by the same index.
     pending: std::cell::RefCell<Vec<u64>>,
+    /// `gen_ai.client.token.usage` for input and output tokens (see `fusebox_engine::telemetry`).
+    token_usage: [Option<u32>; 2],
 }
 
 impl Metrics {
@@ -26,7 +30,24 @@ impl Metrics {
                 }
             })
             .collect();
-        Metrics { pending: std::cell::RefCell::new(vec![0; ids.len()]), ids }
+        let histogram = |name: &str| {
+            hostcalls::define_metric(MetricType::Histogram, name)
+                .map_err(|s| log::warn!("define_metric {name} failed: {s:?}"))
+                .ok()
+        };
+        let token_usage = [histogram(telemetry::TOKEN_USAGE_INPUT), histogram(telemetry::TOKEN_USAGE_OUTPUT)];
+        Metrics { pending: std::cell::RefCell::new(vec![0; ids.len()]), ids, token_usage }
+    }
+
+    /// One call's reported usage into the GenAI token-usage histograms.
+    pub fn record_token_usage(&self, usage: Usage) {
+        for (id, tokens) in self.token_usage.iter().zip([usage.input_tokens, usage.output_tokens]) {
+            if let Some(id) = id {
+                if let Err(s) = hostcalls::record_metric(*id, tokens) {
+                    log::debug!("record_metric {id} failed: {s:?}");
+                }
+            }
+        }
     }
 
     /// Sends the batched counts to Envoy (the worker's tick).

@@ -3,7 +3,7 @@
 //! denial reason as a label (`stats_tags` in envoy/demo.yaml), and its memory gauges.
 
 use fusebox_integration::{demo_policy, generous, token, workspace_root, Stack};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn denials_reach_prometheus_with_the_reason_as_a_label() {
@@ -102,24 +102,74 @@ fn spans_carry_the_tenant_tier_run_and_refusal_reason_as_tags() {
     let t = token("traced", None);
     assert_eq!(stack.chat(Some(&t), &[("x-agent-run-id", "run-7")]).status, 200);
     assert_eq!(stack.chat(Some(&t), &[]).status, 429);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let spans = stack.get(&format!("http://127.0.0.1:{}/mock/spans", stack.ports.mock), &[]).json();
-        let ours: Vec<&serde_json::Value> = spans
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| &s["tags"])
-            .filter(|t| t["fusebox.tenant"] == "traced" && t["fusebox.tier"] == "free")
-            .collect();
+    wait_for_spans(&stack, "fusebox's tags", |spans| {
+        let ours: Vec<&Value> =
+            spans.iter().copied().filter(|t| t["fusebox.tenant"] == "traced" && t["fusebox.tier"] == "free").collect();
         // Tags whose value is empty are left out: the admitted span has no reason, the refused one no run.
         let admitted = ours.iter().any(|t| t["fusebox.run_id"] == "run-7" && t.get("fusebox.reason").is_none());
         let refused = ours.iter().any(|t| t["fusebox.reason"] == "requests_10s" && t["http.status_code"] == "429");
-        if admitted && refused {
+        admitted && refused
+    });
+}
+
+/// Waits until the tags of the spans the collector (the mock) received satisfy `ok`.
+fn wait_for_spans(stack: &Stack, what: &str, ok: impl Fn(&[&Value]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let spans = stack.get(&format!("http://127.0.0.1:{}/mock/spans", stack.ports.mock), &[]).json();
+        let tags: Vec<&Value> = spans.as_array().into_iter().flatten().map(|s| &s["tags"]).collect();
+        if ok(&tags) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "spans lack {what}: {spans}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn spans_carry_the_gen_ai_attributes_and_envoy_keeps_the_token_usage_histogram() {
+    let stack = Stack::start(&demo_policy(json!({"free": generous()}), json!({})));
+    stack.wait_policy_version(1);
+    let t = token("genai", None);
+    let usage = [("x-mock-input-tokens", "12"), ("x-mock-output-tokens", "34")];
+    assert_eq!(stack.chat(Some(&t), &usage).status, 200);
+    let messages = r#"{"model":"claude-sonnet-4","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(stack.post("/v1/messages", Some(&t), &usage, messages).status, 200);
+    let want = [("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4")];
+    wait_for_spans(&stack, "the gen_ai attributes", |spans| {
+        want.iter().all(|(provider, model)| {
+            spans.iter().any(|t| {
+                t["fusebox.tenant"] == "genai"
+                    && t["gen_ai.provider.name"] == *provider
+                    && t["gen_ai.operation.name"] == "chat"
+                    && t["gen_ai.request.model"] == *model
+                    && t["gen_ai.response.model"] == *model
+                    && t["gen_ai.usage.input_tokens"] == "12"
+                    && t["gen_ai.usage.output_tokens"] == "34"
+            })
+        })
+    });
+    // Histograms reach the admin endpoint at Envoy's stats flush.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let prom = stack.get(&format!("http://127.0.0.1:{}/stats/prometheus", stack.ports.admin), &[]).body;
+        let series = |part: &str, kind: &str| {
+            let head = format!(r#"gen_ai_client_token_usage_{part}{{gen_ai_token_type="{kind}"}} "#);
+            prom.lines().find_map(|l| l.strip_prefix(head.as_str())).and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        // Two calls each; Envoy keeps histogram values in log-linear buckets, so its sums are
+        // within a few percent (the exact totals are the fusebox.tokens.* counters).
+        let near = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() <= want * 0.05);
+        let counted = series("count", "input") == Some(2.0) && series("count", "output") == Some(2.0);
+        if counted && near(series("sum", "input"), 24.0) && near(series("sum", "output"), 68.0) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "spans lack fusebox's tags: {spans}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token-usage histogram: {}",
+            prom.lines().filter(|l| l.contains("gen_ai")).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 

@@ -4,41 +4,50 @@
 //! request body with fixed memory.
 
 use crate::json::{JsonScanner, Key, Number, Seg, Visitor};
+use crate::usage::ModelName;
 
 /// Bytes per token for the prompt estimate (a common rule of thumb for English text and JSON).
 pub const BYTES_PER_TOKEN: u64 = 4;
 /// An output allowance above this is an estimate nobody should reserve.
 const MAX_OUTPUT_ESTIMATE: u64 = 1_000_000;
 
+/// What the request body names at its top level: its output allowance and its model.
 #[derive(Debug, Clone, Copy, Default)]
-struct MaxOutput(Option<u64>);
+struct Named {
+    max_output: Option<u64>,
+    model: ModelName,
+}
 
-impl Visitor for MaxOutput {
+impl Visitor for Named {
     fn number(&mut self, path: &[Seg], n: Number) {
         if let [Seg::Key(Key::MaxTokens | Key::MaxCompletionTokens | Key::MaxOutputTokens)] = path {
             if !n.negative && !n.non_integer && !n.overflow {
-                self.0 = Some(n.value.min(MAX_OUTPUT_ESTIMATE));
+                self.max_output = Some(n.value.min(MAX_OUTPUT_ESTIMATE));
             }
         }
     }
-    fn wants_string(&self, _path: &[Seg]) -> bool {
-        false
+    fn wants_string(&self, path: &[Seg]) -> bool {
+        matches!(path, [Seg::Key(Key::Model)])
     }
-    fn string(&mut self, _path: &[Seg], _value: &[u8], _truncated: bool) {}
+    fn string(&mut self, path: &[Seg], value: &[u8], _truncated: bool) {
+        if let [Seg::Key(Key::Model)] = path {
+            self.model = ModelName::new(value);
+        }
+    }
 }
 
 /// Accumulates a request body's estimate chunk by chunk.
 #[derive(Debug, Clone, Default)]
 pub struct RequestEstimate {
     json: JsonScanner,
-    max_output: MaxOutput,
+    named: Named,
     bytes: u64,
 }
 
 impl RequestEstimate {
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes = self.bytes.saturating_add(chunk.len() as u64);
-        self.json.feed(chunk, &mut self.max_output);
+        self.json.feed(chunk, &mut self.named);
     }
 
     pub fn bytes(&self) -> u64 {
@@ -52,7 +61,12 @@ impl RequestEstimate {
 
     /// The output allowance the body names (`max_tokens` and kin), if any.
     pub fn max_output(&self) -> Option<u64> {
-        self.max_output.0
+        self.named.max_output
+    }
+
+    /// The model the request asks for (`model`), if it named one.
+    pub fn model(&self) -> Option<&str> {
+        self.named.model.as_str()
     }
 }
 
@@ -74,6 +88,17 @@ mod tests {
         assert_eq!(estimate(body), (body.len() as u64).div_ceil(4) + 500);
         let responses = r#"{"model":"gpt-4.1","max_output_tokens":64,"input":"hi"}"#;
         assert_eq!(estimate(responses), (responses.len() as u64).div_ceil(4) + 64);
+    }
+
+    #[test]
+    fn the_requested_model_is_read_at_the_top_level_only() {
+        let mut e = RequestEstimate::default();
+        let body = r#"{"metadata":{"model":"not-this"},"messages":[],"model":"claude-sonnet-4"}"#;
+        for chunk in body.as_bytes().chunks(5) {
+            e.feed(chunk);
+        }
+        assert_eq!(e.model(), Some("claude-sonnet-4"));
+        assert_eq!(RequestEstimate::default().model(), None);
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Default for ModelName {
 }
 
 impl ModelName {
-    fn new(value: &[u8]) -> ModelName {
+    pub(crate) fn new(value: &[u8]) -> ModelName {
         let mut m = ModelName::default();
         let n = value.len().min(m.bytes.len());
         if let (Some(dst), Some(src)) = (m.bytes.get_mut(..n), value.get(..n)) {

@@ -20,6 +20,7 @@ use fusebox_engine::fleet;
 use fusebox_engine::identity::Identity;
 use fusebox_engine::policy::{Limit, Limits};
 use fusebox_engine::reply::{self, StreamApi};
+use fusebox_engine::telemetry;
 
 /// A request as it arrives at admission.
 pub struct Arrival<'a> {
@@ -76,6 +77,10 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     host::set_filter_state("fusebox_tier", &j.tier);
     if let Some(r) = &a.run {
         host::set_filter_state("fusebox_run_id", &r.run_id);
+    }
+    if worker.config.gen_ai_telemetry {
+        host::set_filter_state(telemetry::PROVIDER.filter_state, telemetry::provider_name(a.api));
+        host::set_filter_state(telemetry::OPERATION.filter_state, telemetry::OPERATION_NAME);
     }
     // The output allowance is what this tenant's responses have used, read in the same update.
     // Shadowed limits are judged first, read-only, on the state before this request is counted.

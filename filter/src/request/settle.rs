@@ -11,6 +11,7 @@ use crate::runs;
 use fusebox_engine::admission::{self, BodyKind, Ending};
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::event::{Event, UsageOf};
+use fusebox_engine::telemetry;
 use fusebox_engine::usage::{BodyScanner, Summary};
 
 pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd) {
@@ -40,6 +41,15 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
             a.tenant,
             charge.usage.total()
         );
+    }
+    if worker.config.gen_ai_telemetry {
+        let reported = (!charge.estimated).then_some(charge.usage);
+        for (attr, value) in telemetry::finished(a.estimate.model(), summary.model.as_str(), reported) {
+            host::set_filter_state(attr.filter_state, &value);
+        }
+        if let Some(u) = reported {
+            worker.metrics.record_token_usage(u);
+        }
     }
     let cost_micros = active.policy.cost_micros(summary.model.as_str(), charge.usage);
     worker.metrics.add(Counter::CostMicros, cost_micros);
