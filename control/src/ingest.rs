@@ -10,7 +10,7 @@ use fusebox_engine::breaker::Phase;
 use fusebox_engine::event::Event;
 use fusebox_engine::event_bounds::is_label;
 use fusebox_engine::policy::Policy;
-use fusebox_engine::usage::Usage;
+use fusebox_engine::usage::{CacheTokens, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -131,10 +131,23 @@ fn add_denials(tx: &dyn Sql, table: &str, tenant: &str, reason: &str, count: u64
 
 fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Escalation) -> Result<(), ApiError> {
     match e {
-        Event::Usage { tenant, model, route, run_id, status, minute, requests, input_tokens, output_tokens } => {
+        Event::Usage {
+            tenant,
+            model,
+            route,
+            run_id,
+            status,
+            minute,
+            requests,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+        } => {
             let usage = Usage { input_tokens: *input_tokens, output_tokens: *output_tokens };
             let model_opt = (!model.is_empty()).then_some(model.as_str());
-            let cost = policy.cost_micros(model_opt, usage);
+            let cache = CacheTokens { read: *cache_read_tokens, write: *cache_write_tokens };
+            let cost = policy.cost_micros(model_opt, usage, cache);
             tx.execute(
                 "INSERT INTO usage (minute, tenant, model, route, run_id, status, requests, input_tokens, output_tokens, cost_micros)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

@@ -10,9 +10,13 @@
 use crate::admission::Warning;
 use crate::breaker::{Phase, Transition};
 use crate::run::RunDenied;
-use crate::usage::Usage;
+use crate::usage::{CacheTokens, Usage};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
 
 /// Usage is reported per minute (unix seconds, a multiple of 60).
 pub fn minute_of(now_ms: u64) -> u64 {
@@ -35,6 +39,12 @@ pub enum Event {
         requests: u64,
         input_tokens: u64,
         output_tokens: u64,
+        /// Of the input, tokens read from the provider's prompt cache (priced apart).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        cache_read_tokens: u64,
+        /// Of the input, tokens written to the prompt cache (priced apart).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        cache_write_tokens: u64,
     },
     /// Requests refused by fusebox (the reply's `x-fusebox-reason`).
     Denial { tenant: String, reason: String, minute: u64, count: u64 },
@@ -69,7 +79,8 @@ pub enum Event {
 impl Event {
     /// A request that ended: one request with the tokens it is charged (see
     /// `crate::admission::Charge`), on the model its response named.
-    pub fn usage(a: &UsageOf<'_>, model: Option<&str>, usage: Usage, now_ms: u64) -> Event {
+    pub fn usage(a: &UsageOf<'_>, model: Option<&str>, usage: Usage, cache: CacheTokens, now_ms: u64) -> Event {
+        let cache = cache.within(usage.input_tokens);
         Event::Usage {
             tenant: a.tenant.to_string(),
             model: model.unwrap_or_default().to_string(),
@@ -81,6 +92,8 @@ impl Event {
             requests: 1,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
+            cache_read_tokens: cache.read,
+            cache_write_tokens: cache.write,
         }
     }
 
@@ -192,12 +205,21 @@ impl Event {
     fn absorb(&mut self, other: &Event) {
         match (self, other) {
             (
-                Event::Usage { requests, input_tokens, output_tokens, .. },
-                Event::Usage { requests: r, input_tokens: i, output_tokens: o, .. },
+                Event::Usage { requests, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, .. },
+                Event::Usage {
+                    requests: r,
+                    input_tokens: i,
+                    output_tokens: o,
+                    cache_read_tokens: cr,
+                    cache_write_tokens: cw,
+                    ..
+                },
             ) => {
                 *requests = requests.saturating_add(*r);
                 *input_tokens = input_tokens.saturating_add(*i);
                 *output_tokens = output_tokens.saturating_add(*o);
+                *cache_read_tokens = cache_read_tokens.saturating_add(*cr);
+                *cache_write_tokens = cache_write_tokens.saturating_add(*cw);
             }
             (Event::Denial { count, .. }, Event::Denial { count: c, .. })
             | (Event::ShadowDenial { count, .. }, Event::ShadowDenial { count: c, .. }) => {
@@ -318,6 +340,8 @@ mod tests {
             requests: 1,
             input_tokens: input,
             output_tokens: output,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         }
     }
 

@@ -41,7 +41,19 @@ impl Event {
 
     fn well_formed(&self) -> bool {
         match self {
-            Event::Usage { tenant, model, route, run_id, status, requests, input_tokens, output_tokens, .. } => {
+            Event::Usage {
+                tenant,
+                model,
+                route,
+                run_id,
+                status,
+                requests,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                ..
+            } => {
                 let per_request = |tokens: u64| tokens <= requests.saturating_mul(MAX_TOKENS_PER_FIGURE);
                 is_valid_tenant_id(tenant)
                     && model.len() <= 128
@@ -51,6 +63,7 @@ impl Event {
                     && (1..=MAX_REQUESTS_PER_EVENT).contains(requests)
                     && per_request(*input_tokens)
                     && per_request(*output_tokens)
+                    && cache_read_tokens.saturating_add(*cache_write_tokens) <= *input_tokens
             }
             Event::Denial { tenant, reason, count, .. } | Event::ShadowDenial { tenant, reason, count, .. } => {
                 is_valid_tenant_id(tenant)
@@ -90,6 +103,8 @@ mod tests {
             requests,
             input_tokens,
             output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         }
     }
 

@@ -460,3 +460,28 @@ fn a_budget_topped_up_from_the_cli_lets_the_tenant_back_in_and_keeps_what_it_spe
     let (ok, out) = cli(&stack, &["topup", "spender", "--cost", "5"]);
     assert!(!ok && out.contains("tenants.spender.topup.budget_cost_month"), "{out}");
 }
+
+#[test]
+fn cached_input_is_priced_apart_on_every_api_in_envoy_and_in_control() {
+    let mut policy: Value = serde_json::from_str(&demo_policy(json!({"free": generous()}), json!({}))).unwrap();
+    policy["prices"] = json!({
+        "gpt-4o-mini": {"input_per_mtok": 1.0, "cached_input_per_mtok": 0.1, "output_per_mtok": 2.0},
+        "claude": {"input_per_mtok": 3.0, "cached_input_per_mtok": 0.3, "output_per_mtok": 15.0},
+    });
+    let stack = Stack::start(&policy.to_string());
+    stack.wait_policy_version(1);
+    let t = token("cache-heavy", None);
+    let knobs = [("x-mock-input-tokens", "1000"), ("x-mock-cached-tokens", "800"), ("x-mock-output-tokens", "100")];
+    let responses = r#"{"model":"gpt-4o-mini","input":"hi"}"#;
+    let messages = r#"{"model":"claude-sonnet-4","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(stack.chat(Some(&t), &knobs).status, 200);
+    assert_eq!(stack.post("/v1/responses", Some(&t), &knobs, responses).status, 200);
+    assert_eq!(stack.post("/v1/messages", Some(&t), &knobs, messages).status, 200);
+    // OpenAI: 200 fresh at 1.0, 800 cached at 0.1, 100 out at 2.0 = 480 micros, twice;
+    // Anthropic: 200 at 3.0, 800 at 0.3, 100 at 15.0 = 2340. Without the cache prices: 2 x 1200 + 4500.
+    assert_eq!(stack.flushed_counter("fusebox.cost.micros"), 480 + 480 + 2340);
+    assert_eq!(stack.flushed_counter("fusebox.tokens.input"), 3000, "cached tokens are still tokens");
+    let u = usage_in_control(&stack, "cache-heavy", 3);
+    let cost = u["usage"]["cost"].as_f64().unwrap();
+    assert!((cost - 3300.0 / 1e6).abs() < 1e-9, "control prices the same: {u}");
+}

@@ -9,7 +9,7 @@ use super::tiers::{default_tier_name, default_tiers};
 use crate::identity::{IdentityConfig, Verifier};
 use crate::ids::{is_valid_tenant_id, is_valid_tier_name};
 use crate::strict::{field_error, parse_json, PolicyError};
-use crate::usage::Usage;
+use crate::usage::{CacheTokens, Usage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -77,9 +77,10 @@ impl Policy {
         Verifier::new(&self.identity).map(|_| ())
     }
 
-    /// Cost of `usage` on `model`, in millionths of the currency (0 when no price matches).
-    pub fn cost_micros(&self, model: Option<&str>, usage: Usage) -> u64 {
-        prices::cost_micros(&self.prices, model, usage)
+    /// Cost of `usage` on `model`, in millionths of the currency (0 when no price matches),
+    /// the `cache`d part of its input at the cache prices.
+    pub fn cost_micros(&self, model: Option<&str>, usage: Usage, cache: CacheTokens) -> u64 {
+        prices::cost_micros(&self.prices, model, usage, cache)
     }
 
     /// Limits for a request on a route with a tier of its own: that tier's thresholds, with the
@@ -176,12 +177,41 @@ mod tests {
         )
         .unwrap();
         let u = Usage { input_tokens: 1000, output_tokens: 100 };
-        assert_eq!(p.cost_micros(Some("gpt-4o-2024-08-06"), u), 3500);
-        assert_eq!(p.cost_micros(Some("gpt-4o-mini-2024-07-18"), u), 210);
-        assert_eq!(p.cost_micros(Some("claude"), u), 1100);
-        assert_eq!(p.cost_micros(None, u), 1100);
+        assert_eq!(p.cost_micros(Some("gpt-4o-2024-08-06"), u, CacheTokens::default()), 3500);
+        assert_eq!(p.cost_micros(Some("gpt-4o-mini-2024-07-18"), u, CacheTokens::default()), 210);
+        assert_eq!(p.cost_micros(Some("claude"), u, CacheTokens::default()), 1100);
+        assert_eq!(p.cost_micros(None, u, CacheTokens::default()), 1100);
         let no_prices = Policy::from_json(policy_json("").as_bytes()).unwrap();
-        assert_eq!(no_prices.cost_micros(Some("gpt-4o"), u), 0);
+        assert_eq!(no_prices.cost_micros(Some("gpt-4o"), u, CacheTokens::default()), 0);
+    }
+
+    #[test]
+    fn cached_input_is_priced_apart_and_defaults_to_the_input_price() {
+        let p = Policy::from_json(
+            policy_json(
+                r#", "prices": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10, "cached_input_per_mtok": 1.25},
+                               "claude": {"input_per_mtok": 3, "output_per_mtok": 15,
+                                          "cached_input_per_mtok": 0.3, "cache_write_per_mtok": 3.75}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let u = Usage { input_tokens: 1000, output_tokens: 100 };
+        let read = CacheTokens { read: 800, write: 0 };
+        // 200 fresh at 2.5, 800 cached at 1.25, 100 out at 10.
+        assert_eq!(p.cost_micros(Some("gpt-4o"), u, read), 500 + 1000 + 1000);
+        let both = CacheTokens { read: 500, write: 300 };
+        assert_eq!(p.cost_micros(Some("claude-sonnet-4"), u, both), 600 + 150 + 1125 + 1500);
+        // More cached than charged (a charge lowered below the report) is capped at the input.
+        assert_eq!(p.cost_micros(Some("gpt-4o"), u, CacheTokens { read: 5000, write: 0 }), 1250 + 1000);
+        let err = Policy::from_json(
+            policy_json(
+                r#", "prices": {"m": {"input_per_mtok": 1, "output_per_mtok": 1, "cached_input_per_mtok": -1}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "prices.m");
     }
 
     #[test]

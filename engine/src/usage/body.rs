@@ -31,6 +31,7 @@ impl JsonBodyScanner {
                 events: 0,
                 anomalies: f.anomalies,
                 model: f.model,
+                cache: f.cache(),
             },
             Finish::Empty => Summary::default(),
             Finish::Complete => Summary {
@@ -41,6 +42,7 @@ impl JsonBodyScanner {
                 events: 0,
                 anomalies: f.anomalies,
                 model: f.model,
+                cache: f.cache(),
             },
         }
     }
@@ -92,7 +94,7 @@ pub fn scan_json(body: &[u8]) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::findings::Anomalies;
+    use crate::usage::findings::{Anomalies, CacheTokens};
     use crate::usage::testkit::{self, fixture, usage};
 
     const OPENAI: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o",
@@ -118,6 +120,18 @@ mod tests {
     #[test]
     fn anthropic_usage_includes_cache_tokens_in_input() {
         assert_eq!(scan_every_split(ANTHROPIC.as_bytes(), "application/json").usage, usage(150, 7));
+    }
+
+    #[test]
+    fn the_cached_part_of_the_input_is_read_on_each_api() {
+        let chat = scan_every_split(OPENAI.as_bytes(), "application/json");
+        assert_eq!(chat.cache, CacheTokens { read: 5, write: 0 }, "a part of prompt_tokens, not more of them");
+        let anthropic = scan_every_split(ANTHROPIC.as_bytes(), "application/json");
+        assert_eq!(anthropic.cache, CacheTokens { read: 30, write: 20 });
+        let responses = r#"{"object":"response","model":"gpt-4.1","usage":{"input_tokens":40,
+            "input_tokens_details":{"cached_tokens":32},"output_tokens":2,"output_tokens_details":{"cached_tokens":9}}}"#;
+        let r = scan_every_split(responses.as_bytes(), "application/json");
+        assert_eq!((r.usage, r.cache), (usage(40, 2), CacheTokens { read: 32, write: 0 }));
     }
 
     #[test]

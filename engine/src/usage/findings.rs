@@ -17,6 +17,24 @@ impl Usage {
     }
 }
 
+/// The part of a response's input tokens that was read from (or written to) the provider's
+/// prompt cache, for prices that differ: OpenAI's `cached_tokens` (chat and Responses) and
+/// Anthropic's `cache_read_input_tokens` are reads, Anthropic's `cache_creation_input_tokens`
+/// writes. Both are already inside [`Usage::input_tokens`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheTokens {
+    pub read: u64,
+    pub write: u64,
+}
+
+impl CacheTokens {
+    /// At most `input` tokens in all (a charge may be lower than what the body reported).
+    pub fn within(self, input: u64) -> CacheTokens {
+        let read = self.read.min(input);
+        CacheTokens { read, write: self.write.min(input - read) }
+    }
+}
+
 /// A single usage figure above this is treated as an upstream bug, not as real usage.
 pub const MAX_TOKENS_PER_FIGURE: u64 = 100_000_000;
 
@@ -48,6 +66,8 @@ enum Figure {
     Output,
     CacheCreation,
     CacheRead,
+    /// OpenAI's `*_tokens_details.cached_tokens`: a part of the prompt, not more of it.
+    Cached,
 }
 
 impl Figure {
@@ -98,7 +118,7 @@ impl ModelName {
 /// What one JSON document (a body, or one SSE event) said.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Findings {
-    figures: [Option<u64>; 6],
+    figures: [Option<u64>; 7],
     pub tool_calls: u32,
     pub error: bool,
     pub anomalies: Anomalies,
@@ -155,6 +175,12 @@ impl Findings {
         let output = self.get(Figure::Completion).saturating_add(self.get(Figure::Output));
         Some(Usage { input_tokens: input, output_tokens: output })
     }
+
+    /// The cached part of the input (see [`CacheTokens`]).
+    pub fn cache(&self) -> CacheTokens {
+        let read = self.get(Figure::CacheRead).saturating_add(self.get(Figure::Cached));
+        CacheTokens { read, write: self.get(Figure::CacheCreation) }
+    }
 }
 
 impl Visitor for Findings {
@@ -165,6 +191,11 @@ impl Visitor for Findings {
             if let Some(f) = Figure::from_key(*f) {
                 self.set(f, n);
             }
+        }
+        if let [K(Usage), K(PromptTokensDetails | InputTokensDetails), K(CachedTokens)]
+        | [K(Response), K(Usage), K(InputTokensDetails), K(CachedTokens)] = path
+        {
+            self.set(Figure::Cached, n);
         }
     }
 
@@ -217,4 +248,6 @@ pub struct Summary {
     pub anomalies: Anomalies,
     /// The model the upstream says answered (for prices).
     pub model: ModelName,
+    /// The cached part of the reported input.
+    pub cache: CacheTokens,
 }

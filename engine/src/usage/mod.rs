@@ -22,5 +22,5 @@ mod sse;
 mod testkit;
 
 pub use body::{scan_json, BodyScanner, JsonBodyScanner};
-pub use findings::{Anomalies, Findings, ModelName, Summary, Usage, MAX_TOKENS_PER_FIGURE};
+pub use findings::{Anomalies, CacheTokens, Findings, ModelName, Summary, Usage, MAX_TOKENS_PER_FIGURE};
 pub use sse::SseScanner;

@@ -192,6 +192,7 @@ impl SseScanner {
             events: self.events,
             anomalies: s.anomalies,
             model: s.model,
+            cache: s.cache(),
         }
     }
 }

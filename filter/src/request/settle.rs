@@ -12,7 +12,7 @@ use fusebox_engine::admission::{self, BodyKind, Ending};
 use fusebox_engine::breaker::ProbeEnd;
 use fusebox_engine::event::{Event, UsageOf};
 use fusebox_engine::telemetry;
-use fusebox_engine::usage::{BodyScanner, Summary};
+use fusebox_engine::usage::{BodyScanner, CacheTokens, Summary};
 
 pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd) {
     let status = c.response.status();
@@ -51,7 +51,9 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
             worker.metrics.record_token_usage(u);
         }
     }
-    let cost_micros = active.policy.cost_micros(summary.model.as_str(), charge.usage);
+    // An estimate knows nothing of the provider's cache; a reported charge prices its cached part.
+    let cache = if charge.estimated { CacheTokens::default() } else { summary.cache.within(charge.usage.input_tokens) };
+    let cost_micros = active.policy.cost_micros(summary.model.as_str(), charge.usage, cache);
     worker.metrics.add(Counter::CostMicros, cost_micros);
     let settlement = a.settlement(status, &summary, charge.usage, end, cost_micros);
     let now_ms = host::now_ms();
@@ -62,7 +64,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     }
     let run_id = c.run.as_ref().map(|r| r.run_id.as_str());
     let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status };
-    worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, now_ms), now_ms);
+    worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, cache, now_ms), now_ms);
     let Some(run) = &c.run else { return };
     // A long step's tokens must reach the fleet even if the run went quiet meanwhile.
     worker.fleet_keys.touch(&run.root, now_ms);

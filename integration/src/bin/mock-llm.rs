@@ -3,6 +3,8 @@
 //! do: OpenAI chat streams carry usage only with `stream_options.include_usage`.
 //!
 //! Per-request knobs (headers): `x-mock-input-tokens`, `x-mock-output-tokens`,
+//! `x-mock-cached-tokens` (of the input, read from the prompt cache: OpenAI's `cached_tokens`,
+//! Anthropic's `cache_read_input_tokens` beside a smaller `input_tokens`),
 //! `x-mock-tool-calls`, `x-mock-latency-ms` (before the first byte), `x-mock-chunks`,
 //! `x-mock-chunk-bytes` and `x-mock-chunk-delay-ms` (stream shape and size), `x-mock-status`,
 //! `x-mock-body` (a deliberately broken body), `x-mock-abort-after` (reset mid-stream) and
@@ -94,6 +96,8 @@ struct Answer {
     api: Api,
     model: String,
     input: u64,
+    /// Of `input`, read from the prompt cache.
+    cached: u64,
     output: u64,
     tool_calls: u64,
     chunks: u64,
@@ -144,7 +148,7 @@ fn split_writes(events: Vec<Bytes>, max: u64) -> Vec<Bytes> {
 }
 
 fn json_body(a: &Answer) -> Value {
-    let (input, output) = (a.input, a.output);
+    let (input, output, cached) = (a.input, a.output, a.cached.min(a.input));
     match a.api {
         Api::Chat => {
             let calls: Vec<Value> = (0..a.tool_calls)
@@ -158,18 +162,20 @@ fn json_body(a: &Answer) -> Value {
             json!({
                 "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000u64, "model": a.model,
                 "choices": [{"index": 0, "message": message, "finish_reason": if a.tool_calls > 0 { "tool_calls" } else { "stop" }}],
-                "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}
+                "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+                          "prompt_tokens_details": {"cached_tokens": cached}}
             })
         }
         Api::Responses => json!({
             "id": "resp_mock", "object": "response", "status": "completed", "model": a.model,
             "output": responses_output(a.tool_calls),
-            "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output}
+            "usage": {"input_tokens": input, "input_tokens_details": {"cached_tokens": cached},
+                      "output_tokens": output, "total_tokens": input + output}
         }),
         Api::Messages => json!({
             "id": "msg_mock", "type": "message", "role": "assistant", "model": a.model,
             "content": anthropic_content(a.tool_calls), "stop_reason": "end_turn",
-            "usage": {"input_tokens": input, "output_tokens": output}
+            "usage": {"input_tokens": input - cached, "cache_read_input_tokens": cached, "output_tokens": output}
         }),
         Api::Embeddings => json!({
             "object": "list", "model": a.model,
@@ -412,6 +418,7 @@ async fn complete(state: AppState, api: Api, headers: HeaderMap, body: Bytes) ->
         api,
         model: request.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string(),
         input: header_u64(&headers, "x-mock-input-tokens").unwrap_or(state.args.input_tokens),
+        cached: header_u64(&headers, "x-mock-cached-tokens").unwrap_or(0),
         output: if api == Api::Embeddings {
             0
         } else {
