@@ -69,6 +69,8 @@ struct Refusal<'a> {
     retry_after_s: u64,
     run_id: Option<&'a str>,
     should_retry: bool,
+    /// The scope whose limit refused (`org:initech`); `None` for the tenant's own.
+    scope: Option<&'a str>,
 }
 
 impl Refusal<'_> {
@@ -89,6 +91,12 @@ impl Refusal<'_> {
                 }
             }
         });
+        // Only a scope's refusal names it: the tenant's own reply stays as documented.
+        let mut body = body;
+        if let (Some(scope), Some(f)) = (self.scope, body.pointer_mut("/error/fusebox").and_then(|f| f.as_object_mut()))
+        {
+            f.insert("scope".into(), json!(scope));
+        }
         let mut headers = vec![
             ("content-type", "application/json".to_string()),
             ("retry-after", self.retry_after_s.to_string()),
@@ -98,13 +106,27 @@ impl Refusal<'_> {
         if !self.should_retry {
             headers.push(("x-should-retry", "false".to_string()));
         }
+        if let Some(scope) = self.scope {
+            headers.push(("x-fusebox-scope", scope.to_string()));
+        }
         Reply { status: 429, headers, body: body.to_string() }
     }
 }
 
 /// The `429` for a request the breaker, a cap or a budget refused.
 pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
+    denial_in(tenant, None, denied, run_id)
+}
+
+/// The `429` for a request refused by the limits of one of its scopes (`org:initech`), or by
+/// its tenant's own with `scope` `None`.
+pub fn denial_in(tenant: &str, scope: Option<&str>, denied: &Denied, run_id: Option<&str>) -> Reply {
     let retry = denied.retry_after_s.max(1);
+    // Whose limit it is, in the messages.
+    let who = match scope {
+        Some(s) => format!("scope {s} of tenant '{tenant}'"),
+        None => format!("tenant '{tenant}'"),
+    };
     let state = denied.phase.as_str();
     let mut kind = "tenant_circuit_open";
     let (reason, threshold, observed, message) = match denied.cause {
@@ -112,7 +134,7 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             t.metric.as_str(),
             Some(json!(t.threshold)),
             Some(json!(t.observed)),
-            format!("tenant '{tenant}' is over {} ({} > {}); retry in {retry}s", t.metric, t.observed, t.threshold),
+            format!("{who} is over {} ({} > {}); retry in {retry}s", t.metric, t.observed, t.threshold),
         ),
         DenyCause::Budget { budget, limit, used } => {
             kind = "tenant_budget_exhausted";
@@ -120,21 +142,21 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
                 Budget::TokensDay => (json!(limit), json!(used)),
                 Budget::CostMonth => (currency(limit), currency(used)),
             };
-            let message = format!("tenant '{tenant}' has used its {budget} ({used} of {limit}); it resets in {retry}s");
+            let message = format!("{who} has used its {budget} ({used} of {limit}); it resets in {retry}s");
             (budget.as_str(), Some(limit), Some(used), message)
         }
         DenyCause::ProbesBusy => (
             "breaker_open",
             None,
             None,
-            format!("tenant '{tenant}' circuit is half-open and its probes are in flight; retry in {retry}s"),
+            format!("{who} circuit is half-open and its probes are in flight; retry in {retry}s"),
         ),
         // Not a trip (the breaker stays closed): what is left of a window is reserved by the
         // tenant's requests in flight, and frees up as they finish.
         DenyCause::Reserved { metric, threshold, observed } => {
             kind = "tenant_capacity_reserved";
             let message = format!(
-                "tenant '{tenant}' would exceed {metric} with the requests it has in flight ({observed} > {threshold}); retry in {retry}s"
+                "{who} would exceed {metric} with the requests it has in flight ({observed} > {threshold}); retry in {retry}s"
             );
             ("reserved", Some(json!(threshold)), Some(json!(observed)), message)
         }
@@ -142,12 +164,12 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
             Metric::Concurrency.as_str(),
             Some(json!(limit)),
             Some(json!(in_flight)),
-            format!("tenant '{tenant}' is over concurrency ({in_flight} > {limit}); retry in {retry}s"),
+            format!("{who} is over concurrency ({in_flight} > {limit}); retry in {retry}s"),
         ),
         DenyCause::KillSwitch => {
             // The operator's reason stays internal (audit log); the tenant learns only the fact.
             kind = "tenant_kill_switch";
-            ("kill_switch", None, None, format!("tenant '{tenant}' has been stopped by an operator (kill switch)"))
+            ("kill_switch", None, None, format!("{who} has been stopped by an operator (kill switch)"))
         }
     };
     let budget = matches!(denied.cause, DenyCause::Budget { .. } | DenyCause::KillSwitch);
@@ -162,6 +184,7 @@ pub fn denial(tenant: &str, denied: &Denied, run_id: Option<&str>) -> Reply {
         retry_after_s: retry,
         run_id,
         should_retry: retry <= SHOULD_RETRY_MAX_S && !budget,
+        scope,
     }
     .reply();
     let headers = &mut reply.headers;
@@ -195,6 +218,7 @@ pub fn run_denial(tenant: &str, run_id: &str, denied: &RunDenied, retry_after_s:
         retry_after_s: retry_after_s.max(1),
         run_id: Some(run_id),
         should_retry: false,
+        scope: None,
     }
     .reply()
 }
@@ -334,6 +358,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn a_scopes_refusal_names_the_scope_in_the_body_the_header_and_the_message() {
+        let denied = Denied {
+            cause: DenyCause::Budget { budget: Budget::TokensDay, limit: 1000, used: 1200 },
+            phase: Phase::Closed,
+            retry_after_s: 3600,
+        };
+        let r = denial_in("acme", Some("org:initech"), &denied, None);
+        assert_eq!(r.header("x-fusebox-scope"), Some("org:initech"));
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["fusebox"]["scope"], "org:initech");
+        assert_eq!(body["error"]["fusebox"]["tenant"], "acme");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("scope org:initech of tenant 'acme' has used"));
+        assert_eq!(denial("acme", &denied, None).header("x-fusebox-scope"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct ActivePolicy {
 
 impl ActivePolicy {
     pub fn new(policy: Policy) -> Result<ActivePolicy, PolicyError> {
-        let verifier = Verifier::new(&policy.identity)?;
+        let verifier = policy.verifier()?;
         Ok(ActivePolicy { policy, verifier, token_cache: RefCell::new(TokenCache::new(TOKEN_CACHE_ENTRIES)) })
     }
 }

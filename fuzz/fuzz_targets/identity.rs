@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Credentials { authorization: Some(&bearer), ..Credentials::default() },
         Credentials { authorization: Some(&text), ..Credentials::default() },
         Credentials { api_key: Some(&text), ..Credentials::default() },
-        Credentials { envoy_jwt: Some(EnvoyJwt { tenant: Some(text.to_string()), tier: None }), ..Credentials::default() },
+        Credentials { envoy_jwt: Some(EnvoyJwt { tenant: Some(text.to_string()), tier: None, scopes: Vec::new() }), ..Credentials::default() },
     ] {
         if let Ok(id) = verifier().identify(&c, &mut cache, 1_800_000_000) {
             assert!(fusebox_engine::policy::is_valid_tenant_id(&id.tenant));

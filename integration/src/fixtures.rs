@@ -19,10 +19,15 @@ pub fn now_s() -> u64 {
 /// A demo bearer token (HS256, demo key) for `tenant`.
 pub fn token(tenant: &str, tier: Option<&str>) -> String {
     let mut claims = serde_json::Map::new();
-    claims.insert("tenant".into(), tenant.into());
     if let Some(t) = tier {
         claims.insert("tier".into(), t.into());
     }
+    token_with(tenant, claims)
+}
+
+/// A demo bearer token for `tenant` with more claims (scopes: `org`, `team`, ...).
+pub fn token_with(tenant: &str, mut claims: serde_json::Map<String, serde_json::Value>) -> String {
+    claims.insert("tenant".into(), tenant.into());
     fusebox_engine::identity::mint(
         fusebox_engine::identity::MintKey::Hs256(DEMO_SECRET),
         Some("demo"),

@@ -16,8 +16,8 @@ mod stack;
 
 pub use client::{envoy_stat, Resp};
 pub use fixtures::{
-    demo_bootstrap_with, demo_policy, fleet_bootstrap, generous, now_s, observed, render, token, wait_until,
-    with_control_cluster, DEMO_ADMIN_TOKEN, DEMO_AUDIENCE, DEMO_FILTER_TOKEN, DEMO_ISSUER, DEMO_SECRET,
+    demo_bootstrap_with, demo_policy, fleet_bootstrap, generous, now_s, observed, render, token, token_with,
+    wait_until, with_control_cluster, DEMO_ADMIN_TOKEN, DEMO_AUDIENCE, DEMO_FILTER_TOKEN, DEMO_ISSUER, DEMO_SECRET,
 };
 pub use foreground::run_until_stopped;
 pub use paths::{envoy_binary, on_path, sibling_binary, wasm_path, work_dir, workspace_root, WorkDir};

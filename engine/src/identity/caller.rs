@@ -20,6 +20,16 @@ pub struct Identity {
     /// `exp` of a JWT (unix seconds); `None` for API keys and Envoy-verified payloads.
     pub expires_at_s: Option<u64>,
     pub source: Source,
+    /// The scopes beside the tenant (org, team, user, ...) the verified claims or the key's
+    /// entry place it in, in the policy's order of scopes.
+    pub scopes: Vec<Membership>,
+}
+
+/// A caller's place in one scope: `org` = `initech`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub scope: String,
+    pub value: String,
 }
 
 /// What a request presents; the filter reads these from headers and metadata.
@@ -36,6 +46,8 @@ pub struct Credentials<'a> {
 pub struct EnvoyJwt {
     pub tenant: Option<String>,
     pub tier: Option<String>,
+    /// (scope, claim value) for each scope claim the payload has.
+    pub scopes: Vec<(String, String)>,
 }
 
 /// The bearer token of an `Authorization` value.
@@ -46,6 +58,20 @@ pub(crate) fn bearer(authorization: Option<&str>) -> Result<&str, IdentityError>
         return Err(IdentityError::UnsupportedScheme);
     }
     Ok(token.trim())
+}
+
+/// The memberships named by `(scope, value)` pairs from a verified source; a value that is
+/// not a valid id refuses the credential (a scope is a limit: it must not be dodged by a typo).
+pub(crate) fn checked_scopes<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<Membership>, IdentityError> {
+    pairs
+        .map(|(scope, value)| {
+            is_valid_tenant_id(value)
+                .then(|| Membership { scope: scope.to_string(), value: value.to_string() })
+                .ok_or(IdentityError::InvalidScope)
+        })
+        .collect()
 }
 
 /// A tenant id from a verified source, if it is one fusebox accepts.

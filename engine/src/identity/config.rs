@@ -93,6 +93,9 @@ pub struct ApiKey {
     /// A label for operators (never used for matching).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The key's place in the policy's scopes: `{"org": "initech", "team": "ml"}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scopes: std::collections::BTreeMap<String, String>,
 }
 
 fn default_jwt_authn_filter() -> String {

@@ -17,6 +17,7 @@ pub enum IdentityError {
     MissingTenant,
     InvalidTenant,
     UnknownApiKey,
+    InvalidScope,
 }
 
 impl IdentityError {
@@ -38,6 +39,7 @@ impl IdentityError {
             IdentityError::MissingTenant => "missing_tenant_claim",
             IdentityError::InvalidTenant => "invalid_tenant_claim",
             IdentityError::UnknownApiKey => "invalid_api_key",
+            IdentityError::InvalidScope => "invalid_scope_claim",
         }
     }
 
@@ -58,6 +60,7 @@ impl IdentityError {
             IdentityError::WrongAudience => "bearer token audience is not accepted",
             IdentityError::MissingTenant => "bearer token has no tenant claim",
             IdentityError::InvalidTenant => "tenant claim is not a valid tenant id",
+            IdentityError::InvalidScope => "a scope claim (org, team, ...) is not a valid id",
             IdentityError::UnknownApiKey => "API key is not known",
         }
     }

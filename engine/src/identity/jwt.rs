@@ -1,7 +1,7 @@
 //! Bearer JWTs: the keys of one policy (HS256, RS256, ES256, JWK sets) and the claims checks
 //! (`iss`, `aud`, `exp` required, `nbf`) against a clock the caller passes in.
 
-use super::caller::{bearer, checked_tenant, Identity, Source};
+use super::caller::{bearer, checked_scopes, checked_tenant, Identity, Source};
 use super::config::{JwtConfig, JwtKey};
 use super::error::IdentityError;
 use crate::strict::{field_error, PolicyError};
@@ -49,6 +49,8 @@ pub struct JwtVerifier {
     audiences: Vec<String>,
     tenant_claim: String,
     tier_claim: Option<String>,
+    /// (scope, claim) for each of the policy's scopes.
+    scope_claims: Vec<(String, String)>,
     leeway_s: u64,
     max_token_bytes: usize,
     max_lifetime_s: u64,
@@ -116,6 +118,7 @@ impl JwtVerifier {
             audiences: cfg.audiences.clone(),
             tenant_claim: cfg.tenant_claim.clone(),
             tier_claim: cfg.tier_claim.clone(),
+            scope_claims: Vec::new(),
             leeway_s: u64::from(cfg.leeway_s),
             max_token_bytes: cfg.max_token_bytes,
             max_lifetime_s: cfg.max_lifetime_s,
@@ -194,7 +197,21 @@ impl JwtVerifier {
         };
         let tier =
             self.tier_claim.as_ref().and_then(|c| claims.custom.get(c)).and_then(Value::as_str).map(str::to_string);
-        Ok(Identity { tenant, tier, expires_at_s: Some(expires_at_s), source: Source::Jwt })
+        let mut pairs = Vec::with_capacity(self.scope_claims.len());
+        for (scope, claim) in &self.scope_claims {
+            match claims.custom.get(claim) {
+                Some(Value::String(v)) => pairs.push((scope.as_str(), v.as_str())),
+                Some(_) => return Err(IdentityError::InvalidScope),
+                None => {}
+            }
+        }
+        let scopes = checked_scopes(pairs.into_iter())?;
+        Ok(Identity { tenant, tier, expires_at_s: Some(expires_at_s), source: Source::Jwt, scopes })
+    }
+
+    /// Reads these claims as the caller's scopes: `(scope, claim)` pairs.
+    pub(crate) fn set_scope_claims(&mut self, claims: Vec<(String, String)>) {
+        self.scope_claims = claims;
     }
 
     /// Seconds of clock skew tolerated on `exp`.

@@ -18,7 +18,7 @@ mod tests;
 mod verifier;
 
 pub use cache::{TokenCache, TokenKey, MAX_INLINE_TOKEN};
-pub use caller::{Credentials, EnvoyJwt, Identity, Source};
+pub use caller::{Credentials, EnvoyJwt, Identity, Membership, Source};
 pub use config::{ApiKey, IdentityConfig, JwtAuthnConfig, JwtConfig, JwtKey};
 pub use digest::{hex, parse_digest, sha256};
 pub use error::IdentityError;

@@ -304,15 +304,17 @@ fn bearer_jwt_still_works_next_to_api_keys() {
 
 #[test]
 fn envoy_jwt_authn_payload_is_used_only_when_configured() {
-    let env = EnvoyJwt { tenant: Some("initech".into()), tier: None };
+    let env = EnvoyJwt { tenant: Some("initech".into()), tier: None, scopes: Vec::new() };
     let c = Credentials { envoy_jwt: Some(env.clone()), ..Credentials::default() };
     let without = full_verifier(json!({}));
     assert_eq!(without.identify(&c, &mut TokenCache::new(8), NOW), Err(IdentityError::MissingCredentials));
     let with = full_verifier(json!({"jwt_authn": {}}));
     let id = with.identify(&c, &mut TokenCache::new(8), NOW).unwrap();
     assert_eq!((id.tenant.as_str(), id.source), ("initech", Source::EnvoyJwtAuthn));
-    let bad =
-        Credentials { envoy_jwt: Some(EnvoyJwt { tenant: Some("a b".into()), tier: None }), ..Credentials::default() };
+    let bad = Credentials {
+        envoy_jwt: Some(EnvoyJwt { tenant: Some("a b".into()), tier: None, scopes: Vec::new() }),
+        ..Credentials::default()
+    };
     assert_eq!(with.identify(&bad, &mut TokenCache::new(8), NOW), Err(IdentityError::InvalidTenant));
 }
 
@@ -334,7 +336,7 @@ fn cached_tokens_skip_verification_until_they_expire() {
 #[test]
 fn the_token_cache_stays_bounded() {
     let mut cache = TokenCache::new(4);
-    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt, scopes: Vec::new() };
     for i in 0..100u8 {
         cache.insert(&TokenKey::of(&format!("token-{i}")), id.clone(), u64::MAX);
         assert!(cache.len() <= 8);
@@ -346,7 +348,7 @@ fn the_token_cache_stays_bounded() {
 #[test]
 fn a_cached_token_is_found_only_by_the_very_same_token() {
     let mut cache = TokenCache::new(8);
-    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt, scopes: Vec::new() };
     let t = token(json!({"tenant": "t"}));
     cache.insert(&TokenKey::of(&t), id, u64::MAX);
     assert!(cache.get(&TokenKey::of(&t), 0).is_some());
@@ -365,7 +367,7 @@ fn a_long_token_is_kept_by_its_digest_so_entries_stay_small() {
     assert_eq!(TokenKey::of(&long), TokenKey::of(&long.clone()));
     assert_ne!(TokenKey::of(&long), TokenKey::of(&"x".repeat(MAX_INLINE_TOKEN)));
     let mut cache = TokenCache::new(8);
-    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt, scopes: Vec::new() };
     cache.insert(&TokenKey::of(&long), id, u64::MAX);
     assert!(cache.get(&TokenKey::of(&long), 0).is_some());
     assert!(cache.get(&TokenKey::of(&other), 0).is_none());
@@ -375,7 +377,7 @@ fn a_long_token_is_kept_by_its_digest_so_entries_stay_small() {
 fn tokens_near_the_inline_limit_cannot_hold_more_than_two_generations_of_bytes() {
     // 4 096 entries allowed, but 2 KiB tokens fill a generation's 2 MiB after 1 024.
     let mut cache = TokenCache::new(4096);
-    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt };
+    let id = Identity { tenant: "t".into(), tier: None, expires_at_s: None, source: Source::Jwt, scopes: Vec::new() };
     for i in 0..5000 {
         let t = format!("{i:0>width$}", width = MAX_INLINE_TOKEN);
         cache.insert(&TokenKey::of(&t), id.clone(), u64::MAX);
@@ -469,4 +471,61 @@ fn a_bearer_jwt_wins_over_a_provider_style_api_key_header() {
     // Without a JWT, the API key header is the credential, and an unknown one is refused.
     let c = Credentials { api_key: Some("sk-ant-provider-key"), ..Credentials::default() };
     assert_eq!(v.identify(&c, &mut TokenCache::new(8), NOW), Err(IdentityError::UnknownApiKey));
+}
+
+/// A policy with scopes org (claim `org_id`) and team, and a key placed in both.
+fn scoped_policy() -> Policy {
+    let key = hex(&sha256(b"sk-live-ml-0001"));
+    Policy::from_json(
+        json!({
+            "identity": {
+                "jwt": {"issuer": "https://auth.example", "audiences": ["fusebox"],
+                        "keys": [{"alg": "HS256", "kid": "demo", "secret": DEMO_SECRET}]},
+                "api_keys": [{"sha256": key, "tenant": "acme", "scopes": {"org": "initech", "team": "ml"}}]
+            },
+            "scopes": {"org": {"claim": "org_id", "limits": {"tokens_60s": 1000}}, "team": {}}
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn memberships(id: &Identity) -> Vec<(&str, &str)> {
+    id.scopes.iter().map(|m| (m.scope.as_str(), m.value.as_str())).collect()
+}
+
+#[test]
+fn scopes_come_from_the_configured_claims_and_from_the_api_keys_entry() {
+    let v = scoped_policy().verifier().unwrap();
+    let mut cache = TokenCache::new(8);
+    let t = token(json!({"tenant": "globex", "org_id": "initech", "team": "search"}));
+    let c = Credentials { authorization: Some(&format!("Bearer {t}")), ..Credentials::default() };
+    assert_eq!(memberships(&v.identify(&c, &mut cache, NOW).unwrap()), [("org", "initech"), ("team", "search")]);
+    // A claim the token does not carry is a scope it is not in.
+    let t = token(json!({"tenant": "globex", "org_id": "initech"}));
+    let c = Credentials { authorization: Some(&format!("Bearer {t}")), ..Credentials::default() };
+    assert_eq!(memberships(&v.identify(&c, &mut cache, NOW).unwrap()), [("org", "initech")]);
+    let key = Credentials { api_key: Some("sk-live-ml-0001"), ..Credentials::default() };
+    assert_eq!(memberships(&v.identify(&key, &mut cache, NOW).unwrap()), [("org", "initech"), ("team", "ml")]);
+}
+
+#[test]
+fn a_scope_claim_that_is_not_a_valid_id_refuses_the_token() {
+    let v = scoped_policy().verifier().unwrap();
+    for bad in [json!("two words"), json!(7), json!(["initech"])] {
+        let t = token(json!({"tenant": "globex", "org_id": bad}));
+        let c = Credentials { authorization: Some(&format!("Bearer {t}")), ..Credentials::default() };
+        assert_eq!(v.identify(&c, &mut TokenCache::new(8), NOW), Err(IdentityError::InvalidScope), "{bad}");
+    }
+}
+
+#[test]
+fn a_key_placed_in_an_undefined_scope_is_refused_at_policy_load() {
+    let key = hex(&sha256(b"k"));
+    let json = json!({"identity": {"api_keys": [{"sha256": key, "tenant": "acme", "scopes": {"division": "x"}}]}});
+    let err = Policy::from_json(json.to_string().as_bytes()).unwrap_err();
+    assert_eq!(err.field, "identity.api_keys[0].scopes.division");
+    let err = Policy::from_json(br#"{"identity": {"api_keys": []}, "scopes": {"tenant": {}}}"#).unwrap_err();
+    assert_eq!(err.field, "scopes.tenant");
 }

@@ -1,7 +1,7 @@
 //! All of a policy's identity sources together, tried in the documented order.
 
 use super::cache::{TokenCache, TokenKey};
-use super::caller::{bearer, checked_tenant, Credentials, Identity, Source};
+use super::caller::{bearer, checked_scopes, checked_tenant, Credentials, Identity, Source};
 use super::config::{IdentityConfig, JwtAuthnConfig};
 use super::digest::{parse_digest, sha256};
 use super::error::IdentityError;
@@ -13,29 +13,55 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub struct Verifier {
     jwt: Option<JwtVerifier>,
-    /// Digest -> (tenant, tier).
-    api_keys: HashMap<[u8; 32], (String, Option<String>)>,
+    /// Digest -> the key's identity (without an expiry).
+    api_keys: HashMap<[u8; 32], Identity>,
     jwt_authn: Option<JwtAuthnConfig>,
+    /// (scope, claim) for each of the policy's scopes.
+    scope_claims: Vec<(String, String)>,
 }
 
 impl Verifier {
     pub fn new(cfg: &IdentityConfig) -> Result<Verifier, PolicyError> {
-        let jwt = cfg.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+        Verifier::with_scopes(cfg, Vec::new())
+    }
+
+    /// A verifier that also reads the caller's scopes: JWT (and `jwt_authn`) claims named by
+    /// `(scope, claim)` pairs, and each API key's own `scopes`.
+    pub fn with_scopes(cfg: &IdentityConfig, scope_claims: Vec<(String, String)>) -> Result<Verifier, PolicyError> {
+        let mut jwt = cfg.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+        if let Some(j) = &mut jwt {
+            j.set_scope_claims(scope_claims.clone());
+        }
         let mut api_keys = HashMap::with_capacity(cfg.api_keys.len());
         for (i, k) in cfg.api_keys.iter().enumerate() {
             let at = format!("identity.api_keys[{i}].sha256");
             let digest = parse_digest(&k.sha256.to_ascii_lowercase())
                 .ok_or_else(|| field_error(&at, "must be 64 hex digits (the SHA-256 of the key)"))?;
-            if api_keys.insert(digest, (k.tenant.clone(), k.tier.clone())).is_some() {
+            let scopes = checked_scopes(k.scopes.iter().map(|(s, v)| (s.as_str(), v.as_str()))).map_err(|_| {
+                field_error(format!("identity.api_keys[{i}].scopes"), "scope values are 1-128 of [A-Za-z0-9-_.:@]")
+            })?;
+            let id = Identity {
+                tenant: k.tenant.clone(),
+                tier: k.tier.clone(),
+                expires_at_s: None,
+                source: Source::ApiKey,
+                scopes,
+            };
+            if api_keys.insert(digest, id).is_some() {
                 return Err(field_error(at, "the same key is listed twice"));
             }
         }
-        Ok(Verifier { jwt, api_keys, jwt_authn: cfg.jwt_authn.clone() })
+        Ok(Verifier { jwt, api_keys, jwt_authn: cfg.jwt_authn.clone(), scope_claims })
     }
 
     /// Whether API keys are configured, so the filter reads `x-api-key` only then.
     pub fn accepts_api_keys(&self) -> bool {
         !self.api_keys.is_empty()
+    }
+
+    /// The `(scope, claim)` pairs a `jwt_authn` payload is read for.
+    pub fn scope_claims(&self) -> &[(String, String)] {
+        &self.scope_claims
     }
 
     /// The `jwt_authn` source, so the filter knows which metadata to read.
@@ -50,8 +76,7 @@ impl Verifier {
         if let Some(id) = cache.api_key(&cached) {
             return Ok(id);
         }
-        let (tenant, tier) = self.api_keys.get(&sha256(key.as_bytes())).ok_or(IdentityError::UnknownApiKey)?;
-        let id = Identity { tenant: tenant.clone(), tier: tier.clone(), expires_at_s: None, source: Source::ApiKey };
+        let id = self.api_keys.get(&sha256(key.as_bytes())).ok_or(IdentityError::UnknownApiKey)?.clone();
         cache.insert_api_key(&cached, id.clone());
         Ok(id)
     }
@@ -60,7 +85,14 @@ impl Verifier {
     pub fn identify(&self, c: &Credentials, cache: &mut TokenCache, now_s: u64) -> Result<Identity, IdentityError> {
         if let (Some(_), Some(env)) = (&self.jwt_authn, &c.envoy_jwt) {
             let tenant = checked_tenant(env.tenant.as_deref().ok_or(IdentityError::MissingTenant)?)?;
-            return Ok(Identity { tenant, tier: env.tier.clone(), expires_at_s: None, source: Source::EnvoyJwtAuthn });
+            let scopes = checked_scopes(env.scopes.iter().map(|(s, v)| (s.as_str(), v.as_str())))?;
+            return Ok(Identity {
+                tenant,
+                tier: env.tier.clone(),
+                expires_at_s: None,
+                source: Source::EnvoyJwtAuthn,
+                scopes,
+            });
         }
         // A bearer JWT wins over an API key header: clients that must send a provider-style
         // `x-api-key` (the Anthropic SDK, litellm) still identify by their token.

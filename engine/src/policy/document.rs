@@ -5,6 +5,7 @@
 
 use super::limits::{Limits, TenantPolicy};
 use super::prices::{self, Price};
+use super::scopes::{self, ScopeDef};
 use super::tiers::{default_tier_name, default_tiers};
 use crate::identity::{IdentityConfig, Verifier};
 use crate::ids::{is_valid_tenant_id, is_valid_tier_name};
@@ -30,6 +31,9 @@ pub struct Policy {
     /// Prices by model name prefix (longest match wins; `*` for anything else).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, Price>,
+    /// Scopes beside the tenant (org, team, user, ...), each with limits of its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, ScopeDef>,
 }
 
 /// Serializes a policy (as control serves it); `None` only if serialization fails.
@@ -72,9 +76,32 @@ impl Policy {
             t.check_topups(&limits, &at)?;
         }
         prices::validate(&self.prices)?;
+        scopes::validate(&self.scopes)?;
         self.identity.validate(|t| self.tiers.contains_key(t))?;
+        for (i, key) in self.identity.api_keys.iter().enumerate() {
+            if let Some(unknown) = key.scopes.keys().find(|s| !self.scopes.contains_key(*s)) {
+                return Err(field_error(
+                    format!("identity.api_keys[{i}].scopes.{unknown}"),
+                    format!("no scope '{unknown}' in the policy's scopes"),
+                ));
+            }
+        }
         // Keys and digests are checked by building them, so an unusable one is refused here.
-        Verifier::new(&self.identity).map(|_| ())
+        self.verifier().map(|_| ())
+    }
+
+    /// The verifier of this policy's identity sources, reading its scopes' claims too.
+    pub fn verifier(&self) -> Result<Verifier, PolicyError> {
+        let claims = self.scopes.iter().map(|(name, def)| (name.clone(), def.claim(name).to_string())).collect();
+        Verifier::with_scopes(&self.identity, claims)
+    }
+
+    /// The limits of `value` in `scope`, if the policy defines the scope and it can refuse
+    /// anything (a scope only metered has no state to judge).
+    pub fn scope_limits(&self, scope: &str, value: &str) -> Option<Limits> {
+        let def = self.scopes.get(scope)?;
+        let limits = def.limits_for(value);
+        limits.limits_anything().then_some(limits)
     }
 
     /// Cost of `usage` on `model`, in millionths of the currency (0 when no price matches),

@@ -125,6 +125,15 @@ impl Limits {
         base.map(|b| b.saturating_add(self.topups.raise(budget, now_s)))
     }
 
+    /// Whether these limits can refuse anything a scope's state judges: a window, the error
+    /// ratio, concurrency, a budget, or an operator's kill switch.
+    pub fn limits_anything(&self) -> bool {
+        Metric::ALL.into_iter().any(|m| self.threshold(m).is_some())
+            || self.budget_tokens_day.is_some()
+            || self.budget_cost_month.is_some()
+            || self.operator.forced.is_some()
+    }
+
     /// Threshold in the metric's unit (the error ratio in whole percent).
     pub fn threshold(&self, metric: Metric) -> Option<u64> {
         match metric {

@@ -4,6 +4,7 @@
 use super::identify::RunHeaders;
 use super::lifecycle::Counting;
 use super::report;
+use super::scopes;
 use super::Worker;
 use crate::active::ActivePolicy;
 use crate::claims::Table;
@@ -16,7 +17,6 @@ use fusebox_engine::admission::{self, Admitted, Allowed, Decision};
 use fusebox_engine::api_shape;
 use fusebox_engine::config::{Mode, RouteMatch};
 use fusebox_engine::event::Event;
-use fusebox_engine::fleet;
 use fusebox_engine::identity::Identity;
 use fusebox_engine::policy::{Limit, Limits};
 use fusebox_engine::reply::{self, StreamApi};
@@ -57,12 +57,7 @@ fn judged(worker: &Worker, active: &ActivePolicy, identity: &Identity, route: &R
             (tier, limits, tenant.to_string(), None)
         }
     };
-    let (mut limits, mut shadow) = limits.split_shadow();
-    let share = worker.fleet_share.get();
-    if share > 1 {
-        limits = fleet::local_share(&limits, share);
-        shadow = shadow.map(|s| Box::new(fleet::local_share(&s, share)));
-    }
+    let (limits, shadow) = scopes::as_judged(worker, limits);
     Judged { tier, limits, shadow, name, scope }
 }
 
@@ -140,12 +135,28 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
         }
     };
     let admitted = Admitted::new(tenant, j.scope, a.route.label, j.limits, allowed, a.prompt, allowance);
+    let reserve = a.prompt.saturating_add(allowance);
+    let memberships = &a.identity.scopes;
+    let in_scopes = match scopes::admit(worker, active, &admitted.tenant, memberships, enforce, reserve, a.now_ms) {
+        Ok(s) => s,
+        Err(refused) => {
+            give_back(worker, &state, &admitted, &[], a.now_ms);
+            worker.metrics.inc(Counter::for_denial(refused.denied.cause));
+            let run_id = a.run.as_ref().map(|r| r.run_id.as_str());
+            let reply = reply::denial_in(&admitted.tenant, Some(&refused.label), &refused.denied, run_id);
+            refuse(worker, &admitted.tenant, api_shape::for_api(reply, a.api), a.now_ms);
+            return None;
+        }
+    };
     let run = match a.run {
         None => None,
-        Some(r) => admit_run(worker, &state, &admitted, j.shadow.as_deref(), &r, enforce, a.now_ms, a.api)?,
+        Some(r) => {
+            let taken = Taken { state: &state, admitted: &admitted, scopes: &in_scopes.held };
+            admit_run(worker, taken, j.shadow.as_deref(), &r, enforce, a.now_ms, a.api)?
+        }
     };
-    // The tenant's own shadowed limits first, then its run's.
-    let shadowed = shadowed.or_else(|| run.as_ref().and_then(|r| r.shadowed));
+    // The tenant's own shadowed limits first, then its scopes', then its run's.
+    let shadowed = shadowed.or(in_scopes.shadowed).or_else(|| run.as_ref().and_then(|r| r.shadowed));
     if let Some(limit) = shadowed {
         shadow_refused(worker, &admitted.tenant, limit, a.now_ms);
     }
@@ -157,26 +168,44 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     let mut counting = Counting::new(admitted, state, run, a.api);
     counting.warning = allowed.and_then(|a| a.warning).map(|w| w.to_string());
     counting.shadow_denied = shadowed.map(Limit::reason);
+    counting.scopes = in_scopes.held;
     counting.quota_fields = reply::quota_fields(&quotas);
     Some(counting)
 }
 
 /// Admits the request's agent run step. `Ok(None)`: the request goes on without a run (observe
-/// mode, or the run's records could not be read); `None`: refused, and what the tenant's
-/// admission took is given back.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+/// mode, or the run's records could not be read); `None`: refused, and what the tenant's (and
+/// its scopes') admission took is given back.
+/// What admission took for a request so far: its tenant's slot, and its scopes'.
+#[derive(Clone, Copy)]
+struct Taken<'a> {
+    state: &'a StateAt,
+    admitted: &'a Admitted,
+    scopes: &'a [scopes::Held],
+}
+
+/// Gives back what the tenant's state (and `held` scopes) took for a request refused later.
+fn give_back(worker: &Worker, state: &StateAt, admitted: &Admitted, held: &[scopes::Held], now_ms: u64) {
+    let limits = &admitted.limits;
+    if let Err(e) =
+        state.update(&worker.keys, limits, now_ms, |s| admission::settle(s, limits, admitted.release(), now_ms))
+    {
+        report::store_failed(worker, e);
+    }
+    scopes::release(worker, &admitted.tenant, held, now_ms);
+}
+
 fn admit_run(
     worker: &Worker,
-    state: &StateAt,
-    admitted: &Admitted,
+    taken: Taken<'_>,
     shadow: Option<&Limits>,
     r: &RunHeaders,
     enforce: bool,
     now_ms: u64,
     api: StreamApi,
 ) -> Option<Option<AdmittedRun>> {
-    let tenant = &admitted.tenant;
-    let limits = &admitted.limits;
+    let tenant = &taken.admitted.tenant;
+    let limits = &taken.admitted.limits;
     let on_claim = |slot| worker.claims.claimed(Table::Runs, slot);
     match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), (limits, shadow), now_ms, on_claim) {
         Ok(run) => {
@@ -184,11 +213,7 @@ fn admit_run(
             Some(Some(run))
         }
         Err(RunRefusal::Denied(denied)) if enforce => {
-            if let Err(e) =
-                state.update(&worker.keys, limits, now_ms, |s| admission::settle(s, limits, admitted.release(), now_ms))
-            {
-                report::store_failed(worker, e);
-            }
+            give_back(worker, taken.state, taken.admitted, taken.scopes, now_ms);
             worker.metrics.inc(Counter::denied_run(denied.limit));
             let reply = reply::run_denial(tenant, &r.run_id, &denied, limits.run_ttl_s);
             refuse(worker, tenant, api_shape::for_api(reply, api), now_ms);

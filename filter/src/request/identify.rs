@@ -22,9 +22,12 @@ pub fn identify(
         let claim =
             |name: &str| host::property_string(&["metadata", "filter_metadata", &cfg.filter, &cfg.payload_key, name]);
         let tenant = claim(&cfg.tenant_claim);
-        let tier = cfg.tier_claim.as_deref().and_then(claim);
         // Without a tenant there is no verified payload here (jwt_authn did not run or found no token).
-        tenant.is_some().then_some(EnvoyJwt { tenant, tier })
+        tenant.as_ref()?;
+        let tier = cfg.tier_claim.as_deref().and_then(claim);
+        let scopes =
+            verifier.scope_claims().iter().filter_map(|(scope, name)| Some((scope.clone(), claim(name)?))).collect();
+        Some(EnvoyJwt { tenant, tier, scopes })
     });
     let credentials = Credentials { authorization: authorization.as_deref(), api_key: api_key.as_deref(), envoy_jwt };
     let mut cache = active.token_cache.borrow_mut();

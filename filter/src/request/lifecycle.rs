@@ -80,6 +80,8 @@ pub struct Counting {
     pub response: Response,
     /// `x-fusebox-warning` for the response.
     pub warning: Option<String>,
+    /// The scopes (org, team, ...) that admitted the request and settle with it.
+    pub scopes: Vec<super::scopes::Held>,
     /// `x-fusebox-shadow-denied` for the response: the reason a shadowed limit would have refused.
     pub shadow_denied: Option<&'static str>,
     /// `RateLimit-Policy` / `RateLimit` for the response.
@@ -97,6 +99,7 @@ impl Counting {
             response: Response::Awaiting,
             warning: None,
             shadow_denied: None,
+            scopes: Vec::new(),
             quota_fields: None,
         }
     }

@@ -8,6 +8,7 @@ mod identify;
 mod lifecycle;
 mod report;
 mod rewrite;
+mod scopes;
 mod settle;
 mod status;
 

@@ -22,6 +22,8 @@ pub fn update(worker: &Worker, info: UpdateInfo, transitions: &[Transition], ten
         worker.metrics.inc(Counter::BreakerTransitions);
         worker.reporter.push(Event::transition(tenant, scope, t), t.at_ms);
         let whose = match scope {
+            // A scope's label is `org:initech`; a route tier's name has no colon.
+            Some(s) if s.contains(':') => format!("scope {s} (request of tenant '{tenant}')"),
             Some(s) => format!("tenant '{tenant}' route tier '{s}'"),
             None => format!("tenant '{tenant}'"),
         };

@@ -62,6 +62,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
         Ok(None) => log::debug!("the state of '{}' went before its request settled", c.state.name),
         Err(e) => report::store_failed(worker, e),
     }
+    super::scopes::settle(worker, &a.tenant, &c.scopes, &settlement, end, now_ms);
     let run_id = c.run.as_ref().map(|r| r.run_id.as_str());
     let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status };
     worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, cache, now_ms), now_ms);
