@@ -135,12 +135,17 @@ fn num(v: &Value) -> String {
 }
 
 pub fn render_usage(u: &Value) -> String {
+    // By tenant, or by the values of one scope (`/v1/usage?scope=org`).
+    let (list, key, head) = match u["scope"].as_str() {
+        Some(scope) => ("values", "value", scope.to_ascii_uppercase()),
+        None => ("tenants", "tenant", "TENANT".to_string()),
+    };
     let mut rows = Vec::new();
-    for t in u["tenants"].as_array().into_iter().flatten() {
+    for t in u[list].as_array().into_iter().flatten() {
         for m in t["models"].as_array().into_iter().flatten() {
             let l = &m["usage"];
             rows.push(vec![
-                num(&t["tenant"]),
+                num(&t[key]),
                 num(&m["model"]),
                 num(&l["requests"]),
                 num(&l["input_tokens"]),
@@ -151,7 +156,7 @@ pub fn render_usage(u: &Value) -> String {
         }
     }
     let mut out = format!("usage from {} to {}\n", num(&u["from"]), num(&u["to"]));
-    out.push_str(&table(&["TENANT", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST"], &rows));
+    out.push_str(&table(&[&head, "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST"], &rows));
     out
 }
 

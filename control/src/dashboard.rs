@@ -212,6 +212,8 @@ pub fn view(conn: &dyn Sql, policy: &Policy, now_ms: u64, esc: Escalation, page:
     Ok(json!({
         "generated_at_ms": now_ms,
         "policy_version": policy.version,
+        // The policy's scopes (org, team, ...): the page groups today's usage by one of them.
+        "scopes": policy.scopes.keys().collect::<Vec<_>>(),
         "total": lines.len(),
         "matched": matched.len(),
         "offset": page.offset,

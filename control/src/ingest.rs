@@ -143,6 +143,7 @@ fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Esc
             output_tokens,
             cache_read_tokens,
             cache_write_tokens,
+            scopes,
         } => {
             let usage = Usage { input_tokens: *input_tokens, output_tokens: *output_tokens };
             let model_opt = (!model.is_empty()).then_some(model.as_str());
@@ -177,6 +178,22 @@ fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Esc
                 ),
                 params![tenant, to_sql(*requests), to_sql(*input_tokens), to_sql(*output_tokens), to_sql(cost)],
             )?;
+            for (scope, value) in scopes {
+                tx.execute(
+                    "INSERT INTO scope_usage (minute, scope, value, model, requests, input_tokens, output_tokens, cost_micros)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        to_sql(*minute),
+                        scope,
+                        value,
+                        model,
+                        to_sql(*requests),
+                        to_sql(*input_tokens),
+                        to_sql(*output_tokens),
+                        to_sql(cost)
+                    ],
+                )?;
+            }
         }
         Event::Denial { tenant, reason, count, .. } => {
             add_denials(tx, "tenant_denials", tenant, reason, *count)?;

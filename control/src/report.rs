@@ -227,33 +227,64 @@ pub fn usage(conn: &dyn Sql, q: &UsageQuery) -> Result<Value, ApiError> {
         sum("output_tokens"),
         sum("cost_micros")
     );
-    let rows = conn.query_map(&sql, params![to_sql(q.from_s), to_sql(q.to_s), q.tenant, q.model], |r| {
-        Ok((
-            r.get::<String>(0)?,
-            r.get::<String>(1)?,
-            from_sql(r.get(2)?),
-            from_sql(r.get(3)?),
-            from_sql(r.get(4)?),
-            from_sql(r.get(5)?),
-        ))
-    })?;
-    let mut by_tenant: BTreeMap<String, (UsageLine, BTreeMap<String, UsageLine>)> = BTreeMap::new();
-    for (tenant, model, requests, input, output, micros) in rows {
-        let (total, models) = by_tenant.entry(tenant).or_default();
-        total.add(requests, input, output, micros);
-        models.entry(model).or_default().add(requests, input, output, micros);
-    }
-    let tenants: Vec<Value> = by_tenant
-        .into_iter()
-        .map(|(tenant, (total, models))| {
-            let models: Vec<Value> =
-                models.into_iter().map(|(model, line)| json!({"model": model, "usage": line})).collect();
-            json!({"tenant": tenant, "usage": total, "models": models})
-        })
-        .collect();
+    let rows = conn.query_map(&sql, params![to_sql(q.from_s), to_sql(q.to_s), q.tenant, q.model], usage_row)?;
     Ok(json!({
         "from": crate::timefmt::format_ms(q.from_s * 1000),
         "to": crate::timefmt::format_ms(q.to_s * 1000),
-        "tenants": tenants,
+        "tenants": grouped(rows, "tenant"),
     }))
+}
+
+/// Usage per value of `scope` (org, team, ...) and model over the query's time range (its
+/// `model` filter applies; its `tenant` does not: a scope spans tenants).
+pub fn scope_usage(conn: &dyn Sql, scope: &str, q: &UsageQuery) -> Result<Value, ApiError> {
+    let sum = |c: &str| saturating_sum(conn.dialect(), c);
+    let sql = format!(
+        "SELECT value, model, {}, {}, {}, {} FROM scope_usage
+         WHERE scope = ?1 AND minute >= ?2 AND minute < ?3 AND (CAST(?4 AS TEXT) IS NULL OR model = ?4)
+         GROUP BY value, model ORDER BY value, model",
+        sum("requests"),
+        sum("input_tokens"),
+        sum("output_tokens"),
+        sum("cost_micros")
+    );
+    let rows = conn.query_map(&sql, params![scope, to_sql(q.from_s), to_sql(q.to_s), q.model], usage_row)?;
+    Ok(json!({
+        "from": crate::timefmt::format_ms(q.from_s * 1000),
+        "to": crate::timefmt::format_ms(q.to_s * 1000),
+        "scope": scope,
+        "values": grouped(rows, "value"),
+    }))
+}
+
+type UsageRow = (String, String, u64, u64, u64, u64);
+
+/// (who, model, requests, input, output, cost micros) from a grouped usage query.
+fn usage_row(r: &Row) -> Result<UsageRow, DbError> {
+    Ok((
+        r.get::<String>(0)?,
+        r.get::<String>(1)?,
+        from_sql(r.get(2)?),
+        from_sql(r.get(3)?),
+        from_sql(r.get(4)?),
+        from_sql(r.get(5)?),
+    ))
+}
+
+/// Rows by who (a tenant, a scope value), each with its total and its models, named `key`.
+fn grouped(rows: Vec<UsageRow>, key: &str) -> Vec<Value> {
+    let mut by_who: BTreeMap<String, (UsageLine, BTreeMap<String, UsageLine>)> = BTreeMap::new();
+    for (who, model, requests, input, output, micros) in rows {
+        let (total, models) = by_who.entry(who).or_default();
+        total.add(requests, input, output, micros);
+        models.entry(model).or_default().add(requests, input, output, micros);
+    }
+    by_who
+        .into_iter()
+        .map(|(who, (total, models))| {
+            let models: Vec<Value> =
+                models.into_iter().map(|(model, line)| json!({"model": model, "usage": line})).collect();
+            json!({key: who, "usage": total, "models": models})
+        })
+        .collect()
 }

@@ -9,10 +9,11 @@
 
 use crate::admission::Warning;
 use crate::breaker::{Phase, Transition};
+use crate::identity::Membership;
 use crate::run::RunDenied;
 use crate::usage::{CacheTokens, Usage};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -45,6 +46,9 @@ pub enum Event {
         /// Of the input, tokens written to the prompt cache (priced apart).
         #[serde(default, skip_serializing_if = "is_zero")]
         cache_write_tokens: u64,
+        /// The scopes the requests belonged to (`{"org": "initech"}`), for metering by scope.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        scopes: BTreeMap<String, String>,
     },
     /// Requests refused by fusebox (the reply's `x-fusebox-reason`).
     Denial { tenant: String, reason: String, minute: u64, count: u64 },
@@ -94,6 +98,7 @@ impl Event {
             output_tokens: usage.output_tokens,
             cache_read_tokens: cache.read,
             cache_write_tokens: cache.write,
+            scopes: a.scopes.iter().map(|m| (m.scope.clone(), m.value.clone())).collect(),
         }
     }
 
@@ -164,26 +169,46 @@ pub struct UsageOf<'a> {
     pub run_id: Option<&'a str>,
     /// The response status; `None` when no response headers came.
     pub status: Option<u16>,
+    /// The scopes the request belonged to.
+    pub scopes: &'a [Membership],
 }
 
 /// What two events must share to be merged into one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum MergeKey {
-    Usage { tenant: String, model: String, route: String, run_id: Option<String>, status: u16, minute: u64 },
-    Denial { tenant: String, reason: String, minute: u64, shadow: bool },
-    Warning { tenant: String, metric: String, minute: u64 },
+    Usage {
+        tenant: String,
+        model: String,
+        route: String,
+        run_id: Option<String>,
+        status: u16,
+        minute: u64,
+        scopes: BTreeMap<String, String>,
+    },
+    Denial {
+        tenant: String,
+        reason: String,
+        minute: u64,
+        shadow: bool,
+    },
+    Warning {
+        tenant: String,
+        metric: String,
+        minute: u64,
+    },
 }
 
 impl Event {
     fn merge_key(&self) -> Option<MergeKey> {
         match self {
-            Event::Usage { tenant, model, route, run_id, status, minute, .. } => Some(MergeKey::Usage {
+            Event::Usage { tenant, model, route, run_id, status, minute, scopes, .. } => Some(MergeKey::Usage {
                 tenant: tenant.clone(),
                 model: model.clone(),
                 route: route.clone(),
                 run_id: run_id.clone(),
                 status: *status,
                 minute: *minute,
+                scopes: scopes.clone(),
             }),
             Event::Denial { tenant, reason, minute, .. } => Some(MergeKey::Denial {
                 tenant: tenant.clone(),
@@ -342,6 +367,7 @@ mod tests {
             output_tokens: output,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            scopes: BTreeMap::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! batch, however forged, can make a stored sum overflow or a read fail. Pure, so it is fuzzed.
 
 use crate::event::Event;
-use crate::policy::is_valid_tenant_id;
+use crate::policy::{is_valid_scope_name, is_valid_tenant_id, MAX_SCOPES};
 use crate::usage::MAX_TOKENS_PER_FIGURE;
 
 /// Requests one usage event may stand for: a worker merges a minute of one tenant's traffic
@@ -52,6 +52,7 @@ impl Event {
                 output_tokens,
                 cache_read_tokens,
                 cache_write_tokens,
+                scopes,
                 ..
             } => {
                 let per_request = |tokens: u64| tokens <= requests.saturating_mul(MAX_TOKENS_PER_FIGURE);
@@ -64,6 +65,8 @@ impl Event {
                     && per_request(*input_tokens)
                     && per_request(*output_tokens)
                     && cache_read_tokens.saturating_add(*cache_write_tokens) <= *input_tokens
+                    && scopes.len() <= MAX_SCOPES
+                    && scopes.iter().all(|(s, v)| is_valid_scope_name(s) && is_valid_tenant_id(v))
             }
             Event::Denial { tenant, reason, count, .. } | Event::ShadowDenial { tenant, reason, count, .. } => {
                 is_valid_tenant_id(tenant)
@@ -105,6 +108,7 @@ mod tests {
             output_tokens: 0,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            scopes: Default::default(),
         }
     }
 

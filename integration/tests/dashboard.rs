@@ -5,7 +5,7 @@
 //! to `target/dashboard*.png`.
 
 use fusebox_integration::{
-    demo_policy, free_port, generous, on_path, token, wait_until, workspace_root, Stack, DEMO_ADMIN_TOKEN,
+    demo_policy, free_port, generous, on_path, token, token_with, wait_until, workspace_root, Stack, DEMO_ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
@@ -169,9 +169,14 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     // calm may send as much as it likes: only the kill switch can refuse it.
     // Its one request a second is only shadowed: the dashboard shows what enforcing it would refuse.
     let calm_entry = json!({"tokens_60s": 100_000_000, "requests_10s": 1, "shadow": ["requests_10s"]});
-    let stack = Stack::start(&demo_policy(json!({"free": tier}), json!({"calm": calm_entry})));
+    // calm is in org initech: the page groups today's usage by org.
+    let mut policy: Value =
+        serde_json::from_str(&demo_policy(json!({"free": tier}), json!({"calm": calm_entry}))).unwrap();
+    policy["scopes"] = json!({"org": {}});
+    let stack = Stack::start(&policy.to_string());
     stack.wait_policy_version(1);
-    let (calm, noisy) = (token("calm", None), token("noisy", None));
+    let calm = token_with("calm", json!({"org": "initech"}).as_object().unwrap().clone());
+    let noisy = token("noisy", None);
     for _ in 0..2 {
         assert_eq!(stack.chat(Some(&calm), &[]).status, 200);
     }
@@ -197,6 +202,7 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     assert!(browser.text("#trips").contains("noisy"));
     assert!(browser.text("#audit").contains("breaker.transition"));
     browser.screenshot("dashboard.png");
+    wait_text(&browser, "#scope-usage", "initech");
 
     // noisy's usage over the last hour, against its limit, and its denials by reason.
     browser.click(r#"tr[data-tenant="noisy"] button.expand"#);

@@ -44,6 +44,27 @@ fn tenants_of_one_org_share_its_limit_the_refusal_names_the_org_and_another_org_
         assert_eq!(stack.chat(Some(&b1), &[]).status, 200, "globex is another org");
     }
     assert_eq!(stack.mock_stats()["tenants"]["a2"]["requests"], 1);
+    // Control meters by scope what was served: 3 requests of initech, 3 of globex; by team, ml
+    // has a1's two and b1's three, web a2's one (team has no limits: metered only).
+    let requests = |scope: &str| {
+        let u = stack.control_get(&format!("/v1/usage?scope={scope}"));
+        let values = u["values"].as_array().cloned().unwrap_or_default();
+        values
+            .iter()
+            .map(|v| (v["value"].as_str().unwrap_or("").to_string(), v["usage"]["requests"].as_u64().unwrap_or(0)))
+            .collect::<Vec<_>>()
+    };
+    let by_org = vec![("globex".to_string(), 3), ("initech".to_string(), 3)];
+    wait_until("usage by org in control", 10, || requests("org") == by_org);
+    assert_eq!(requests("team"), [("ml".to_string(), 5), ("web".to_string(), 1)]);
+    let out = std::process::Command::new(fusebox_integration::sibling_binary("fusebox-control").unwrap())
+        .args(["usage", "--scope", "org"])
+        .env("FUSEBOX_CONTROL_URL", stack.control_url(""))
+        .env("FUSEBOX_ADMIN_TOKEN", fusebox_integration::DEMO_ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.contains("ORG") && table.contains("initech"), "{table}");
 }
 
 #[test]

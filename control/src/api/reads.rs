@@ -190,7 +190,23 @@ pub(super) async fn get_usage(
     if query.to_s < query.from_s {
         return Err(ApiError::bad_request("to", "must not be before 'from'"));
     }
-    state.blocking(move |inner| report::usage(&inner.db.conn(), &query)).await.map(Json)
+    // `scope=org` groups by the scope's values instead of by tenant.
+    let scope = q.get("scope").filter(|s| !s.is_empty()).cloned();
+    if let Some(s) = &scope {
+        if !fusebox_engine::policy::is_valid_scope_name(s) {
+            return Err(ApiError::bad_request("scope", "a scope name: 1-32 of [a-z0-9_], starting with a letter"));
+        }
+        if query.tenant.is_some() {
+            return Err(ApiError::bad_request("tenant", "a scope spans tenants: ask for one or the other"));
+        }
+    }
+    state
+        .blocking(move |inner| match &scope {
+            Some(s) => report::scope_usage(&inner.db.conn(), s, &query),
+            None => report::usage(&inner.db.conn(), &query),
+        })
+        .await
+        .map(Json)
 }
 
 #[derive(Deserialize)]

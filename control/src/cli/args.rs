@@ -123,8 +123,11 @@ pub(crate) enum Command {
     },
     /// Usage per tenant and model over a time range.
     Usage {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "scope")]
         tenant: Option<String>,
+        /// Group by the values of this scope (org, team, ...) instead of by tenant.
+        #[arg(long)]
+        scope: Option<String>,
         #[arg(long)]
         model: Option<String>,
         /// 2026-11-23, 2026-11-23T10:00:00Z or unix seconds (default: all time).

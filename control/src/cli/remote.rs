@@ -152,8 +152,8 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                 _ => say!("{} ({})", w["kind"].as_str().unwrap_or("?"), w["may"].as_str().unwrap_or("?")),
             }
         }
-        Command::Usage { tenant, model, from, to, json, remote } => {
-            let q = query(&[("tenant", &tenant), ("model", &model), ("from", &from), ("to", &to)]);
+        Command::Usage { tenant, scope, model, from, to, json, remote } => {
+            let q = query(&[("tenant", &tenant), ("scope", &scope), ("model", &model), ("from", &from), ("to", &to)]);
             let u = remote.client()?.call("GET", &format!("/v1/usage{q}"), None)?;
             show!("{}", if json { pretty(&u) + "\n" } else { client::render_usage(&u) });
         }

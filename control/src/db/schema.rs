@@ -119,6 +119,21 @@ CREATE TABLE tenant_shadow_denials (
 );
 "#;
 
+/// Usage by scope value (org, team, ...), as the usage table has it by tenant.
+const V3_SCOPE_USAGE: &str = r#"
+CREATE TABLE scope_usage (
+    minute        INTEGER NOT NULL,
+    scope         TEXT    NOT NULL,
+    value         TEXT    NOT NULL,
+    model         TEXT    NOT NULL,
+    requests      INTEGER NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_micros   INTEGER NOT NULL
+);
+CREATE INDEX scope_usage_scope_minute ON scope_usage(scope, minute);
+"#;
+
 /// Every migration, in `dialect`.
 pub(super) fn migrations(dialect: Dialect) -> Vec<String> {
     let v1 = match dialect {
@@ -131,7 +146,7 @@ pub(super) fn migrations(dialect: Dialect) -> Vec<String> {
         Dialect::Sqlite => sql.to_string(),
         Dialect::Postgres => sql.replace("INTEGER", "BIGINT"),
     };
-    vec![v1, types(V2_SHADOW_DENIALS)]
+    vec![v1, types(V2_SHADOW_DENIALS), types(V3_SCOPE_USAGE)]
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     counting.warning = allowed.and_then(|a| a.warning).map(|w| w.to_string());
     counting.shadow_denied = shadowed.map(Limit::reason);
     counting.scopes = in_scopes.held;
+    counting.memberships = a.identity.scopes;
     counting.quota_fields = reply::quota_fields(&quotas);
     Some(counting)
 }

@@ -82,6 +82,8 @@ pub struct Counting {
     pub warning: Option<String>,
     /// The scopes (org, team, ...) that admitted the request and settle with it.
     pub scopes: Vec<super::scopes::Held>,
+    /// Every scope the request belongs to, limited or not (its usage is metered by them).
+    pub memberships: Vec<fusebox_engine::identity::Membership>,
     /// `x-fusebox-shadow-denied` for the response: the reason a shadowed limit would have refused.
     pub shadow_denied: Option<&'static str>,
     /// `RateLimit-Policy` / `RateLimit` for the response.
@@ -100,6 +102,7 @@ impl Counting {
             warning: None,
             shadow_denied: None,
             scopes: Vec::new(),
+            memberships: Vec::new(),
             quota_fields: None,
         }
     }

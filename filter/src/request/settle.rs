@@ -64,7 +64,7 @@ pub fn settle(worker: &Worker, active: &ActivePolicy, c: Counting, end: ProbeEnd
     }
     super::scopes::settle(worker, &a.tenant, &c.scopes, &settlement, end, now_ms);
     let run_id = c.run.as_ref().map(|r| r.run_id.as_str());
-    let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status };
+    let whose = UsageOf { tenant: &a.tenant, route: &a.route, run_id, status, scopes: &c.memberships };
     worker.reporter.push(Event::usage(&whose, summary.model.as_str(), charge.usage, cache, now_ms), now_ms);
     let Some(run) = &c.run else { return };
     // A long step's tokens must reach the fleet even if the run went quiet meanwhile.
