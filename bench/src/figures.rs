@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
     let get = |k: &str| s.iter().find(|x| x.key == k);
-    let pairs: [(&'static str, &str, &str, Option<f64>); 13] = [
+    let pairs: [(&'static str, &str, &str, Option<f64>); 14] = [
         ("fusebox / token-counter floor", "fusebox", "floor", Some(0.9)),
         ("fusebox / no-op Wasm", "fusebox", "noop", None),
         ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.0)),
@@ -16,6 +16,7 @@ pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
         ("fusebox 1k / 10 tenants", "fusebox_1k", "fusebox", None),
         ("fusebox 100k / 10 tenants", "fusebox_100k", "fusebox", Some(0.9)),
         ("fusebox, every token new / cached", "fusebox_miss", "fusebox", None),
+        ("fusebox 4 scopes / tenant only", "fusebox_scopes", "fusebox", None),
         ("fusebox 100k tenants / every token new", "fusebox_100k", "fusebox_miss", None),
         ("fleet sync on / off", "fusebox_fleet", "fusebox", Some(0.95)),
         ("fleet sync on / off, 100k tenants", "fusebox_fleet_100k", "fusebox_100k", Some(0.95)),
@@ -49,6 +50,7 @@ pub(crate) fn costs(s: &[Summary]) -> Value {
         "fusebox_over_floor_us": added_us(s, "fusebox", "floor"),
         "fusebox_over_bare_us": added_us(s, "fusebox", "bare"),
         "token_cache_miss_us": added_us(s, "fusebox_miss", "fusebox"),
+        "three_more_scopes_us": added_us(s, "fusebox_scopes", "fusebox"),
         "new_tenants_over_misses_us": added_us(s, "fusebox_100k", "fusebox_miss"),
     })
 }
@@ -64,6 +66,7 @@ pub(crate) fn cost_lines(costs: &Value) -> String {
         ("fusebox_over_floor_us", "fusebox over the token-counter floor"),
         ("token_cache_miss_us", "a token-cache miss (HS256 verified again)"),
         ("new_tenants_over_misses_us", "100k tenants' states over token misses alone"),
+        ("three_more_scopes_us", "3 limited scopes beside the tenant"),
     ] {
         if let Some(v) = costs.get(k).and_then(Value::as_f64) {
             out.push_str(&format!("  {label:<46} {v:>6.1} us\n"));

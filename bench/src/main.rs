@@ -388,7 +388,9 @@ fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
         Tokens::Hs256(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", n),
         Tokens::Rs256(n) => (n, MintKey::Rs256Pem(&rsa), "bench-rs", n),
         Tokens::Hs256Fresh(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", 10),
+        Tokens::Hs256Scoped(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", n),
     };
+    let scoped = matches!(kind, Tokens::Hs256Scoped(_));
     let (iat, ttl) = (now.saturating_sub(60), 4 * 3600);
     (0..count)
         .map(|i| {
@@ -396,6 +398,11 @@ fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
             claims.insert("tenant".into(), Value::from(format!("bench-{}", i % tenants.max(1))));
             if tenants < count {
                 claims.insert("jti".into(), Value::from(format!("bench-token-{i}")));
+            }
+            if scoped {
+                claims.insert("org".into(), Value::from(format!("org-{}", i % 2)));
+                claims.insert("team".into(), Value::from(format!("team-{}", i % 5)));
+                claims.insert("user".into(), Value::from(format!("user-{i}")));
             }
             mint(key, Some(kid), ISSUER, "fusebox", claims, iat, ttl)
         })

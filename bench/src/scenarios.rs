@@ -25,6 +25,9 @@ pub(crate) enum Tokens {
     /// This many distinct tokens (each its own `jti`) shared by 10 tenants: every request
     /// misses the verified-token cache while the tenants' states stay hot.
     Hs256Fresh(u32),
+    /// One token for each of this many tenants, each in three limited scopes of the bench
+    /// policy besides its tenant: an org (of 2), a team (of 5) and a user (its own).
+    Hs256Scoped(u32),
 }
 
 pub(crate) struct Scenario {
@@ -41,7 +44,7 @@ pub(crate) const fn scenario(key: &'static str, what: &'static str, filters: Fil
 }
 
 /// The throughput scenarios, in table order.
-pub(crate) const SCENARIOS: [Scenario; 16] = [
+pub(crate) const SCENARIOS: [Scenario; 17] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
     scenario("floor", "token-counter floor: headers, usage from the body, one CAS", Filters::Floor, Tokens::Hs256(10)),
@@ -49,6 +52,12 @@ pub(crate) const SCENARIOS: [Scenario; 16] = [
     scenario("native", "jwt_authn HS256 + local_ratelimit per tenant", Filters::Native, Tokens::Hs256(10)),
     scenario("fusebox", "fusebox, HS256, 10 tenants, every feature on", Filters::Fusebox, Tokens::Hs256(10)),
     scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
+    scenario(
+        "fusebox_scopes",
+        "fusebox, 10 tenants each in 4 limited scopes",
+        Filters::Fusebox,
+        Tokens::Hs256Scoped(10),
+    ),
     scenario("fusebox_1k", "fusebox, 1 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(1_000)),
     scenario("fusebox_100k", "fusebox, 100 000 distinct tenants", Filters::Fusebox, Tokens::Hs256(100_000)),
     scenario(

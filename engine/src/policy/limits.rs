@@ -95,6 +95,61 @@ overridable! {
         mode: LimitMode = LimitMode::Enforce,
         /// Limits judged in shadow (counted and reported, never refusing) while the rest enforce.
         shadow: LimitSet = LimitSet::EMPTY,
+        /// Limits per model: `{"gpt-4o*": {"tokens_60s": 50000}}`, judged once the request body
+        /// names its model (a tenant entry's map replaces its tier's whole).
+        models: ModelLimits = ModelLimits::default(),
+    }
+}
+
+/// Limits by model name or pattern (`gpt-4o*` matches every name starting `gpt-4o`; the
+/// longest matching pattern wins), each a tier's fields, in a state of their own per tenant.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ModelLimits(pub std::collections::BTreeMap<String, Limits>);
+
+impl crate::policy::overridable::Unset for ModelLimits {
+    fn is_unset(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// At most this many model patterns per tier or tenant.
+pub const MAX_MODEL_PATTERNS: usize = 32;
+
+impl ModelLimits {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pattern and limits for `model`, if any pattern matches it.
+    pub fn for_model(&self, model: &str) -> Option<(&str, &Limits)> {
+        self.0
+            .iter()
+            .filter(|(p, _)| match p.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => model == p.as_str(),
+            })
+            .max_by_key(|(p, _)| p.len())
+            .map(|(p, l)| (p.as_str(), l))
+    }
+
+    fn validate(&self, at: &str) -> Result<(), PolicyError> {
+        if self.0.len() > MAX_MODEL_PATTERNS {
+            return Err(field_error(format!("{at}.models"), format!("at most {MAX_MODEL_PATTERNS} patterns")));
+        }
+        for (pattern, limits) in &self.0 {
+            let at = format!("{at}.models.{pattern}");
+            let name = pattern.strip_suffix('*').unwrap_or(pattern);
+            let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'@');
+            if pattern.len() > 128 || (name.is_empty() && pattern != "*") || !name.bytes().all(ok) {
+                return Err(field_error(at, "a model name, or a prefix ending in '*' (1-128 of [A-Za-z0-9-_.:/@])"));
+            }
+            if !limits.models.is_empty() {
+                return Err(field_error(format!("{at}.models"), "model limits do not nest"));
+            }
+            limits.validate(&at)?;
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +242,7 @@ impl Limits {
                 }
             }
         }
+        self.models.validate(at)?;
         if !(self.warn_ratio > 0.0 && self.warn_ratio <= 1.0) {
             return Err(field_error(format!("{at}.warn_ratio"), "must be greater than 0 and at most 1"));
         }

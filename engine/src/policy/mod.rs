@@ -16,7 +16,9 @@ mod topup;
 pub use crate::ids::{is_valid_tenant_id, MAX_TENANT_LEN};
 pub use crate::strict::PolicyError;
 pub use document::{to_json, Policy};
-pub use limits::{BreakerOverride, BreakerSettings, Limits, TenantPolicy, MAX_THRESHOLD};
+pub use limits::{
+    BreakerOverride, BreakerSettings, Limits, ModelLimits, TenantPolicy, MAX_MODEL_PATTERNS, MAX_THRESHOLD,
+};
 pub use operator::{Forced, ForcedBreaker, Operator};
 pub use prices::Price;
 pub use scopes::{is_valid_scope_name, scope_label, scope_state_name, ScopeDef, MAX_SCOPES};

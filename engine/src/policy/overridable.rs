@@ -84,8 +84,11 @@ macro_rules! overridable {
     (@full $ty:ty, $default:expr) => { $ty };
     (@default) => { None };
     (@default $default:expr) => { $default };
-    (@merge $over:expr, $base:expr) => { $over.or($base) };
-    (@merge $over:expr, $base:expr, $default:expr) => { $over.unwrap_or($base) };
+    // By reference, so a setting need not be `Copy` (the model limits are a map).
+    (@merge $over:expr, $base:expr) => { match &$over { Some(v) => Some(Clone::clone(v)), None => $base.take() } };
+    (@merge $over:expr, $base:expr, $default:expr) => {
+        match &$over { Some(v) => Clone::clone(v), None => std::mem::take(&mut $base) }
+    };
 }
 
 pub(crate) use overridable;

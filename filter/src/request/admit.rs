@@ -186,7 +186,7 @@ struct Taken<'a> {
 }
 
 /// Gives back what the tenant's state (and `held` scopes) took for a request refused later.
-fn give_back(worker: &Worker, state: &StateAt, admitted: &Admitted, held: &[scopes::Held], now_ms: u64) {
+pub(super) fn give_back(worker: &Worker, state: &StateAt, admitted: &Admitted, held: &[scopes::Held], now_ms: u64) {
     let limits = &admitted.limits;
     if let Err(e) =
         state.update(&worker.keys, limits, now_ms, |s| admission::settle(s, limits, admitted.release(), now_ms))
@@ -233,7 +233,7 @@ fn admit_run(
 
 /// Reports a request a shadowed limit would have refused: it passes, and the reason is counted
 /// (`fusebox.requests.shadow_denied.<reason>`), sent to control and left for access logs.
-fn shadow_refused(worker: &Worker, tenant: &str, limit: Limit, now_ms: u64) {
+pub(super) fn shadow_refused(worker: &Worker, tenant: &str, limit: Limit, now_ms: u64) {
     worker.metrics.inc(Counter::shadow_denied(limit));
     host::set_filter_state("fusebox_shadow_reason", limit.reason());
     worker.reporter.push(Event::shadow_denial(tenant, limit.reason(), now_ms), now_ms);
@@ -241,7 +241,7 @@ fn shadow_refused(worker: &Worker, tenant: &str, limit: Limit, now_ms: u64) {
 }
 
 /// Reports a refusal (by its `x-fusebox-reason`) and sends it.
-fn refuse(worker: &Worker, tenant: &str, reply: reply::Reply, now_ms: u64) {
+pub(super) fn refuse(worker: &Worker, tenant: &str, reply: reply::Reply, now_ms: u64) {
     let reason = reply.header("x-fusebox-reason").unwrap_or("denied");
     worker.reporter.push(Event::denial(tenant, reason, now_ms), now_ms);
     host::send_reply(&reply);

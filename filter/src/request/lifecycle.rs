@@ -19,9 +19,14 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// The hold a request body needs, if any.
+    /// The hold a request body needs to be rewritten, if any.
     pub fn needed(stream_usage: bool, clamp: bool) -> Option<Hold> {
         (stream_usage || clamp).then_some(Hold { stream_usage, clamp })
+    }
+
+    /// A hold that rewrites nothing: the body only waits to be judged (by its model's limits).
+    pub fn unchanged() -> Hold {
+        Hold { stream_usage: false, clamp: false }
     }
 }
 
@@ -82,6 +87,8 @@ pub struct Counting {
     pub warning: Option<String>,
     /// The scopes (org, team, ...) that admitted the request and settle with it.
     pub scopes: Vec<super::scopes::Held>,
+    /// The body's model is still to be judged by the tenant's per-model limits.
+    pub judge_model: bool,
     /// Every scope the request belongs to, limited or not (its usage is metered by them).
     pub memberships: Vec<fusebox_engine::identity::Membership>,
     /// `x-fusebox-shadow-denied` for the response: the reason a shadowed limit would have refused.
@@ -103,6 +110,7 @@ impl Counting {
             shadow_denied: None,
             scopes: Vec::new(),
             memberships: Vec::new(),
+            judge_model: false,
             quota_fields: None,
         }
     }

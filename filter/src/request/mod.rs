@@ -6,6 +6,7 @@
 mod admit;
 mod identify;
 mod lifecycle;
+mod models;
 mod report;
 mod rewrite;
 mod scopes;
@@ -59,6 +60,71 @@ pub struct Request {
 impl Request {
     pub fn new(worker: Rc<Worker>, active: Rc<ActivePolicy>) -> Request {
         Request { worker, active, lifecycle: Lifecycle::Untracked }
+    }
+
+    /// Reads a request body chunk: the estimate, the hold, the rewrite at its end.
+    fn read_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let worker = Rc::clone(&self.worker);
+        let Some(c) = self.lifecycle.counting() else { return Action::Continue };
+        let RequestBody::Held(hold) = c.body else {
+            feed_estimate(&worker, c, body_size, end_of_stream);
+            return Action::Continue;
+        };
+        if body_size > inject::MAX_REWRITE_BYTES {
+            // Too large to hold: let it through unchanged (and from here on, as it passes).
+            c.body = RequestBody::Passing;
+            worker.metrics.inc(Counter::InjectSkipped);
+            feed_estimate(&worker, c, body_size, end_of_stream);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // buffer until the whole (bounded) body is here
+        }
+        c.body = RequestBody::Passing;
+        let Some(body) = host::request_body(body_size) else {
+            reserve_rest(&worker, c, Clamp::Off);
+            return Action::Continue;
+        };
+        c.admitted.estimate.feed(&body);
+        // The reservation and the clamp are decided together, in one update of the state.
+        let clamp = match (hold.clamp, c.admitted.estimate.max_output()) {
+            (false, _) => Clamp::Off,
+            (true, _) if inject::may_hide_names(&body) => Clamp::Unread,
+            (true, Some(_)) => Clamp::Named,
+            (true, None) => Clamp::Off, // it names no allowance: nothing to lower
+        };
+        let clamp_to = reserve_rest(&worker, c, clamp);
+        if let Some(new) = rewrite::rewrite(&worker, hold, clamp_to, &body, body_size) {
+            // A charge estimated from the request counts what went upstream.
+            c.admitted.estimate = RequestEstimate::default();
+            c.admitted.estimate.feed(&new);
+        }
+        Action::Continue
+    }
+
+    /// Judges the body's model by the tenant's per-model limits, once; on a refusal the reply
+    /// is sent, what admission took is given back, and `true` is returned.
+    fn judge_model(&mut self) -> bool {
+        let worker = Rc::clone(&self.worker);
+        let Some(c) = self.lifecycle.counting().filter(|c| c.judge_model) else { return false };
+        c.judge_model = false;
+        let now_ms = host::now_ms();
+        let refused = match models::admit(&worker, c, now_ms) {
+            Ok(shadowed) => {
+                if let Some(limit) = shadowed {
+                    admit::shadow_refused(&worker, &c.admitted.tenant, limit, now_ms);
+                }
+                return false;
+            }
+            Err(refused) => refused,
+        };
+        let Some(c) = self.lifecycle.settle() else { return false };
+        admit::give_back(&worker, &c.state, &c.admitted, &c.scopes, now_ms);
+        worker.metrics.inc(Counter::for_denial(refused.denied.cause));
+        let run_id = c.run.as_ref().map(|r| r.run_id.as_str());
+        let reply = reply::denial_in(&c.admitted.tenant, Some(&refused.label), &refused.denied, run_id);
+        admit::refuse(&worker, &c.admitted.tenant, api_shape::for_api(reply, c.api), now_ms);
+        true
     }
 }
 
@@ -133,48 +199,22 @@ impl HttpContext for Request {
                 host::set_request_header("content-length", None);
                 counting.body = RequestBody::Held(hold);
             }
+            // Per-model limits judge the body's model before any of the body goes upstream.
+            counting.judge_model = counting.in_flight() && !counting.admitted.limits.models.is_empty();
+            if counting.judge_model && matches!(counting.body, RequestBody::Passing) {
+                counting.body = RequestBody::Held(Hold::unchanged());
+            }
         }
         self.lifecycle = Lifecycle::Counting(counting);
         Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let worker = Rc::clone(&self.worker);
-        let Some(c) = self.lifecycle.counting() else { return Action::Continue };
-        let RequestBody::Held(hold) = c.body else {
-            feed_estimate(&worker, c, body_size, end_of_stream);
-            return Action::Continue;
-        };
-        if body_size > inject::MAX_REWRITE_BYTES {
-            // Too large to hold: let it through unchanged (and from here on, as it passes).
-            c.body = RequestBody::Passing;
-            worker.metrics.inc(Counter::InjectSkipped);
-            feed_estimate(&worker, c, body_size, end_of_stream);
-            return Action::Continue;
+        let action = self.read_request_body(body_size, end_of_stream);
+        if end_of_stream && matches!(action, Action::Continue) && self.judge_model() {
+            return Action::Pause; // refused by its model's limits: the reply is sent
         }
-        if !end_of_stream {
-            return Action::Pause; // buffer until the whole (bounded) body is here
-        }
-        c.body = RequestBody::Passing;
-        let Some(body) = host::request_body(body_size) else {
-            reserve_rest(&worker, c, Clamp::Off);
-            return Action::Continue;
-        };
-        c.admitted.estimate.feed(&body);
-        // The reservation and the clamp are decided together, in one update of the state.
-        let clamp = match (hold.clamp, c.admitted.estimate.max_output()) {
-            (false, _) => Clamp::Off,
-            (true, _) if inject::may_hide_names(&body) => Clamp::Unread,
-            (true, Some(_)) => Clamp::Named,
-            (true, None) => Clamp::Off, // it names no allowance: nothing to lower
-        };
-        let clamp_to = reserve_rest(&worker, c, clamp);
-        if let Some(new) = rewrite::rewrite(&worker, hold, clamp_to, &body, body_size) {
-            // A charge estimated from the request counts what went upstream.
-            c.admitted.estimate = RequestEstimate::default();
-            c.admitted.estimate.feed(&new);
-        }
-        Action::Continue
+        action
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -81,38 +81,71 @@ pub fn admit(
         let (limits, shadow) = as_judged(worker, limits);
         let label = scope_label(&m.scope, &m.value);
         let name = scope_state_name(&m.scope, &m.value);
-        worker.fleet_keys.touch(&name, now_ms);
-        let updated = states::update(&worker.keys, &name, None, Missing::Claim, Hold::Judge(&limits), now_ms, |s| {
-            let shadowed = shadow.as_deref().and_then(|sh| admission::shadow_refusal(s, sh, now_ms));
-            let (decision, transitions) = admission::admit(s, &limits, now_ms, reserve);
-            (decision, transitions, shadowed)
-        });
-        match updated {
-            Ok(Some(states::Updated { result: (decision, transitions, shadowed), info, key, claimed })) => {
-                if let Some(slot) = claimed {
-                    worker.claims.claimed(Table::States, slot);
-                }
-                report::update(worker, info, &transitions, tenant, Some(&label));
-                match decision {
-                    Decision::Allow(a) => {
-                        out.shadowed = out.shadowed.or(shadowed);
-                        let in_flight = InFlight { probe: a.probe, reserved: reserve };
-                        out.held.push(Held { label, state: StateAt { name, key }, limits, in_flight });
-                    }
-                    Decision::Deny(denied) if enforce => {
-                        release(worker, tenant, &out.held, now_ms);
-                        return Err(Refused { label, denied });
-                    }
-                    Decision::Deny(_) => worker.metrics.inc(Counter::WouldDeny),
-                }
+        let judged = Judged { tenant, label, name, limits, shadow: shadow.as_deref() };
+        match admit_one(worker, judged, reserve, now_ms) {
+            Ok(Some(entered)) => {
+                out.shadowed = out.shadowed.or(entered.shadowed);
+                out.held.push(entered.held);
             }
             Ok(None) => {}
-            // A full table or a failing store must not take the tenant's traffic down: the
-            // scope goes uncounted for this request (counted and logged).
-            Err(e) => report::store_failed(worker, e),
+            Err(refused) if enforce => {
+                release(worker, tenant, &out.held, now_ms);
+                return Err(refused);
+            }
+            Err(_) => worker.metrics.inc(Counter::WouldDeny),
         }
     }
     Ok(out)
+}
+
+/// A state to admit a request in, beside its tenant's: a scope value's or a model pattern's.
+pub struct Judged<'a> {
+    pub tenant: &'a str,
+    /// How a refusal names it: `org:initech`, `model:gpt-4o*`.
+    pub label: String,
+    /// Its name in the state table.
+    pub name: String,
+    pub limits: Limits,
+    pub shadow: Option<&'a Limits>,
+}
+
+/// A request admitted in a state beside its tenant's.
+pub struct Entered {
+    pub held: Held,
+    /// The shadowed limit that would have refused it, if one did.
+    pub shadowed: Option<Limit>,
+}
+
+/// Admits a request in `j`'s state, reserving `reserve` tokens. `Ok(Some)`: admitted (held
+/// until it settles), with the shadowed limit that would have refused it; `Ok(None)`: the state
+/// could not be updated (logged, counted: bookkeeping must not take traffic down); `Err`: refused.
+pub fn admit_one(worker: &Worker, j: Judged<'_>, reserve: u64, now_ms: u64) -> Result<Option<Entered>, Refused> {
+    let Judged { tenant, label, name, limits, shadow } = j;
+    worker.fleet_keys.touch(&name, now_ms);
+    let updated = states::update(&worker.keys, &name, None, Missing::Claim, Hold::Judge(&limits), now_ms, |s| {
+        let shadowed = shadow.and_then(|sh| admission::shadow_refusal(s, sh, now_ms));
+        let (decision, transitions) = admission::admit(s, &limits, now_ms, reserve);
+        (decision, transitions, shadowed)
+    });
+    let states::Updated { result: (decision, transitions, shadowed), info, key, claimed } = match updated {
+        Ok(Some(u)) => u,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            report::store_failed(worker, e);
+            return Ok(None);
+        }
+    };
+    if let Some(slot) = claimed {
+        worker.claims.claimed(Table::States, slot);
+    }
+    report::update(worker, info, &transitions, tenant, Some(&label));
+    match decision {
+        Decision::Allow(a) => {
+            let in_flight = InFlight { probe: a.probe, reserved: reserve };
+            Ok(Some(Entered { held: Held { label, state: StateAt { name, key }, limits, in_flight }, shadowed }))
+        }
+        Decision::Deny(denied) => Err(Refused { label, denied }),
+    }
 }
 
 /// Gives back what `held` took for a request of `tenant` that goes no further.
