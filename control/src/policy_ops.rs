@@ -62,9 +62,11 @@ pub enum Change {
         reason: String,
         create: bool,
     },
-    /// Raises a budget for its current period by `amount` (added to any top-up of that period).
+    /// Raises a budget for its current period by `amount` (added to any top-up of that period):
+    /// `tenant`'s, or with `scope` set, the budget of value `tenant` of that scope.
     TopUp {
         tenant: String,
+        scope: Option<String>,
         budget: Budget,
         amount: f64,
         reason: String,
@@ -93,7 +95,7 @@ impl Change {
             | Change::PatchTenant(t, _)
             | Change::DeleteTenant { tenant: t, .. }
             | Change::Breaker { tenant: t, .. }
-            | Change::TopUp { tenant: t, .. } => Some(t),
+            | Change::TopUp { tenant: t, scope: None, .. } => Some(t),
             _ => None,
         }
     }
@@ -119,7 +121,10 @@ impl Change {
             | Change::PatchTenant(t, _)
             | Change::DeleteTenant { tenant: t, .. }
             | Change::Breaker { tenant: t, .. }
-            | Change::TopUp { tenant: t, .. } => json!(p.tenants.get(t)),
+            | Change::TopUp { tenant: t, scope: None, .. } => json!(p.tenants.get(t)),
+            Change::TopUp { tenant: value, scope: Some(s), .. } => {
+                json!(p.scopes.get(s).and_then(|d| d.values.get(value)))
+            }
         }
     }
 
@@ -130,6 +135,7 @@ impl Change {
                 let holds: Vec<(String, TenantPolicy)> =
                     p.tenants.iter().filter(|(_, t)| has_hold(t)).map(|(k, v)| (k.clone(), v.clone())).collect();
                 let topups = topups::of(p.tenants.iter());
+                let scope_topups = topups::of_scopes(p);
                 let version = p.version;
                 *p = (**new).clone();
                 p.version = version;
@@ -139,6 +145,7 @@ impl Change {
                     entry.breaker_epoch = old.breaker_epoch;
                 }
                 topups::carry(p, topups);
+                topups::carry_scopes(p, scope_topups);
             }
             Change::PutTier(name, limits) => {
                 p.tiers.insert(name.clone(), (**limits).clone());
@@ -197,10 +204,17 @@ impl Change {
                     p.tenants.insert(tenant.clone(), kept);
                 }
             }
-            Change::TopUp { tenant, budget, amount, .. } => {
+            Change::TopUp { tenant, scope, budget, amount, .. } => {
                 let now_s = db::now_ms() / 1000;
                 let period = period_label(*budget, now_s);
-                let topups = p.tenants.entry(tenant.clone()).or_default().topup.get_or_insert_with(TopUps::default);
+                let entry = match scope {
+                    None => p.tenants.entry(tenant.clone()).or_default(),
+                    Some(s) => {
+                        let def = p.scopes.get_mut(s).ok_or_else(|| ApiError::not_found(format!("no scope '{s}'")))?;
+                        def.values.entry(tenant.clone()).or_default()
+                    }
+                };
+                let topups = entry.topup.get_or_insert_with(TopUps::default);
                 let total = match topups.get(*budget) {
                     Some(t) if t.period == period => t.amount + amount,
                     _ => *amount,
@@ -387,7 +401,10 @@ pub fn record_refusal(db: &Db, r: &Refusal) -> Result<(), ApiError> {
 pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied), ApiError> {
     let result: Result<(Policy, Applied), ApiError> = db.write(|tx| {
         let mut policy = current(tx)?.ok_or_else(|| ApiError::internal("no policy stored"))?;
-        if let Change::Breaker { tenant, create: false, .. } | Change::TopUp { tenant, create: false, .. } = change {
+        // A scope's values are named by credentials, not reported: only a tenant must be known.
+        if let Change::Breaker { tenant, create: false, .. }
+        | Change::TopUp { tenant, scope: None, create: false, .. } = change
+        {
             if !policy.tenants.contains_key(tenant) && !reported(tx, tenant)? {
                 return Err(ApiError::not_found(format!(
                     "tenant '{tenant}' is not known here (no policy entry, no traffic reported): \
@@ -409,9 +426,10 @@ pub fn apply(db: &Db, change: &Change, actor: &str) -> Result<(Policy, Applied),
             Change::Breaker { reason, .. } => {
                 json!({"version": version, "before": before, "after": after, "reason": reason})
             }
-            Change::TopUp { budget, amount, reason, .. } => json!({
+            Change::TopUp { budget, amount, reason, scope, tenant, .. } => json!({
                 "version": version, "before": before, "after": after, "reason": reason,
                 "budget": budget, "amount": amount,
+                "scope": scope.as_ref().map(|s| fusebox_engine::policy::scope_label(s, tenant)),
             }),
             _ => json!({"version": version, "before": before, "after": after}),
         };

@@ -4,7 +4,7 @@
 
 use crate::db;
 use fusebox_engine::budget::Budget;
-use fusebox_engine::policy::{period_label, Policy, TenantPolicy, TopUps};
+use fusebox_engine::policy::{period_label, Limits, Policy, TenantPolicy, TopUps};
 
 /// Forgets the top-ups whose period is over (they no longer raise anything).
 pub(crate) fn drop_lapsed(topups: &mut TopUps, now_s: u64) {
@@ -19,24 +19,48 @@ pub(crate) fn drop_lapsed(topups: &mut TopUps, now_s: u64) {
     }
 }
 
+/// The top-ups in `topups` still usable under `limits`: of the current period, for a budget
+/// the limits have; `None` when none is.
+fn still_usable(mut topups: TopUps, limits: &Limits, now_s: u64) -> Option<TopUps> {
+    drop_lapsed(&mut topups, now_s);
+    if limits.budget_tokens_day.is_none() {
+        topups.budget_tokens_day = None;
+    }
+    if limits.budget_cost_month.is_none() {
+        topups.budget_cost_month = None;
+    }
+    (topups != TopUps::default()).then_some(topups)
+}
+
 /// Top-ups of the current period that `old` held, put back on `p`'s entries where an
 /// operator's write would otherwise drop them (a top-up is a run-time act, like a hold, not
 /// configuration); one whose budget the new policy no longer has is left out.
 pub(crate) fn carry(p: &mut Policy, old: Vec<(String, TopUps)>) {
     let now_s = db::now_ms() / 1000;
-    for (tenant, mut topups) in old {
-        drop_lapsed(&mut topups, now_s);
-        let (_, limits) = p.limits_for(&tenant, None);
-        if limits.budget_tokens_day.is_none() {
-            topups.budget_tokens_day = None;
-        }
-        if limits.budget_cost_month.is_none() {
-            topups.budget_cost_month = None;
-        }
-        if topups == TopUps::default() {
-            continue;
-        }
+    for (tenant, topups) in old {
+        let Some(topups) = still_usable(topups, &p.limits_for(&tenant, None).1, now_s) else { continue };
         let entry = p.tenants.entry(tenant).or_default();
+        if entry.topup.is_none() {
+            entry.topup = Some(topups);
+        }
+    }
+}
+
+/// The top-ups of scope values `p` holds: (scope, value, top-ups).
+pub(crate) fn of_scopes(p: &Policy) -> Vec<(String, String, TopUps)> {
+    p.scopes
+        .iter()
+        .flat_map(|(s, d)| d.values.iter().filter_map(move |(v, e)| Some((s.clone(), v.clone(), e.topup.clone()?))))
+        .collect()
+}
+
+/// [`carry`] for scope values: kept while the new policy still has the scope and the budget.
+pub(crate) fn carry_scopes(p: &mut Policy, old: Vec<(String, String, TopUps)>) {
+    let now_s = db::now_ms() / 1000;
+    for (scope, value, topups) in old {
+        let Some(def) = p.scopes.get_mut(&scope) else { continue };
+        let Some(topups) = still_usable(topups, &def.limits_for(&value), now_s) else { continue };
+        let entry = def.values.entry(value).or_default();
         if entry.topup.is_none() {
             entry.topup = Some(topups);
         }

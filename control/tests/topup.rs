@@ -105,3 +105,29 @@ async fn a_top_up_is_refused_without_a_budget_a_role_or_a_known_tenant() {
     let r = topup(&app, OLIVIA, "initech", json!({"budget": "budget_tokens_day", "amount": 5, "create": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
+
+#[tokio::test]
+async fn a_scope_values_budget_is_topped_up_audited_and_kept_across_a_policy_replace() {
+    let app = serve(new_db(), config());
+    let mut doc: Value = serde_json::from_str(POLICY).unwrap();
+    doc["scopes"] = json!({"org": {"limits": {"budget_cost_month": 100}}});
+    let r = call(&app, "PUT", "/v1/policy", Some(ADMIN), &[], &doc.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let body = r#"{"budget": "budget_cost_month", "amount": 25, "reason": "q4"}"#;
+    let r = call(&app, "POST", "/v1/scopes/org/initech/topup", Some(OLIVIA), &[], body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["after"]["topup"]["budget_cost_month"], json!({"period": this_month(), "amount": 25.0}));
+    let r = call(&app, "POST", "/v1/scopes/division/initech/topup", Some(OLIVIA), &[], body).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "no such scope");
+    let r = call(&app, "POST", "/v1/scopes/org/two%20words/topup", Some(OLIVIA), &[], body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let audit = read(&app, "/v1/audit").await.json();
+    let applied = |e: &&Value| e["action"] == "budget.topup" && e["outcome"] == "applied";
+    let entry = audit["entries"].as_array().unwrap().iter().find(applied).unwrap();
+    assert_eq!(entry["details"]["scope"], "org:initech");
+    // A policy replaced from a file keeps the top-up while the scope has the budget.
+    let r = call(&app, "PUT", "/v1/policy", Some(ADMIN), &[], &doc.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let p = call(&app, "GET", "/v1/policy", Some(ADMIN), &[], "").await.json();
+    assert_eq!(p["scopes"]["org"]["values"]["initech"]["topup"]["budget_cost_month"]["amount"], 25.0);
+}

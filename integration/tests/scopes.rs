@@ -107,3 +107,31 @@ fn an_api_keys_entry_places_it_in_its_scopes() {
     let r = stack.chat(Some(&bad), &[]);
     assert_eq!((r.status, r.header("x-fusebox-reason")), (401, Some("invalid_scope_claim")), "{}", r.body);
 }
+
+#[test]
+fn an_orgs_exhausted_budget_is_topped_up_from_the_cli_and_its_tenants_are_back() {
+    let stack = Stack::start(&scoped_policy(json!({"org": {"limits": {"budget_tokens_day": 1000}}})));
+    stack.wait_policy_version(1);
+    let (a1, a2) = (member("a1", "initech", "ml"), member("a2", "initech", "ml"));
+    // 400 tokens a response: the org's day is at 1200 of 1000 after three.
+    for t in [&a1, &a2, &a1] {
+        assert_eq!(stack.chat(Some(t), &[]).status, 200);
+    }
+    let r = stack.chat(Some(&a2), &[]);
+    assert_eq!((r.status, r.header("x-fusebox-reason")), (429, Some("budget_tokens_day")), "{}", r.body);
+    assert_eq!(r.header("x-fusebox-scope"), Some("org:initech"));
+    let out = std::process::Command::new(fusebox_integration::sibling_binary("fusebox-control").unwrap())
+        .args(["topup", "initech", "--scope", "org", "--tokens", "1000", "--reason", "quarter end"])
+        .env("FUSEBOX_CONTROL_URL", stack.control_url(""))
+        .env("FUSEBOX_ADMIN_TOKEN", fusebox_integration::DEMO_ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("scope org:initech budget_tokens_day raised by 1000"), "{said}");
+    stack.wait_policy_version(2);
+    // 1200 of 2000: both tenants are back, and the org has not forgotten what it spent.
+    assert_eq!(stack.chat(Some(&a2), &[]).status, 200);
+    assert_eq!(stack.chat(Some(&a1), &[]).status, 200);
+    let r = stack.chat(Some(&a1), &[]);
+    assert_eq!((r.status, r.header("x-fusebox-scope")), (429, Some("org:initech")), "2000 of 2000: {}", r.body);
+}

@@ -7,7 +7,9 @@ use super::reads::{
     list_tenants, metrics, whoami,
 };
 use super::state::AppState;
-use super::writes::{delete_tenant, delete_tier, post_breaker, post_topup, put_policy, set_tenant, set_tier};
+use super::writes::{
+    delete_tenant, delete_tier, post_breaker, post_scope_topup, post_topup, put_policy, set_tenant, set_tier,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -23,6 +25,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}", get(get_tenant).put(set_tenant).patch(set_tenant).delete(delete_tenant))
         .route("/v1/tenants/{tenant}/breaker", post(post_breaker))
         .route("/v1/tenants/{tenant}/topup", post(post_topup))
+        .route("/v1/scopes/{scope}/{value}/topup", post(post_scope_topup))
         .route("/v1/tenants/{tenant}/series", get(get_series))
         .route("/v1/events", post(post_events))
         // An Envoy with many active tenants sends them all at once (at most MAX_KEYS).

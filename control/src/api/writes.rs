@@ -273,24 +273,42 @@ pub(super) async fn post_topup(
     valid_tenant(&tenant)?;
     let w = Write::new(Method::POST, format!("/v1/tenants/{tenant}/topup"), Role::Operator, "budget.topup")
         .of_tenant(&tenant);
-    write(state, headers, w, body, move |b| {
-        let cmd: TopUpCommand = serde_json::from_slice(b).map_err(|e| {
-            ApiError::bad_request(
-                "",
-                format!(
-                    "expected {{\"budget\": \"budget_tokens_day\"|\"budget_cost_month\", \"amount\": N, \
-                     \"reason\": \"...\", \"create\": false}}: {e}"
-                ),
-            )
-        })?;
-        if cmd.reason.len() > 1024 {
-            return Err(ApiError::bad_request("reason", "at most 1024 characters"));
-        }
-        // The sum is checked again as the policy is validated; this names the request's own field.
-        if !(cmd.amount > 0.0 && cmd.amount <= 1e12) {
-            return Err(ApiError::bad_request("amount", "must be greater than 0 and at most 1e12"));
-        }
-        Ok(Change::TopUp { tenant, budget: cmd.budget, amount: cmd.amount, reason: cmd.reason, create: cmd.create })
-    })
-    .await
+    write(state, headers, w, body, move |b| topup_change(b, tenant, None)).await
+}
+
+/// A top-up of a scope value's budget (`POST /v1/scopes/{scope}/{value}/topup`).
+pub(super) async fn post_scope_topup(
+    State(state): State<AppState>,
+    Path((scope, value)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !fusebox_engine::policy::is_valid_scope_name(&scope) {
+        return Err(ApiError::bad_request("scope", "a scope name: 1-32 of [a-z0-9_], starting with a letter"));
+    }
+    if !fusebox_engine::policy::is_valid_tenant_id(&value) {
+        return Err(ApiError::bad_request("value", "scope values are 1-128 of [A-Za-z0-9-_.:@]"));
+    }
+    let w = Write::new(Method::POST, format!("/v1/scopes/{scope}/{value}/topup"), Role::Operator, "budget.topup");
+    write(state, headers, w, body, move |b| topup_change(b, value, Some(scope))).await
+}
+
+fn topup_change(b: &[u8], tenant: String, scope: Option<String>) -> Result<Change, ApiError> {
+    let cmd: TopUpCommand = serde_json::from_slice(b).map_err(|e| {
+        ApiError::bad_request(
+            "",
+            format!(
+                "expected {{\"budget\": \"budget_tokens_day\"|\"budget_cost_month\", \"amount\": N, \
+                 \"reason\": \"...\", \"create\": false}}: {e}"
+            ),
+        )
+    })?;
+    if cmd.reason.len() > 1024 {
+        return Err(ApiError::bad_request("reason", "at most 1024 characters"));
+    }
+    // The sum is checked again as the policy is validated; this names the request's own field.
+    if !(cmd.amount > 0.0 && cmd.amount <= 1e12) {
+        return Err(ApiError::bad_request("amount", "must be greater than 0 and at most 1e12"));
+    }
+    Ok(Change::TopUp { tenant, scope, budget: cmd.budget, amount: cmd.amount, reason: cmd.reason, create: cmd.create })
 }

@@ -98,9 +98,13 @@ pub(crate) enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Raise a tenant's budget for the current period (today, or this month), keeping what it spent.
+    /// Raise a tenant's budget for the current period (today, or this month), keeping what it
+    /// spent; with --scope, the budget of that scope's value (`topup initech --scope org`).
     Topup {
         tenant: String,
+        /// The scope (org, team, ...) whose value `tenant` names.
+        #[arg(long)]
+        scope: Option<String>,
         /// Tokens to add to today's `budget_tokens_day`.
         #[arg(long, conflicts_with = "cost", required_unless_present = "cost")]
         tokens: Option<u64>,

@@ -129,16 +129,20 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
             say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
-        Command::Topup { tenant, tokens, cost, reason, create, remote } => {
+        Command::Topup { tenant, scope, tokens, cost, reason, create, remote } => {
             let (budget, amount) = match (tokens, cost) {
                 (Some(t), _) => ("budget_tokens_day", json!(t)),
                 (None, c) => ("budget_cost_month", json!(c)),
             };
             let body = json!({"budget": budget, "amount": amount, "reason": reason, "create": create});
-            let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/topup"), Some(&body))?;
+            let (path, whose) = match &scope {
+                Some(s) => (format!("/v1/scopes/{s}/{tenant}/topup"), format!("scope {s}:{tenant}")),
+                None => (format!("/v1/tenants/{tenant}/topup"), format!("tenant '{tenant}'")),
+            };
+            let r = remote.client()?.call("POST", &path, Some(&body))?;
             let topup = &r["after"]["topup"][budget];
             say!(
-                "tenant '{tenant}' {budget} raised by {} for {} (policy version {})",
+                "{whose} {budget} raised by {} for {} (policy version {})",
                 // Rust prints a whole f64 without a fraction: 1000 tokens, 2.5 in currency.
                 topup["amount"].as_f64().unwrap_or(0.0),
                 topup["period"].as_str().unwrap_or("?"),
