@@ -259,17 +259,25 @@ fn store(tx: &dyn Sql, e: &Event, policy: &Policy, source: &str, escalation: Esc
                     ],
                 )?;
             }
+            // A scope's breaker (`org:initech`, `model:gpt-4o*`; route tier names have no colon)
+            // is shared: its trip is kept apart (`scope_trip`, and the audit entry above), not
+            // counted against the tenant whose request crossed it, nor toward its escalation.
+            let shared = scope.as_deref().is_some_and(|s| s.contains(':'));
             if *to == Phase::Open {
-                bump_totals(tx, tenant, "trips", 1)?;
+                let kind = if shared { "scope_trip" } else { "trip" };
                 tx.execute(
-                    "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, 'trip', ?2, ?3)",
+                    "INSERT INTO tenant_events (tenant, kind, at_ms, details) VALUES (?1, ?2, ?3, ?4)",
                     params![
                         tenant,
+                        kind,
                         to_sql(*at_ms),
                         json!({"metric": metric, "run_id": run_id, "scope": scope}).to_string()
                     ],
                 )?;
-                escalate_if_repeated(tx, tenant, *at_ms, escalation)?;
+                if !shared {
+                    bump_totals(tx, tenant, "trips", 1)?;
+                    escalate_if_repeated(tx, tenant, *at_ms, escalation)?;
+                }
             }
         }
     }

@@ -56,6 +56,13 @@ fn tenants_of_one_org_share_its_limit_the_refusal_names_the_org_and_another_org_
     };
     let by_org = vec![("globex".to_string(), 3), ("initech".to_string(), 3)];
     wait_until("usage by org in control", 10, || requests("org") == by_org);
+    // The org's trip is audited with its scope, and counted against neither tenant.
+    let audit = stack.control_get("/v1/audit");
+    let trip = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "breaker.transition");
+    assert_eq!(trip.map(|e| e["details"]["scope"].clone()), Some(json!("org:initech")), "{audit}");
+    for t in ["a1", "a2"] {
+        assert_eq!(stack.control_get(&format!("/v1/tenants/{t}"))["totals"]["trips"], 0, "{t}");
+    }
     assert_eq!(requests("team"), [("ml".to_string(), 5), ("web".to_string(), 1)]);
     let out = std::process::Command::new(fusebox_integration::sibling_binary("fusebox-control").unwrap())
         .args(["usage", "--scope", "org"])
