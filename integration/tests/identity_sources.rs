@@ -60,6 +60,21 @@ fn envoy_jwt_authn_payload_identifies_the_tenant() {
 }
 
 #[test]
+fn scopes_are_read_from_the_payload_jwt_authn_verified() {
+    let policy = json!({"identity": {"jwt_authn": {"payload_key": "jwt_payload"}}, "tiers": {"free": generous()},
+                        "scopes": {"org": {"claim": "org_id", "limits": {"requests_10s": 1}}}});
+    let stack = Stack::start_with_envoy(&policy.to_string(), "jwt-authn.yaml");
+    stack.wait_policy_version_at("/v1/fusebox/status", 1);
+    let member = |tenant: &str| {
+        fusebox_integration::token_with(tenant, json!({"org_id": "initech"}).as_object().cloned().unwrap())
+    };
+    assert_eq!(stack.chat(Some(&member("one")), &[]).status, 200);
+    let r = stack.chat(Some(&member("two")), &[]);
+    assert_eq!(r.status, 429, "two tenants, one org of 1 request per 10 s: {}", r.body);
+    assert_eq!(r.header("x-fusebox-scope"), Some("org:initech"));
+}
+
+#[test]
 fn rotating_jwt_keys_in_the_policy_retires_the_old_key_at_once() {
     let policy = |kid: &str, secret: &str| {
         json!({
