@@ -42,3 +42,21 @@ fn a_models_limit_refuses_that_model_alone_and_names_its_pattern() {
         assert_eq!(stack.post("/v1/chat/completions", Some(&u), &[], &chat_with("gpt-4o")).status, 200);
     }
 }
+
+#[test]
+fn on_an_observe_route_a_models_limit_only_counts_what_it_would_refuse() {
+    let mut tier = generous();
+    tier["models"] = json!({"gpt-4o*": {"requests_10s": 1}});
+    let bootstrap = Stack::demo_bootstrap()
+        .replace(r#"{"prefix": "/v1/", "mode": "enforce"}"#, r#"{"prefix": "/v1/", "mode": "observe"}"#);
+    assert!(bootstrap.contains(r#""mode": "observe""#), "the demo's /v1/ rule changed");
+    let stack =
+        Stack::start_custom(&demo_policy(json!({"free": tier}), json!({})), 2, |_| (bootstrap.clone(), Vec::new()));
+    stack.wait_policy_version(1);
+    let t = token("dry-run", None);
+    for _ in 0..3 {
+        let r = stack.post("/v1/chat/completions", Some(&t), &[], &chat_with("gpt-4o"));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(stack.envoy_counter("fusebox.requests.would_deny"), 2);
+}

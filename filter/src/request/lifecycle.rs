@@ -5,6 +5,7 @@
 use crate::runs::AdmittedRun;
 use crate::states::StateAt;
 use fusebox_engine::admission::Admitted;
+use fusebox_engine::config::Mode;
 use fusebox_engine::reply::StreamApi;
 use fusebox_engine::usage::aligned::EventAligner;
 use fusebox_engine::usage::BodyScanner;
@@ -87,8 +88,9 @@ pub struct Counting {
     pub warning: Option<String>,
     /// The scopes (org, team, ...) that admitted the request and settle with it.
     pub scopes: Vec<super::scopes::Held>,
-    /// The body's model is still to be judged by the tenant's per-model limits.
-    pub judge_model: bool,
+    /// The body's model is still to be judged by the tenant's per-model limits: `Enforce`, or
+    /// `Observe` (a would-be refusal is only counted).
+    pub judge_model: Option<Mode>,
     /// Every scope the request belongs to, limited or not (its usage is metered by them).
     pub memberships: Vec<fusebox_engine::identity::Membership>,
     /// `x-fusebox-shadow-denied` for the response: the reason a shadowed limit would have refused.
@@ -110,7 +112,7 @@ impl Counting {
             shadow_denied: None,
             scopes: Vec::new(),
             memberships: Vec::new(),
-            judge_model: false,
+            judge_model: None,
             quota_fields: None,
         }
     }

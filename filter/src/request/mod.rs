@@ -106,14 +106,18 @@ impl Request {
     /// is sent, what admission took is given back, and `true` is returned.
     fn judge_model(&mut self) -> bool {
         let worker = Rc::clone(&self.worker);
-        let Some(c) = self.lifecycle.counting().filter(|c| c.judge_model) else { return false };
-        c.judge_model = false;
+        let Some(c) = self.lifecycle.counting() else { return false };
+        let Some(mode) = c.judge_model.take() else { return false };
         let now_ms = host::now_ms();
         let refused = match models::admit(&worker, c, now_ms) {
             Ok(shadowed) => {
                 if let Some(limit) = shadowed {
                     admit::shadow_refused(&worker, &c.admitted.tenant, limit, now_ms);
                 }
+                return false;
+            }
+            Err(_) if mode != Mode::Enforce => {
+                worker.metrics.inc(Counter::WouldDeny);
                 return false;
             }
             Err(refused) => refused,
@@ -200,8 +204,9 @@ impl HttpContext for Request {
                 counting.body = RequestBody::Held(hold);
             }
             // Per-model limits judge the body's model before any of the body goes upstream.
-            counting.judge_model = counting.in_flight() && !counting.admitted.limits.models.is_empty();
-            if counting.judge_model && matches!(counting.body, RequestBody::Passing) {
+            let models = counting.in_flight() && !counting.admitted.limits.models.is_empty();
+            counting.judge_model = models.then_some(mode);
+            if models && matches!(counting.body, RequestBody::Passing) {
                 counting.body = RequestBody::Held(Hold::unchanged());
             }
         }
