@@ -26,6 +26,29 @@ pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
     pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
 }
 
+/// The goal on latency: fusebox's p99 over bare Envoy's, in milliseconds, at the bench's
+/// connections (closed loop: each connection sends its next request when the last is
+/// answered, so the figure includes the queueing its lower throughput brings).
+pub(crate) const P99_ADDED_GOAL_MS: f64 = 0.5;
+
+/// fusebox's p99 latency minus bare Envoy's, in milliseconds.
+pub(crate) fn p99_added_ms(s: &[Summary]) -> Option<f64> {
+    let get = |k: &str| s.iter().find(|x| x.key == k);
+    let (f, b) = (get("fusebox")?, get("bare")?);
+    Some((f.p99_us as f64 - b.p99_us as f64) / 1000.0)
+}
+
+/// The latency goal's line, when both were measured.
+pub(crate) fn p99_line(s: &[Summary], connections: u32) -> String {
+    match p99_added_ms(s) {
+        Some(ms) => {
+            let verdict = if ms <= P99_ADDED_GOAL_MS { "met" } else { "MISSED" };
+            format!("p99 added over bare Envoy at {connections} connections: {ms:+.3} ms  goal <= {P99_ADDED_GOAL_MS} ms: {verdict}\n")
+        }
+        None => String::new(),
+    }
+}
+
 /// Microseconds of Envoy's time per request that `key` adds over `base`: its CPU time per
 /// request where both were measured (time stolen by other guests does not count), else from
 /// the throughput of a single saturated worker (1 / req/s).
@@ -82,4 +105,26 @@ pub(crate) fn stream_lines(streams: &[stream::Summary]) -> String {
         out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / no-op", f / n.max(1e-9)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Run;
+
+    fn at_p99(key: &'static str, p99_us: u64) -> Summary {
+        let run = Run { requests: 1000, rps: 1000.0, p50_us: 100, p99_us, errors: 0, cpu_us: None };
+        Summary::of(key, "", vec![run])
+    }
+
+    #[test]
+    fn the_latency_goal_compares_fusebox_p99_with_bare_envoys() {
+        let s = [at_p99("bare", 2_000), at_p99("fusebox", 2_400)];
+        assert_eq!(p99_added_ms(&s), Some(0.4));
+        assert!(p99_line(&s, 16).ends_with("goal <= 0.5 ms: met\n"), "{}", p99_line(&s, 16));
+        let slow = [at_p99("bare", 2_000), at_p99("fusebox", 2_600)];
+        assert!(p99_line(&slow, 16).contains("+0.600 ms"));
+        assert!(p99_line(&slow, 16).ends_with("MISSED\n"));
+        assert_eq!(p99_line(&s[..1], 16), "", "nothing to compare without fusebox");
+    }
 }

@@ -283,6 +283,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut text = report::table(&summaries, bare);
     text.push('\n');
     text.push_str(&report::ratio_lines(&ratios));
+    text.push_str(&figures::p99_line(&summaries, args.connections));
     text.push('\n');
     let costs = costs(&summaries);
     text.push_str(&cost_lines(&costs));
@@ -306,6 +307,7 @@ fn run(args: Args) -> Result<(), String> {
                  "http1": "wrk -t1, tokens rotated per request", "http2": "h2load -t1 -m1"},
         "scenarios": summaries,
         "ratios": ratios,
+        "p99_added_over_bare_ms": figures::p99_added_ms(&summaries),
         "costs_us": costs,
         "stream": streams,
         "memory": memory,
