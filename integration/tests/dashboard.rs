@@ -172,7 +172,7 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     // calm is in org initech: the page groups today's usage by org.
     let mut policy: Value =
         serde_json::from_str(&demo_policy(json!({"free": tier}), json!({"calm": calm_entry}))).unwrap();
-    policy["scopes"] = json!({"org": {}});
+    policy["scopes"] = json!({"org": {"limits": {"budget_cost_month": 100}}});
     let stack = Stack::start(&policy.to_string());
     stack.wait_policy_version(1);
     let calm = token_with("calm", json!({"org": "initech"}).as_object().unwrap().clone());
@@ -203,6 +203,12 @@ fn the_dashboard_shows_breakers_and_usage_and_its_kill_switch_stops_a_tenant() {
     assert!(browser.text("#audit").contains("breaker.transition"));
     browser.screenshot("dashboard.png");
     wait_text(&browser, "#scope-usage", "initech");
+    // The org's budget, topped up from its row.
+    browser.type_into(r#"tr[data-scope-value="initech"] input.topup-amount"#, "10");
+    browser.click(r#"tr[data-scope-value="initech"] button.topup"#);
+    wait_text(&browser, "#status", "budget_cost_month of org:initech raised by 10");
+    let org = stack.control_get("/v1/policy")["scopes"]["org"]["values"]["initech"].clone();
+    assert_eq!(org["topup"]["budget_cost_month"]["amount"], 10.0, "{org}");
 
     // noisy's usage over the last hour, against its limit, and its denials by reason.
     browser.click(r#"tr[data-tenant="noisy"] button.expand"#);
