@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
     let get = |k: &str| s.iter().find(|x| x.key == k);
-    let pairs: [(&'static str, &str, &str, Option<f64>); 14] = [
+    let pairs: [(&'static str, &str, &str, Option<f64>); 15] = [
         ("fusebox / token-counter floor", "fusebox", "floor", Some(0.9)),
         ("fusebox / no-op Wasm", "fusebox", "noop", None),
         ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.0)),
@@ -22,6 +22,7 @@ pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
         ("fleet sync on / off, 100k tenants", "fusebox_fleet_100k", "fusebox_100k", Some(0.95)),
         ("fusebox / no-op, 2 workers", "fusebox_2w", "noop_2w", None),
         ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
+        ("fusebox / LiteLLM", "fusebox", "litellm", None),
     ];
     pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
 }

@@ -6,6 +6,7 @@
 mod control_scale;
 mod figures;
 mod fleet;
+mod litellm;
 mod load;
 mod memory;
 mod procs;
@@ -55,6 +56,10 @@ struct Args {
     /// Run only these scenarios (comma-separated keys, e.g. `noop,fusebox`).
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
+    /// Peers outside Envoy to run beside fusebox (`litellm`: installs the LiteLLM proxy from
+    /// PyPI into target/litellm-venv once).
+    #[arg(long, env = "BENCH_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
     /// Where the report goes.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -94,6 +99,7 @@ impl Env {
             Filters::Floor => read("filters/floor.yaml")?,
             Filters::Native => read("filters/native.yaml")?,
             Filters::Fusebox | Filters::FuseboxFleet | Filters::FuseboxQuickSweep => read("filters/fusebox.yaml")?,
+            Filters::LiteLlm => return Err("LiteLLM is not an Envoy: see litellm.rs".into()),
         };
         let extensions = match filters {
             Filters::Fusebox => render(&read("singleton.yaml")?, &[("FLEET", String::new())]),
@@ -207,9 +213,22 @@ fn run(args: Args) -> Result<(), String> {
     let body_file = dir.join("chat-body.json");
     std::fs::write(&body_file, CHAT_BODY).map_err(|e| e.to_string())?;
     let mut running = Vec::new();
-    for s in SCENARIOS.iter().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.key)) {
+    let chosen = |s: &&Scenario| {
+        let peer_ok = s.filters != Filters::LiteLlm || args.peers.iter().any(|p| p == "litellm");
+        peer_ok && (args.only.is_empty() || args.only.iter().any(|o| o == s.key))
+    };
+    for s in SCENARIOS.iter().filter(chosen) {
         let tokens = mint_tokens(s.tokens)?;
-        let (envoy, port, _admin) = env.start_proxy(s.key, s.filters, s.workers, upstream_port)?;
+        let (envoy, port) = match s.filters {
+            Filters::LiteLlm => {
+                let port = free_port();
+                (litellm::start(&root, &dir, &env.agent, port, upstream_port, env.cpus.proxy.as_deref())?, port)
+            }
+            _ => {
+                let (envoy, port, _admin) = env.start_proxy(s.key, s.filters, s.workers, upstream_port)?;
+                (envoy, port)
+            }
+        };
         let first = tokens.first().cloned().unwrap_or_default();
         wait_admitted(&env.agent, port, &first).map_err(|e| format!("{}: {e}", s.key))?;
         let generator = if s.http2 {
@@ -391,6 +410,7 @@ fn mint_tokens(kind: Tokens) -> Result<Vec<String>, String> {
         Tokens::Rs256(n) => (n, MintKey::Rs256Pem(&rsa), "bench-rs", n),
         Tokens::Hs256Fresh(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", 10),
         Tokens::Hs256Scoped(n) => (n, MintKey::Hs256(HS256_SECRET), "bench-hs", n),
+        Tokens::LiteLlmKey => return Ok(vec![litellm::MASTER_KEY.to_string()]),
     };
     let scoped = matches!(kind, Tokens::Hs256Scoped(_));
     let (iat, ttl) = (now.saturating_sub(60), 4 * 3600);

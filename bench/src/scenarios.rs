@@ -15,6 +15,8 @@ pub(crate) enum Filters {
     FuseboxFleet,
     /// fusebox whose singleton sweeps the tenant state table every 5 s (the memory figure).
     FuseboxQuickSweep,
+    /// Not an Envoy: the LiteLLM proxy (see `litellm.rs`), run only with `BENCH_PEERS=litellm`.
+    LiteLlm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub(crate) enum Tokens {
     /// One token for each of this many tenants, each in three limited scopes of the bench
     /// policy besides its tenant: an org (of 2), a team (of 5) and a user (its own).
     Hs256Scoped(u32),
+    /// The LiteLLM peer's master key.
+    LiteLlmKey,
 }
 
 pub(crate) struct Scenario {
@@ -44,7 +48,7 @@ pub(crate) const fn scenario(key: &'static str, what: &'static str, filters: Fil
 }
 
 /// The throughput scenarios, in table order.
-pub(crate) const SCENARIOS: [Scenario; 17] = [
+pub(crate) const SCENARIOS: [Scenario; 18] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
     scenario("floor", "token-counter floor: headers, usage from the body, one CAS", Filters::Floor, Tokens::Hs256(10)),
@@ -86,4 +90,5 @@ pub(crate) const SCENARIOS: [Scenario; 17] = [
         http2: true,
         ..scenario("fusebox_h2", "fusebox, HTTP/2 (h2load), 1 tenant", Filters::Fusebox, Tokens::Hs256(1))
     },
+    scenario("litellm", "LiteLLM proxy, 1 worker, deployment rpm/tpm", Filters::LiteLlm, Tokens::LiteLlmKey),
 ];
