@@ -174,9 +174,6 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     Some(counting)
 }
 
-/// Admits the request's agent run step. `Ok(None)`: the request goes on without a run (observe
-/// mode, or the run's records could not be read); `None`: refused, and what the tenant's (and
-/// its scopes') admission took is given back.
 /// What admission took for a request so far: its tenant's slot, and its scopes'.
 #[derive(Clone, Copy)]
 struct Taken<'a> {
@@ -196,6 +193,9 @@ pub(super) fn give_back(worker: &Worker, state: &StateAt, admitted: &Admitted, h
     scopes::release(worker, &admitted.tenant, held, now_ms);
 }
 
+/// Admits the request's agent run step. `Ok(None)`: the request goes on without a run (observe
+/// mode, or the run's records could not be read); `None`: refused, and what the tenant's (and
+/// its scopes') admission took is given back.
 fn admit_run(
     worker: &Worker,
     taken: Taken<'_>,
