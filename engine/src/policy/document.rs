@@ -340,6 +340,53 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_with_scopes_models_shadow_and_top_ups_serializes_back_to_an_equal_policy() {
+        let extra = r#", "tiers": {"free": {"tokens_60s": 1000, "shadow": ["tokens_60s", "run_steps"],
+                                            "budget_cost_month": 10,
+                                            "models": {"gpt-4o*": {"tokens_60s": 500, "mode": "shadow"}}}},
+            "tenants": {"acme": {"mode": "shadow", "models": {},
+                                 "topup": {"budget_cost_month": {"period": "2026-12", "amount": 2.5}}}},
+            "scopes": {"org": {"claim": "org_id", "limits": {"budget_tokens_day": 100},
+                               "values": {"initech": {"budget_tokens_day": 50,
+                                          "topup": {"budget_tokens_day": {"period": "2026-12-04", "amount": 7}}}}},
+                       "user": {}},
+            "prices": {"gpt-4o": {"input_per_mtok": 2.5, "cached_input_per_mtok": 1.25, "output_per_mtok": 10}}"#;
+        let p = Policy::from_json(policy_json(extra).as_bytes()).unwrap();
+        let text = to_json(&p).unwrap();
+        assert_eq!(Policy::from_json(text.as_bytes()).unwrap(), p, "{text}");
+        // What was left at its default is left out, so a document stays as it was written.
+        assert!(!text.contains(r#""mode":"enforce""#) && !text.contains(r#""shadow":[]"#), "{text}");
+        let (_, acme) = p.limits_for("acme", None);
+        assert!(acme.models.is_empty(), "the entry's empty map replaces the tier's");
+        assert_eq!(p.limits_for("other", None).1.models.for_model("gpt-4o-mini").map(|(pat, _)| pat), Some("gpt-4o*"));
+        assert_eq!(p.scope_limits("org", "initech").and_then(|l| l.budget_tokens_day), Some(50));
+        assert!(p.scope_limits("user", "bob").is_none(), "a scope without limits is only metered");
+    }
+
+    #[test]
+    fn model_patterns_are_names_or_prefixes_and_do_not_nest() {
+        for (models, field) in [
+            (r#"{"gpt 4o": {}}"#, "tiers.free.models.gpt 4o"),
+            (r#"{"gpt-*-mini": {}}"#, "tiers.free.models.gpt-*-mini"),
+            (r#"{"gpt-4o*": {"models": {"x": {}}}}"#, "tiers.free.models.gpt-4o*.models"),
+            (r#"{"gpt-4o*": {"tokens_60s": 0}}"#, "tiers.free.models.gpt-4o*.tokens_60s"),
+        ] {
+            let json = policy_json(&format!(r#", "tiers": {{"free": {{"models": {models}}}}}"#));
+            assert_eq!(Policy::from_json(json.as_bytes()).unwrap_err().field, field, "{models}");
+        }
+        let p = Policy::from_json(
+            policy_json(
+                r#", "tiers": {"free": {"models": {"*": {"tokens_60s": 1}, "claude-opus-4": {"tokens_60s": 2}}}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let models = p.limits_for("a", None).1.models;
+        assert_eq!(models.for_model("claude-opus-4").map(|(pat, _)| pat), Some("claude-opus-4"));
+        assert_eq!(models.for_model("claude-opus-4-1").map(|(pat, _)| pat), Some("*"), "exact names are exact");
+    }
+
+    #[test]
     fn policy_serializes_back_to_an_equal_policy() {
         let p = Policy::from_json(policy_json(r#", "tenants": {"acme": {"tokens_10s": 7}}"#).as_bytes()).unwrap();
         let again = Policy::from_json(&serde_json::to_vec(&p).unwrap()).unwrap();
