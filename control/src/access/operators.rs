@@ -120,6 +120,11 @@ impl Source {
     /// or parse leaves the operators in force as they were.
     pub fn reload(&self) -> Result<bool, String> {
         let Some(path) = &self.path else { return Ok(false) };
+        // A file being rewritten in place (truncated, then written) reads empty for a moment:
+        // that is not "no operators" (write a comment line to remove them all).
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Ok(false);
+        }
         let operators = read(path)?;
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         if **current == operators {
@@ -219,6 +224,13 @@ mod tests {
         std::fs::write(&path, "alice admin nothex\n").unwrap();
         assert!(source.reload().is_err());
         assert!(source.current().who("t2").is_some(), "a bad file changes nothing");
+        // Caught between truncation and write, a file reads empty: that removes nobody.
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(source.reload(), Ok(false));
+        assert!(source.current().who("t2").is_some(), "an empty read is a file being written");
+        std::fs::write(&path, "# nobody\n").unwrap();
+        assert_eq!(source.reload(), Ok(true));
+        assert!(source.current().who("t2").is_none(), "a comment line removes everyone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
