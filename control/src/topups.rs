@@ -9,12 +9,8 @@ use fusebox_engine::policy::{period_label, Limits, Policy, TenantPolicy, TopUps}
 /// Forgets the top-ups whose period is over (they no longer raise anything).
 pub(crate) fn drop_lapsed(topups: &mut TopUps, now_s: u64) {
     for budget in [Budget::TokensDay, Budget::CostMonth] {
-        let lapsed = topups.get(budget).is_some_and(|t| t.period != period_label(budget, now_s));
-        if lapsed {
-            match budget {
-                Budget::TokensDay => topups.budget_tokens_day = None,
-                Budget::CostMonth => topups.budget_cost_month = None,
-            }
+        if topups.get(budget).is_some_and(|t| t.period != period_label(budget, now_s)) {
+            topups.clear(budget);
         }
     }
 }
@@ -23,11 +19,8 @@ pub(crate) fn drop_lapsed(topups: &mut TopUps, now_s: u64) {
 /// the limits have; `None` when none is.
 fn still_usable(mut topups: TopUps, limits: &Limits, now_s: u64) -> Option<TopUps> {
     drop_lapsed(&mut topups, now_s);
-    if limits.budget_tokens_day.is_none() {
-        topups.budget_tokens_day = None;
-    }
-    if limits.budget_cost_month.is_none() {
-        topups.budget_cost_month = None;
+    for budget in [Budget::TokensDay, Budget::CostMonth].into_iter().filter(|b| !limits.has_budget(*b)) {
+        topups.clear(budget);
     }
     (topups != TopUps::default()).then_some(topups)
 }

@@ -75,7 +75,7 @@ struct Refusal<'a> {
 
 impl Refusal<'_> {
     fn reply(self) -> Reply {
-        let body = json!({
+        let mut body = json!({
             "error": {
                 "message": self.message,
                 "type": self.kind,
@@ -92,7 +92,6 @@ impl Refusal<'_> {
             }
         });
         // Only a scope's refusal names it: the tenant's own reply stays as documented.
-        let mut body = body;
         if let (Some(scope), Some(f)) = (self.scope, body.pointer_mut("/error/fusebox").and_then(|f| f.as_object_mut()))
         {
             f.insert("scope".into(), json!(scope));

@@ -244,9 +244,7 @@ pub(super) async fn post_breaker(
                 ),
             )
         })?;
-        if cmd.reason.len() > 1024 {
-            return Err(ApiError::bad_request("reason", "at most 1024 characters"));
-        }
+        check_reason(&cmd.reason)?;
         Ok(Change::Breaker { tenant, action: cmd.action, reason: cmd.reason, create: cmd.create })
     })
     .await
@@ -293,6 +291,14 @@ pub(super) async fn post_scope_topup(
     write(state, headers, w, body, move |b| topup_change(b, value, Some(scope))).await
 }
 
+/// An operator's reason, as the audit log keeps it.
+fn check_reason(reason: &str) -> Result<(), ApiError> {
+    if reason.len() > 1024 {
+        return Err(ApiError::bad_request("reason", "at most 1024 characters"));
+    }
+    Ok(())
+}
+
 fn topup_change(b: &[u8], tenant: String, scope: Option<String>) -> Result<Change, ApiError> {
     let cmd: TopUpCommand = serde_json::from_slice(b).map_err(|e| {
         ApiError::bad_request(
@@ -303,9 +309,7 @@ fn topup_change(b: &[u8], tenant: String, scope: Option<String>) -> Result<Chang
             ),
         )
     })?;
-    if cmd.reason.len() > 1024 {
-        return Err(ApiError::bad_request("reason", "at most 1024 characters"));
-    }
+    check_reason(&cmd.reason)?;
     // The sum is checked again as the policy is validated; this names the request's own field.
     if !(cmd.amount > 0.0 && cmd.amount <= 1e12) {
         return Err(ApiError::bad_request("amount", "must be greater than 0 and at most 1e12"));

@@ -33,6 +33,17 @@ pub(crate) struct Remote {
     pub(crate) client_key: Option<PathBuf>,
 }
 
+/// What an operator's act on a tenant says of itself.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Why {
+    /// Why (recorded in the audit log).
+    #[arg(long, default_value = "")]
+    pub(crate) reason: String,
+    /// Act on a tenant control has not heard of yet (no entry, no traffic reported).
+    #[arg(long)]
+    pub(crate) create: bool,
+}
+
 impl Remote {
     pub(crate) fn client(&self) -> Result<Client, String> {
         let tls =
@@ -89,12 +100,8 @@ pub(crate) enum Command {
     Breaker {
         action: BreakerVerb,
         tenant: String,
-        /// Why (recorded in the audit log).
-        #[arg(long, default_value = "")]
-        reason: String,
-        /// Act on a tenant control has not heard of yet (no entry, no traffic reported).
-        #[arg(long)]
-        create: bool,
+        #[command(flatten)]
+        why: Why,
         #[command(flatten)]
         remote: Remote,
     },
@@ -111,12 +118,8 @@ pub(crate) enum Command {
         /// Currency to add to this month's `budget_cost_month`.
         #[arg(long)]
         cost: Option<f64>,
-        /// Why (recorded in the audit log).
-        #[arg(long, default_value = "")]
-        reason: String,
-        /// Act on a tenant control has not heard of yet (no entry, no traffic reported).
-        #[arg(long)]
-        create: bool,
+        #[command(flatten)]
+        why: Why,
         #[command(flatten)]
         remote: Remote,
     },

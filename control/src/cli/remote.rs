@@ -3,7 +3,7 @@
 // Reading a serde_json `Value` by index never panics (a missing key reads as `Null`).
 #![allow(clippy::indexing_slicing)]
 
-use super::args::{AuditCmd, BreakerVerb, Command, PolicyCmd, TenantCmd, TierCmd};
+use super::args::{AuditCmd, BreakerVerb, Command, PolicyCmd, TenantCmd, TierCmd, Why};
 use fusebox_control::client::{self, terminal_safe};
 use serde_json::{json, Value};
 
@@ -119,7 +119,7 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
                 }
             }
         }
-        Command::Breaker { action, tenant, reason, create, remote } => {
+        Command::Breaker { action, tenant, why: Why { reason, create }, remote } => {
             let verb = match action {
                 BreakerVerb::Open => "open",
                 BreakerVerb::Close => "close",
@@ -129,7 +129,7 @@ pub(crate) fn run_remote(command: Command) -> Result<(), String> {
             let r = remote.client()?.call("POST", &format!("/v1/tenants/{tenant}/breaker"), Some(&body))?;
             say!("tenant '{tenant}' breaker {verb}: policy version {}", r["version"]);
         }
-        Command::Topup { tenant, scope, tokens, cost, reason, create, remote } => {
+        Command::Topup { tenant, scope, tokens, cost, why: Why { reason, create }, remote } => {
             let (budget, amount) = match (tokens, cost) {
                 (Some(t), _) => ("budget_tokens_day", json!(t)),
                 (None, c) => ("budget_cost_month", json!(c)),

@@ -8,7 +8,7 @@
 //! would refuse, never an over-count.
 
 use super::decision::{
-    error_violation, exhausted_budget, over_with_reservations, worst_violation, DenyCause, WINDOWED,
+    error_violation, exhausted_budget, over_with_reservations, worst_violation, Denied, DenyCause, WINDOWED,
 };
 use crate::metric::Metric;
 use crate::policy::{Limit, Limits};
@@ -17,8 +17,8 @@ use crate::state::TenantState;
 /// The shadowed limit that would have refused a request arriving at `now_ms`, if any.
 pub fn shadow_refusal(state: &TenantState, shadow: &Limits, now_ms: u64) -> Option<Limit> {
     let now_s = now_ms / 1000;
-    if let Some(d) = exhausted_budget(state, shadow, now_s) {
-        return Some(limit_of(d.cause));
+    if let Some(Denied { cause: DenyCause::Budget { budget, .. }, .. }) = exhausted_budget(state, shadow, now_s) {
+        return Some(Limit::of_budget(budget));
     }
     if let Some(limit) = shadow.concurrency {
         if state.observe(Metric::Concurrency, now_s) >= limit {
@@ -31,17 +31,9 @@ pub fn shadow_refusal(state: &TenantState, shadow: &Limits, now_ms: u64) -> Opti
     if let Some(v) = error_violation(state, shadow, now_s) {
         return Some(Limit::of_metric(v.trip.metric));
     }
-    over_with_reservations(state, shadow, now_s).map(limit_of)
-}
-
-fn limit_of(cause: DenyCause) -> Limit {
-    match cause {
-        DenyCause::Budget { budget, .. } => Limit::of_budget(budget),
-        DenyCause::Reserved { metric, .. } => Limit::of_metric(metric),
-        DenyCause::Tripped(t) => Limit::of_metric(t.metric),
-        DenyCause::Concurrency { .. } => Limit::Concurrency,
-        // Not produced by a shadowed limit: operators' switches are never shadowed.
-        DenyCause::ProbesBusy | DenyCause::KillSwitch => Limit::Tokens60s,
+    match over_with_reservations(state, shadow, now_s)? {
+        DenyCause::Reserved { metric, .. } => Some(Limit::of_metric(metric)),
+        _ => None,
     }
 }
 

@@ -169,6 +169,14 @@ impl Limits {
         Limits::default()
     }
 
+    /// Whether this tier or tenant has `budget` at all (a top-up can only raise one it has).
+    pub fn has_budget(&self, budget: Budget) -> bool {
+        match budget {
+            Budget::TokensDay => self.budget_tokens_day.is_some(),
+            Budget::CostMonth => self.budget_cost_month.is_some(),
+        }
+    }
+
     /// A budget's limit at `now_s` in its unit (tokens, or cost in millionths of the currency):
     /// the tier's (or tenant's) with any top-up for the current period.
     pub fn budget_limit(&self, budget: Budget, now_s: u64) -> Option<u64> {
@@ -288,11 +296,7 @@ impl TenantPolicy {
         let Some(topups) = &self.topup else { return Ok(()) };
         topups.active(&format!("{at}.topup"))?;
         for budget in [Budget::TokensDay, Budget::CostMonth] {
-            let has = match budget {
-                Budget::TokensDay => limits.budget_tokens_day.is_some(),
-                Budget::CostMonth => limits.budget_cost_month.is_some(),
-            };
-            if topups.get(budget).is_some() && !has {
+            if topups.get(budget).is_some() && !limits.has_budget(budget) {
                 return Err(field_error(
                     format!("{at}.topup.{budget}"),
                     format!("the tenant has no {budget} to raise (set one on its tier or entry)"),

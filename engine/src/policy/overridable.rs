@@ -76,7 +76,7 @@ macro_rules! overridable {
         impl $over {
             /// Replaces in `base` every value this override sets.
             pub(crate) fn override_fields(&self, base: &mut $full) {
-                $( base.$name = overridable!(@merge self.$name, base.$name $(, $default)?); )*
+                $( if let Some(v) = &self.$name { base.$name = overridable!(@set v $(, $default)?); } )*
             }
         }
     };
@@ -85,10 +85,8 @@ macro_rules! overridable {
     (@default) => { None };
     (@default $default:expr) => { $default };
     // By reference, so a setting need not be `Copy` (the model limits are a map).
-    (@merge $over:expr, $base:expr) => { match &$over { Some(v) => Some(Clone::clone(v)), None => $base.take() } };
-    (@merge $over:expr, $base:expr, $default:expr) => {
-        match &$over { Some(v) => Clone::clone(v), None => std::mem::take(&mut $base) }
-    };
+    (@set $v:ident) => { Some(Clone::clone($v)) };
+    (@set $v:ident, $default:expr) => { Clone::clone($v) };
 }
 
 pub(crate) use overridable;

@@ -38,11 +38,6 @@ impl ScopeDef {
             None => self.limits.clone(),
         }
     }
-
-    /// Whether any value can be refused: a limit in `limits` or in an override.
-    pub fn limits_anything(&self) -> bool {
-        self.limits.limits_anything() || self.values.values().any(|e| e.apply(&self.limits).limits_anything())
-    }
 }
 
 /// The name of a scope value's state in the state table (`*org:initech`): `*` cannot occur in

@@ -123,6 +123,13 @@ impl TopUps {
         }
     }
 
+    pub fn clear(&mut self, budget: Budget) {
+        match budget {
+            Budget::TokensDay => self.budget_tokens_day = None,
+            Budget::CostMonth => self.budget_cost_month = None,
+        }
+    }
+
     pub fn set(&mut self, budget: Budget, topup: TopUp) {
         match budget {
             Budget::TokensDay => self.budget_tokens_day = Some(topup),

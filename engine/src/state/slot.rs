@@ -144,7 +144,7 @@ pub fn holds(state: &TenantState, limits: &Limits, now_ms: u64) -> Holds {
     let mut budget_until_ms = 0;
     for budget in [Budget::TokensDay, Budget::CostMonth] {
         // A shadowed budget is kept too: flipping it to enforce must find what was spent.
-        let limited = limits.budget_limit(budget, now_s).is_some() || limits.shadow.contains(Limit::of_budget(budget));
+        let limited = limits.has_budget(budget) || limits.shadow.contains(Limit::of_budget(budget));
         if limited && state.budget.used(budget, now_s) > 0 {
             let reset_ms = now_s.saturating_add(seconds_to_reset(budget, now_s)).saturating_mul(1000);
             budget_until_ms = budget_until_ms.max(reset_ms);
