@@ -15,7 +15,7 @@ SOAK_SECONDS ?= 50
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N runs each target N inputs instead of FUZZ_SECONDS.
 FUZZ_RUNS ?=
-FUZZ_TARGETS := policy identity json_usage sse events ingest paths
+FUZZ_TARGETS := policy identity json_usage sse events ingest paths state_table
 
 ## This list of targets.
 help:

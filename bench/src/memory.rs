@@ -1,8 +1,10 @@
 //! Envoy's memory against the number of tenants it has seen: a fusebox Envoy is sent one request
 //! from each of many distinct tenants, then left idle past the longest window, and its memory is
 //! read before, after the requests, and after the idle time (when the tenants' states have been
-//! swept from the slot table). Envoy's allocator keeps freed pages for reuse, so its resident
-//! size (RSS) shows the high-water mark; `server.memory_allocated` is what Envoy holds live.
+//! swept from the state table). Envoy's allocator keeps freed pages for reuse unless told to
+//! give them back (`memory_allocator_manager`, set for this scenario), so without it the
+//! resident size (RSS) shows the high-water mark; `server.memory_allocated` is what Envoy holds
+//! live.
 
 use crate::procs::proc_status_kb;
 use fusebox_integration::envoy_stat;
@@ -13,14 +15,19 @@ const HELD: &str = "wasmcustom.fusebox.state.held";
 const FREED: &str = "wasmcustom.fusebox.state.freed";
 const FULL: &str = "wasmcustom.fusebox.state.full";
 const COMPACTED: &str = "wasmcustom.fusebox.state.compacted";
-/// Past the longest window (60 s) and the hold's margin, plus two sweep passes (a pass over the
-/// 2 million slots takes about 32 s at 64 k slots a tick).
+/// Past the longest window (60 s) and the hold's margin, plus a generous margin for two sweep
+/// passes (5 s each in this scenario) and the allocator's release.
 const IDLE_WAIT: Duration = Duration::from_secs(160);
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Reading {
     pub rss_kb: u64,
     pub allocated_kb: u64,
+    /// What tcmalloc holds from the system (`/memory` `total_physical_bytes`): allocated, plus
+    /// freed pages not yet given back.
+    pub allocator_physical_kb: u64,
+    /// The Wasm VMs' linear memory (workers and singleton): it only grows, so it is their peak.
+    pub wasm_kb: u64,
     /// Tenant states the slot table holds (as of the singleton's last sweep pass).
     pub states_held: u64,
 }
@@ -43,7 +50,8 @@ impl Figure {
         let mb = |kb: u64| kb as f64 / 1024.0;
         format!(
             "memory after {} distinct tenants (one request each, {:.0} s): Envoy RSS {:.0} -> {:.0} -> {:.0} MB \
-             (start, after requests, after idle), allocated {:.0} -> {:.0} -> {:.0} MB; states held {} -> {} ({} freed, {} kept as their budget alone, {} refused state_full)\n",
+             (start, after requests, after idle), allocated {:.0} -> {:.0} -> {:.0} MB, allocator's pages {:.0} -> {:.0} -> {:.0} MB, \
+             Wasm memory {:.0} -> {:.0} -> {:.0} MB; states held {} -> {} ({} freed, {} kept as their budget alone, {} refused state_full)\n",
             self.tenants,
             self.seconds_sending,
             mb(self.start.rss_kb),
@@ -52,6 +60,12 @@ impl Figure {
             mb(self.start.allocated_kb),
             mb(self.after_requests.allocated_kb),
             mb(self.after_idle.allocated_kb),
+            mb(self.start.allocator_physical_kb),
+            mb(self.after_requests.allocator_physical_kb),
+            mb(self.after_idle.allocator_physical_kb),
+            mb(self.start.wasm_kb),
+            mb(self.after_requests.wasm_kb),
+            mb(self.after_idle.wasm_kb),
             self.after_requests.states_held,
             self.after_idle.states_held,
             self.states_freed,
@@ -106,11 +120,22 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn read(&self) -> Reading {
+        let wasm = ["wasmcustom.fusebox.worker.wasm_memory_bytes", "wasmcustom.fusebox.singleton.wasm_memory_bytes"];
         Reading {
             rss_kb: proc_status_kb(self.pid, "VmRSS").unwrap_or(0),
             allocated_kb: envoy_stat(self.agent, self.admin_port, "server.memory_allocated").unwrap_or(0) / 1024,
+            allocator_physical_kb: self.physical_bytes().unwrap_or(0) / 1024,
+            wasm_kb: wasm.iter().map(|g| envoy_stat(self.agent, self.admin_port, g).unwrap_or(0)).sum::<u64>() / 1024,
             states_held: envoy_stat(self.agent, self.admin_port, HELD).unwrap_or(0),
         }
+    }
+
+    /// tcmalloc's `total_physical_bytes` from the admin `/memory` page.
+    fn physical_bytes(&self) -> Option<u64> {
+        let url = format!("http://127.0.0.1:{}/memory", self.admin_port);
+        let body = self.agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v.get("total_physical_bytes")?.as_str()?.parse().ok()
     }
 
     fn stat(&self, name: &str) -> u64 {

@@ -322,8 +322,8 @@ pub struct SingletonConfig {
     /// Counting with the rest of the fleet (absent: this Envoy counts alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetConfig>,
-    /// How long one sweep over the tenant state table takes (see `state::slot`): a state whose
-    /// hold has ended is freed within this long.
+    /// How long one sweep over the tenant state table takes (see `state::entry`): a state whose
+    /// hold has ended is removed within this long.
     #[serde(default = "default_sweep_pass_ms")]
     pub sweep_pass_ms: u64,
 }

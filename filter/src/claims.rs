@@ -1,16 +1,16 @@
-//! The slots a worker claimed (for a new tenant state or run record), handed to the singleton on
-//! the worker's tick, so its sweep reads only slots that hold something instead of every slot of
-//! the tables (a hostcall each; see `singleton/sweeper.rs`).
+//! The buckets a worker added to (a new tenant state or run record), handed to the singleton on
+//! the worker's tick, so its sweep reads only buckets that hold something instead of every
+//! bucket of the tables (a hostcall each; see `singleton/sweeper.rs`).
 
 use crate::host;
 use crate::queue::SingletonQueue;
 use std::cell::RefCell;
 
 /// Claims a worker keeps between ticks; beyond it one is dropped (the sweep's slow lap over
-/// every slot still finds it).
+/// every bucket still finds it).
 const MAX_PENDING: usize = 10_000;
 
-/// Which table a claimed slot is in.
+/// Which table a bucket is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     States,
@@ -39,11 +39,11 @@ pub fn queue_name(namespace: &str) -> String {
     format!("{namespace}/v1/claims")
 }
 
-/// A batch off the queue: five bytes a claim, the table's tag and the slot (u32, little-endian).
+/// A batch off the queue: five bytes a claim, the table's tag and the bucket (u32, little-endian).
 pub fn decode(bytes: &[u8]) -> impl Iterator<Item = (Table, u64)> + '_ {
     bytes.chunks_exact(5).filter_map(|c| {
-        let (tag, slot) = c.split_first()?;
-        Some((Table::from_tag(*tag)?, u64::from(u32::from_le_bytes(slot.try_into().ok()?))))
+        let (tag, n) = c.split_first()?;
+        Some((Table::from_tag(*tag)?, u64::from(u32::from_le_bytes(n.try_into().ok()?))))
     })
 }
 
@@ -57,11 +57,11 @@ impl Claims {
         Claims { pending: RefCell::new(Vec::new()), queue: SingletonQueue::new(queue_name(namespace)) }
     }
 
-    pub fn claimed(&self, table: Table, slot: u64) {
+    pub fn claimed(&self, table: Table, bucket: u64) {
         let mut pending = self.pending.borrow_mut();
         if pending.len() < MAX_PENDING * 5 {
             pending.push(table.tag());
-            pending.extend_from_slice(&u32::try_from(slot).unwrap_or(u32::MAX).to_le_bytes());
+            pending.extend_from_slice(&u32::try_from(bucket).unwrap_or(u32::MAX).to_le_bytes());
         }
     }
 
@@ -73,7 +73,7 @@ impl Claims {
         let batch = std::mem::take(&mut *self.pending.borrow_mut());
         let Some(queue) = self.queue.resolve() else { return };
         if let Err(s) = host::enqueue(queue, &batch) {
-            log::debug!("handing {} slot claims to the singleton failed: {s:?}", batch.len() / 5);
+            log::debug!("handing {} bucket claims to the singleton failed: {s:?}", batch.len() / 5);
             self.queue.forget();
         }
     }

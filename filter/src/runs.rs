@@ -1,12 +1,15 @@
-//! Agent runs in shared data: each run's record in one bounded table of slots (see
-//! `fusebox_engine::run::slots`), named by its tenant-qualified id (`tenant/run`, the fleet's
-//! name for it too), so a run id cannot touch another tenant's run; the run tree's totals are on
-//! the root run's record (see `fusebox_engine::run`).
+//! Agent runs in shared data: each run's record in one bucket of a fixed table (see
+//! `fusebox_engine::run`), named by its tenant-qualified id (`tenant/run`, the fleet's name for
+//! it too), so a run id cannot touch another tenant's run; the run tree's totals are on the root
+//! run's record.
 
 use crate::store::{self, Keys, StoreError};
 use fusebox_engine::fleet::{run_name, RunPart};
 use fusebox_engine::policy::{Limit, Limits};
-use fusebox_engine::run::{slots, RunDenied, RunLimit, RunRecord, PROBES};
+use fusebox_engine::run::{bucket, RunDenied, RunLimit, RunRecord, RUNS_PER_BUCKET};
+use fusebox_engine::state::bucket::{Bucket, Full, Keep, Taken};
+
+type RunBucket = Bucket<RunRecord>;
 
 /// A run step that was admitted: where its tokens go at the end.
 #[derive(Debug, Clone)]
@@ -32,22 +35,22 @@ impl From<StoreError> for RunRefusal {
     }
 }
 
-const FULL: RunDenied = RunDenied { limit: RunLimit::Capacity, threshold: PROBES, observed: PROBES };
+const FULL: RunDenied =
+    RunDenied { limit: RunLimit::Capacity, threshold: RUNS_PER_BUCKET as u64, observed: RUNS_PER_BUCKET as u64 };
+
+fn key_of(keys: &Keys, id: &str) -> String {
+    keys.run_bucket(bucket(id))
+}
 
 /// The live record of the run `id` (tenant-qualified) and its key, if the run is known.
 fn find(keys: &Keys, id: &str, limits: &Limits, now_ms: u64) -> Result<Option<(String, RunRecord)>, StoreError> {
-    for slot in slots(id) {
-        let key = keys.run(slot);
-        let record: RunRecord = store::read(&key)?;
-        if record.is_live_for(id, limits, now_ms) {
-            return Ok(Some((key, record)));
-        }
-    }
-    Ok(None)
+    let key = key_of(keys, id);
+    let b: RunBucket = store::read(&key)?;
+    Ok(b.get(id).filter(|r| r.is_live_for(id, limits, now_ms)).map(|r| (key, r)))
 }
 
-/// Puts `fresh` in the first slot that is `fresh.id`'s own or free (telling `on_claim` which);
-/// `None` when all are taken.
+/// Puts `fresh` in its bucket unless the run has a live record there already (telling
+/// `on_claim` when it added one); `None` when the bucket is full of live runs.
 fn claim(
     keys: &Keys,
     fresh: &RunRecord,
@@ -55,24 +58,26 @@ fn claim(
     now_ms: u64,
     on_claim: &mut impl FnMut(u64),
 ) -> Result<Option<String>, StoreError> {
-    for slot in slots(&fresh.id) {
-        let key = keys.run(slot);
-        let (claimed, _) = store::update(keys, &key, |r: &mut RunRecord| {
-            if r.is_live_for(&fresh.id, limits, now_ms) {
-                true
-            } else if r.is_free(limits, now_ms) {
-                *r = fresh.clone();
-                true
-            } else {
-                false
+    let n = bucket(&fresh.id);
+    let key = keys.run_bucket(n);
+    let mut added = false;
+    let (claimed, _) = store::update(keys, &key, |b: &mut RunBucket| {
+        added = false;
+        match b.take_or_add(&fresh.id, RUNS_PER_BUCKET, |r| r.is_stale(now_ms), || fresh.clone()) {
+            Ok(Taken::Found(r)) if r.is_live_for(&fresh.id, limits, now_ms) => b.put(r),
+            // Its record expired (or it had none): it starts afresh.
+            Ok(Taken::Found(_) | Taken::Added(_)) => {
+                b.put(fresh.clone());
+                added = true;
             }
-        })?;
-        if claimed {
-            on_claim(slot);
-            return Ok(Some(key));
+            Err(Full) => return false,
         }
+        true
+    })?;
+    if added {
+        on_claim(n);
     }
-    Ok(None)
+    Ok(claimed.then_some(key))
 }
 
 /// Admits one step of `run_id` (a sub-run of `parent` if given) for `tenant`, under the
@@ -119,39 +124,48 @@ pub fn admit(
         Some(key) => key,
         None => claim(keys, &fresh(&root, None), limits, now_ms, &mut on_claim)?.ok_or(RunRefusal::Denied(FULL))?,
     };
-    let ((step, shadowed), _) = store::update(keys, &root_key, |r: &mut RunRecord| {
-        if !r.is_live_for(&root, limits, now_ms) {
-            // The slot was reused between our look-up and now: the run starts again here.
-            *r = fresh(&root, None);
-        }
+    let ((step, shadowed), _) = store::update(keys, &root_key, |b: &mut RunBucket| {
+        let mut r = match b.take(&root) {
+            Some(r) if r.is_live_for(&root, limits, now_ms) => r,
+            // Gone (expired and swept) between our look-up and now: the run starts again here.
+            _ => fresh(&root, None),
+        };
         let shadowed = shadow.and_then(|sh| r.shadow_refusal(&own, sh, now_ms)).and_then(Limit::of_run);
-        (r.admit_step(limits, now_ms), shadowed)
+        let step = r.admit_step(limits, now_ms);
+        b.put(r);
+        (step, shadowed)
     })?;
     step.map_err(RunRefusal::Denied)?;
     Ok(AdmittedRun { run_id: run_id.to_string(), shadowed, root, root_key })
 }
 
-/// The slot key and record of the root run named `root` (`tenant/run`), if this Envoy holds one.
+/// The bucket key and record of the root run named `root` (`tenant/run`), if this Envoy holds one.
 pub fn root_record(keys: &Keys, root: &str) -> Result<Option<(String, RunRecord)>, StoreError> {
-    for slot in slots(root) {
-        let key = keys.run(slot);
-        let record: RunRecord = store::read(&key)?;
-        if record.id == root && record.root.is_none() && record.started_ms != 0 {
-            return Ok(Some((key, record)));
-        }
-    }
-    Ok(None)
+    let key = key_of(keys, root);
+    let b: RunBucket = store::read(&key)?;
+    Ok(b.get(root).filter(|r| r.root.is_none() && r.started_ms != 0).map(|r| (key, r)))
+}
+
+/// Applies `f` to the root record `root` in the bucket at `key`, if it is there (it could have
+/// expired and been swept).
+fn update_root<R>(
+    keys: &Keys,
+    key: &str,
+    root: &str,
+    mut f: impl FnMut(&mut RunRecord) -> R,
+) -> Result<Option<R>, StoreError> {
+    let updated = store::update_if(keys, key, |b: &mut RunBucket| {
+        let mut r = b.take(root).filter(|r| r.root.is_none())?;
+        let out = f(&mut r);
+        b.put(r);
+        Some(out)
+    })?;
+    Ok(updated.map(|(r, _)| r))
 }
 
 /// Writes the rest of the fleet's part of a run tree into its root record at `key`.
 pub fn write_fleet_part(keys: &Keys, key: &str, root: &str, part: RunPart) -> Result<(), StoreError> {
-    store::update(keys, key, |r: &mut RunRecord| {
-        // Only while the slot still holds this run's root (it could have been reused).
-        if r.id == root && r.root.is_none() {
-            r.fleet = part;
-        }
-    })
-    .map(|_| ())
+    update_root(keys, key, root, |r| r.fleet = part).map(|_| ())
 }
 
 /// Adds a finished step's tokens to its run tree; returns a trip it caused.
@@ -162,25 +176,21 @@ pub fn settle(
     tokens: u64,
     now_ms: u64,
 ) -> Result<Option<RunDenied>, StoreError> {
-    store::update(keys, &run.root_key, |r: &mut RunRecord| {
-        // Only while the slot still holds this run (it could have expired and been reused).
-        if r.id == run.root {
-            r.add_tokens(limits, tokens, now_ms)
-        } else {
-            None
-        }
-    })
-    .map(|(t, _)| t)
+    Ok(update_root(keys, &run.root_key, &run.root, |r| r.add_tokens(limits, tokens, now_ms))?.flatten())
 }
 
-/// Frees run slot `n` if its record is stale; returns whether the slot is empty now. A record
-/// updated meanwhile stays (the write is a compare-and-swap).
-pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> bool {
-    let key = keys.run(n);
-    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return true };
+/// Removes the stale records of run bucket `n`; returns how many records it still holds and how
+/// many went, or `None` when it changed meanwhile (the write is a compare-and-swap).
+pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Option<(usize, usize)> {
+    let key = keys.run_bucket(n);
+    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return Some((0, 0)) };
     if bytes.is_empty() {
-        return true;
+        return Some((0, 0));
     }
-    let stale = RunRecord::decode(&bytes).is_none_or(|r| r.is_stale(now_ms));
-    stale && crate::host::shared_set(&key, b"", Some(cas)).is_ok()
+    let mut b = RunBucket::decode(bytes).unwrap_or_default();
+    let (_, freed) = b.sweep(|r| if r.is_stale(now_ms) { Keep::Drop } else { Keep::Whole });
+    if freed == 0 && !b.is_empty() {
+        return Some((b.len(), 0));
+    }
+    crate::host::shared_set(&key, &b.encode(), Some(cas)).ok().map(|()| (b.len(), freed))
 }

@@ -1,19 +1,19 @@
-//! Tenant states in shared data, in the bounded table of slots (see
-//! `fusebox_engine::state::slot`): finding a state by its name, claiming a slot for a new one,
-//! and the singleton's sweep that frees the slots nobody needs any more.
+//! Tenant states in shared data, in the fixed table of buckets (see
+//! `fusebox_engine::state::bucket` and `::entry`): finding a state by its name, adding one for a
+//! new name, and the singleton's sweep that removes the states nobody needs any more.
 //!
-//! Two workers may claim a slot for the same new name at once and pick different slots (one saw
-//! a slot still held that the other saw free a moment later). The one whose slot comes later in
-//! the probing order notices (it looks at the earlier slots after claiming) and moves what it
-//! counted into the earlier slot, so every count lands on one state.
+//! A name has exactly one bucket, and every change to a bucket is one compare-and-swap of its
+//! whole value, so two workers adding the same new name at once cannot make two states of it:
+//! the second write fails its CAS, reads the bucket again and finds the first one's entry.
 
 use crate::store::{self, Keys, StoreError, UpdateInfo};
 use fusebox_engine::policy::Limits;
-use fusebox_engine::state::slot::{self, holds, Holds, Slot};
+use fusebox_engine::state::bucket::{Bucket, Keep, Taken};
+use fusebox_engine::state::entry::{self, holds, StateEntry, PER_BUCKET};
 use fusebox_engine::state::TenantState;
 
-/// Tries at claiming a slot before giving up (each loses only to a concurrent claim).
-const CLAIM_ATTEMPTS: usize = 4;
+/// A bucket of the state table, as stored.
+pub type StateBucket = Bucket<StateEntry>;
 
 /// The name of a tenant's state on a route with a tier of its own (`#` cannot occur in a
 /// tenant id, so it never collides with the tenant's own state).
@@ -21,7 +21,7 @@ pub fn route_name(tenant: &str, tier: &str) -> String {
     format!("{tenant}#{tier}")
 }
 
-/// How an update sets the slot's hold.
+/// How an update sets the entry's hold.
 #[derive(Debug, Clone, Copy)]
 pub enum Hold<'a> {
     /// Judged again from the tenant's limits (what requests do).
@@ -30,196 +30,123 @@ pub enum Hold<'a> {
     Keep,
 }
 
-/// Whether an update may claim a slot for a name that has none.
+/// Whether an update may add a state for a name that has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
     Claim,
     Skip,
 }
 
-/// What an update did, and where the state lives now (the hint for the next update).
+/// What an update did, and where the state lives (its bucket's key, for the next update).
 pub struct Updated<R> {
     pub result: R,
     pub info: UpdateInfo,
     pub key: String,
-    /// The slot this update claimed, if it claimed one (the singleton's sweep must hear of it).
+    /// The bucket a new state was added to, if this update added one (the singleton's sweep must
+    /// hear of it).
     pub claimed: Option<u64>,
 }
 
-/// Applies `f` to the slot's state and judges its holds again (as `hold` says).
-fn apply<R>(s: &mut Slot, hold: Hold<'_>, now_ms: u64, f: &mut impl FnMut(&mut TenantState) -> R) -> R {
-    let r = f(&mut s.state);
-    if let Hold::Judge(limits) = hold {
-        s.holds = holds(&s.state, limits, now_ms);
-    }
-    r
-}
-
-/// Applies `f` to `name`'s state in the slot at `key`, if it holds it.
-fn apply_at<R>(
-    keys: &Keys,
-    key: &str,
-    name: &str,
-    hold: Hold<'_>,
-    now_ms: u64,
-    f: &mut impl FnMut(&mut TenantState) -> R,
-) -> Result<Option<(R, UpdateInfo)>, StoreError> {
-    store::update_if(keys, key, |s: &mut Slot| s.is_owned_by(name).then(|| apply(s, hold, now_ms, f)))
-}
-
-/// Applies `f` to `name`'s state atomically, looking at `hint` first (where it was last), then
-/// at its slots. A name with no state gets a slot when `missing` says so (`Ok(None)` otherwise).
+/// Applies `f` to `name`'s state atomically, in the bucket at `key` (computed from the name when
+/// not given). A name with no state gets one when `missing` says so (`Ok(None)` otherwise);
+/// `Err(Full)` when its bucket holds [`PER_BUCKET`] states that all still matter.
 pub fn update<R>(
     keys: &Keys,
     name: &str,
-    hint: Option<&str>,
+    key: Option<&str>,
     missing: Missing,
     hold: Hold<'_>,
     now_ms: u64,
     mut f: impl FnMut(&mut TenantState) -> R,
 ) -> Result<Option<Updated<R>>, StoreError> {
-    if let Some(key) = hint {
-        if let Some((result, info)) = apply_at(keys, key, name, hold, now_ms, &mut f)? {
-            return Ok(Some(Updated { result, info, key: key.to_string(), claimed: None }));
-        }
+    let n = entry::bucket(name);
+    let key = key.filter(|k| !k.is_empty()).map_or_else(|| keys.state_bucket(n), str::to_string);
+    let (mut claimed, mut full, mut unreadable) = (false, false, false);
+    let updated = store::update_if(keys, &key, |b: &mut StateBucket| {
+        (claimed, full) = (false, false);
+        let taken = match missing {
+            Missing::Skip => b.take(name).map(Taken::Found),
+            Missing::Claim => {
+                let added = b.take_or_add(name, PER_BUCKET, |e| e.is_free(now_ms), || StateEntry::claimed(name));
+                full = added.is_err();
+                added.ok()
+            }
+        };
+        unreadable = b.unreadable() > 0;
+        let mut e = match taken? {
+            Taken::Found(e) => e,
+            Taken::Added(e) => {
+                claimed = true;
+                e
+            }
+        };
+        let r = f(&mut e.state);
+        e.holds = match hold {
+            Hold::Judge(limits) => holds(&e.state, limits, now_ms),
+            Hold::Keep if claimed => holds(&e.state, &Limits::unlimited(), now_ms),
+            Hold::Keep => e.holds,
+        };
+        b.put(e);
+        Some(r)
+    })?;
+    if full {
+        return Err(StoreError::Full);
     }
-    for _ in 0..CLAIM_ATTEMPTS {
-        let mut free: Option<(String, u64)> = None;
-        for n in slot::slots(name) {
-            let key = keys.slot(n);
-            let mut is_free = false;
-            let found = store::update_if(keys, &key, |s: &mut Slot| {
-                if s.is_owned_by(name) {
-                    Some(apply(s, hold, now_ms, &mut f))
-                } else {
-                    is_free = s.is_free(now_ms);
-                    None
-                }
-            })?;
-            if let Some((result, info)) = found {
-                return Ok(Some(Updated { result, info, key, claimed: None }));
-            }
-            if is_free && free.is_none() {
-                free = Some((key, n));
-            }
-        }
-        if missing == Missing::Skip {
-            return Ok(None);
-        }
-        let Some((key, n)) = free else { return Err(StoreError::Full) };
-        let claimed = store::update_if(keys, &key, |s: &mut Slot| {
-            if !s.is_owned_by(name) {
-                if !s.is_free(now_ms) {
-                    return None; // taken meanwhile
-                }
-                *s = Slot::claimed(name);
-            }
-            let r = f(&mut s.state);
-            s.holds = match hold {
-                Hold::Judge(limits) => holds(&s.state, limits, now_ms),
-                Hold::Keep => holds(&s.state, &Limits::unlimited(), now_ms),
-            };
-            Some(r)
-        })?;
-        if let Some((result, info)) = claimed {
-            let key = one_state(keys, name, key)?;
-            return Ok(Some(Updated { result, info, key, claimed: Some(n) }));
-        }
-    }
-    Err(StoreError::Contention)
+    Ok(updated.map(|(result, mut info)| {
+        info.corrupt |= unreadable;
+        Updated { result, info, key, claimed: claimed.then_some(n) }
+    }))
 }
 
-/// After claiming `claimed` for `name`: if an earlier slot of `name` holds its state too (a
-/// concurrent claim), moves what `claimed` holds there and frees it. Returns where the state is.
-fn one_state(keys: &Keys, name: &str, claimed: String) -> Result<String, StoreError> {
-    for n in slot::slots(name) {
-        let key = keys.slot(n);
-        if key == claimed {
-            return Ok(claimed);
-        }
-        let earlier: Slot = store::read(&key)?;
-        if !earlier.is_owned_by(name) {
-            continue;
-        }
-        let moved = store::update_if(keys, &claimed, |s: &mut Slot| s.is_owned_by(name).then(|| std::mem::take(s)))?;
-        if let Some((moved, _)) = moved {
-            let kept = store::update_if(keys, &key, |s: &mut Slot| {
-                s.is_owned_by(name).then(|| {
-                    s.state.absorb(&moved.state);
-                    s.holds = Holds {
-                        whole_until_ms: s.holds.whole_until_ms.max(moved.holds.whole_until_ms),
-                        budget_until_ms: s.holds.budget_until_ms.max(moved.holds.budget_until_ms),
-                    };
-                })
-            })?;
-            if kept.is_none() {
-                // The earlier slot was claimed a moment ago, so it cannot have gone; if it did, say so.
-                log::warn!("the state of '{name}' was in two slots and the earlier one went: a few counts are lost");
-            }
-        }
-        return Ok(key);
-    }
-    Ok(claimed)
+/// `name`'s state and its bucket's key, looking in the bucket at `key` if given; `None` when it
+/// has none.
+pub fn read(keys: &Keys, name: &str, key: Option<&str>) -> Result<Option<(String, TenantState)>, StoreError> {
+    let key = key.filter(|k| !k.is_empty()).map_or_else(|| keys.state_bucket(entry::bucket(name)), str::to_string);
+    let b: StateBucket = store::read(&key)?;
+    Ok(b.get(name).map(|e| (key, e.state)))
 }
 
-/// `name`'s state and where it lives, looking at `hint` first; `None` when it has none.
-pub fn read(keys: &Keys, name: &str, hint: Option<&str>) -> Result<Option<(String, TenantState)>, StoreError> {
-    if let Some(key) = hint {
-        let s: Slot = store::read(key)?;
-        if s.is_owned_by(name) {
-            return Ok(Some((key.to_string(), s.state)));
-        }
-    }
-    for n in slot::slots(name) {
-        let key = keys.slot(n);
-        let s: Slot = store::read(&key)?;
-        if s.is_owned_by(name) {
-            return Ok(Some((key, s.state)));
-        }
-    }
-    Ok(None)
+/// What the sweep did in one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// States still in it.
+    pub held: usize,
+    /// States removed: they no longer mattered.
+    pub freed: usize,
+    /// States cut to their budget alone: only it still matters.
+    pub compacted: usize,
 }
 
-/// What the sweep found in one slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Swept {
-    /// Nothing there (never claimed, or freed already).
-    Empty,
-    /// Its state no longer mattered: the slot is empty now.
-    Freed,
-    /// Only its budget still matters: the slot keeps the budget alone now.
-    Compacted,
-    /// Its state still matters.
-    Held,
-}
-
-/// Frees slot `n` if its holds are over, or keeps only its budget if that alone still matters;
-/// a slot updated meanwhile keeps its state (each write is a compare-and-swap).
-pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Swept {
-    let key = keys.slot(n);
-    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return Swept::Empty };
+/// Removes the states of bucket `n` whose holds are over and keeps only the budget of those whose
+/// budget alone still matters. `None` when the bucket changed meanwhile (each write is a
+/// compare-and-swap): it is judged again next pass.
+pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Option<Swept> {
+    let key = keys.state_bucket(n);
+    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return Some(Swept::default()) };
     if bytes.is_empty() {
-        return Swept::Empty;
+        return Some(Swept::default());
     }
-    match Slot::decode(&bytes) {
-        Some(mut s) if s.can_compact(now_ms) => {
-            s.compact();
-            match crate::host::shared_set(&key, &s.encode(), Some(cas)) {
-                Ok(()) => Swept::Compacted,
-                Err(_) => Swept::Held, // updated meanwhile: judged again next pass
-            }
+    // A value that is not a bucket is emptied.
+    let mut b = StateBucket::decode(bytes).unwrap_or_default();
+    let (compacted, freed) = b.sweep(|e| {
+        if e.can_compact(now_ms) {
+            e.compact();
+            Keep::Changed
+        } else if e.is_free(now_ms) {
+            Keep::Drop
+        } else {
+            Keep::Whole
         }
-        Some(s) if !s.is_free(now_ms) => Swept::Held,
-        // Past its holds, or unreadable: free it.
-        _ => match crate::host::shared_set(&key, b"", Some(cas)) {
-            Ok(()) => Swept::Freed,
-            Err(_) => Swept::Held,
-        },
+    });
+    let swept = Swept { held: b.len(), freed, compacted };
+    if compacted == 0 && freed == 0 && !b.is_empty() {
+        return Some(swept);
     }
+    crate::host::shared_set(&key, &b.encode(), Some(cas)).ok().map(|()| swept)
 }
 
-/// Where a request's state is: its name, and the slot it was found in (held while the request
-/// is in flight, so later updates of the request find it there at once).
+/// Where a request's state is: its name, and its bucket's key (kept while the request is in
+/// flight, so later updates of the request do not work it out again).
 #[derive(Debug, Clone)]
 pub struct StateAt {
     pub name: String,

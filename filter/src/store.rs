@@ -10,46 +10,23 @@
 //! Envoy reports a mismatch, and we retry as an ordinary update.
 
 use crate::host;
-use fusebox_engine::run::RunRecord;
-use fusebox_engine::state::slot::Slot;
-use fusebox_engine::state::TenantState;
+use fusebox_engine::state::bucket::{Bucket, Named};
 use proxy_wasm::types::Status;
 
 /// A value kept in shared data: how it is encoded, and what a missing value means.
 pub trait Stored: Default {
     fn to_bytes(&self) -> Vec<u8>;
-    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+    fn from_bytes(bytes: Vec<u8>) -> Option<Self>;
 }
 
-impl Stored for TenantState {
+/// A bucket with nothing in it is an empty value: what it held is freed (Envoy cannot delete the
+/// key, so the keys are a fixed set).
+impl<E: Named> Stored for Bucket<E> {
     fn to_bytes(&self) -> Vec<u8> {
         self.encode()
     }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        TenantState::decode(bytes)
-    }
-}
-
-impl Stored for Slot {
-    /// A free slot is an empty value: what it held is freed (Envoy cannot delete the key).
-    fn to_bytes(&self) -> Vec<u8> {
-        if self.is_empty() {
-            Vec::new()
-        } else {
-            self.encode()
-        }
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Slot::decode(bytes)
-    }
-}
-
-impl Stored for RunRecord {
-    fn to_bytes(&self) -> Vec<u8> {
-        self.encode()
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        RunRecord::decode(bytes)
+    fn from_bytes(bytes: Vec<u8>) -> Option<Self> {
+        Bucket::decode(bytes)
     }
 }
 
@@ -60,14 +37,15 @@ const MAX_ATTEMPTS: usize = 64;
 pub enum StoreError {
     Host(Status),
     Contention,
-    /// Every slot a new tenant state could take holds another state that still matters.
+    /// The bucket a new tenant state would go in holds as many states as it may, all of which
+    /// still matter.
     Full,
 }
 
 /// Shared-data keys of one namespace.
 #[derive(Debug, Clone)]
 pub struct Keys {
-    slot_prefix: String,
+    state_prefix: String,
     run_prefix: String,
     anchor: String,
     pub policy: String,
@@ -83,8 +61,8 @@ pub struct Keys {
 impl Keys {
     pub fn new(namespace: &str) -> Keys {
         Keys {
-            slot_prefix: format!("{namespace}/v1/slot/"),
-            run_prefix: format!("{namespace}/v1/run/"),
+            state_prefix: format!("{namespace}/v2/s/"),
+            run_prefix: format!("{namespace}/v2/r/"),
             anchor: format!("{namespace}/v1/cas-anchor"),
             policy: format!("{namespace}/v1/policy"),
             policy_gen: format!("{namespace}/v1/policy-gen"),
@@ -94,14 +72,15 @@ impl Keys {
         }
     }
 
-    /// The key of a slot of the tenant state table (see `fusebox_engine::state::slot`).
-    pub fn slot(&self, slot: u64) -> String {
-        format!("{}{slot}", self.slot_prefix)
+    /// The key of a bucket of the tenant state table (see `fusebox_engine::state::entry`). The
+    /// layout is v2: the slots of v1 are not read (they go with the Envoy process).
+    pub fn state_bucket(&self, n: u64) -> String {
+        format!("{}{n}", self.state_prefix)
     }
 
-    /// The key of a slot of the run table (see `fusebox_engine::run::slots`).
-    pub fn run(&self, slot: u64) -> String {
-        format!("{}{slot}", self.run_prefix)
+    /// The key of a bucket of the run table (see `fusebox_engine::run`).
+    pub fn run_bucket(&self, n: u64) -> String {
+        format!("{}{n}", self.run_prefix)
     }
 }
 
@@ -114,7 +93,7 @@ pub struct UpdateInfo {
 
 fn decode<T: Stored>(bytes: Option<Vec<u8>>, info: &mut UpdateInfo) -> T {
     match bytes {
-        Some(b) if !b.is_empty() => T::from_bytes(&b).unwrap_or_else(|| {
+        Some(b) if !b.is_empty() => T::from_bytes(b).unwrap_or_else(|| {
             info.corrupt = true;
             T::default()
         }),

@@ -1,5 +1,5 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures should fail the test
-//! Tenant states live in a bounded table of slots and are freed once they no longer matter, so
+//! Tenant states live in a fixed table of buckets and are removed once they no longer matter, so
 //! Envoy's memory does not grow with every tenant it has ever seen (an attacker with many valid
 //! credentials, or a month of users each their own tenant), while a budget still running is kept.
 
@@ -45,7 +45,7 @@ fn states_of_tenants_gone_idle_are_freed_and_a_budget_still_running_keeps_its_st
     // Idle past the longest window (60 s, and a margin): every state but the saver's is freed.
     wait_until("the idle states freed", 100, || stack.envoy_stat(HELD) == Some(1));
     assert_eq!(stack.envoy_counter("fusebox.state.freed"), TENANTS + 1, "the churn and the runner");
-    assert_eq!(stack.envoy_counter("fusebox.state.compacted"), 1, "the saver's slot keeps its budget alone");
+    assert_eq!(stack.envoy_counter("fusebox.state.compacted"), 1, "the saver's entry keeps its budget alone");
     let r = chat(&stack, "saver", 1, 1);
     assert_eq!(
         (r.status, r.header("x-fusebox-reason")),

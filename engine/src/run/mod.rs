@@ -88,27 +88,47 @@ pub fn is_valid_run_id(id: &str) -> bool {
     is_valid_tenant_id(id)
 }
 
-/// Run records in one Envoy: a run's record lives in one of `PROBES` slots of one table, from
-/// the hash of its tenant-qualified id (`tenant/run`), so neither invented run ids nor invented
-/// tenants grow memory past this many records; the singleton's sweep frees the stale ones.
-pub const RUN_SLOTS: u64 = 1 << 20;
-pub const PROBES: u64 = 8;
+/// Run records in one Envoy: a run's record lives in one bucket of a fixed table (see
+/// [`crate::state::bucket`]), from the hash of its tenant-qualified id (`tenant/run`), so neither
+/// invented run ids nor invented tenants grow memory past [`RUN_BUCKETS`] keys of at most
+/// [`RUNS_PER_BUCKET`] records; the singleton's sweep removes the stale ones.
+pub const RUN_BUCKETS: u64 = 1 << 16;
+pub const RUNS_PER_BUCKET: usize = 32;
 
-/// The slots a run may occupy, in probing order, by its tenant-qualified id.
-pub fn slots(qualified_id: &str) -> impl Iterator<Item = u64> {
-    crate::state::slot::probes(qualified_id, RUN_SLOTS, PROBES)
+/// The bucket of a run, by its tenant-qualified id.
+pub fn bucket(qualified_id: &str) -> u64 {
+    crate::state::bucket::bucket_of(qualified_id, RUN_BUCKETS)
+}
+
+impl crate::state::bucket::Named for RunRecord {
+    fn name(&self) -> &str {
+        &self.id
+    }
+
+    /// The whole record (it carries its id too: runs are few beside tenant states).
+    fn encode_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.encode());
+    }
+
+    fn decode_body(name: &str, body: &[u8]) -> Option<RunRecord> {
+        RunRecord::decode(body).filter(|r| r.id == name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::bucket::Bucket;
 
     #[test]
-    fn slots_are_few_fixed_and_within_the_table() {
-        let a: Vec<u64> = slots("run-1").collect();
-        assert_eq!(a.len() as u64, PROBES);
-        assert!(a.iter().all(|s| *s < RUN_SLOTS));
-        assert_eq!(a, slots("run-1").collect::<Vec<_>>());
-        assert_ne!(a[0], slots("run-2").next().unwrap());
+    fn a_run_record_is_kept_in_its_bucket_under_its_qualified_id() {
+        let record = RunRecord::new("acme/run-1", None, 1_000);
+        let mut b = Bucket::default();
+        b.put(record.clone());
+        let back: Bucket<RunRecord> = Bucket::decode(b.encode()).unwrap();
+        assert_eq!(back.get("acme/run-1"), Some(record));
+        assert_eq!(back.get("globex/run-1"), None);
+        assert!(bucket("acme/run-1") < RUN_BUCKETS);
+        assert_eq!(bucket("acme/run-1"), bucket("acme/run-1"));
     }
 }

@@ -12,6 +12,10 @@ pub(crate) fn take_u8(input: &mut &[u8]) -> Option<u8> {
     take::<1>(input).map(|[b]| b)
 }
 
+pub(crate) fn take_u16(input: &mut &[u8]) -> Option<u16> {
+    take::<2>(input).map(u16::from_le_bytes)
+}
+
 pub(crate) fn take_u32(input: &mut &[u8]) -> Option<u32> {
     take::<4>(input).map(u32::from_le_bytes)
 }

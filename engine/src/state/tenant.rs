@@ -151,23 +151,32 @@ impl TenantState {
         self.errors.advance(now_s);
     }
 
+    /// Room to reserve for an encoded state (its fixed fields, windows and fleet usage).
+    pub const ENCODED_CAPACITY: usize = 98
+        + RecentOutputs::ENCODED_LEN
+        + SecondRing::<60>::ENCODED_LEN
+        + SecondRing::<10>::ENCODED_LEN
+        + 3 * MinuteRing::ENCODED_LEN
+        + FleetUsage::ENCODED_LEN;
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            97 + RecentOutputs::ENCODED_LEN
-                + SecondRing::<60>::ENCODED_LEN
-                + SecondRing::<10>::ENCODED_LEN
-                + 3 * MinuteRing::ENCODED_LEN,
-        );
+        let mut out = Vec::with_capacity(Self::ENCODED_CAPACITY);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoded state to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(MAGIC);
         out.push(FORMAT);
-        self.tokens.encode(&mut out);
-        self.requests.encode(&mut out);
-        self.tool_calls.encode(&mut out);
-        self.completed.encode(&mut out);
-        self.errors.encode(&mut out);
+        self.tokens.encode(out);
+        self.requests.encode(out);
+        self.tool_calls.encode(out);
+        self.completed.encode(out);
+        self.errors.encode(out);
         out.extend_from_slice(&self.in_flight.to_le_bytes());
         out.extend_from_slice(&self.reserved_tokens.to_le_bytes());
-        self.budget.encode(&mut out);
+        self.budget.encode(out);
         let b = &self.breaker;
         let (tag, until_ms, admitted, succeeded) = match b.state {
             BreakerState::Closed => (0u8, 0u64, 0u32, 0u32),
@@ -188,14 +197,13 @@ impl TenantState {
         out.extend_from_slice(&threshold.to_le_bytes());
         out.extend_from_slice(&observed.to_le_bytes());
         out.extend_from_slice(&self.epoch.to_le_bytes());
-        self.outputs.encode(&mut out);
+        self.outputs.encode(out);
         if self.fleet == FleetUsage::default() {
             out.push(0);
         } else {
             out.push(1);
-            self.fleet.encode(&mut out);
+            self.fleet.encode(out);
         }
-        out
     }
 
     /// Decodes a value written by [`TenantState::encode`]; `None` for anything else

@@ -87,14 +87,14 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
     });
     let mut shadowed = None;
     let mut allowance = 0;
-    // Where the state was found (or claimed); the slot a later update looks at first.
+    // Where the state was found (or added): the bucket later updates go to.
     let mut state = StateAt { name: j.name.clone(), key: String::new() };
     let (allowed, quotas) = match admitted {
         Ok(Some(states::Updated { result: (decision, transitions, quotas, learned, shadow), info, key, claimed })) => {
             state.key = key;
             shadowed = shadow;
-            if let Some(slot) = claimed {
-                worker.claims.claimed(Table::States, slot);
+            if let Some(bucket) = claimed {
+                worker.claims.claimed(Table::States, bucket);
             }
             allowance = learned;
             report::update(worker, info, &transitions, &tenant, j.scope.as_deref());
@@ -120,9 +120,9 @@ pub fn admit(worker: &Worker, active: &ActivePolicy, a: Arrival<'_>) -> Option<C
         Err(StoreError::Full) if enforce => {
             worker.metrics.inc(Counter::StateFull);
             log::warn!(
-                "no free slot for the state of '{}': refused (the table holds {} states)",
+                "no room for the state of '{}': refused (its bucket holds {} states that still matter)",
                 j.name,
-                fusebox_engine::state::slot::SLOTS
+                fusebox_engine::state::entry::PER_BUCKET
             );
             refuse(worker, &tenant, api_shape::for_api(reply::state_full(&tenant), a.api), a.now_ms);
             return None;
@@ -207,7 +207,7 @@ fn admit_run(
 ) -> Option<Option<AdmittedRun>> {
     let tenant = &taken.admitted.tenant;
     let limits = &taken.admitted.limits;
-    let on_claim = |slot| worker.claims.claimed(Table::Runs, slot);
+    let on_claim = |bucket| worker.claims.claimed(Table::Runs, bucket);
     match runs::admit(&worker.keys, tenant, &r.run_id, r.parent.as_deref(), (limits, shadow), now_ms, on_claim) {
         Ok(run) => {
             worker.fleet_keys.touch(&run.root, now_ms); // its name in the fleet

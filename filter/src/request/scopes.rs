@@ -135,8 +135,8 @@ pub fn admit_one(worker: &Worker, j: Judged<'_>, reserve: u64, now_ms: u64) -> R
             return Ok(None);
         }
     };
-    if let Some(slot) = claimed {
-        worker.claims.claimed(Table::States, slot);
+    if let Some(bucket) = claimed {
+        worker.claims.claimed(Table::States, bucket);
     }
     report::update(worker, info, &transitions, tenant, Some(&label));
     match decision {

@@ -158,7 +158,7 @@ impl FleetSync {
             }
             let state = match states::read(&self.keys, name, None) {
                 Ok(Some((_, s))) => s,
-                Ok(None) => continue, // its slot was freed: nothing of it here
+                Ok(None) => continue, // its state was freed: nothing of it here
                 Err(e) => {
                     log::debug!("reading {name} for the fleet sync failed: {e:?}");
                     continue;

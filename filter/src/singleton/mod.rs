@@ -1,8 +1,8 @@
 //! The background singleton (`envoy.bootstrap.wasm`, same vm_id as the filter): the policy
 //! poller (`poller.rs`) keeps the workers' policy current, the event shipper (`shipper.rs`)
 //! takes their events to control, and the fleet sync (`fleet.rs`), when configured, trades
-//! usage with the rest of the fleet, and the sweeper (`sweeper.rs`) frees the slots of tenant
-//! states that no longer matter. All run on the singleton's tick; none can stop traffic.
+//! usage with the rest of the fleet, and the sweeper (`sweeper.rs`) removes the tenant states
+//! that no longer matter. All run on the singleton's tick; none can stop traffic.
 
 mod call;
 mod fleet;

@@ -1,44 +1,32 @@
-//! Tenant states live in a bounded table of slots, so Envoy's memory does not grow with every
-//! tenant ever seen. Envoy's shared data cannot delete a key: a key per tenant would leak one
-//! entry per tenant forever. Instead a state sits in one of [`PROBES`] slots from its name's
-//! hash in a table of [`SLOTS`]; the slot records whose it is and until when it must be kept,
-//! set by whoever last updated it (who knew the tenant's limits). A state matters whole while
-//! its windows, requests in flight, or an open or recently tripped breaker do. A budget spent in
-//! the current period outlives that (to the end of the day or month): once only the budget
-//! matters, the singleton's sweep rewrites the slot as the budget alone (about 60 bytes instead
-//! of about 700). Past both holds the slot is free: a new tenant may take it, and the sweep
-//! empties it, which frees its memory.
+//! A tenant state's entry in the table of states: whose state it is, until when it must be kept,
+//! and the state. States live in a fixed number of buckets (see [`super::bucket`]), so Envoy's
+//! memory does not grow with every tenant ever seen. The entry's holds are set by whoever last
+//! updated it (who knew the tenant's limits). A state matters whole while its windows, requests
+//! in flight, or an open or recently tripped breaker do. A budget spent in the current period
+//! outlives that (to the end of the day or month): once only the budget matters, the
+//! singleton's sweep keeps the budget alone (about 50 bytes instead of 250 to 700). Past both
+//! holds the entry is free: the sweep removes it, which frees its memory, and a new name that
+//! finds its bucket full may take its place.
 
+use super::bucket::Named;
 use super::codec::{take_u64, take_u8};
 use super::TenantState;
 use crate::breaker::BreakerState;
 use crate::budget::{seconds_to_reset, Budget, BudgetState};
 use crate::policy::{Limit, Limits};
 
-/// Slots in the table: the most tenant states one Envoy holds at once. Two million, because a
-/// tenant that spent a budget keeps a (small) slot to the end of the day or month: a day of a
-/// million such tenants fills half the table.
-pub const SLOTS: u64 = 1 << 21;
-/// Slots a name may occupy, in probing order: with the table 60 % full, a new name finds all of
-/// them taken about 3 times in 10 000.
-pub const PROBES: u64 = 16;
+/// Buckets of the state table: a fixed 128 Ki keys in shared data (about 18 MB of Envoy's memory
+/// once every one has been written, whatever is in them).
+pub const BUCKETS: u64 = 1 << 17;
+/// States one bucket holds at most: the table holds about four million states, and with a
+/// million states at once (eight a bucket on average) a bucket is full about once in 10^9.
+pub const PER_BUCKET: usize = 32;
 /// A state is held this long after its last update: the longest window (60 s) and a margin.
 pub const IDLE_AFTER_MS: u64 = 65_000;
 
-/// The slots `id` may occupy in a table of `table` slots (a power of two), in probing order:
-/// FNV-1a of the id, then strides of an odd step taken from the hash's high half. Strides rather
-/// than neighbours: with neighbours, runs of taken slots grow into each other and a million
-/// tenants in a two-million-slot table saw 153 refused; with strides about 15 are expected
-/// (0.5^16 of a million).
-pub fn probes(id: &str, table: u64, count: u64) -> impl Iterator<Item = u64> {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
-    let step = (hash >> 32) | 1;
-    (0..count).map(move |i| hash.wrapping_add(i.wrapping_mul(step)) % table.max(1))
-}
-
-/// The slots of a state's name (a tenant id, or `tenant#tier`).
-pub fn slots(name: &str) -> impl Iterator<Item = u64> {
-    probes(name, SLOTS, PROBES)
+/// The bucket of a state's name (a tenant id, `tenant#tier`, a scope value or a model pattern).
+pub fn bucket(name: &str) -> u64 {
+    super::bucket::bucket_of(name, BUCKETS)
 }
 
 /// Until when a state matters: whole, and by its budget alone (0: no budget running).
@@ -48,42 +36,32 @@ pub struct Holds {
     pub budget_until_ms: u64,
 }
 
-/// One slot of the table: whose state it holds, until when, and the state.
+/// One state of the table: whose it is, until when it is held, and the state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Slot {
-    /// The state's name; empty when the slot is free.
+pub struct StateEntry {
+    /// The state's name.
     pub owner: String,
     pub holds: Holds,
     pub state: TenantState,
 }
 
-/// Not the tenant state's magic byte, so a bare state (how states were kept before slots) never
-/// reads as a slot.
+/// Not the tenant state's magic byte, so a bare state never reads as an entry.
 const FORMAT: u8 = b'S';
-/// A slot holding a budget alone.
+/// An entry holding a budget alone.
 const FORMAT_BUDGET: u8 = b'B';
 
-impl Slot {
-    /// A new slot for `owner`, with a fresh state.
-    pub fn claimed(owner: &str) -> Slot {
-        Slot { owner: owner.to_string(), holds: Holds::default(), state: TenantState::default() }
+impl StateEntry {
+    /// A new entry for `owner`, with a fresh state.
+    pub fn claimed(owner: &str) -> StateEntry {
+        StateEntry { owner: owner.to_string(), holds: Holds::default(), state: TenantState::default() }
     }
 
-    pub fn is_owned_by(&self, name: &str) -> bool {
-        !self.owner.is_empty() && self.owner == name
-    }
-
-    /// Whether another state may take this slot at `now_ms`.
+    /// Whether the entry may be removed at `now_ms` (it no longer matters).
     pub fn is_free(&self, now_ms: u64) -> bool {
-        self.owner.is_empty() || now_ms > self.holds.whole_until_ms.max(self.holds.budget_until_ms)
+        now_ms > self.holds.whole_until_ms.max(self.holds.budget_until_ms)
     }
 
-    /// Empty: nothing held (an empty value in shared data also reads as this).
-    pub fn is_empty(&self) -> bool {
-        self.owner.is_empty()
-    }
-
-    /// Whether only the budget still matters at `now_ms` and the slot holds more than that.
+    /// Whether only the budget still matters at `now_ms` and the entry holds more than that.
     pub fn can_compact(&self, now_ms: u64) -> bool {
         !self.is_free(now_ms) && now_ms > self.holds.whole_until_ms && !self.is_budget_only()
     }
@@ -97,44 +75,38 @@ impl Slot {
     fn is_budget_only(&self) -> bool {
         self.state == TenantState { budget: self.state.budget, ..TenantState::default() }
     }
+}
 
-    pub fn encode(&self) -> Vec<u8> {
-        let owner = self.owner.as_bytes().get(..self.owner.len().min(255)).unwrap_or(&[]);
+impl Named for StateEntry {
+    fn name(&self) -> &str {
+        &self.owner
+    }
+
+    fn encode_body(&self, out: &mut Vec<u8>) {
         let budget_only = self.is_budget_only();
-        let state = if budget_only { Vec::new() } else { self.state.encode() };
-        let mut out = Vec::with_capacity(18 + owner.len() + state.len() + BudgetState::ENCODED_LEN);
         out.push(if budget_only { FORMAT_BUDGET } else { FORMAT });
-        out.push(u8::try_from(owner.len()).unwrap_or(0));
-        out.extend_from_slice(owner);
         out.extend_from_slice(&self.holds.whole_until_ms.to_le_bytes());
         out.extend_from_slice(&self.holds.budget_until_ms.to_le_bytes());
         if budget_only {
-            self.state.budget.encode(&mut out);
+            self.state.budget.encode(out);
         } else {
-            out.extend_from_slice(&state);
+            self.state.encode_into(out);
         }
-        out
     }
 
-    /// `None` for anything [`Slot::encode`] did not write (an empty value reads as an empty slot
-    /// in the store, before it gets here).
-    pub fn decode(bytes: &[u8]) -> Option<Slot> {
-        let mut input = bytes;
+    fn decode_body(name: &str, body: &[u8]) -> Option<StateEntry> {
+        let mut input = body;
         let format = take_u8(&mut input)?;
-        if format != FORMAT && format != FORMAT_BUDGET {
-            return None;
-        }
-        let len = usize::from(take_u8(&mut input)?);
-        let owner = std::str::from_utf8(input.get(..len)?).ok()?.to_string();
-        input = input.get(len..)?;
         let holds = Holds { whole_until_ms: take_u64(&mut input)?, budget_until_ms: take_u64(&mut input)? };
-        let state = if format == FORMAT_BUDGET {
-            let budget = BudgetState::decode(&mut input)?;
-            input.is_empty().then_some(TenantState { budget, ..TenantState::default() })?
-        } else {
-            TenantState::decode(input)?
+        let state = match format {
+            FORMAT_BUDGET => {
+                let budget = BudgetState::decode(&mut input)?;
+                input.is_empty().then_some(TenantState { budget, ..TenantState::default() })?
+            }
+            FORMAT => TenantState::decode(input)?,
+            _ => return None,
         };
-        Some(Slot { owner, holds, state })
+        Some(StateEntry { owner: name.to_string(), holds, state })
     }
 }
 
@@ -221,59 +193,44 @@ mod tests {
         );
     }
 
+    fn encoded(entry: &StateEntry) -> Vec<u8> {
+        let mut out = Vec::new();
+        entry.encode_body(&mut out);
+        out
+    }
+
     #[test]
-    fn once_only_its_budget_matters_a_slot_keeps_the_budget_alone_in_a_few_bytes() {
-        let mut slot = Slot::claimed("acme");
+    fn once_only_its_budget_matters_an_entry_keeps_the_budget_alone_in_a_few_bytes() {
+        let mut slot = StateEntry::claimed("acme");
         slot.state.tokens.add(NOW_MS / 1000, 500);
         slot.state.budget.add(NOW_MS / 1000, 500, 7);
         slot.holds = Holds { whole_until_ms: NOW_MS, budget_until_ms: NOW_MS + 1_000 };
         assert!(!slot.can_compact(NOW_MS), "the whole state still matters");
         assert!(slot.can_compact(NOW_MS + 1));
-        let full = slot.encode().len();
+        let full = encoded(&slot).len();
         slot.compact();
         assert!(!slot.can_compact(NOW_MS + 1), "once is enough");
-        let bytes = slot.encode();
-        assert!(bytes.len() < 60 && full > 500, "{} bytes, from {full}", bytes.len());
-        let back = Slot::decode(&bytes).unwrap();
+        let bytes = encoded(&slot);
+        assert!(bytes.len() < 50 && full > 200, "{} bytes, from {full}", bytes.len());
+        let back = StateEntry::decode_body("acme", &bytes).unwrap();
         assert_eq!((back.state.budget, back.state.tokens.is_empty()), (slot.state.budget, true));
         assert!(!back.is_free(NOW_MS + 1_000) && back.is_free(NOW_MS + 1_001));
     }
 
     #[test]
-    fn a_slot_is_free_when_empty_or_past_its_hold_and_owned_only_by_its_name() {
-        let mut slot = Slot::claimed("acme");
+    fn an_entry_is_free_past_its_holds() {
+        let mut slot = StateEntry::claimed("acme");
         slot.holds.whole_until_ms = NOW_MS;
-        assert!(slot.is_owned_by("acme") && !slot.is_owned_by("acme#batch"));
         assert!(!slot.is_free(NOW_MS) && slot.is_free(NOW_MS + 1));
-        assert!(Slot::default().is_free(0) && !Slot::default().is_owned_by(""));
     }
 
     #[test]
-    fn slots_round_trip_and_garbage_does_not_decode() {
-        let mut slot = Slot::claimed("acme#batch");
+    fn entries_round_trip_and_garbage_does_not_decode() {
+        let mut slot = StateEntry::claimed("acme#batch");
         slot.holds.whole_until_ms = NOW_MS;
         slot.state.tokens.add(NOW_MS / 1000, 42);
-        assert_eq!(Slot::decode(&slot.encode()), Some(slot.clone()));
-        assert_eq!(Slot::decode(b""), None);
-        assert_eq!(Slot::decode(&slot.state.encode()), None, "a bare tenant state is not a slot");
-    }
-
-    #[test]
-    fn the_probes_of_a_name_are_distinct_slots() {
-        for name in ["acme", "globex", "t-1", "t-2"] {
-            let mut all: Vec<u64> = slots(name).collect();
-            all.sort_unstable();
-            all.dedup();
-            assert_eq!(all.len() as u64, PROBES, "{name}");
-        }
-    }
-
-    #[test]
-    fn probes_are_few_fixed_and_within_the_table() {
-        let a: Vec<u64> = slots("acme").collect();
-        assert_eq!(a.len() as u64, PROBES);
-        assert!(a.iter().all(|s| *s < SLOTS));
-        assert_eq!(a, slots("acme").collect::<Vec<_>>());
-        assert_ne!(a[0], slots("globex").next().unwrap());
+        assert_eq!(StateEntry::decode_body("acme#batch", &encoded(&slot)), Some(slot.clone()));
+        assert_eq!(StateEntry::decode_body("acme", b""), None);
+        assert_eq!(StateEntry::decode_body("acme", &slot.state.encode()), None, "a bare tenant state is not an entry");
     }
 }
