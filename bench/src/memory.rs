@@ -26,6 +26,9 @@ pub struct Reading {
     /// What tcmalloc holds from the system (`/memory` `total_physical_bytes`): allocated, plus
     /// freed pages not yet given back.
     pub allocator_physical_kb: u64,
+    /// Free pages tcmalloc keeps mapped, and those it gave back to the system.
+    pub pageheap_free_kb: u64,
+    pub pageheap_unmapped_kb: u64,
     /// The Wasm VMs' linear memory (workers and singleton): it only grows, so it is their peak.
     pub wasm_kb: u64,
     /// Tenant states the slot table holds (as of the singleton's last sweep pass).
@@ -51,6 +54,7 @@ impl Figure {
         format!(
             "memory after {} distinct tenants (one request each, {:.0} s): Envoy RSS {:.0} -> {:.0} -> {:.0} MB \
              (start, after requests, after idle), allocated {:.0} -> {:.0} -> {:.0} MB, allocator's pages {:.0} -> {:.0} -> {:.0} MB, \
+             free pages kept {:.0} -> {:.0} -> {:.0} MB and given back {:.0} -> {:.0} -> {:.0} MB, \
              Wasm memory {:.0} -> {:.0} -> {:.0} MB; states held {} -> {} ({} freed, {} kept as their budget alone, {} refused state_full)\n",
             self.tenants,
             self.seconds_sending,
@@ -63,6 +67,12 @@ impl Figure {
             mb(self.start.allocator_physical_kb),
             mb(self.after_requests.allocator_physical_kb),
             mb(self.after_idle.allocator_physical_kb),
+            mb(self.start.pageheap_free_kb),
+            mb(self.after_requests.pageheap_free_kb),
+            mb(self.after_idle.pageheap_free_kb),
+            mb(self.start.pageheap_unmapped_kb),
+            mb(self.after_requests.pageheap_unmapped_kb),
+            mb(self.after_idle.pageheap_unmapped_kb),
             mb(self.start.wasm_kb),
             mb(self.after_requests.wasm_kb),
             mb(self.after_idle.wasm_kb),
@@ -124,18 +134,23 @@ impl Target<'_> {
         Reading {
             rss_kb: proc_status_kb(self.pid, "VmRSS").unwrap_or(0),
             allocated_kb: envoy_stat(self.agent, self.admin_port, "server.memory_allocated").unwrap_or(0) / 1024,
-            allocator_physical_kb: self.physical_bytes().unwrap_or(0) / 1024,
+            allocator_physical_kb: self.allocator("total_physical_bytes") / 1024,
+            pageheap_free_kb: self.allocator("pageheap_free") / 1024,
+            pageheap_unmapped_kb: self.allocator("pageheap_unmapped") / 1024,
             wasm_kb: wasm.iter().map(|g| envoy_stat(self.agent, self.admin_port, g).unwrap_or(0)).sum::<u64>() / 1024,
             states_held: envoy_stat(self.agent, self.admin_port, HELD).unwrap_or(0),
         }
     }
 
-    /// tcmalloc's `total_physical_bytes` from the admin `/memory` page.
-    fn physical_bytes(&self) -> Option<u64> {
+    /// One of tcmalloc's figures from the admin `/memory` page (0 if it cannot be read).
+    fn allocator(&self, field: &str) -> u64 {
         let url = format!("http://127.0.0.1:{}/memory", self.admin_port);
-        let body = self.agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v.get("total_physical_bytes")?.as_str()?.parse().ok()
+        let read = || -> Option<u64> {
+            let body = self.agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v.get(field)?.as_str()?.parse().ok()
+        };
+        read().unwrap_or(0)
     }
 
     fn stat(&self, name: &str) -> u64 {

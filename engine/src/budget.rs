@@ -135,6 +135,23 @@ impl BudgetState {
         })
     }
 
+    /// The same in a few bytes (varints), for a state kept as its budget alone.
+    pub(crate) fn encode_compact(&self, out: &mut Vec<u8>) {
+        for v in [u64::from(self.day), self.tokens_day, u64::from(self.month), self.cost_month_micros] {
+            crate::state::codec::put_varint(out, v);
+        }
+    }
+
+    pub(crate) fn decode_compact(input: &mut &[u8]) -> Option<BudgetState> {
+        use crate::state::codec::take_varint;
+        Some(BudgetState {
+            day: u32::try_from(take_varint(input)?).ok()?,
+            tokens_day: take_varint(input)?,
+            month: u32::try_from(take_varint(input)?).ok()?,
+            cost_month_micros: take_varint(input)?,
+        })
+    }
+
     /// Used amount of a budget at `now_s` (tokens, or cost in micros).
     pub fn used(&self, budget: Budget, now_s: u64) -> u64 {
         match budget {

@@ -42,6 +42,7 @@ impl FilterRoot {
             fleet_keys: FleetKeys::new(&config.namespace),
             claims: Claims::new(&config.namespace),
             fleet_share: Cell::new(1),
+            tick_ms: Cell::new(0),
             config,
             metrics,
         };
@@ -64,7 +65,9 @@ impl FilterRoot {
     pub fn on_tick(&self) {
         self.refresh_policy();
         let w = &self.worker;
-        w.fleet_keys.flush(host::now_ms());
+        let now_ms = host::now_ms();
+        w.tick_ms.set(now_ms);
+        w.fleet_keys.flush(now_ms);
         w.claims.flush();
         w.fleet_share.set(store::fleet_share(&w.keys));
         let ticks = self.ticks.get().wrapping_add(1);

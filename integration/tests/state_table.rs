@@ -58,3 +58,33 @@ fn states_of_tenants_gone_idle_are_freed_and_a_budget_still_running_keeps_its_st
     assert_eq!(fusebox_integration::observed(&status, "tokens_60s"), 60, "{status}");
     wait_until("the returning tenant held", 20, || stack.envoy_stat(HELD) == Some(2));
 }
+
+#[test]
+fn a_new_tenant_whose_bucket_is_full_of_states_that_still_matter_is_refused_and_no_one_else_is() {
+    use fusebox_engine::state::entry::{bucket, PER_BUCKET};
+    // Tenants whose states share one bucket, found by hashing names as the filter does: a
+    // hostile client with many valid credentials could pick them the same way.
+    let crowd: Vec<String> = (0u64..)
+        .map(|i| format!("crowd-{i}"))
+        .filter(|n| bucket(n) == bucket("crowd-0"))
+        .take(PER_BUCKET + 1)
+        .collect();
+    let policy = demo_policy(json!({"free": generous()}), json!({}));
+    let stack = Stack::start(&policy);
+    stack.wait_policy_version(1);
+    let (last, first) = crowd.split_last().unwrap();
+    for tenant in first {
+        assert_eq!(chat(&stack, tenant, 5, 5).status, 200, "{tenant}");
+    }
+    // Every one of them is held for the longest window after its request: no room is left.
+    let r = chat(&stack, last, 5, 5);
+    assert_eq!((r.status, r.header("x-fusebox-reason")), (503, Some("state_full")), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert_eq!(r.json()["error"]["code"], "state_full");
+    assert_eq!(stack.flushed_counter("fusebox.state.full"), 1);
+    // The tenants already in that bucket, and tenants of other buckets, go on as before.
+    assert_eq!(chat(&stack, &crowd[3], 5, 5).status, 200);
+    assert_eq!(chat(&stack, "elsewhere", 5, 5).status, 200);
+    let status = stack.status(&token(&crowd[3], None));
+    assert_eq!(fusebox_integration::observed(&status, "tokens_60s"), 20, "{status}");
+}

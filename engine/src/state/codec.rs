@@ -24,6 +24,32 @@ pub(crate) fn take_u64(input: &mut &[u8]) -> Option<u64> {
     take::<8>(input).map(u64::from_le_bytes)
 }
 
+/// Appends `v` as LEB128 (7 bits a byte, low first): small counts take a byte or three.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
+        v >>= 7;
+    }
+    out.push(u8::try_from(v).unwrap_or(0));
+}
+
+/// Reads a value [`put_varint`] wrote; `None` if it is cut short or longer than a u64.
+pub(crate) fn take_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = take_u8(input)?;
+        let bits = u64::from(b & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        v |= bits << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +62,21 @@ mod tests {
         assert_eq!(take_u32(&mut input), Some(1));
         assert_eq!(take_u64(&mut input), Some(2));
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn varints_round_trip_small_values_in_few_bytes_and_reject_overlong_ones() {
+        for v in [0, 1, 127, 128, 20_426, 1 << 40, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut input = &out[..];
+            assert_eq!((take_varint(&mut input), input.is_empty()), (Some(v), true), "{v}");
+        }
+        let mut out = Vec::new();
+        put_varint(&mut out, 20_426);
+        assert_eq!(out.len(), 3);
+        assert_eq!(take_varint(&mut &[0x80u8, 0x80][..]), None, "cut short");
+        assert_eq!(take_varint(&mut &[0xffu8; 11][..]), None, "past 64 bits");
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! updated it (who knew the tenant's limits). A state matters whole while its windows, requests
 //! in flight, or an open or recently tripped breaker do. A budget spent in the current period
 //! outlives that (to the end of the day or month): once only the budget matters, the
-//! singleton's sweep keeps the budget alone (about 50 bytes instead of 250 to 700). Past both
+//! singleton's sweep keeps the budget alone (about 20 bytes instead of 250 to 700). Past both
 //! holds the entry is free: the sweep removes it, which frees its memory, and a new name that
 //! finds its bucket full may take its place.
 
 use super::bucket::Named;
-use super::codec::{take_u64, take_u8};
+use super::codec::{take_u32, take_u64, take_u8};
 use super::TenantState;
 use crate::breaker::BreakerState;
 use crate::budget::{seconds_to_reset, Budget, BudgetState};
@@ -47,7 +47,7 @@ pub struct StateEntry {
 
 /// Not the tenant state's magic byte, so a bare state never reads as an entry.
 const FORMAT: u8 = b'S';
-/// An entry holding a budget alone.
+/// An entry holding a budget alone (its hold in seconds, the budget in varints).
 const FORMAT_BUDGET: u8 = b'B';
 
 impl StateEntry {
@@ -83,27 +83,36 @@ impl Named for StateEntry {
     }
 
     fn encode_body(&self, out: &mut Vec<u8>) {
-        let budget_only = self.is_budget_only();
-        out.push(if budget_only { FORMAT_BUDGET } else { FORMAT });
+        if self.is_budget_only() {
+            // Only the budget's hold matters (the whole one is over), in seconds: it is a
+            // period's end.
+            out.push(FORMAT_BUDGET);
+            let until_s = u32::try_from(self.holds.budget_until_ms.div_ceil(1000)).unwrap_or(u32::MAX);
+            out.extend_from_slice(&until_s.to_le_bytes());
+            self.state.budget.encode_compact(out);
+            return;
+        }
+        out.push(FORMAT);
         out.extend_from_slice(&self.holds.whole_until_ms.to_le_bytes());
         out.extend_from_slice(&self.holds.budget_until_ms.to_le_bytes());
-        if budget_only {
-            self.state.budget.encode(out);
-        } else {
-            self.state.encode_into(out);
-        }
+        self.state.encode_into(out);
     }
 
     fn decode_body(name: &str, body: &[u8]) -> Option<StateEntry> {
         let mut input = body;
-        let format = take_u8(&mut input)?;
-        let holds = Holds { whole_until_ms: take_u64(&mut input)?, budget_until_ms: take_u64(&mut input)? };
-        let state = match format {
+        let (holds, state) = match take_u8(&mut input)? {
             FORMAT_BUDGET => {
-                let budget = BudgetState::decode(&mut input)?;
-                input.is_empty().then_some(TenantState { budget, ..TenantState::default() })?
+                let budget_until_ms = u64::from(take_u32(&mut input)?).saturating_mul(1000);
+                let budget = BudgetState::decode_compact(&mut input)?;
+                if !input.is_empty() {
+                    return None;
+                }
+                (Holds { whole_until_ms: 0, budget_until_ms }, TenantState { budget, ..TenantState::default() })
             }
-            FORMAT => TenantState::decode(input)?,
+            FORMAT => {
+                let holds = Holds { whole_until_ms: take_u64(&mut input)?, budget_until_ms: take_u64(&mut input)? };
+                (holds, TenantState::decode(input)?)
+            }
             _ => return None,
         };
         Some(StateEntry { owner: name.to_string(), holds, state })
@@ -211,10 +220,11 @@ mod tests {
         slot.compact();
         assert!(!slot.can_compact(NOW_MS + 1), "once is enough");
         let bytes = encoded(&slot);
-        assert!(bytes.len() < 50 && full > 200, "{} bytes, from {full}", bytes.len());
+        assert!(bytes.len() <= 20 && full > 200, "{} bytes, from {full}", bytes.len());
         let back = StateEntry::decode_body("acme", &bytes).unwrap();
         assert_eq!((back.state.budget, back.state.tokens.is_empty()), (slot.state.budget, true));
         assert!(!back.is_free(NOW_MS + 1_000) && back.is_free(NOW_MS + 1_001));
+        assert_eq!(back.holds, Holds { whole_until_ms: 0, budget_until_ms: NOW_MS + 1_000 }, "the whole hold is over");
     }
 
     #[test]

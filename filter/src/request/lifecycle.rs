@@ -50,7 +50,15 @@ pub enum Response {
     /// Headers came: the status, the scanner reading the body (`None` when the upstream
     /// compressed it anyway and it cannot be counted), and, for an SSE stream that may be ended
     /// early, what passes it to the client in whole events.
-    Reading { status: u16, scanner: Option<BodyScanner>, flow: Flow, aligner: Option<EventAligner>, bytes: u64 },
+    Reading {
+        status: u16,
+        scanner: Option<BodyScanner>,
+        flow: Flow,
+        aligner: Option<EventAligner>,
+        bytes: u64,
+        /// The worker tick at which the breaker was last looked at mid-stream.
+        checked_tick_ms: Option<u64>,
+    },
 }
 
 /// Whether the client still gets the response body.
@@ -194,7 +202,14 @@ mod tests {
     #[test]
     fn a_response_has_a_status_only_once_its_headers_came() {
         assert_eq!(Response::Awaiting.status(), None);
-        let reading = Response::Reading { status: 503, scanner: None, flow: Flow::Passing, aligner: None, bytes: 0 };
+        let reading = Response::Reading {
+            status: 503,
+            scanner: None,
+            flow: Flow::Passing,
+            aligner: None,
+            bytes: 0,
+            checked_tick_ms: None,
+        };
         assert_eq!(reading.status(), Some(503));
     }
 

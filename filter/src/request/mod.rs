@@ -48,6 +48,9 @@ pub struct Worker {
     pub claims: Claims,
     /// The share of every limit enforced here (1 unless fleet counts are unavailable).
     pub fleet_share: Cell<u32>,
+    /// The clock as of the worker's last tick (every 100 ms): what needs a time only to pace
+    /// itself reads this rather than make a hostcall.
+    pub tick_ms: Cell<u64>,
 }
 
 pub struct Request {
@@ -238,7 +241,8 @@ impl HttpContext for Request {
         // A stream that may be ended early passes in whole events, so an ending lands on a boundary.
         let sse = matches!(scanner, Some(BodyScanner::Sse(_)));
         let aligner = (sse && c.admitted.limits.terminate_streams).then(EventAligner::default);
-        c.response = Response::Reading { status, scanner, flow: Flow::Passing, aligner, bytes: 0 };
+        c.response =
+            Response::Reading { status, scanner, flow: Flow::Passing, aligner, bytes: 0, checked_tick_ms: None };
         if let Some(w) = &c.warning {
             host::add_response_header("x-fusebox-warning", w);
         }
@@ -258,7 +262,7 @@ impl HttpContext for Request {
         // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
         let worker = Rc::clone(&self.worker);
         let Some(c) = self.lifecycle.counting() else { return Action::Continue };
-        if let Response::Reading { scanner, flow, aligner, bytes: seen, .. } = &mut c.response {
+        if let Response::Reading { scanner, flow, aligner, bytes: seen, checked_tick_ms, .. } = &mut c.response {
             *seen = seen.saturating_add(body_size as u64);
             let wanted = body_size > 0 && (scanner.is_some() || aligner.is_some());
             let chunk = if wanted { host::response_body(body_size) } else { None };
@@ -272,7 +276,15 @@ impl HttpContext for Request {
             match (*flow, aligner.as_mut()) {
                 (Flow::Terminated, _) => host::replace_response_body(body_size, b""),
                 (Flow::Passing, Some(aligner)) => {
-                    let denied = (body_size > 0)
+                    // Whether the breaker opened meanwhile, looked at once a worker tick (a state
+                    // read and a clock read per chunk were most of a long stream's cost).
+                    let tick = worker.tick_ms.get();
+                    // (Before the first tick, every chunk.)
+                    let look = body_size > 0 && (tick == 0 || *checked_tick_ms != Some(tick));
+                    if look {
+                        *checked_tick_ms = Some(tick);
+                    }
+                    let denied = look
                         .then(|| c.state.read(&worker.keys).ok().flatten())
                         .flatten()
                         .and_then(|state| admission::open_denial(&state, host::now_ms()));
