@@ -5,9 +5,10 @@
 use crate::runs::AdmittedRun;
 use crate::states::StateAt;
 use fusebox_engine::admission::Admitted;
+use fusebox_engine::admission::Denied;
 use fusebox_engine::config::Mode;
 use fusebox_engine::reply::StreamApi;
-use fusebox_engine::usage::aligned::EventAligner;
+use fusebox_engine::usage::aligned::EventBoundaries;
 use fusebox_engine::usage::BodyScanner;
 
 /// Why a request body is held until its end.
@@ -49,12 +50,12 @@ pub enum Response {
     Awaiting,
     /// Headers came: the status, the scanner reading the body (`None` when the upstream
     /// compressed it anyway and it cannot be counted), and, for an SSE stream that may be ended
-    /// early, what passes it to the client in whole events.
+    /// early, where the events that passed end (so it ends right after a whole one).
     Reading {
         status: u16,
         scanner: Option<BodyScanner>,
         flow: Flow,
-        aligner: Option<EventAligner>,
+        events: Option<EventBoundaries>,
         bytes: u64,
         /// The worker tick at which the breaker was last looked at mid-stream.
         checked_tick_ms: Option<u64>,
@@ -65,6 +66,8 @@ pub enum Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Passing,
+    /// The tenant's breaker opened: the stream ends once the event the client has begun is whole.
+    Ending(Denied),
     /// The stream was ended with an error event; what the upstream still sends is counted but
     /// dropped for the client.
     Terminated,
@@ -206,7 +209,7 @@ mod tests {
             status: 503,
             scanner: None,
             flow: Flow::Passing,
-            aligner: None,
+            events: None,
             bytes: 0,
             checked_tick_ms: None,
         };

@@ -28,7 +28,7 @@ use fusebox_engine::path::canonical;
 use fusebox_engine::reply::{self, StreamApi};
 use fusebox_engine::request::estimate::{RequestEstimate, BYTES_PER_TOKEN};
 use fusebox_engine::request::inject;
-use fusebox_engine::usage::aligned::{EventAligner, Forward};
+use fusebox_engine::usage::aligned::EventBoundaries;
 use fusebox_engine::usage::BodyScanner;
 use identify::RunHeaders;
 use lifecycle::{Counting, Flow, Hold, Lifecycle, RequestBody, Response};
@@ -238,11 +238,11 @@ impl HttpContext for Request {
             log::warn!("response for tenant '{}' is {encoding:?}-encoded; not counted", c.admitted.tenant);
             None
         };
-        // A stream that may be ended early passes in whole events, so an ending lands on a boundary.
+        // Where the events of a stream that may be ended early end, so an ending lands after a whole one.
         let sse = matches!(scanner, Some(BodyScanner::Sse(_)));
-        let aligner = (sse && c.admitted.limits.terminate_streams).then(EventAligner::default);
+        let events = (sse && c.admitted.limits.terminate_streams).then(EventBoundaries::default);
         c.response =
-            Response::Reading { status, scanner, flow: Flow::Passing, aligner, bytes: 0, checked_tick_ms: None };
+            Response::Reading { status, scanner, flow: Flow::Passing, events, bytes: 0, checked_tick_ms: None };
         if let Some(w) = &c.warning {
             host::add_response_header("x-fusebox-warning", w);
         }
@@ -262,9 +262,9 @@ impl HttpContext for Request {
         // Inspect each chunk as it passes; never pause (Envoy would buffer, then fail large bodies).
         let worker = Rc::clone(&self.worker);
         let Some(c) = self.lifecycle.counting() else { return Action::Continue };
-        if let Response::Reading { scanner, flow, aligner, bytes: seen, checked_tick_ms, .. } = &mut c.response {
+        if let Response::Reading { scanner, flow, events, bytes: seen, checked_tick_ms, .. } = &mut c.response {
             *seen = seen.saturating_add(body_size as u64);
-            let wanted = body_size > 0 && (scanner.is_some() || aligner.is_some());
+            let wanted = body_size > 0 && (scanner.is_some() || events.is_some());
             let chunk = if wanted { host::response_body(body_size) } else { None };
             let bytes = chunk.as_deref().unwrap_or_default();
             // Count everything the upstream sends, even what the client no longer gets.
@@ -273,38 +273,35 @@ impl HttpContext for Request {
                     scanner.feed(bytes);
                 }
             }
-            match (*flow, aligner.as_mut()) {
-                (Flow::Terminated, _) => host::replace_response_body(body_size, b""),
-                (Flow::Passing, Some(aligner)) => {
-                    // Whether the breaker opened meanwhile, looked at once a worker tick (a state
-                    // read and a clock read per chunk were most of a long stream's cost).
-                    let tick = worker.tick_ms.get();
-                    // (Before the first tick, every chunk.)
-                    let look = body_size > 0 && (tick == 0 || *checked_tick_ms != Some(tick));
-                    if look {
-                        *checked_tick_ms = Some(tick);
+            if let (Flow::Passing, Some(_)) = (*flow, events.as_ref()) {
+                // Whether the breaker opened meanwhile, looked at once a worker tick (a state
+                // read and a clock read per chunk were most of a long stream's cost); before the
+                // first tick, on every chunk.
+                let tick = worker.tick_ms.get();
+                if body_size > 0 && (tick == 0 || *checked_tick_ms != Some(tick)) {
+                    *checked_tick_ms = Some(tick);
+                    let state = c.state.read(&worker.keys).ok().flatten();
+                    if let Some(denied) = state.and_then(|s| admission::open_denial(&s, host::now_ms())) {
+                        *flow = Flow::Ending(denied);
                     }
-                    let denied = look
-                        .then(|| c.state.read(&worker.keys).ok().flatten())
-                        .flatten()
-                        .and_then(|state| admission::open_denial(&state, host::now_ms()));
-                    if let Some(denied) = denied {
-                        // Every whole event the client was due, then a well-formed final event;
-                        // its SDK stops and hangs up.
-                        let mut out = aligner.cut(bytes);
+                }
+            }
+            match (*flow, events.as_mut()) {
+                (Flow::Terminated, _) => host::replace_response_body(body_size, b""),
+                (Flow::Ending(denied), Some(events)) => {
+                    // The rest of the event the client has begun, then a well-formed final
+                    // event; its SDK stops and hangs up. Until that event ends, chunks pass.
+                    if let Some(keep) = events.cut(bytes) {
+                        let mut out = bytes.get(..keep).unwrap_or(bytes).to_vec();
                         out.extend(reply::stream_termination(c.api, &c.admitted.tenant, &denied));
                         host::replace_response_body(body_size, &out);
                         *flow = Flow::Terminated;
                         worker.metrics.inc(Counter::StreamsTerminated);
                         log::info!("tenant '{}' breaker is open: ending its stream in flight", c.admitted.tenant);
-                    } else {
-                        let forward = if end_of_stream { aligner.finish(bytes) } else { aligner.push(bytes) };
-                        if let Forward::Bytes(out) = forward {
-                            host::replace_response_body(body_size, &out);
-                        }
                     }
                 }
-                (Flow::Passing, None) => {}
+                (Flow::Passing, Some(events)) => events.pass(bytes),
+                (_, None) => {}
             }
         }
         if end_of_stream {
