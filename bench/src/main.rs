@@ -456,11 +456,14 @@ fn wait_admitted(agent: &ureq::Agent, port: u16, token: &str) -> Result<(), Stri
     Err(format!("a request was never admitted (last answer: {last})"))
 }
 
-/// The 100 MB stream through the no-op filter and through fusebox (3 times each, median).
+/// The 100 MB stream through the no-op filter, the token-counter floor (which reads every chunk)
+/// and fusebox (3 times each, median).
 fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stream::Summary>, String> {
     let token = mint_tokens(Tokens::Hs256(1))?.pop().unwrap_or_default();
     let mut results = Vec::new();
-    for (key, filters) in [("noop_stream", Filters::Noop), ("fusebox_stream", Filters::Fusebox)] {
+    for (key, filters) in
+        [("noop_stream", Filters::Noop), ("floor_stream", Filters::Floor), ("fusebox_stream", Filters::Fusebox)]
+    {
         let (envoy, port, admin) = env.start_proxy(key, filters, 1, mock_port)?;
         wait_admitted(&env.agent, port, &token).map_err(|e| format!("{key}: {e}"))?;
         // Let the filter's 1 s tick report its memory before the first stream.

@@ -207,11 +207,16 @@ impl JsonScanner {
                 }
                 self.bom = 3; // no BOM: stop looking
             }
-            // Fast path: skip the body of a string nobody wants, up to its next quote or escape.
-            if let Lex::Str { key: false, escaped: false, collect: false } = self.lex {
-                let skip = rest.iter().position(|&c| c == b'"' || c == b'\\').unwrap_or(rest.len());
-                if skip > 0 {
-                    rest = rest.get(skip..).unwrap_or(&[]);
+            // Fast path: the body of a string up to its next quote or escape, skipped when nobody
+            // wants it and copied at once when it is a key or a wanted value.
+            if let Lex::Str { key, escaped: false, collect } = self.lex {
+                let n = rest.iter().position(|&c| c == b'"' || c == b'\\').unwrap_or(rest.len());
+                if n > 0 {
+                    let (span, tail) = rest.split_at(n);
+                    if key || collect {
+                        self.collect_bytes(span);
+                    }
+                    rest = tail;
                     continue;
                 }
             }
@@ -350,13 +355,7 @@ impl JsonScanner {
                         self.after_value();
                     }
                 } else if key || collect {
-                    match self.buf.get_mut(self.buf_len) {
-                        Some(slot) => {
-                            *slot = b;
-                            self.buf_len += 1;
-                        }
-                        None => self.buf_overflow = true,
-                    }
+                    self.collect_bytes(&[b]);
                 }
             }
             Lex::Num => {
@@ -382,6 +381,18 @@ impl JsonScanner {
             }
             Lex::Between => self.structural(b, v),
         }
+    }
+
+    /// Appends a string's bytes to the buffer of the key or value being read, as many as fit
+    /// (a string longer than the buffer is marked as such).
+    fn collect_bytes(&mut self, bytes: &[u8]) {
+        let room = self.buf.len().saturating_sub(self.buf_len);
+        let (fits, rest) = bytes.split_at(bytes.len().min(room));
+        if let Some(slots) = self.buf.get_mut(self.buf_len..self.buf_len + fits.len()) {
+            slots.copy_from_slice(fits);
+            self.buf_len += fits.len();
+        }
+        self.buf_overflow |= !rest.is_empty();
     }
 
     fn structural<V: Visitor>(&mut self, b: u8, v: &mut V) {

@@ -28,8 +28,19 @@ pub struct EventBoundaries {
 impl EventBoundaries {
     /// Follows `chunk`, which passes to the client whole.
     pub fn pass(&mut self, chunk: &[u8]) {
-        for &b in chunk {
+        let mut rest = chunk;
+        while let Some((&b, tail)) = rest.split_first() {
+            // Fast path: the rest of a line that has begun cannot end an event before its end.
+            if self.line_not_empty && !self.after_cr {
+                let n = rest.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(rest.len());
+                if n > 0 {
+                    self.since_end = self.since_end.saturating_add(n);
+                    rest = rest.get(n..).unwrap_or_default();
+                    continue;
+                }
+            }
             self.step(b);
+            rest = tail;
         }
     }
 
@@ -167,6 +178,19 @@ mod tests {
         assert_eq!(relay(&[&stream[..9], &stream[9..12], &stream[12..]], Some(1)), b"data: 1\r\r<END>");
         assert_eq!(relay(&[&stream[..8], &stream[8..12], &stream[12..]], Some(1)), b"data: 1\r\r<END>");
         assert_eq!(relay(&[&stream[..12], &stream[12..]], Some(1)), [&stream[..], b"<END>"].concat());
+    }
+
+    #[test]
+    fn following_a_stream_in_pieces_ends_in_the_state_of_following_it_byte_by_byte() {
+        let stream: &[u8] = b"event: a\r\ndata: {\"x\":1}\r\n\r\ndata: 2\n\ndata: 3\r\rdata: 4";
+        for cut in 0..stream.len() {
+            let (mut whole, mut bytes) = (EventBoundaries::default(), EventBoundaries::default());
+            whole.pass(&stream[..cut]);
+            whole.pass(&stream[cut..]);
+            stream.iter().for_each(|b| bytes.pass(&[*b]));
+            let state = |e: &EventBoundaries| (e.since_end, e.line_not_empty, e.after_cr, e.cr_ended_event);
+            assert_eq!(state(&whole), state(&bytes), "split at {cut}");
+        }
     }
 
     #[test]
