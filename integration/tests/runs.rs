@@ -84,3 +84,24 @@ fn a_malformed_run_id_is_a_clear_400() {
     assert_eq!(r.json()["error"]["code"], "invalid_run_id");
     assert_eq!(stack.mock_stats()["all"]["requests"], 0);
 }
+
+#[test]
+fn invented_run_ids_that_fill_one_bucket_get_run_capacity_and_other_runs_go_on() {
+    use fusebox_engine::run::{bucket, RUNS_PER_BUCKET};
+    // Run ids of acme whose records share one bucket, found by hashing them as the filter does.
+    let of = |run: &str| bucket(&format!("acme/{run}"));
+    let crowd: Vec<String> =
+        (0u64..).map(|i| format!("run-{i}")).filter(|r| of(r) == of("run-0")).take(RUNS_PER_BUCKET + 1).collect();
+    let stack = stack(json!({"run_steps": 100, "run_ttl_s": 600}));
+    let acme = token("acme", None);
+    let (last, first) = crowd.split_last().unwrap();
+    for run in first {
+        assert_eq!(step(&stack, &acme, run, None, "10").status, 200, "{run}");
+    }
+    let refused = step(&stack, &acme, last, None, "10");
+    assert_eq!((refused.status, refused.header("x-fusebox-reason")), (429, Some("run_capacity")), "{}", refused.body);
+    // Runs already in that bucket, runs elsewhere and plain requests go on.
+    assert_eq!(step(&stack, &acme, &crowd[5], None, "10").status, 200);
+    assert_eq!(step(&stack, &acme, "elsewhere", None, "10").status, 200);
+    assert_eq!(stack.chat(Some(&acme), &[]).status, 200);
+}
