@@ -131,26 +131,28 @@ pub struct Target<'a> {
 impl Target<'_> {
     fn read(&self) -> Reading {
         let wasm = ["wasmcustom.fusebox.worker.wasm_memory_bytes", "wasmcustom.fusebox.singleton.wasm_memory_bytes"];
+        let allocator = self.allocator();
+        // Envoy writes these figures as strings of digits.
+        let field = |name: &str| allocator.get(name).and_then(|v| v.as_str()?.parse::<u64>().ok()).unwrap_or(0);
         Reading {
             rss_kb: proc_status_kb(self.pid, "VmRSS").unwrap_or(0),
             allocated_kb: envoy_stat(self.agent, self.admin_port, "server.memory_allocated").unwrap_or(0) / 1024,
-            allocator_physical_kb: self.allocator("total_physical_bytes") / 1024,
-            pageheap_free_kb: self.allocator("pageheap_free") / 1024,
-            pageheap_unmapped_kb: self.allocator("pageheap_unmapped") / 1024,
+            allocator_physical_kb: field("total_physical_bytes") / 1024,
+            pageheap_free_kb: field("pageheap_free") / 1024,
+            pageheap_unmapped_kb: field("pageheap_unmapped") / 1024,
             wasm_kb: wasm.iter().map(|g| envoy_stat(self.agent, self.admin_port, g).unwrap_or(0)).sum::<u64>() / 1024,
             states_held: envoy_stat(self.agent, self.admin_port, HELD).unwrap_or(0),
         }
     }
 
-    /// One of tcmalloc's figures from the admin `/memory` page (0 if it cannot be read).
-    fn allocator(&self, field: &str) -> u64 {
+    /// tcmalloc's figures from the admin `/memory` page, read once (`Null` if it cannot be read).
+    fn allocator(&self) -> serde_json::Value {
         let url = format!("http://127.0.0.1:{}/memory", self.admin_port);
-        let read = || -> Option<u64> {
+        let read = || -> Option<serde_json::Value> {
             let body = self.agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            v.get(field)?.as_str()?.parse().ok()
+            serde_json::from_str(&body).ok()
         };
-        read().unwrap_or(0)
+        read().unwrap_or_default()
     }
 
     fn stat(&self, name: &str) -> u64 {

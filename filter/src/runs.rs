@@ -179,18 +179,10 @@ pub fn settle(
     Ok(update_root(keys, &run.root_key, &run.root, |r| r.add_tokens(limits, tokens, now_ms))?.flatten())
 }
 
-/// Removes the stale records of run bucket `n`; returns how many records it still holds and how
-/// many went, or `None` when it changed meanwhile (the write is a compare-and-swap).
-pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Option<(usize, usize)> {
-    let key = keys.run_bucket(n);
-    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return Some((0, 0)) };
-    if bytes.is_empty() {
-        return Some((0, 0));
-    }
-    let mut b = RunBucket::decode(bytes).unwrap_or_default();
-    let (_, freed) = b.sweep(|r| if r.is_stale(now_ms) { Keep::Drop } else { Keep::Whole });
-    if freed == 0 && !b.is_empty() {
-        return Some((b.len(), 0));
-    }
-    crate::host::shared_set(&key, &b.encode(), Some(cas)).ok().map(|()| (b.len(), freed))
+/// Removes the stale records of run bucket `n` (see [`store::sweep_bucket`]).
+pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Option<store::Swept> {
+    store::sweep_bucket(
+        &keys.run_bucket(n),
+        |r: &mut RunRecord| if r.is_stale(now_ms) { Keep::Drop } else { Keep::Whole },
+    )
 }

@@ -6,7 +6,7 @@
 //! whole value, so two workers adding the same new name at once cannot make two states of it:
 //! the second write fails its CAS, reads the bucket again and finds the first one's entry.
 
-use crate::store::{self, Keys, StoreError, UpdateInfo};
+use crate::store::{self, Keys, StoreError, Swept, UpdateInfo};
 use fusebox_engine::policy::Limits;
 use fusebox_engine::state::bucket::{Bucket, Keep, Taken};
 use fusebox_engine::state::entry::{self, holds, StateEntry, PER_BUCKET};
@@ -106,29 +106,10 @@ pub fn read(keys: &Keys, name: &str, key: Option<&str>) -> Result<Option<(String
     Ok(b.get(name).map(|e| (key, e.state)))
 }
 
-/// What the sweep did in one bucket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Swept {
-    /// States still in it.
-    pub held: usize,
-    /// States removed: they no longer mattered.
-    pub freed: usize,
-    /// States cut to their budget alone: only it still matters.
-    pub compacted: usize,
-}
-
 /// Removes the states of bucket `n` whose holds are over and keeps only the budget of those whose
-/// budget alone still matters. `None` when the bucket changed meanwhile (each write is a
-/// compare-and-swap): it is judged again next pass.
+/// budget alone still matters (`changed`: compacted, `dropped`: freed).
 pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Option<Swept> {
-    let key = keys.state_bucket(n);
-    let Ok((Some(bytes), Some(cas))) = crate::host::shared_get(&key) else { return Some(Swept::default()) };
-    if bytes.is_empty() {
-        return Some(Swept::default());
-    }
-    // A value that is not a bucket is emptied.
-    let mut b = StateBucket::decode(bytes).unwrap_or_default();
-    let (compacted, freed) = b.sweep(|e| {
+    store::sweep_bucket(&keys.state_bucket(n), |e: &mut StateEntry| {
         if e.can_compact(now_ms) {
             e.compact();
             Keep::Changed
@@ -137,12 +118,7 @@ pub fn sweep(keys: &Keys, n: u64, now_ms: u64) -> Option<Swept> {
         } else {
             Keep::Whole
         }
-    });
-    let swept = Swept { held: b.len(), freed, compacted };
-    if compacted == 0 && freed == 0 && !b.is_empty() {
-        return Some(swept);
-    }
-    crate::host::shared_set(&key, &b.encode(), Some(cas)).ok().map(|()| swept)
+    })
 }
 
 /// Where a request's state is: its name, and its bucket's key (kept while the request is in

@@ -10,7 +10,7 @@
 //! Envoy reports a mismatch, and we retry as an ordinary update.
 
 use crate::host;
-use fusebox_engine::state::bucket::{Bucket, Named};
+use fusebox_engine::state::bucket::{Bucket, Keep, Named};
 use proxy_wasm::types::Status;
 
 /// A value kept in shared data: how it is encoded, and what a missing value means.
@@ -157,6 +157,34 @@ pub fn update_if<T: Stored, R>(
         }
     }
     Err(StoreError::Contention)
+}
+
+/// What a sweep left in one bucket, and what it did there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Entries still in it.
+    pub held: usize,
+    /// Entries changed (made smaller) in place.
+    pub changed: usize,
+    /// Entries removed: they no longer mattered, or did not decode.
+    pub dropped: usize,
+}
+
+/// Judges every entry of the bucket at `key` with `judge` (see [`Bucket::sweep`]) and writes back
+/// what changed; a value that is not a bucket is emptied. `None` when the bucket changed
+/// meanwhile (the write is a compare-and-swap): it is judged again next pass.
+pub fn sweep_bucket<E: Named>(key: &str, judge: impl FnMut(&mut E) -> Keep) -> Option<Swept> {
+    let Ok((Some(bytes), Some(cas))) = host::shared_get(key) else { return Some(Swept::default()) };
+    if bytes.is_empty() {
+        return Some(Swept::default());
+    }
+    let mut b = Bucket::<E>::decode(bytes).unwrap_or_default();
+    let (changed, dropped) = b.sweep(judge);
+    let swept = Swept { held: b.len(), changed, dropped };
+    if changed == 0 && dropped == 0 && !b.is_empty() {
+        return Some(swept);
+    }
+    host::shared_set(key, &b.encode(), Some(cas)).ok().map(|()| swept)
 }
 
 /// Reads a stored value without changing it (the default when missing or unreadable).

@@ -139,11 +139,24 @@ impl<E: Named> Bucket<E> {
         self.bytes.get(at..at + len).unwrap_or(&[])
     }
 
-    fn name_at(&self, i: usize) -> &str {
-        match self.entries.get(i) {
-            Some(Held::Read { name, .. }) => std::str::from_utf8(self.slice(*name)).unwrap_or(""),
-            Some(Held::Changed(e)) => e.name(),
-            None => "",
+    fn name_of<'a>(&'a self, held: &'a Held<E>) -> &'a str {
+        match held {
+            // Names were checked to be UTF-8 when the bucket was read.
+            Held::Read { name, .. } => std::str::from_utf8(self.slice(*name)).unwrap_or(""),
+            Held::Changed(e) => e.name(),
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|h| self.name_of(h) == name)
+    }
+
+    /// An entry as read (`None` for one that does not decode); an entry changed since is `None`
+    /// too: it is a value already, not bytes.
+    fn decode_read(&self, held: &Held<E>) -> Option<E> {
+        match held {
+            Held::Read { body, .. } => E::decode_body(self.name_of(held), self.slice(*body)),
+            Held::Changed(_) => None,
         }
     }
 
@@ -163,10 +176,10 @@ impl<E: Named> Bucket<E> {
     /// The entry named `name`, taken out of the bucket (put it back with [`Bucket::put`]). An
     /// entry whose bytes do not decode is dropped (and counted in [`Bucket::unreadable`]).
     pub fn take(&mut self, name: &str) -> Option<E> {
-        let i = (0..self.entries.len()).find(|i| self.name_at(*i) == name)?;
+        let i = self.position(name)?;
         let taken = match self.entries.swap_remove(i) {
             Held::Changed(e) => Some(e),
-            Held::Read { body, .. } => E::decode_body(name, self.slice(body)),
+            read @ Held::Read { .. } => self.decode_read(&read),
         };
         self.unreadable += usize::from(taken.is_none());
         taken
@@ -198,10 +211,9 @@ impl<E: Named> Bucket<E> {
     where
         E: Clone,
     {
-        let i = (0..self.entries.len()).find(|i| self.name_at(*i) == name)?;
-        match self.entries.get(i)? {
+        match self.entries.get(self.position(name)?)? {
             Held::Changed(e) => Some(e.clone()),
-            Held::Read { body, .. } => E::decode_body(name, self.slice(*body)),
+            read @ Held::Read { .. } => self.decode_read(read),
         }
     }
 
@@ -217,15 +229,13 @@ impl<E: Named> Bucket<E> {
         for held in std::mem::take(&mut self.entries) {
             let (mut value, as_read) = match held {
                 Held::Changed(e) => (e, None),
-                Held::Read { name, body } => {
-                    let decoded =
-                        std::str::from_utf8(self.slice(name)).ok().and_then(|n| E::decode_body(n, self.slice(body)));
-                    let Some(e) = decoded else {
+                read @ Held::Read { .. } => {
+                    let Some(e) = self.decode_read(&read) else {
                         dropped += 1;
                         self.unreadable += 1;
                         continue;
                     };
-                    (e, Some(Held::Read { name, body }))
+                    (e, Some(read))
                 }
             };
             match judge(&mut value) {

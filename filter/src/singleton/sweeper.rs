@@ -170,16 +170,16 @@ impl StateSweeper {
                 self.states.clear(n);
             }
             self.count(n, swept.held);
-            freed += swept.freed as u64;
-            compacted += swept.compacted as u64;
+            freed += swept.dropped as u64;
+            compacted += swept.changed as u64;
         }
         let mut runs_freed = 0;
         for n in self.runs.next(share(self.runs.count)) {
-            let Some((held, gone)) = runs::sweep(&self.keys, n, now_ms) else { continue };
-            if held == 0 {
+            let Some(swept) = runs::sweep(&self.keys, n, now_ms) else { continue };
+            if swept.held == 0 {
                 self.runs.clear(n);
             }
-            runs_freed += gone as u64;
+            runs_freed += swept.dropped as u64;
         }
         for (counter, n) in
             [(Counter::StateFreed, freed), (Counter::StateCompacted, compacted), (Counter::RunsFreed, runs_freed)]
