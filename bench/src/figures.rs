@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
     let get = |k: &str| s.iter().find(|x| x.key == k);
-    let pairs: [(&'static str, &str, &str, Option<f64>); 15] = [
+    let pairs: [(&'static str, &str, &str, Option<f64>); 17] = [
         ("fusebox / token-counter floor", "fusebox", "floor", Some(0.9)),
         ("fusebox / no-op Wasm", "fusebox", "noop", None),
         ("fusebox / native jwt_authn+ratelimit", "fusebox", "native", Some(1.0)),
@@ -23,6 +23,8 @@ pub(crate) fn ratios(s: &[Summary]) -> Vec<Ratio> {
         ("fusebox / no-op, 2 workers", "fusebox_2w", "noop_2w", None),
         ("fusebox / no-op, HTTP/2", "fusebox_h2", "noop_h2", None),
         ("fusebox / LiteLLM", "fusebox", "litellm", None),
+        ("this build / baseline build", "fusebox", "baseline", None),
+        ("this build / baseline, 100k tenants", "fusebox_100k", "baseline_100k", None),
     ];
     pairs.iter().filter_map(|(name, n, d, goal)| Some(Ratio::of(name, get(n)?, get(d)?, *goal))).collect()
 }

@@ -60,6 +60,10 @@ struct Args {
     /// PyPI into target/litellm-venv once).
     #[arg(long, env = "BENCH_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// A fusebox filter built from another commit, run beside this one as `baseline` and
+    /// `baseline_100k` (an A/B within one run, so drift and noisy neighbours affect both alike).
+    #[arg(long, env = "BENCH_BASELINE_WASM")]
+    baseline_wasm: Option<PathBuf>,
     /// Where the report goes.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -82,6 +86,7 @@ struct Env {
     envoy: PathBuf,
     wasm: PathBuf,
     noop_wasm: PathBuf,
+    baseline_wasm: Option<PathBuf>,
     control_port: u16,
     dir: PathBuf,
     cpus: Cpus,
@@ -98,11 +103,15 @@ impl Env {
             Filters::NoopX20 => read("filters/noop_x20.yaml")?,
             Filters::Floor => read("filters/floor.yaml")?,
             Filters::Native => read("filters/native.yaml")?,
-            Filters::Fusebox | Filters::FuseboxFleet | Filters::FuseboxQuickSweep => read("filters/fusebox.yaml")?,
+            Filters::Fusebox | Filters::FuseboxFleet | Filters::FuseboxQuickSweep | Filters::FuseboxBaseline => {
+                read("filters/fusebox.yaml")?
+            }
             Filters::LiteLlm => return Err("LiteLLM is not an Envoy: see litellm.rs".into()),
         };
         let extensions = match filters {
-            Filters::Fusebox => render(&read("singleton.yaml")?, &[("FLEET", String::new())]),
+            Filters::Fusebox | Filters::FuseboxBaseline => {
+                render(&read("singleton.yaml")?, &[("FLEET", String::new())])
+            }
             Filters::FuseboxFleet => {
                 render(&read("singleton.yaml")?, &[("FLEET", r#", "fleet": {"expected_envoys": 3}"#.to_string())])
             }
@@ -115,6 +124,11 @@ impl Env {
             }
             _ => String::new(),
         };
+        let wasm = match (filters, &self.baseline_wasm) {
+            (Filters::FuseboxBaseline, Some(baseline)) => baseline,
+            (Filters::FuseboxBaseline, None) => return Err("the baseline scenarios need BENCH_BASELINE_WASM".into()),
+            _ => &self.wasm,
+        };
         // Fragments first: they carry placeholders of their own.
         Ok(render(
             &read("proxy.yaml")?,
@@ -125,7 +139,7 @@ impl Env {
                 ("ADMIN_PORT", admin.to_string()),
                 ("UPSTREAM_PORT", upstream.to_string()),
                 ("CONTROL_PORT", self.control_port.to_string()),
-                ("WASM", self.wasm.display().to_string()),
+                ("WASM", wasm.display().to_string()),
                 ("NOOP_WASM", self.noop_wasm.display().to_string()),
                 ("FILTER_TOKEN", FILTER_TOKEN.to_string()),
             ],
@@ -179,6 +193,7 @@ fn run(args: Args) -> Result<(), String> {
         envoy: envoy_binary()?,
         noop_wasm: wasm.with_file_name("fusebox_bench_noop.wasm"),
         wasm,
+        baseline_wasm: args.baseline_wasm.clone(),
         control_port: free_port(),
         dir: dir.clone(),
         cpus: Cpus::detect(),
@@ -219,7 +234,8 @@ fn run(args: Args) -> Result<(), String> {
     let mut running = Vec::new();
     let chosen = |s: &&Scenario| {
         let peer_ok = s.filters != Filters::LiteLlm || args.peers.iter().any(|p| p == "litellm");
-        peer_ok && (args.only.is_empty() || args.only.iter().any(|o| o == s.key))
+        let baseline_ok = s.filters != Filters::FuseboxBaseline || args.baseline_wasm.is_some();
+        peer_ok && baseline_ok && (args.only.is_empty() || args.only.iter().any(|o| o == s.key))
     };
     for s in SCENARIOS.iter().filter(chosen) {
         let tokens = mint_tokens(s.tokens)?;

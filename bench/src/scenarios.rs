@@ -15,6 +15,8 @@ pub(crate) enum Filters {
     FuseboxFleet,
     /// fusebox whose singleton sweeps the tenant state table every 5 s (the memory figure).
     FuseboxQuickSweep,
+    /// fusebox built from another commit (`BENCH_BASELINE_WASM`), under the same load.
+    FuseboxBaseline,
     /// Not an Envoy: the LiteLLM proxy (see `litellm.rs`), run only with `BENCH_PEERS=litellm`.
     LiteLlm,
 }
@@ -48,13 +50,25 @@ pub(crate) const fn scenario(key: &'static str, what: &'static str, filters: Fil
 }
 
 /// The throughput scenarios, in table order.
-pub(crate) const SCENARIOS: [Scenario; 18] = [
+pub(crate) const SCENARIOS: [Scenario; 20] = [
     scenario("bare", "Envoy, router only", Filters::None, Tokens::Hs256(10)),
     scenario("noop", "no-op Wasm filter reading one header", Filters::Noop, Tokens::Hs256(10)),
     scenario("floor", "token-counter floor: headers, usage from the body, one CAS", Filters::Floor, Tokens::Hs256(10)),
     scenario("noop_x20", "no-op Wasm filter making 20 header reads", Filters::NoopX20, Tokens::Hs256(10)),
     scenario("native", "jwt_authn HS256 + local_ratelimit per tenant", Filters::Native, Tokens::Hs256(10)),
     scenario("fusebox", "fusebox, HS256, 10 tenants, every feature on", Filters::Fusebox, Tokens::Hs256(10)),
+    scenario(
+        "baseline",
+        "fusebox built from BENCH_BASELINE_WASM, 10 tenants",
+        Filters::FuseboxBaseline,
+        Tokens::Hs256(10),
+    ),
+    scenario(
+        "baseline_100k",
+        "fusebox built from BENCH_BASELINE_WASM, 100 000 tenants",
+        Filters::FuseboxBaseline,
+        Tokens::Hs256(100_000),
+    ),
     scenario("fusebox_rs256", "fusebox, RS256 (verified-token cache)", Filters::Fusebox, Tokens::Rs256(10)),
     scenario(
         "fusebox_scopes",

@@ -2,6 +2,7 @@
 //! (`iss`, `aud`, `exp` required, `nbf`) against a clock the caller passes in.
 
 use super::caller::{bearer, checked_scopes, checked_tenant, Identity, Source};
+use super::compact::{Compact, Hs256Key};
 use super::config::{JwtConfig, JwtKey};
 use super::error::IdentityError;
 use crate::strict::{field_error, PolicyError};
@@ -10,7 +11,7 @@ use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
 enum KeyKind {
-    Hs(HS256Key),
+    Hs(Hs256Key),
     Rs(Box<RS256PublicKey>),
     Es(Box<ES256PublicKey>),
 }
@@ -24,17 +25,32 @@ impl KeyKind {
         }
     }
 
-    fn verify(
-        &self,
-        token: &str,
-        options: VerificationOptions,
-    ) -> Result<JWTClaims<Map<String, Value>>, jwt_simple::Error> {
-        match self {
-            KeyKind::Hs(k) => k.verify_token(token, Some(options)),
-            KeyKind::Rs(k) => k.verify_token(token, Some(options)),
-            KeyKind::Es(k) => k.verify_token(token, Some(options)),
+    /// Whether this key signed the token. HS256 is checked on the split token directly; RS256
+    /// and ES256 by jwt-simple, whose own claims checks run too (the same as ours, see
+    /// [`JwtVerifier::identity_from`], which then reads the claims).
+    fn signed(&self, token: &str, compact: &Compact<'_>, options: impl FnOnce() -> VerificationOptions) -> Signed {
+        let checked = match self {
+            KeyKind::Hs(k) => {
+                return match compact.hs256_signed_by(k) {
+                    Ok(true) => Signed::Yes,
+                    Ok(false) => Signed::No(IdentityError::BadSignature),
+                    Err(e) => Signed::No(e),
+                }
+            }
+            KeyKind::Rs(k) => k.verify_token::<NoCustomClaims>(token, Some(options())),
+            KeyKind::Es(k) => k.verify_token::<NoCustomClaims>(token, Some(options())),
+        };
+        match checked {
+            Ok(_) => Signed::Yes,
+            Err(e) => Signed::No(map_error(&e)),
         }
     }
+}
+
+enum Signed {
+    Yes,
+    /// Not by this key, or not acceptable whichever key signed it.
+    No(IdentityError),
 }
 
 struct VerifyKey {
@@ -96,7 +112,7 @@ impl JwtVerifier {
                     if secret.len() < 12 {
                         return Err(field_error(at, "HS256 secret must be at least 12 bytes"));
                     }
-                    KeyKind::Hs(HS256Key::from_bytes(secret.as_bytes()))
+                    KeyKind::Hs(Hs256Key::new(secret.as_bytes()))
                 }
                 JwtKey::RS256 { pem, .. } => KeyKind::Rs(Box::new(
                     RS256PublicKey::from_pem(pem)
@@ -135,9 +151,9 @@ impl JwtVerifier {
         if token.len() > self.max_token_bytes {
             return Err(IdentityError::TokenTooLarge);
         }
-        let meta = Token::decode_metadata(token).map_err(|_| IdentityError::MalformedToken)?;
-        let alg = meta.algorithm();
-        let kid = meta.key_id();
+        let compact = Compact::parse(token)?;
+        let alg = compact.alg();
+        let kid = compact.kid();
         let mut candidates = self.keys.iter().filter(|k| k.key.alg() == alg).peekable();
         if candidates.peek().is_none() {
             return Err(IdentityError::UnknownKey);
@@ -160,15 +176,11 @@ impl JwtVerifier {
         }
         let mut last = IdentityError::BadSignature;
         for k in by_kid {
-            match k.key.verify(token, self.options(now_s)) {
-                Ok(claims) => return self.identity_from(claims, now_s),
-                Err(e) => {
-                    last = map_error(&e);
-                    if last != IdentityError::BadSignature {
-                        // Claims errors do not depend on which key verified the signature.
-                        return Err(last);
-                    }
-                }
+            match k.key.signed(token, &compact, || self.options(now_s)) {
+                Signed::Yes => return self.identity_from(&compact.claims()?, now_s),
+                // Claims errors do not depend on which key verified the signature.
+                Signed::No(e) if e != IdentityError::BadSignature => return Err(e),
+                Signed::No(e) => last = e,
             }
         }
         Err(last)
@@ -185,21 +197,44 @@ impl JwtVerifier {
         }
     }
 
-    fn identity_from(&self, claims: JWTClaims<Map<String, Value>>, now_s: u64) -> Result<Identity, IdentityError> {
-        let expires_at_s = claims.expires_at.ok_or(IdentityError::MissingExpiry)?.as_secs();
+    /// The caller a signed token's claims name, once they pass the checks, in jwt-simple's
+    /// order (so every algorithm refuses a token for the same reason): `iat` and `nbf` not in the
+    /// future, `exp` not past, `iss`, `aud`; then `exp` present and not too far ahead.
+    fn identity_from(&self, claims: &Map<String, Value>, now_s: u64) -> Result<Identity, IdentityError> {
+        let time = |name: &str| claims.get(name).map(numeric_date).transpose();
+        let (issued_at, not_before, expires_at) = (time("iat")?, time("nbf")?, time("exp")?);
+        let ahead = now_s.saturating_add(self.leeway_s);
+        if issued_at.is_some_and(|iat| iat > ahead) || not_before.is_some_and(|nbf| nbf > ahead) {
+            return Err(IdentityError::NotYetValid);
+        }
+        if expires_at.is_some_and(|exp| now_s < self.leeway_s || now_s - self.leeway_s > exp) {
+            return Err(IdentityError::Expired);
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(IdentityError::WrongIssuer);
+        }
+        let audience_ok = |a: &Value| a.as_str().is_some_and(|a| self.audiences.iter().any(|ok| ok == a));
+        let audience = match claims.get("aud") {
+            Some(Value::Array(auds)) => auds.iter().any(audience_ok),
+            Some(aud) => audience_ok(aud),
+            None => false,
+        };
+        if !audience {
+            return Err(IdentityError::WrongAudience);
+        }
+        let expires_at_s = expires_at.ok_or(IdentityError::MissingExpiry)?;
         if expires_at_s.saturating_sub(now_s) > self.max_lifetime_s.saturating_add(self.leeway_s) {
             return Err(IdentityError::LifetimeTooLong);
         }
-        let tenant = match claims.custom.get(&self.tenant_claim) {
+        let tenant = match claims.get(&self.tenant_claim) {
             Some(Value::String(s)) => checked_tenant(s)?,
             Some(_) => return Err(IdentityError::InvalidTenant),
             None => return Err(IdentityError::MissingTenant),
         };
-        let tier =
-            self.tier_claim.as_ref().and_then(|c| claims.custom.get(c)).and_then(Value::as_str).map(str::to_string);
+        let tier = self.tier_claim.as_ref().and_then(|c| claims.get(c)).and_then(Value::as_str).map(str::to_string);
         let mut pairs = Vec::with_capacity(self.scope_claims.len());
         for (scope, claim) in &self.scope_claims {
-            match claims.custom.get(claim) {
+            match claims.get(claim) {
                 Some(Value::String(v)) => pairs.push((scope.as_str(), v.as_str())),
                 Some(_) => return Err(IdentityError::InvalidScope),
                 None => {}
@@ -217,6 +252,18 @@ impl JwtVerifier {
     /// Seconds of clock skew tolerated on `exp`.
     pub fn leeway_s(&self) -> u64 {
         self.leeway_s
+    }
+}
+
+/// A NumericDate claim in whole seconds: a non-negative number (a fraction is dropped).
+fn numeric_date(v: &Value) -> Result<u64, IdentityError> {
+    match v.as_u64() {
+        Some(s) => Ok(s),
+        None => match v.as_f64() {
+            // Saturating, as `as` is for floats: a date past u64 is simply far away.
+            Some(f) if f >= 0.0 => Ok(f as u64),
+            _ => Err(IdentityError::MalformedToken),
+        },
     }
 }
 

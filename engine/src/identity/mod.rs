@@ -8,9 +8,12 @@
 
 mod cache;
 mod caller;
+mod compact;
 mod config;
 mod digest;
 mod error;
+#[cfg(test)]
+mod hs256_tests;
 mod jwt;
 mod mint;
 #[cfg(test)]

@@ -176,7 +176,8 @@ impl HttpContext for Request {
             }
             Err(_) => None,
         };
-        // Proxy-Wasm cannot hold the headers while reading the body, so admission happens now
+        // Proxy-Wasm cannot hold the headers while reading the body (the host turns a paused
+        // header callback into a pause of the whole stream, body included), so admission happens now
         // and reserves the prompt's size; the output allowance is added once the body is read.
         let prompt = headers
             .get("content-length")
