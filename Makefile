@@ -81,8 +81,9 @@ check:
 ## The benchmark suite (bench/README.md): bare Envoy, a no-op Wasm filter, native jwt_authn +
 ## local_ratelimit and fusebox, same load, one run; table on stdout, report in target/bench/.
 bench: envoy wasm bench-tools fleet-servers
-	$(CARGO) build --release -p fusebox-control -p fusebox-integration -p fusebox-bench --bin fusebox-control --bin mock-llm --bin fusebox-bench
+	$(CARGO) build --release -p fusebox-control -p fusebox-integration -p fusebox-bench -p fusebox-profile --bin fusebox-control --bin mock-llm --bin fusebox-bench --bin fusebox-profile
 	FUSEBOX_ENVOY=$(abspath $(ENVOY)) target/release/fusebox-bench
+	target/release/fusebox-profile | tee -a target/bench/report.txt
 
 ## Headless Chromium and chromedriver (Debian) for the dashboard test, if missing.
 browser:

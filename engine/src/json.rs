@@ -188,25 +188,11 @@ impl JsonScanner {
     }
 
     pub fn feed<V: Visitor>(&mut self, chunk: &[u8], v: &mut V) {
-        const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
-        let mut rest = chunk;
+        if self.failed {
+            return;
+        }
+        let mut rest = self.skip_bom(chunk);
         while let Some((&b, tail)) = rest.split_first() {
-            if self.failed {
-                return;
-            }
-            // A byte order mark before the document is skipped, in whatever chunks it comes.
-            if self.bom < 3 && self.depth == 0 && self.expect == Expect::Value && self.lex == Lex::Between {
-                if BOM.get(usize::from(self.bom)) == Some(&b) {
-                    self.bom += 1;
-                    rest = tail;
-                    continue;
-                }
-                if self.bom > 0 {
-                    self.fail(); // half a BOM is not JSON
-                    return;
-                }
-                self.bom = 3; // no BOM: stop looking
-            }
             // Fast path: the body of a string up to its next quote or escape, skipped when nobody
             // wants it and copied at once when it is a key or a wanted value.
             if let Lex::Str { key, escaped: false, collect } = self.lex {
@@ -221,8 +207,31 @@ impl JsonScanner {
                 }
             }
             self.step(b, v);
+            if self.failed {
+                return;
+            }
             rest = tail;
         }
+    }
+
+    /// Skips a byte order mark before the document, in whatever chunks it comes (a BOM is not
+    /// JSON, but some servers send one), and returns the rest of `chunk`; half a BOM fails.
+    fn skip_bom<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+        let mut rest = chunk;
+        while self.bom < 3 {
+            let Some((&b, tail)) = rest.split_first() else { break };
+            if BOM.get(usize::from(self.bom)) == Some(&b) {
+                self.bom += 1;
+                rest = tail;
+            } else if self.bom > 0 {
+                self.fail();
+                return &[];
+            } else {
+                self.bom = 3; // no BOM: stop looking
+            }
+        }
+        rest
     }
 
     pub fn finish<V: Visitor>(&mut self, v: &mut V) -> Finish {

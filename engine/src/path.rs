@@ -12,6 +12,14 @@
 /// The canonical form of a request path (or of a rule's path or prefix). Runs on every
 /// request: one decoded copy, lowercased in place, and the output; no copy per segment.
 pub fn canonical(raw: &str) -> String {
+    if is_plain(raw) {
+        return raw.to_string();
+    }
+    rebuilt(raw)
+}
+
+/// The canonical form, worked out in full.
+fn rebuilt(raw: &str) -> String {
     let path = strip_authority(raw);
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let mut text = if path.contains('%') {
@@ -43,6 +51,15 @@ pub fn canonical(raw: &str) -> String {
         out.push('/');
     }
     out
+}
+
+/// A path the canonical form leaves as it is: rooted, lower-case letters, digits, `-`, `_` and
+/// single slashes only (no dot, escape, parameter, query or case to undo). Most requests' paths
+/// are, and skip the work.
+fn is_plain(raw: &str) -> bool {
+    raw.starts_with('/')
+        && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'/' | b'-' | b'_'))
+        && !raw.contains("//")
 }
 
 /// The path of an absolute-form target (`https://host:port/p` is `/p`); other input as it is.
@@ -79,6 +96,29 @@ fn percent_decoded(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_path_is_already_what_the_full_canonical_form_would_make_of_it() {
+        // Every path of up to 6 characters over the plain alphabet (and a few longer ones).
+        let alphabet = ['/', 'a', 'z', '0', '-', '_'];
+        let mut paths = vec!["/v1/chat/completions".to_string(), "/v1/".to_string(), "/".to_string()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..6 {
+            frontier = frontier.iter().flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}"))).collect();
+            paths.extend(frontier.iter().cloned());
+        }
+        let mut plain = 0;
+        for p in &paths {
+            if is_plain(p) {
+                plain += 1;
+                assert_eq!(rebuilt(p), *p, "{p}");
+            }
+        }
+        assert!(plain > 1000, "only {plain} plain paths were compared");
+        for not_plain in ["v1", "/V1", "/v1//x", "/v1/./x", "/v1/x?y", "/v1/%61", "/v1;a", "/v1\\x"] {
+            assert!(!is_plain(not_plain), "{not_plain}");
+        }
+    }
 
     #[test]
     fn every_spelling_of_a_path_has_one_canonical_form() {
