@@ -196,7 +196,7 @@ impl JsonScanner {
             // Fast path: the body of a string up to its next quote or escape, skipped when nobody
             // wants it and copied at once when it is a key or a wanted value.
             if let Lex::Str { key, escaped: false, collect } = self.lex {
-                let n = rest.iter().position(|&c| c == b'"' || c == b'\\').unwrap_or(rest.len());
+                let n = crate::bytes::find2(rest, b'"', b'\\').unwrap_or(rest.len());
                 if n > 0 {
                     let (span, tail) = rest.split_at(n);
                     if key || collect {

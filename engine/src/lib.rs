@@ -7,6 +7,7 @@ pub mod admission;
 pub mod api_shape;
 pub mod breaker;
 pub mod budget;
+pub mod bytes;
 pub mod config;
 pub mod event;
 pub mod event_bounds;

@@ -35,11 +35,37 @@ const SECRET: &str = "fusebox-bench-secret-not-for-production";
 const ISSUER: &str = "https://auth.fusebox.bench";
 const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"max_tokens":128}"#;
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench0001","object":"chat.completion","created":1763900000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Prince Hamlet feigns madness to avenge his father's murder by his uncle Claudius, and his hesitation ends in a duel that kills nearly everyone, Hamlet included.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":27,"completion_tokens":36,"total_tokens":63,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}"#;
-const ROOT: u32 = 1;
+/// Bytes of filler in each streamed event's content, as `make bench`'s stream (about 355 bytes
+/// an event on the wire).
+const EVENT_FILLER: usize = 200;
+/// Bytes Envoy hands the filter at once while a stream flows.
+const STREAM_CHUNK: usize = 16 << 10;
 const NOW_S: u64 = 1_800_000_000;
 
 const CALLBACKS: [&str; 6] =
     ["request headers", "request body", "response headers", "response body", "log", "done + delete"];
+
+/// An OpenAI chat stream of `events` content events, then its usage and `[DONE]`.
+fn chat_stream(events: usize) -> Vec<u8> {
+    let filler = "x".repeat(EVENT_FILLER);
+    let mut out = Vec::new();
+    for i in 0..events {
+        out.extend_from_slice(format!(
+            "data: {{\"id\":\"chatcmpl-bench0001\",\"object\":\"chat.completion.chunk\",\"created\":1763900000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} {filler}\"}},\"finish_reason\":null}}]}}\n\n"
+        ).as_bytes());
+    }
+    out.extend_from_slice(b"data: {\"id\":\"chatcmpl-bench0001\",\"object\":\"chat.completion.chunk\",\"created\":1763900000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":27,\"completion_tokens\":36,\"total_tokens\":63}}\n\ndata: [DONE]\n\n");
+    out
+}
+
+thread_local! {
+    /// The next context id: every profile gets a root context of its own, every request one.
+    static NEXT_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
+}
+
+fn next_id() -> u32 {
+    NEXT_ID.with(|n| n.replace(n.get() + 1))
+}
 
 fn header(name: &str, value: &str) -> (String, Vec<u8>) {
     (name.to_string(), value.as_bytes().to_vec())
@@ -57,8 +83,17 @@ fn run() -> Result<(), String> {
     let number = |i: usize, default: u32| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (requests, tenants) = (number(0, 200_000), number(1, 10).max(1));
     let fresh = args.iter().any(|a| a == "--fresh-tokens");
-    let p = profile(requests, tenants, fresh)?;
+    let p = profile(requests, tenants, fresh, None)?;
     report(&p);
+    // A long stream: what reading its events costs a byte.
+    let events = 2_000;
+    let stream = profile((requests / 1000).max(5), 1, false, Some(events))?;
+    let bytes = chat_stream(events).len() as f64 * f64::from(stream.requests);
+    let body = stream.spent.get(3).copied().unwrap_or_default();
+    println!(
+        "a stream of {events} chat events: {:.2} ns a byte in the response body callback",
+        body.as_secs_f64() * 1e9 / bytes
+    );
     Ok(())
 }
 
@@ -73,7 +108,12 @@ struct Profile {
     calls: std::collections::BTreeMap<&'static str, u64>,
 }
 
-fn profile(requests: u32, tenants: u32, fresh: bool) -> Result<Profile, String> {
+/// `stream`: the response is an SSE stream of this many events (JSON otherwise).
+fn profile(requests: u32, tenants: u32, fresh: bool, stream: Option<usize>) -> Result<Profile, String> {
+    let response = match stream {
+        Some(events) => Response { body: chat_stream(events), content_type: "text/event-stream" },
+        None => Response { body: COMPLETION.as_bytes().to_vec(), content_type: "application/json" },
+    };
     let policy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policy.json"))
         .map_err(|e| format!("bench/policy.json: {e}"))?;
     let config =
@@ -95,17 +135,20 @@ fn profile(requests: u32, tenants: u32, fresh: bool) -> Result<Profile, String> 
         h.plugin_configuration = config.into_bytes();
         h.now_ns = NOW_S * 1_000_000_000;
     });
+    let root = next_id();
     // SAFETY: the filter's proxy-wasm exports, called as Envoy calls them, on this one thread.
     let configured = unsafe {
-        _initialize();
-        proxy_on_context_create(ROOT, 0);
+        if root == 1 {
+            _initialize();
+        }
+        proxy_on_context_create(root, 0);
         let size = abi::HOST.with(|h| h.borrow().plugin_configuration.len());
-        proxy_on_vm_start(ROOT, 0) && proxy_on_configure(ROOT, size)
+        proxy_on_vm_start(root, 0) && proxy_on_configure(root, size)
     };
     if !configured {
         return Err("the filter refused its configuration".into());
     }
-    unsafe { proxy_on_tick(ROOT) };
+    unsafe { proxy_on_tick(root) };
 
     let warm = (requests / 10).max(1);
     let mut spent = [Duration::ZERO; 6];
@@ -116,11 +159,11 @@ fn profile(requests: u32, tenants: u32, fresh: bool) -> Result<Profile, String> 
             calls_before = abi::HOST.with(|h| h.borrow().calls.clone());
         }
         let token = tokens.get(i as usize % tokens.len()).map_or("", String::as_str);
-        one_request(ROOT + 1 + i, token, &mut spent);
+        one_request(root, next_id(), token, &response, &mut spent);
         // A millisecond a request, and the worker's tick every 100 ms, as in Envoy.
         abi::HOST.with(|h| h.borrow_mut().now_ns += 1_000_000);
         if i % 100 == 0 {
-            unsafe { proxy_on_tick(ROOT) };
+            unsafe { proxy_on_tick(root) };
         }
     }
     let (calls, replies) = abi::HOST.with(|h| {
@@ -137,7 +180,12 @@ fn profile(requests: u32, tenants: u32, fresh: bool) -> Result<Profile, String> 
     Ok(Profile { requests, tenants, fresh, spent, calls })
 }
 
-fn one_request(id: u32, token: &str, spent: &mut [Duration; 6]) {
+struct Response {
+    body: Vec<u8>,
+    content_type: &'static str,
+}
+
+fn one_request(root: u32, id: u32, token: &str, response: &Response, spent: &mut [Duration; 6]) {
     let body_len = CHAT_BODY.len().to_string();
     abi::HOST.with(|h| {
         let mut h = h.borrow_mut();
@@ -156,12 +204,11 @@ fn one_request(id: u32, token: &str, spent: &mut [Duration; 6]) {
         h.request_body = CHAT_BODY.as_bytes().to_vec();
         h.response_headers = vec![
             header(":status", "200"),
-            header("content-type", "application/json"),
-            header("content-length", &COMPLETION.len().to_string()),
+            header("content-type", response.content_type),
+            header("content-length", &response.body.len().to_string()),
             header("date", "Mon, 07 Dec 2026 12:00:00 GMT"),
             header("x-envoy-upstream-service-time", "0"),
         ];
-        h.response_body = COMPLETION.as_bytes().to_vec();
     });
     let (req_headers, resp_headers) = abi::HOST.with(|h| {
         let h = h.borrow();
@@ -177,7 +224,7 @@ fn one_request(id: u32, token: &str, spent: &mut [Duration; 6]) {
     // SAFETY: as in `run`.
     unsafe {
         timed(0, &mut || {
-            proxy_on_context_create(id, ROOT);
+            proxy_on_context_create(id, root);
             proxy_on_request_headers(id, req_headers, false);
         });
         timed(1, &mut || {
@@ -186,9 +233,14 @@ fn one_request(id: u32, token: &str, spent: &mut [Duration; 6]) {
         timed(2, &mut || {
             proxy_on_response_headers(id, resp_headers, false);
         });
-        timed(3, &mut || {
-            proxy_on_response_body(id, COMPLETION.len(), true);
-        });
+        // The body in the chunks Envoy would hand over (a JSON answer is one).
+        let chunks: Vec<&[u8]> = response.body.chunks(STREAM_CHUNK).collect();
+        for (n, chunk) in chunks.iter().enumerate() {
+            abi::HOST.with(|h| h.borrow_mut().response_body = chunk.to_vec());
+            timed(3, &mut || {
+                proxy_on_response_body(id, chunk.len(), n + 1 == chunks.len());
+            });
+        }
         timed(4, &mut || proxy_on_log(id));
         timed(5, &mut || {
             proxy_on_done(id);
@@ -221,7 +273,7 @@ mod tests {
 
     #[test]
     fn the_bench_request_is_admitted_counted_and_its_hostcalls_are_known() {
-        let p = profile(200, 10, false).unwrap();
+        let p = profile(200, 10, false, None).unwrap();
         let per = |name: &str| p.calls.get(name).copied().unwrap_or(0) as f64 / 200.0;
         // Admission, the body's reservation and settlement: a read and a write of state each
         // (and the worker's tick, every 100 requests here, reads the policy's generation).

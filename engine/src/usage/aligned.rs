@@ -32,7 +32,7 @@ impl EventBoundaries {
         while let Some((&b, tail)) = rest.split_first() {
             // Fast path: the rest of a line that has begun cannot end an event before its end.
             if self.line_not_empty && !self.after_cr {
-                let n = rest.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(rest.len());
+                let n = crate::bytes::find2(rest, b'\n', b'\r').unwrap_or(rest.len());
                 if n > 0 {
                     self.since_end = self.since_end.saturating_add(n);
                     rest = rest.get(n..).unwrap_or_default();

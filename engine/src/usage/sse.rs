@@ -55,7 +55,7 @@ impl SseScanner {
         while let Some((&b, tail)) = rest.split_first() {
             // Fast path: hand the rest of a data line to the JSON scanner in one piece.
             if self.line == Line::Value && self.kind == Field::Data && !self.after_cr {
-                let n = rest.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(rest.len());
+                let n = crate::bytes::find2(rest, b'\n', b'\r').unwrap_or(rest.len());
                 if n > 0 {
                     let (span, tail) = rest.split_at(n);
                     self.data(span);
