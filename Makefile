@@ -84,6 +84,7 @@ bench: envoy wasm bench-tools fleet-servers
 	$(CARGO) build --release -p fusebox-control -p fusebox-integration -p fusebox-bench -p fusebox-profile --bin fusebox-control --bin mock-llm --bin fusebox-bench --bin fusebox-profile
 	FUSEBOX_ENVOY=$(abspath $(ENVOY)) target/release/fusebox-bench
 	target/release/fusebox-profile | tee -a target/bench/report.txt
+	target/release/fusebox-profile --instructions | tee -a target/bench/report.txt
 
 ## Headless Chromium and chromedriver (Debian) for the dashboard test, if missing.
 browser:
@@ -117,11 +118,11 @@ fleet-servers:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null; }
 	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null
 
-## wrk and h2load from Debian's packages, if missing.
+## wrk, h2load and valgrind (instruction counts) from Debian's packages, if missing.
 bench-tools:
-	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client >/dev/null; }
-	@command -v wrk >/dev/null && command -v h2load >/dev/null
+	@command -v wrk >/dev/null && command -v h2load >/dev/null && command -v valgrind >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client valgrind >/dev/null; }
+	@command -v wrk >/dev/null && command -v h2load >/dev/null && command -v valgrind >/dev/null
 
 ## A demo bearer token; the token is the last line.
 token:

@@ -6,7 +6,8 @@
 //! can profile by function. Natively the code runs faster than in Envoy's V8; the shares are
 //! what to read.
 //!
-//! `fusebox-profile [requests] [tenants] [--fresh-tokens]`
+//! `fusebox-profile [requests] [tenants] [--fresh-tokens] [--json-only | --stream-only]`, or
+//! `fusebox-profile --instructions` for instruction counts (callgrind) instead of times.
 
 mod abi;
 
@@ -78,22 +79,62 @@ fn main() {
     }
 }
 
+const STREAM_EVENTS: usize = 2_000;
+
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let number = |i: usize, default: u32| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
-    let (requests, tenants) = (number(0, 200_000), number(1, 10).max(1));
-    let fresh = args.iter().any(|a| a == "--fresh-tokens");
-    let p = profile(requests, tenants, fresh, None)?;
-    report(&p);
-    // A long stream: what reading its events costs a byte.
-    let events = 2_000;
-    let stream = profile((requests / 1000).max(5), 1, false, Some(events))?;
-    let bytes = chat_stream(events).len() as f64 * f64::from(stream.requests);
-    let body = stream.spent.get(3).copied().unwrap_or_default();
-    println!(
-        "a stream of {events} chat events: {:.2} ns a byte in the response body callback",
-        body.as_secs_f64() * 1e9 / bytes
-    );
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let numbers: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let (requests, tenants) =
+        (numbers.first().copied().unwrap_or(200_000), numbers.get(1).copied().unwrap_or(10).max(1));
+    if flag("--instructions") {
+        return instructions();
+    }
+    if !flag("--stream-only") {
+        report(&profile(requests, tenants, flag("--fresh-tokens"), None)?);
+    }
+    if !flag("--json-only") {
+        // A long stream: what reading its events costs a byte.
+        let stream = profile((requests / 1000).max(5), 1, false, Some(STREAM_EVENTS))?;
+        let bytes = chat_stream(STREAM_EVENTS).len() as f64 * f64::from(stream.requests);
+        let body = stream.spent.get(3).copied().unwrap_or_default();
+        println!(
+            "a stream of {STREAM_EVENTS} chat events: {:.2} ns a byte in the response body callback",
+            body.as_secs_f64() * 1e9 / bytes
+        );
+    }
+    Ok(())
+}
+
+/// Instructions per request and per streamed byte, counted by callgrind: unlike times, the
+/// same for the same build whatever else the machine is doing, so two builds compare exactly.
+/// Each figure is the difference of two runs (n and 2n), which cancels the fixed start-up.
+fn instructions() -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let count = |args: &[&str]| -> Result<f64, String> {
+        let out = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&me)
+            .args(args)
+            .output()
+            .map_err(|e| format!("valgrind: {e} (Debian package valgrind)"))?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.lines()
+            .find_map(|l| l.split("Collected : ").nth(1))
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| format!("no instruction count from callgrind: {}", text.lines().last().unwrap_or_default()))
+    };
+    // n requests run n + n/10 (the warm-up), so 2n runs 1.1 n more than n.
+    let (n, m) = ("1000", "2000");
+    for (what, extra) in [("tokens cached", None), ("every token new", Some("--fresh-tokens"))] {
+        let args = |k: &'static str| [k, "10", "--json-only"].into_iter().chain(extra).collect::<Vec<_>>();
+        let per = (count(&args(m))? - count(&args(n))?) / 1100.0;
+        println!("fusebox's own code per request ({what}): {per:.0} instructions");
+    }
+    // Streams: n/1000 of them (at least 5), so 10 000 and 20 000 give 10 and 20 (11 and 22 run).
+    let per_stream = count(&["20000", "1", "--stream-only"])? - count(&["10000", "1", "--stream-only"])?;
+    let bytes = chat_stream(STREAM_EVENTS).len() as f64 * 11.0;
+    println!("a stream of chat events: {:.1} instructions a byte", per_stream / bytes);
     Ok(())
 }
 
