@@ -201,3 +201,13 @@ fn a_registered_claim_such_as_sub_can_name_the_tenant() {
     let t = token(&json!({"alg": "HS256"}), &claims, SECRET, Signature::Whole);
     assert_eq!(JwtVerifier::new(&cfg).unwrap().verify_token(&t, NOW).map(|id| id.tenant), Ok("user-7".into()));
 }
+
+#[test]
+fn a_scope_can_be_read_from_sub_as_the_configuration_example_does() {
+    let mut verifier = ours();
+    verifier.set_scope_claims(vec![("user".into(), "sub".into())]);
+    let claims = json!({"iss": ISSUER, "aud": "fusebox", "exp": NOW + 600, "tenant": "acme", "sub": "user-7"});
+    let t = token(&json!({"alg": "HS256"}), &claims, SECRET, Signature::Whole);
+    let id = verifier.verify_token(&t, NOW).unwrap();
+    assert_eq!(id.scopes, vec![Membership { scope: "user".into(), value: "user-7".into() }]);
+}
