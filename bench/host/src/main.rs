@@ -81,6 +81,16 @@ fn main() {
 
 const STREAM_EVENTS: usize = 2_000;
 
+/// Requests run to warm up before `requests` are timed.
+fn warm_up(requests: u32) -> u32 {
+    (requests / 10).max(1)
+}
+
+/// Streams profiled beside `requests` JSON requests.
+fn streams(requests: u32) -> u32 {
+    (requests / 1000).max(5)
+}
+
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
@@ -95,7 +105,7 @@ fn run() -> Result<(), String> {
     }
     if !flag("--json-only") {
         // A long stream: what reading its events costs a byte.
-        let stream = profile((requests / 1000).max(5), 1, false, Some(STREAM_EVENTS))?;
+        let stream = profile(streams(requests), 1, false, Some(STREAM_EVENTS))?;
         let bytes = chat_stream(STREAM_EVENTS).len() as f64 * f64::from(stream.requests);
         let body = stream.spent.get(3).copied().unwrap_or_default();
         println!(
@@ -111,7 +121,7 @@ fn run() -> Result<(), String> {
 /// Each figure is the difference of two runs (n and 2n), which cancels the fixed start-up.
 fn instructions() -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let count = |args: &[&str]| -> Result<f64, String> {
+    let count = |args: &[String]| -> Result<f64, String> {
         let out = std::process::Command::new("valgrind")
             .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
             .arg(&me)
@@ -124,16 +134,23 @@ fn instructions() -> Result<(), String> {
             .and_then(|n| n.trim().parse().ok())
             .ok_or_else(|| format!("no instruction count from callgrind: {}", text.lines().last().unwrap_or_default()))
     };
-    // n requests run n + n/10 (the warm-up), so 2n runs 1.1 n more than n.
-    let (n, m) = ("1000", "2000");
+    // What runs (timed and warm-up) for a request count, so the difference of two counts.
+    let run = |r: u32| f64::from(r + warm_up(r));
+    let (n, m) = (1000, 2000);
     for (what, extra) in [("tokens cached", None), ("every token new", Some("--fresh-tokens"))] {
-        let args = |k: &'static str| [k, "10", "--json-only"].into_iter().chain(extra).collect::<Vec<_>>();
-        let per = (count(&args(m))? - count(&args(n))?) / 1100.0;
+        let args = |k: u32| {
+            let k = k.to_string();
+            let mut a = vec![k, "10".into(), "--json-only".into()];
+            a.extend(extra.map(String::from));
+            a
+        };
+        let per = (count(&args(m))? - count(&args(n))?) / (run(m) - run(n));
         println!("fusebox's own code per request ({what}): {per:.0} instructions");
     }
-    // Streams: n/1000 of them (at least 5), so 10 000 and 20 000 give 10 and 20 (11 and 22 run).
-    let per_stream = count(&["20000", "1", "--stream-only"])? - count(&["10000", "1", "--stream-only"])?;
-    let bytes = chat_stream(STREAM_EVENTS).len() as f64 * 11.0;
+    let (n, m) = (10_000, 20_000);
+    let stream_args = |k: u32| vec![k.to_string(), "1".into(), "--stream-only".into()];
+    let per_stream = count(&stream_args(m))? - count(&stream_args(n))?;
+    let bytes = chat_stream(STREAM_EVENTS).len() as f64 * (run(streams(m)) - run(streams(n)));
     println!("a stream of chat events: {:.1} instructions a byte", per_stream / bytes);
     Ok(())
 }
@@ -191,7 +208,7 @@ fn profile(requests: u32, tenants: u32, fresh: bool, stream: Option<usize>) -> R
     }
     unsafe { proxy_on_tick(root) };
 
-    let warm = (requests / 10).max(1);
+    let warm = warm_up(requests);
     let mut spent = [Duration::ZERO; 6];
     let mut calls_before = Default::default();
     for i in 0..warm + requests {

@@ -39,21 +39,7 @@ fn reference(token: &str) -> Result<String, IdentityError> {
         ..VerificationOptions::default()
     };
     let key = HS256Key::from_bytes(SECRET.as_bytes());
-    let claims =
-        key.verify_token::<Map<String, Value>>(token, Some(options)).map_err(|e| {
-            match e.downcast_ref::<jwt_simple::JWTError>() {
-                Some(jwt_simple::JWTError::TokenHasExpired) => IdentityError::Expired,
-                Some(jwt_simple::JWTError::TokenNotValidYet) | Some(jwt_simple::JWTError::ClockDrift) => {
-                    IdentityError::NotYetValid
-                }
-                Some(jwt_simple::JWTError::RequiredIssuerMismatch)
-                | Some(jwt_simple::JWTError::RequiredIssuerMissing) => IdentityError::WrongIssuer,
-                Some(jwt_simple::JWTError::RequiredAudienceMismatch)
-                | Some(jwt_simple::JWTError::RequiredAudienceMissing) => IdentityError::WrongAudience,
-                Some(jwt_simple::JWTError::InvalidAuthenticationTag) => IdentityError::BadSignature,
-                _ => IdentityError::MalformedToken,
-            }
-        })?;
+    let claims = key.verify_token::<Map<String, Value>>(token, Some(options)).map_err(|e| super::jwt::map_error(&e))?;
     let exp = claims.expires_at.ok_or(IdentityError::MissingExpiry)?.as_secs();
     if exp.saturating_sub(NOW) > 86_400 + 30 {
         return Err(IdentityError::LifetimeTooLong);

@@ -267,7 +267,7 @@ fn numeric_date(v: &Value) -> Result<u64, IdentityError> {
     }
 }
 
-fn map_error(e: &jwt_simple::Error) -> IdentityError {
+pub(super) fn map_error(e: &jwt_simple::Error) -> IdentityError {
     match e.downcast_ref::<JWTError>() {
         Some(JWTError::TokenHasExpired) => IdentityError::Expired,
         Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => IdentityError::NotYetValid,
