@@ -28,6 +28,20 @@ pub struct EventBoundaries {
 impl EventBoundaries {
     /// Follows `chunk`, which passes to the client whole.
     pub fn pass(&mut self, chunk: &[u8]) {
+        // Only the state at the chunk's end matters: when an event ends inside the chunk, what
+        // came before that ending cannot change it, so following starts there.
+        let rest = match last_inner_ending(chunk) {
+            Some(at) => {
+                // The line-end bytes at `at` follow a byte of text: this is the state after it.
+                *self = EventBoundaries { since_end: 0, line_not_empty: true, after_cr: false, cr_ended_event: false };
+                chunk.get(at..).unwrap_or_default()
+            }
+            None => chunk,
+        };
+        self.follow(rest);
+    }
+
+    fn follow(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
         while let Some((&b, tail)) = rest.split_first() {
             // Fast path: the rest of a line that has begun cannot end an event before its end.
@@ -101,6 +115,27 @@ impl EventBoundaries {
             _ => self.line_not_empty = true,
         }
         ended
+    }
+}
+
+fn is_line_end(b: u8) -> bool {
+    b == b'\n' || b == b'\r'
+}
+
+/// Where the last run of line-end bytes in `chunk` that ends an event begins, if it has text on
+/// both sides within the chunk (so the state before it and the ending's place are both known).
+/// A run ends an event unless it is a single line ending: LF, CR or CRLF.
+fn last_inner_ending(chunk: &[u8]) -> Option<usize> {
+    let mut before = chunk.len();
+    loop {
+        let end = chunk.get(..before)?.iter().rposition(|&b| is_line_end(b))? + 1;
+        let head = chunk.get(..end)?;
+        let start = head.iter().rposition(|&b| !is_line_end(b))? + 1;
+        let run = head.get(start..)?;
+        if end < chunk.len() && !matches!(run, b"\n" | b"\r" | b"\r\n") {
+            return Some(start);
+        }
+        before = start;
     }
 }
 
@@ -190,6 +225,31 @@ mod tests {
             stream.iter().for_each(|b| bytes.pass(&[*b]));
             let state = |e: &EventBoundaries| (e.since_end, e.line_not_empty, e.after_cr, e.cr_ended_event);
             assert_eq!(state(&whole), state(&bytes), "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn following_any_mix_of_line_endings_in_any_pieces_ends_in_the_byte_by_byte_state() {
+        const PIECES: [&[u8]; 8] = [b"\n", b"\r", b"\r\n", b"data: x", b"y", b"\n\n", b"\r\r", b"\r\n\r\n"];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let state = |e: &EventBoundaries| (e.since_end, e.line_not_empty, e.after_cr, e.cr_ended_event);
+        for _ in 0..2_000 {
+            let stream: Vec<u8> = (0..next() % 16).flat_map(|_| PIECES[(next() % 8) as usize].to_vec()).collect();
+            let mut bytes = EventBoundaries::default();
+            stream.iter().for_each(|b| bytes.pass(&[*b]));
+            let (cut_a, cut_b) = ((next() as usize) % (stream.len() + 1), (next() as usize) % (stream.len() + 1));
+            let (a, b) = (cut_a.min(cut_b), cut_a.max(cut_b));
+            let mut pieces = EventBoundaries::default();
+            for part in [&stream[..a], &stream[a..b], &stream[b..]] {
+                pieces.pass(part);
+            }
+            assert_eq!(state(&pieces), state(&bytes), "{:?} cut at {a} and {b}", String::from_utf8_lossy(&stream));
         }
     }
 

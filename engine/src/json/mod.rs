@@ -6,6 +6,12 @@
 //! [`MAX_PATH`] levels; deeper values are validated but not reported.
 //!
 //! Longer than most files here: one tokenizer state machine, which reads best in one piece.
+//! [`JsonScanner::step`] defines it a byte at a time; `runs` takes the same steps a span at a
+//! time, which is what a stream's cost comes down to.
+
+mod runs;
+#[cfg(test)]
+mod tests;
 
 /// Object keys the usage scanners care about; everything else is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,25 +198,18 @@ impl JsonScanner {
             return;
         }
         let mut rest = self.skip_bom(chunk);
-        while let Some((&b, tail)) = rest.split_first() {
-            // Fast path: the body of a string up to its next quote or escape, skipped when nobody
-            // wants it and copied at once when it is a key or a wanted value.
-            if let Lex::Str { key, escaped: false, collect } = self.lex {
-                let n = crate::bytes::find2(rest, b'"', b'\\').unwrap_or(rest.len());
-                if n > 0 {
-                    let (span, tail) = rest.split_at(n);
-                    if key || collect {
-                        self.collect_bytes(span);
-                    }
-                    rest = tail;
-                    continue;
-                }
-            }
-            self.step(b, v);
+        // Each lexer state consumes as much of the chunk as it can at once (see `runs`); escapes
+        // and literals go a byte at a time.
+        while !rest.is_empty() {
+            rest = match self.lex {
+                Lex::Between => self.structural_run(rest, v),
+                Lex::Str { key, escaped: false, collect } => self.string_run(rest, key, collect, v),
+                Lex::Num => self.number_run(rest, v),
+                Lex::Str { escaped: true, .. } | Lex::Literal { .. } => self.byte_run(rest, v),
+            };
             if self.failed {
                 return;
             }
-            rest = tail;
         }
     }
 
@@ -296,6 +295,10 @@ impl JsonScanner {
     fn end_key(&mut self) {
         let key =
             if self.buf_overflow { Key::Other } else { Key::from_bytes(self.buf.get(..self.buf_len).unwrap_or(&[])) };
+        self.set_key(key);
+    }
+
+    fn set_key(&mut self, key: Key) {
         if let Some(seg) = self.path.get_mut(usize::from(self.depth).wrapping_sub(1)) {
             *seg = Seg::Key(key);
         }
@@ -368,7 +371,7 @@ impl JsonScanner {
                 }
             }
             Lex::Num => {
-                if matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                if runs::is_number_byte(b) {
                     self.number_byte(b);
                 } else {
                     self.end_number(v);
@@ -449,64 +452,5 @@ impl JsonScanner {
             },
             Expect::End => self.fail(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Default)]
-    struct Record {
-        numbers: Vec<(Vec<Seg>, u64)>,
-        strings: Vec<(Vec<Seg>, String)>,
-    }
-
-    impl Visitor for Record {
-        fn number(&mut self, path: &[Seg], n: Number) {
-            self.numbers.push((path.to_vec(), n.value));
-        }
-        fn wants_string(&self, path: &[Seg]) -> bool {
-            path.last() == Some(&Seg::Key(Key::Type))
-        }
-        fn string(&mut self, path: &[Seg], value: &[u8], _truncated: bool) {
-            self.strings.push((path.to_vec(), String::from_utf8_lossy(value).into_owned()));
-        }
-    }
-
-    fn scan(doc: &str) -> (Finish, Record) {
-        let mut s = JsonScanner::new();
-        let mut r = Record::default();
-        s.feed(doc.as_bytes(), &mut r);
-        (s.finish(&mut r), r)
-    }
-
-    #[test]
-    fn numbers_and_wanted_strings_are_reported_with_their_paths() {
-        let (f, r) = scan(r#"{"usage": {"input_tokens": 5}, "content": [{"type": "tool_use", "x": "skip"}], "id": 7}"#);
-        assert_eq!(f, Finish::Complete);
-        assert_eq!(
-            r.numbers,
-            vec![(vec![Seg::Key(Key::Usage), Seg::Key(Key::InputTokens)], 5), (vec![Seg::Key(Key::Id)], 7)]
-        );
-        assert_eq!(
-            r.strings,
-            vec![(vec![Seg::Key(Key::Content), Seg::Elem, Seg::Key(Key::Type)], "tool_use".to_string())]
-        );
-    }
-
-    #[test]
-    fn deep_values_are_validated_but_not_reported() {
-        let (f, r) = scan(r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":1}}}}}}}}}}"#);
-        assert_eq!(f, Finish::Complete);
-        assert!(r.numbers.is_empty());
-    }
-
-    #[test]
-    fn structure_errors_are_malformed() {
-        for doc in [r#"{"a":1"#, r#"{"a" 1}"#, r#"[1,]x"#, r#"{"a":tru}"#, "]", r#"{"a":1}}"#, "\u{1}"] {
-            assert_eq!(scan(doc).0, Finish::Malformed, "{doc}");
-        }
-        assert_eq!(scan("  \n").0, Finish::Empty);
     }
 }
