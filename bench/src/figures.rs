@@ -115,12 +115,24 @@ pub(crate) fn stream_lines(streams: &[stream::Summary]) -> String {
             f / n
         ));
     }
+    let by_cpu = |key: &str| streams.iter().find(|s| s.key == key).and_then(|s| s.mb_per_cpu_s);
+    if let (Some(f), Some(n)) = (by_cpu("fusebox_stream"), by_cpu("noop_stream")) {
+        // The stream's MB/s is often set by the upstream and client on their one CPU; Envoy's
+        // CPU time per MB is what the filter itself costs.
+        out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / no-op, by CPU", f / n));
+    }
+    if let (Some(f), Some(b)) = (by_cpu("fusebox_stream"), by_cpu("baseline_stream")) {
+        out.push_str(&format!("{:<34} {:>6.3}\n", "stream this / baseline, by CPU", f / b));
+    }
     // Any token counter reads every chunk: what that alone costs, beside what fusebox costs.
     if let (Some(f), Some(n)) = (rate("floor_stream"), rate("noop_stream")) {
         out.push_str(&format!("{:<34} {:>6.3}\n", "stream floor / no-op", f / n));
     }
     if let (Some(f), Some(n)) = (rate("fusebox_stream"), rate("floor_stream")) {
         out.push_str(&format!("{:<34} {:>6.3}\n", "stream fusebox / floor", f / n));
+    }
+    if let (Some(f), Some(b)) = (rate("fusebox_stream"), rate("baseline_stream")) {
+        out.push_str(&format!("{:<34} {:>6.3}\n", "stream this build / baseline", f / b));
     }
     out
 }
@@ -147,7 +159,7 @@ mod tests {
     }
 
     fn stream(key: &'static str, mb_per_s: f64) -> stream::Summary {
-        stream::Summary { key, mb_per_s, runs: Vec::new() }
+        stream::Summary { key, mb_per_s, mb_per_cpu_s: None, runs: Vec::new() }
     }
 
     #[test]
@@ -162,5 +174,19 @@ mod tests {
         assert!(lines.contains("stream fusebox / floor              0.800"), "{lines}");
         let fast = stream_lines(&[stream("noop_stream", 200.0), stream("fusebox_stream", 190.0)]);
         assert!(fast.contains("goal >= 0.90: met") && !fast.contains("floor"), "{fast}");
+        assert!(!lines.contains("by CPU"), "no CPU figure without CPU times: {lines}");
+    }
+
+    #[test]
+    fn envoys_cpu_time_per_mb_is_compared_beside_the_mb_per_second() {
+        let timed = |key, mb_per_s, by_cpu| stream::Summary { mb_per_cpu_s: Some(by_cpu), ..stream(key, mb_per_s) };
+        let lines = stream_lines(&[
+            timed("noop_stream", 60.0, 600.0),
+            timed("fusebox_stream", 58.0, 200.0),
+            timed("baseline_stream", 55.0, 160.0),
+        ]);
+        assert!(lines.contains("stream fusebox / no-op, by CPU      0.333"), "{lines}");
+        assert!(lines.contains("stream this / baseline, by CPU      1.250"), "{lines}");
+        assert!(lines.contains("stream this build / baseline        1.055"), "{lines}");
     }
 }

@@ -473,33 +473,51 @@ fn wait_admitted(agent: &ureq::Agent, port: u16, token: &str) -> Result<(), Stri
 }
 
 /// The 100 MB stream through the no-op filter, the token-counter floor (which reads every chunk)
-/// and fusebox (3 times each, median).
+/// and fusebox (and the baseline build, when there is one): 3 rounds that take each in turn, so
+/// drift on the machine falls on all alike; the median of each.
 fn measure_streams(env: &Env, mock_port: u16, megabytes: u64) -> Result<Vec<stream::Summary>, String> {
     let token = mint_tokens(Tokens::Hs256(1))?.pop().unwrap_or_default();
-    let mut results = Vec::new();
-    for (key, filters) in
-        [("noop_stream", Filters::Noop), ("floor_stream", Filters::Floor), ("fusebox_stream", Filters::Fusebox)]
-    {
+    let mut kinds =
+        vec![("noop_stream", Filters::Noop), ("floor_stream", Filters::Floor), ("fusebox_stream", Filters::Fusebox)];
+    if env.baseline_wasm.is_some() {
+        kinds.push(("baseline_stream", Filters::FuseboxBaseline));
+    }
+    let mut started = Vec::new();
+    for (key, filters) in kinds {
         let (envoy, port, admin) = env.start_proxy(key, filters, 1, mock_port)?;
         wait_admitted(&env.agent, port, &token).map_err(|e| format!("{key}: {e}"))?;
-        // Let the filter's 1 s tick report its memory before the first stream.
-        std::thread::sleep(Duration::from_millis(1500));
-        let target = stream::Target {
-            agent: &env.agent,
-            port,
-            admin_port: admin,
-            pid: envoy.pid(),
-            token: &token,
-            fusebox: filters == Filters::Fusebox,
-        };
-        let runs = (0..3).map(|_| stream::run(&target, megabytes)).collect::<Result<Vec<_>, _>>()?;
-        if target.fusebox && runs.iter().any(|r| r.tokens_counted.unwrap_or(0) == 0) {
-            return Err("fusebox did not count the usage at the end of the stream".into());
-        }
-        let mb_per_s = report::median(runs.iter().map(|r| r.mb_per_s).collect());
-        results.push(stream::Summary { key, mb_per_s, runs });
+        started.push((key, filters, envoy, port, admin));
     }
-    Ok(results)
+    // Let the filter's 1 s tick report its memory before the first stream.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut runs: Vec<Vec<stream::StreamRun>> = started.iter().map(|_| Vec::new()).collect();
+    for _ in 0..3 {
+        for ((key, filters, envoy, port, admin), runs) in started.iter().zip(runs.iter_mut()) {
+            let target = stream::Target {
+                agent: &env.agent,
+                port: *port,
+                admin_port: *admin,
+                envoy,
+                token: &token,
+                fusebox: matches!(filters, Filters::Fusebox | Filters::FuseboxBaseline),
+            };
+            let run = stream::run(&target, megabytes).map_err(|e| format!("{key}: {e}"))?;
+            if target.fusebox && run.tokens_counted.unwrap_or(0) == 0 {
+                return Err(format!("{key}: fusebox did not count the usage at the end of the stream"));
+            }
+            runs.push(run);
+        }
+    }
+    Ok(started
+        .iter()
+        .zip(runs)
+        .map(|((key, ..), runs)| {
+            let mb_per_s = report::median(runs.iter().map(|r| r.mb_per_s).collect());
+            let by_cpu: Vec<f64> = runs.iter().filter_map(|r| r.mb_per_cpu_s).collect();
+            let mb_per_cpu_s = (by_cpu.len() == runs.len()).then(|| report::median(by_cpu));
+            stream::Summary { key, mb_per_s, mb_per_cpu_s, runs }
+        })
+        .collect())
 }
 
 /// Envoy's memory after `tenants` distinct tenants have each sent one request, and after they

@@ -2,7 +2,7 @@
 //! Envoy hold while it passes (it must not grow with the stream's size).
 
 use crate::load::CHAT_PATH;
-use crate::procs::proc_status_kb;
+use crate::procs::{proc_status_kb, Proc};
 use fusebox_integration::envoy_stat;
 use serde::Serialize;
 use std::io::Read;
@@ -30,6 +30,9 @@ pub struct StreamRun {
     pub wasm_before_bytes: Option<u64>,
     pub wasm_after_bytes: Option<u64>,
     pub tokens_counted: Option<u64>,
+    /// MB for each second Envoy ran on a CPU: what Envoy alone could pass, whatever bounds the
+    /// stream elsewhere (the upstream and the client share one CPU and often set the MB/s).
+    pub mb_per_cpu_s: Option<f64>,
 }
 
 /// The runs through one proxy, and their median throughput.
@@ -37,6 +40,7 @@ pub struct StreamRun {
 pub struct Summary {
     pub key: &'static str,
     pub mb_per_s: f64,
+    pub mb_per_cpu_s: Option<f64>,
     pub runs: Vec<StreamRun>,
 }
 
@@ -45,9 +49,10 @@ impl Summary {
     pub fn line(&self) -> String {
         let (Some(first), Some(last)) = (self.runs.first(), self.runs.last()) else { return String::new() };
         let mut out = format!(
-            "{:<16} {:>7.0} MB/s over {} MB x{}; Envoy RSS {} -> {} kB (peak {} kB)",
+            "{:<16} {:>7.0} MB/s ({} MB a CPU second) over {} MB x{}; Envoy RSS {} -> {} kB (peak {} kB)",
             self.key,
             self.mb_per_s,
+            self.mb_per_cpu_s.map_or("-".to_string(), |m| format!("{m:.0}")),
             last.bytes / 1_000_000,
             self.runs.len(),
             first.rss_before_kb,
@@ -72,7 +77,7 @@ pub struct Target<'a> {
     pub agent: &'a ureq::Agent,
     pub port: u16,
     pub admin_port: u16,
-    pub pid: u32,
+    pub envoy: &'a Proc,
     pub token: &'a str,
     pub fusebox: bool,
 }
@@ -81,7 +86,8 @@ pub struct Target<'a> {
 pub fn run(t: &Target, megabytes: u64) -> Result<StreamRun, String> {
     let events = (megabytes * 1_000_000).div_ceil(EVENT_BYTES);
     let stat = |name: &str| if t.fusebox { envoy_stat(t.agent, t.admin_port, name) } else { None };
-    let rss = |field: &str| proc_status_kb(t.pid, field).unwrap_or(0);
+    let rss = |field: &str| proc_status_kb(t.envoy.pid(), field).unwrap_or(0);
+    let cpu_before = t.envoy.cpu_ns();
     let (rss_before_kb, wasm_before_bytes, tokens_before) =
         (rss("VmRSS"), stat(WASM_MEMORY_STAT), stat(OUTPUT_TOKENS_STAT));
     let body = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Write a very long story."}]}"#;
@@ -113,6 +119,7 @@ pub fn run(t: &Target, megabytes: u64) -> Result<StreamRun, String> {
         tail.drain(..keep);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_before.zip(t.envoy.cpu_ns()).map(|(b, a)| a.saturating_sub(b) as f64 / 1e9);
     if !String::from_utf8_lossy(&tail).contains("[DONE]") {
         return Err(format!("the stream ended after {bytes} bytes without [DONE]"));
     }
@@ -123,6 +130,7 @@ pub fn run(t: &Target, megabytes: u64) -> Result<StreamRun, String> {
         bytes,
         seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds.max(1e-9),
+        mb_per_cpu_s: cpu_s.filter(|c| *c > 0.0).map(|c| bytes as f64 / 1e6 / c),
         rss_before_kb,
         rss_after_kb: rss("VmRSS"),
         rss_peak_kb: rss("VmHWM"),
