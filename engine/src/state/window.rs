@@ -66,37 +66,55 @@ impl<const N: usize, const W: u64> Ring<N, W> {
         }
     }
 
+    /// The window of `span_s` seconds ending at `now_s`, in buckets: its last bucket (never
+    /// before the head) and its length.
+    fn window(&self, now_s: u64, span_s: u64) -> (u64, u64) {
+        ((now_s / W).max(self.head_s), (span_s / W).min(N as u64))
+    }
+
+    /// The buckets of that window the ring holds: from the window's first to the head. (The
+    /// ring holds all of them: a window is at most N buckets and never ends before the head.)
+    /// `None` when there are none.
+    fn held(&self, (now, span): (u64, u64)) -> Option<(u64, u64)> {
+        let first = (now + 1).saturating_sub(span);
+        (first <= self.head_s).then_some((first, self.head_s))
+    }
+
+    /// The buckets of seconds `first..=last` (at most N of them), oldest first: the ring's
+    /// array in at most two pieces.
+    fn pieces(&self, first: u64, last: u64) -> (&[u32], &[u32]) {
+        let (start, count) = (Self::slot(first), (last - first + 1).min(N as u64) as usize);
+        let (tail, head) =
+            (self.buckets.get(start..).unwrap_or_default(), self.buckets.get(..start).unwrap_or_default());
+        match tail.split_at_checked(count) {
+            Some((piece, _)) => (piece, &[]),
+            None => (tail, head.get(..count - tail.len()).unwrap_or(head)),
+        }
+    }
+
     /// Sum over the last `span_s` seconds ending at `now_s` (without mutating).
     pub fn sum(&self, now_s: u64, span_s: u64) -> u64 {
-        let (now_s, span) = (now_s / W, span_s / W);
-        let span = span.min(N as u64);
-        let now_s = now_s.max(self.head_s);
-        let first = (now_s + 1).saturating_sub(span);
-        (first..=now_s)
-            .filter(|&sec| sec <= self.head_s && self.head_s - sec < N as u64)
-            .map(|sec| u64::from(self.bucket(sec)))
-            .sum()
+        let Some((first, last)) = self.held(self.window(now_s, span_s)) else { return 0 };
+        let (a, b) = self.pieces(first, last);
+        a.iter().chain(b).map(|&n| u64::from(n)).sum()
     }
 
     /// Seconds until the `span_s` window ending at `now_s` falls to `threshold` or below,
     /// assuming nothing more is added (rounded up to whole buckets). 0 when it already is.
     pub fn seconds_until_at_most(&self, now_s: u64, span_s: u64, threshold: u64) -> u64 {
         let mut total = self.sum(now_s, span_s);
-        let (now_s, span) = (now_s / W, (span_s / W).min(N as u64));
-        let now_s = now_s.max(self.head_s);
         if total <= threshold {
             return 0;
         }
-        for d in 1..=span {
-            // At now + d the oldest second still counted is now - span + d + 1.
-            let leaving = (now_s + d).checked_sub(span);
-            if let Some(sec) = leaving {
-                if sec <= self.head_s && self.head_s - sec < N as u64 {
-                    total = total.saturating_sub(u64::from(self.bucket(sec)));
-                }
-            }
+        let (now, span) = self.window(now_s, span_s);
+        let Some((first, last)) = self.held((now, span)) else { return span * W };
+        // The held buckets leave the window oldest first: bucket `b` when `span - now + b` more
+        // have passed.
+        let (a, b) = self.pieces(first, last);
+        for (bucket, &n) in (first..).zip(a.iter().chain(b)) {
+            total = total.saturating_sub(u64::from(n));
             if total <= threshold {
-                return d * W;
+                return (bucket + span - now) * W;
             }
         }
         span * W
@@ -241,6 +259,71 @@ mod tests {
         let mut copy = Ring::<12, 5>::default();
         copy.add_at(1000, 7);
         assert_eq!(copy, r);
+    }
+
+    /// The windows as first defined, a second at a time: what the sliced forms must equal.
+    fn sum_by_seconds<const N: usize, const W: u64>(r: &Ring<N, W>, now_s: u64, span_s: u64) -> u64 {
+        let (now_s, span) = (now_s / W, (span_s / W).min(N as u64));
+        let now_s = now_s.max(r.head_s);
+        ((now_s + 1).saturating_sub(span)..=now_s)
+            .filter(|&sec| sec <= r.head_s && r.head_s - sec < N as u64)
+            .map(|sec| u64::from(r.bucket(sec)))
+            .sum()
+    }
+
+    fn drain_by_seconds<const N: usize, const W: u64>(r: &Ring<N, W>, now_s: u64, span_s: u64, at_most: u64) -> u64 {
+        let mut total = sum_by_seconds(r, now_s, span_s);
+        let (now_s, span) = (now_s / W, (span_s / W).min(N as u64));
+        let now_s = now_s.max(r.head_s);
+        if total <= at_most {
+            return 0;
+        }
+        for d in 1..=span {
+            if let Some(sec) = (now_s + d).checked_sub(span) {
+                if sec <= r.head_s && r.head_s - sec < N as u64 {
+                    total = total.saturating_sub(u64::from(r.bucket(sec)));
+                }
+            }
+            if total <= at_most {
+                return d * W;
+            }
+        }
+        span * W
+    }
+
+    fn sums_and_drains_agree_with_seconds<const N: usize, const W: u64>(seed: u64) {
+        let mut state = seed;
+        let mut next = move |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        for _ in 0..400 {
+            let mut r = Ring::<N, W>::default();
+            let start = next(3) * next(200); // near zero too: windows reaching before the epoch
+            let mut t = start;
+            for _ in 0..next(40) {
+                t += next(8);
+                r.add(t, next(1000));
+            }
+            for _ in 0..20 {
+                let (now, span, at_most) = (t + next(N as u64 * W * 2), next(N as u64 * W + 20), next(20_000));
+                assert_eq!(r.sum(now, span), sum_by_seconds(&r, now, span), "{r:?} sum at {now} over {span}");
+                assert_eq!(
+                    r.seconds_until_at_most(now, span, at_most),
+                    drain_by_seconds(&r, now, span, at_most),
+                    "{r:?} drain at {now} over {span} to {at_most}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sums_and_drain_times_read_in_slices_equal_reading_second_by_second() {
+        sums_and_drains_agree_with_seconds::<60, 1>(0x2545_f491_4f6c_dd1d);
+        sums_and_drains_agree_with_seconds::<10, 1>(0x9e37_79b9_7f4a_7c15);
+        sums_and_drains_agree_with_seconds::<12, 5>(0xd1b5_4a32_d192_ed03);
     }
 
     #[test]
