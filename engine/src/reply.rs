@@ -81,7 +81,8 @@ fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(digits.get(i..).unwrap_or_default()).unwrap_or_default());
+    // ASCII digits, pushed as chars: no UTF-8 check of bytes known to be digits.
+    out.extend(digits.get(i..).unwrap_or_default().iter().map(|&d| char::from(d)));
 }
 
 /// Cost micros as currency units for replies.

@@ -148,7 +148,11 @@ impl<E: Named> Bucket<E> {
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        self.entries.iter().position(|h| self.name_of(h) == name)
+        // Compared as bytes: a name read was checked to be UTF-8 once, when the bucket was read.
+        self.entries.iter().position(|h| match h {
+            Held::Read { name: at, .. } => self.slice(*at) == name.as_bytes(),
+            Held::Changed(e) => e.name() == name,
+        })
     }
 
     /// An entry as read (`None` for one that does not decode); an entry changed since is `None`

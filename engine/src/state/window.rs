@@ -155,18 +155,23 @@ impl<const N: usize, const W: u64> Ring<N, W> {
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.head_s.to_le_bytes());
-        for b in &self.buckets {
-            out.extend_from_slice(&b.to_le_bytes());
+        // Sized once and filled in place: a ring is written three times a request.
+        let at = out.len();
+        out.resize(at + 4 * N, 0);
+        for (slot, b) in out.get_mut(at..).unwrap_or_default().chunks_exact_mut(4).zip(&self.buckets) {
+            slot.copy_from_slice(&b.to_le_bytes());
         }
     }
 
     pub(crate) fn decode(input: &mut &[u8]) -> Option<Self> {
         // (bucket width is part of the type, not of the encoding)
         let head_s = crate::state::codec::take_u64(input)?;
+        let (bytes, rest) = input.split_at_checked(4 * N)?;
         let mut buckets = [0u32; N];
-        for b in &mut buckets {
-            *b = crate::state::codec::take_u32(input)?;
+        for (b, slot) in buckets.iter_mut().zip(bytes.chunks_exact(4)) {
+            *b = u32::from_le_bytes(slot.try_into().ok()?);
         }
+        *input = rest;
         Some(Self { head_s, buckets })
     }
 }
