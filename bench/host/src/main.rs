@@ -10,6 +10,10 @@
 //! `fusebox-profile --instructions` for instruction counts (callgrind) instead of times.
 
 mod abi;
+mod heap;
+
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
 
 use fusebox_engine::identity::{mint, MintKey};
 use std::time::{Duration, Instant};
