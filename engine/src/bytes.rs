@@ -60,15 +60,12 @@ mod tests {
 
     #[test]
     fn bytes_around_the_needles_are_not_mistaken_for_them() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rng = crate::testkit::Xorshift::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
-            let len = (state % 64) as usize;
+            let len = rng.below(64) as usize;
             let hay: Vec<u8> = (0..len)
                 .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    [b'\n' - 1, b'\n', b'\n' + 1, b'\r' - 1, b'\r', b'\r' + 1, 0x8a, 0x8d, b'x'][(state % 9) as usize]
+                    [b'\n' - 1, b'\n', b'\n' + 1, b'\r' - 1, b'\r', b'\r' + 1, 0x8a, 0x8d, b'x'][rng.below(9) as usize]
                 })
                 .collect();
             assert_eq!(find2(&hay, b'\n', b'\r'), naive(&hay, b'\n', b'\r'), "{hay:?}");

@@ -170,17 +170,11 @@ fn random_token_soup_is_read_alike_by_runs_and_steps() {
         "\"é\"",
         "9999999999999999999999",
     ];
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rng = crate::testkit::Xorshift::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..3_000 {
         let mut doc = String::new();
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        for _ in 0..(state % 24) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            doc.push_str(PIECES[(state % PIECES.len() as u64) as usize]);
+        for _ in 0..rng.below(24) {
+            doc.push_str(PIECES[rng.below(PIECES.len() as u64) as usize]);
         }
         runs_agree_with_steps(doc.as_bytes());
     }

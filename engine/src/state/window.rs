@@ -297,13 +297,8 @@ mod tests {
     }
 
     fn sums_and_drains_agree_with_seconds<const N: usize, const W: u64>(seed: u64) {
-        let mut state = seed;
-        let mut next = move |m: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % m
-        };
+        let mut rng = crate::testkit::Xorshift::new(seed);
+        let mut next = move |m: u64| rng.below(m);
         for _ in 0..400 {
             let mut r = Ring::<N, W>::default();
             let start = next(3) * next(200); // near zero too: windows reaching before the epoch

@@ -231,13 +231,8 @@ mod tests {
     #[test]
     fn following_any_mix_of_line_endings_in_any_pieces_ends_in_the_byte_by_byte_state() {
         const PIECES: [&[u8]; 8] = [b"\n", b"\r", b"\r\n", b"data: x", b"y", b"\n\n", b"\r\r", b"\r\n\r\n"];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::testkit::Xorshift::new(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next();
         let state = |e: &EventBoundaries| (e.since_end, e.line_not_empty, e.after_cr, e.cr_ended_event);
         for _ in 0..2_000 {
             let stream: Vec<u8> = (0..next() % 16).flat_map(|_| PIECES[(next() % 8) as usize].to_vec()).collect();
