@@ -102,15 +102,15 @@ impl<const N: usize, const W: u64> Ring<N, W> {
     /// Seconds until the `span_s` window ending at `now_s` falls to `threshold` or below,
     /// assuming nothing more is added (rounded up to whole buckets). 0 when it already is.
     pub fn seconds_until_at_most(&self, now_s: u64, span_s: u64, threshold: u64) -> u64 {
-        let mut total = self.sum(now_s, span_s);
+        let (now, span) = self.window(now_s, span_s);
+        let Some((first, last)) = self.held((now, span)) else { return 0 };
+        let (a, b) = self.pieces(first, last);
+        let mut total: u64 = a.iter().chain(b).map(|&n| u64::from(n)).sum();
         if total <= threshold {
             return 0;
         }
-        let (now, span) = self.window(now_s, span_s);
-        let Some((first, last)) = self.held((now, span)) else { return span * W };
         // The held buckets leave the window oldest first: bucket `b` when `span - now + b` more
         // have passed.
-        let (a, b) = self.pieces(first, last);
         for (bucket, &n) in (first..).zip(a.iter().chain(b)) {
             total = total.saturating_sub(u64::from(n));
             if total <= threshold {
